@@ -1,0 +1,51 @@
+// RMSNorm forward, Llama/Mistral/Qwen2 flavour (HF LlamaRMSNorm):
+//   rstd[n] = 1 / sqrt(mean_c(x[n,c]^2) + eps)
+//   y[n,c]  = w[c] * (x[n,c] * rstd[n])
+// Shapes: x, y (N, C) row-major; w (C); rstd (N), saved for the backward pass.
+// Version 1: one workgroup per row, WG threads stride over C, tree reduction in workgroup memory
+// (portable: no subgroups needed). All math in f32, as HF does with hidden_states.float().
+
+override WG: u32 = 128;
+
+struct Params {
+  N: u32,
+  C: u32,
+  eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;     // (N, C)
+@group(0) @binding(2) var<storage, read_write> rstd: array<f32>;  // (N)
+@group(0) @binding(3) var<storage, read> x: array<f32>;           // (N, C)
+@group(0) @binding(4) var<storage, read> w: array<f32>;           // (C)
+
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let n = wid.x + wid.y * nwg.x;
+  // No early return: every invocation must reach the barriers. Rows past N do no loads or stores.
+  let live = n < p.N;
+  let base = n * p.C;
+  var ss = 0.0;
+  if (live) {
+    for (var c = lid; c < p.C; c += WG) {
+      let v = x[base + c];
+      ss += v * v;
+    }
+  }
+  partial[lid] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { partial[lid] += partial[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = inverseSqrt(partial[0] / f32(p.C) + p.eps);
+  if (live) {
+    if (lid == 0u) { rstd[n] = r; }
+    for (var c = lid; c < p.C; c += WG) {
+      y[base + c] = w[c] * (x[base + c] * r);
+    }
+  }
+}

@@ -1,0 +1,111 @@
+// Every failure a user can meet is one of these classes. Each carries a stable `code`, a message that
+// names the thing that failed (kernel, file, tensor, line) and a `hint` saying what to do about it.
+// They cross the worker boundary as plain {name, code, message, hint, details} and are rebuilt into
+// the same class on the other side (web-llm loses the class with err.toString(); we do not).
+
+export interface ErrorData {
+  name: string;
+  code: string;
+  message: string;
+  hint: string;
+  details?: Record<string, unknown>;
+}
+
+export class WebtuneError extends Error {
+  readonly code: string;
+  readonly hint: string;
+  readonly details: Record<string, unknown>;
+  constructor(code: string, message: string, hint: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.hint = hint;
+    this.details = details;
+  }
+  toJSON(): ErrorData {
+    return { name: this.name, code: this.code, message: this.message, hint: this.hint, details: this.details };
+  }
+}
+
+/** No WebGPU at all: the browser lacks it, or Node cannot load a driver. */
+export class GpuUnavailableError extends WebtuneError {
+  constructor(message: string, hint: string) {
+    super('gpu-unavailable', message, hint);
+  }
+}
+
+/** WGSL that did not compile or a pipeline that failed validation; names the kernel. */
+export class ShaderCompileError extends WebtuneError {
+  constructor(kernel: string, messages: string[]) {
+    super(
+      'shader-compile',
+      `Kernel "${kernel}" failed to compile:\n${messages.join('\n')}`,
+      'This is a bug in webtune or an unsupported GPU driver; please report it with the adapter description.',
+      { kernel, messages },
+    );
+  }
+}
+
+/** A buffer the device could not give us. Says what was asked and what is already held. */
+export class GpuOutOfMemoryError extends WebtuneError {
+  constructor(label: string, requested: number, allocated: Record<string, number>, limit?: number) {
+    const held = Object.entries(allocated)
+      .filter(([, b]) => b > 0)
+      .map(([k, b]) => `${k} ${formatBytes(b)}`)
+      .join(', ');
+    const why = limit !== undefined ? ` (over the device's ${formatBytes(limit)} per-buffer limit)` : '';
+    super(
+      'gpu-out-of-memory',
+      `Could not allocate ${formatBytes(requested)} for "${label}"${why}; already allocated: ${held || 'nothing'}.`,
+      'Use a smaller model, a shorter sequence length or batch size, or turn on activation checkpointing.',
+      { label, requested, allocated, limit },
+    );
+  }
+}
+
+/** The GPU device was lost (driver reset, tab backgrounded too long, or destroyed on purpose). */
+export class DeviceLostError extends WebtuneError {
+  constructor(reason: string, message: string) {
+    super(
+      'device-lost',
+      `The GPU device was lost (${reason}): ${message}`,
+      'Training can resume from the last checkpoint on a new device. If it keeps happening, the GPU may be out of memory.',
+      { reason },
+    );
+  }
+}
+
+/** A GPU validation error that is not a shader compile failure: always a bug in webtune. */
+export class GpuValidationError extends WebtuneError {
+  constructor(what: string, message: string) {
+    super('gpu-validation', `GPU validation failed in ${what}: ${message}`, 'This is a bug in webtune; please report it.', { what });
+  }
+}
+
+const classes: Record<string, new (...args: never[]) => WebtuneError> = {
+  GpuUnavailableError,
+  ShaderCompileError,
+  GpuOutOfMemoryError,
+  DeviceLostError,
+  GpuValidationError,
+};
+
+/** Rebuild an error sent across a worker boundary into its class (unknown names become WebtuneError). */
+export function reviveError(data: ErrorData): WebtuneError {
+  const cls = classes[data.name] ?? WebtuneError;
+  const err = Object.create(cls.prototype) as WebtuneError;
+  Object.assign(err, { name: data.name, code: data.code, message: data.message, hint: data.hint, details: data.details ?? {} });
+  return err;
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}

@@ -1,0 +1,49 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Gpu } from '../gpu/runtime.ts';
+import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
+import { rmsnormForward } from './rmsnorm_forward.ts';
+import { rmsnormForwardRef } from './rmsnorm_forward.ref.ts';
+
+const TOL = { atol: 1e-6, rtol: 1e-5 };
+
+describe('rmsnorm_forward twin', () => {
+  const golden = loadGolden('rmsnorm');
+  test.each(Object.keys(golden))('matches PyTorch: %s', (name) => {
+    const c = golden[name];
+    const N = c.N as number, C = c.C as number;
+    const y = new Float32Array(N * C), rstd = new Float32Array(N);
+    rmsnormForwardRef(y, rstd, goldenArray(c.x), goldenArray(c.w), N, C, c.eps as number);
+    assertClose(`${name}.y`, y, goldenArray(c.y), TOL);
+    assertClose(`${name}.rstd`, rstd, goldenArray(c.rstd), TOL);
+  });
+});
+
+describe('rmsnorm_forward kernel', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    gpu = await Gpu.create();
+  });
+  afterAll(() => gpu?.destroy());
+
+  // Ragged C (not a multiple of the 128-thread workgroup), a single element, and more rows than
+  // one grid dimension holds (65535), which exercises the 2-D workgroup grid.
+  test.each([
+    [1, 1],
+    [4, 64],
+    [7, 131],
+    [3, 1000],
+    [66_000, 3],
+  ])('equals its twin at N=%i C=%i', async (N, C) => {
+    const x = rand(N * C, N + C, -3, 3);
+    const w = rand(C, 7 * C, 0.5, 1.5);
+    const eps = 1e-6;
+    const yT = gpu.tensor('y', 'activations', N * C * 4);
+    const rT = gpu.tensor('rstd', 'activations', N * 4);
+    rmsnormForward(gpu, yT, rT, gpu.tensor('x', 'activations', x), gpu.tensor('w', 'weights', w), N, C, eps);
+    const y = new Float32Array(N * C), rstd = new Float32Array(N);
+    rmsnormForwardRef(y, rstd, x, w, N, C, eps);
+    assertClose('y', await gpu.readF32(yT), y, TOL);
+    assertClose('rstd', await gpu.readF32(rT), rstd, TOL);
+    expect(gpu.counters.dispatches).toBeGreaterThan(0);
+  });
+});
