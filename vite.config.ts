@@ -13,7 +13,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['src/**/*.test.ts'],
-          exclude: ['src/kernels/**', 'src/gpu/**'],
+          exclude: ['src/kernels/**', 'src/**/*.gpu.test.ts'],
           environment: 'node',
         },
       },
@@ -21,7 +21,8 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'gpu',
-          include: ['src/kernels/**/*.test.ts', 'src/gpu/**/*.test.ts'],
+          // Kernel tests (x.test.ts beside x.ts, as the house style has it) and any *.gpu.test.ts.
+          include: ['src/kernels/**/*.test.ts', 'src/**/*.gpu.test.ts'],
           environment: 'node',
           setupFiles: ['src/testing/gpu-setup.ts'],
           // SwiftShader already spreads each dispatch over every core; two Dawn instances at once

@@ -14,6 +14,8 @@ export interface AcquiredDevice {
   features: GrantedFeatures;
   /** Every adapter feature name, for the capability page and the bench report. */
   adapterFeatures: string[];
+  /** The adapter's maxima for the limits we raise (what the device was asked for). */
+  requestedLimits: Record<string, number>;
 }
 
 // Limits we raise to the adapter's maximum. Without requiredLimits a device gets the spec defaults
@@ -98,5 +100,6 @@ export async function acquireDevice(opts: { powerPreference?: GPUPowerPreference
       timestampQuery: device.features.has('timestamp-query'),
     },
     adapterFeatures: [...adapter.features].sort(),
+    requestedLimits: requiredLimits,
   };
 }

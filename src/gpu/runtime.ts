@@ -84,6 +84,7 @@ export class Gpu {
   readonly device: GPUDevice;
   readonly adapterInfo: AcquiredDevice['adapterInfo'];
   readonly adapterFeatures: string[];
+  readonly requestedLimits: Record<string, number>;
   readonly features: GrantedFeatures;
   readonly limits: GPUSupportedLimits;
   readonly counters: Counters = { dispatches: 0, readbacks: 0, submits: 0 };
@@ -113,6 +114,7 @@ export class Gpu {
     this.device = acq.device;
     this.adapterInfo = acq.adapterInfo;
     this.adapterFeatures = acq.adapterFeatures;
+    this.requestedLimits = acq.requestedLimits;
     this.features = acq.features;
     this.limits = acq.device.limits;
     this.lost = acq.device.lost.then((info) => {
