@@ -24,7 +24,6 @@ export default defineConfig({
           // Kernel tests (x.test.ts beside x.ts, as the house style has it) and any *.gpu.test.ts.
           include: ['src/kernels/**/*.test.ts', 'src/**/*.gpu.test.ts'],
           environment: 'node',
-          setupFiles: ['src/testing/gpu-setup.ts'],
           // SwiftShader already spreads each dispatch over every core; two Dawn instances at once
           // only thrash. One file at a time, each with its own device.
           fileParallelism: false,

@@ -37,6 +37,22 @@ function isNode(): boolean {
   return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 }
 
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+/** In Node on a machine whose Vulkan drivers give no adapter (no GPU; Mesa's lavapipe is rejected
+ *  by Dawn), fall back to the SwiftShader driver that Debian's chromium ships: a CPU implementation,
+ *  correct and slow. The Vulkan loader reads VK_ICD_FILENAMES when an instance is created, so this
+ *  needs a new Dawn instance. A driver chosen with VK_ICD_FILENAMES is never overridden. */
+async function swiftShaderFallback(): Promise<boolean> {
+  if (!isNode() || process.env.VK_ICD_FILENAMES) return false;
+  const fsName = 'node:fs';
+  const fs: typeof import('node:fs') = await import(/* @vite-ignore */ fsName);
+  if (!fs.existsSync(SWIFTSHADER_ICD)) return false;
+  process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  nodeGpu = undefined;
+  return true;
+}
+
 /** navigator.gpu in a page or worker; the `webgpu` package (Dawn) in Node. */
 export async function getGpuEntry(): Promise<GPU> {
   if (typeof navigator !== 'undefined' && navigator.gpu) return navigator.gpu;
@@ -65,8 +81,9 @@ export async function getGpuEntry(): Promise<GPU> {
 }
 
 export async function acquireDevice(opts: { powerPreference?: GPUPowerPreference } = {}): Promise<AcquiredDevice> {
-  const gpu = await getGpuEntry();
-  const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+  const powerPreference = opts.powerPreference ?? 'high-performance';
+  let adapter = await (await getGpuEntry()).requestAdapter({ powerPreference });
+  if (!adapter && (await swiftShaderFallback())) adapter = await (await getGpuEntry()).requestAdapter({ powerPreference });
   if (!adapter) {
     const hint = isNode()
       ? 'Install a Vulkan driver. Without a GPU: `apt-get install chromium libvulkan1` and set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json.'

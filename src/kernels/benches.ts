@@ -1,0 +1,5 @@
+// Every kernel family's bench cases, in the order `npm run bench` runs them.
+import type { BenchFamily } from './bench-case.ts';
+import { benches as rmsnorm } from './rmsnorm.bench.ts';
+
+export const families: BenchFamily[] = [rmsnorm];
