@@ -82,12 +82,47 @@ export class GpuValidationError extends WebtuneError {
   }
 }
 
+/** A model folder or file we cannot use: unknown architecture, missing or mis-shaped tensor,
+ *  corrupt safetensors, unsupported dtype, a pickle file. `details.file` / `details.tensor` /
+ *  `details.field` name the culprit. */
+export class ModelFileError extends WebtuneError {
+  constructor(message: string, hint: string, details: Record<string, unknown> = {}) {
+    super('model-file', message, hint, details);
+  }
+}
+
+/** A PEFT adapter (adapter_config.json / adapter_model.safetensors) that is malformed or does not
+ *  fit the model. */
+export class AdapterFileError extends WebtuneError {
+  constructor(message: string, hint: string, details: Record<string, unknown> = {}) {
+    super('adapter-file', message, hint, details);
+  }
+}
+
+/** A dataset problem. `details.file`, `details.line` (1-based) and, for CSV, `details.row` say where. */
+export class DatasetError extends WebtuneError {
+  constructor(message: string, hint: string, details: Record<string, unknown> = {}) {
+    super('dataset', message, hint, details);
+  }
+}
+
+/** Bad command-line or form input (an unknown option, a value out of range). */
+export class UsageError extends WebtuneError {
+  constructor(message: string, hint: string, details: Record<string, unknown> = {}) {
+    super('usage', message, hint, details);
+  }
+}
+
 const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   GpuUnavailableError,
   ShaderCompileError,
   GpuOutOfMemoryError,
   DeviceLostError,
   GpuValidationError,
+  ModelFileError,
+  AdapterFileError,
+  DatasetError,
+  UsageError,
 };
 
 /** Rebuild an error sent across a worker boundary into its class (unknown names become WebtuneError). */
