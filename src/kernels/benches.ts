@@ -1,5 +1,6 @@
 // Every kernel family's bench cases, in the order `npm run bench` runs them.
 import type { BenchFamily } from './bench-case.ts';
 import { benches as rmsnorm } from './rmsnorm.bench.ts';
+import { benches as attention } from './attention.bench.ts';
 
-export const families: BenchFamily[] = [rmsnorm];
+export const families: BenchFamily[] = [rmsnorm, attention];

@@ -1,0 +1,47 @@
+// CPU twin of shaders/attention_forward.wgsl: the definition of correct. Plain loops computing the
+// full row of probabilities P[t, 0..t] per (b, h, t), as HF's eager path does; nothing flash-style.
+// f64 accumulation over f32 storage.
+
+export function attentionForwardRef(
+  o: Float32Array, // (B, T, H, D) out
+  lse: Float32Array, // (B, H, T) out
+  q: Float32Array, // (B, T, H, D)
+  k: Float32Array, // (B, T, Hkv, D)
+  v: Float32Array, // (B, T, Hkv, D)
+  B: number,
+  T: number,
+  H: number,
+  Hkv: number,
+  D: number,
+  scale = 1 / Math.sqrt(D),
+): void {
+  const nRep = H / Hkv; // repeat_kv: KV head g serves Q heads g*nRep .. (g+1)*nRep-1
+  const s = new Float64Array(T); // scaled scores of one query row
+  const P = new Float64Array(T); // its softmax
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const g = Math.floor(h / nRep);
+      for (let t = 0; t < T; t++) {
+        const qi = ((b * T + t) * H + h) * D;
+        // Scores of the keys this query may see (j <= t); the causal mask removes the rest.
+        let max = -Infinity;
+        for (let j = 0; j <= t; j++) {
+          const kj = ((b * T + j) * Hkv + g) * D;
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += q[qi + d] * k[kj + d];
+          s[j] = dot * scale;
+          max = Math.max(max, s[j]);
+        }
+        let sum = 0;
+        for (let j = 0; j <= t; j++) sum += Math.exp(s[j] - max);
+        lse[(b * H + h) * T + t] = max + Math.log(sum);
+        for (let j = 0; j <= t; j++) P[j] = Math.exp(s[j] - max) / sum;
+        for (let d = 0; d < D; d++) {
+          let acc = 0;
+          for (let j = 0; j <= t; j++) acc += P[j] * v[((b * T + j) * Hkv + g) * D + d];
+          o[qi + d] = acc;
+        }
+      }
+    }
+  }
+}

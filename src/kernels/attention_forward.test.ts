@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Gpu } from '../gpu/runtime.ts';
+import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
+import { attentionForward, type AttentionTiles } from './attention_forward.ts';
+import { attentionForwardRef } from './attention_forward.ref.ts';
+
+const TOL = { atol: 2e-5, rtol: 1e-4 };
+
+describe('attention_forward twin', () => {
+  const golden = loadGolden('attention');
+  test.each(Object.keys(golden))('matches PyTorch (HF eager attention): %s', (name) => {
+    const c = golden[name];
+    const [B, T, H, Hkv, D] = [c.B, c.T, c.H, c.Hkv, c.D] as number[];
+    const o = new Float32Array(B * T * H * D), lse = new Float32Array(B * H * T);
+    attentionForwardRef(o, lse, goldenArray(c.q), goldenArray(c.k), goldenArray(c.v), B, T, H, Hkv, D, c.scale as number);
+    assertClose(`${name}.o`, o, goldenArray(c.o), TOL);
+    assertClose(`${name}.lse`, lse, goldenArray(c.lse), TOL);
+  });
+});
+
+describe('attention_forward kernel', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    gpu = await Gpu.create();
+  });
+  afterAll(() => gpu?.destroy());
+
+  // [B, T, H, Hkv, D, tiles]. Default tiles are 64 query rows and up to 32 staged keys; T = 70 and 33
+  // are not multiples of either, D = 24 and 40 are not powers of two, Hkv = 1 is MQA, H/Hkv = 2 GQA.
+  // Small explicit tiles push tiny T through many query blocks and key tiles (a partial last one),
+  // and H = 66 000 heads need more workgroups than one grid dimension holds.
+  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined][] = [
+    [1, 5, 2, 2, 8, undefined],
+    [2, 70, 4, 2, 24, undefined],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }],
+    [2, 19, 2, 1, 128, undefined],
+    [1, 3, 66_000, 1, 4, { rows: 4, tile: 2 }],
+  ];
+  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o', async (B, T, H, Hkv, D, tiles) => {
+    const seed = B * 7 + T * 11 + H * 13 + D;
+    const q = rand(B * T * H * D, seed, -2, 2), k = rand(B * T * Hkv * D, seed + 1, -2, 2);
+    const v = rand(B * T * Hkv * D, seed + 2);
+    const scale = 1 / Math.sqrt(D);
+    const oT = gpu.tensor('o', 'activations', q.byteLength);
+    const lseT = gpu.tensor('lse', 'activations', B * H * T * 4);
+    attentionForward(
+      gpu, oT, lseT, gpu.tensor('q', 'activations', q), gpu.tensor('k', 'activations', k),
+      gpu.tensor('v', 'activations', v), B, T, H, Hkv, D, scale, tiles,
+    );
+    const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale);
+    assertClose('o', await gpu.readF32(oT), o, TOL);
+    assertClose('lse', await gpu.readF32(lseT), lse, TOL);
+    expect(gpu.counters.dispatches).toBeGreaterThan(0);
+  });
+
+  test('rejects a head dim that is not a multiple of 4', () => {
+    const t = gpu.tensor('x', 'scratch', 4);
+    expect(() => attentionForward(gpu, t, t, t, t, t, 1, 1, 1, 1, 6)).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,46 @@
+import shader from '../../shaders/attention_forward.wgsl?raw';
+import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
+
+/** Query rows (= threads) per workgroup. */
+export const ROWS = 64;
+/** The shaders' private-array capacities (MAX_KV_TILE, 4 * MAX_D4). */
+const MAX_KV_TILE = 32;
+const MAX_D = 256;
+
+export interface AttentionTiles {
+  /** Query rows per workgroup (forward, dq) or key rows per workgroup (dkv). */
+  rows: number;
+  /** Keys (forward, dq) or queries (dkv) staged per workgroup-memory tile. */
+  tile: number;
+}
+
+/** Tile sizes: ROWS threads, and as many staged rows as two (tile, D) f32 arrays allow in the
+ *  device's workgroup memory, at most 32 (16 at D=128 with the portable 16 KiB). Tests pass
+ *  smaller tiles to exercise many tiles at tiny T. */
+export function attentionTiles(gpu: Gpu, D: number, tiles?: Partial<AttentionTiles>): AttentionTiles {
+  if (D % 4 !== 0 || D < 4 || D > MAX_D) throw new RangeError(`attention: head dim ${D} must be a multiple of 4 in [4, ${MAX_D}]`);
+  const fit = Math.floor(gpu.limits.maxComputeWorkgroupStorageSize / (2 * D * 4));
+  const tile = tiles?.tile ?? Math.min(MAX_KV_TILE, fit);
+  const rows = tiles?.rows ?? ROWS;
+  if (tile < 1 || tile > Math.min(MAX_KV_TILE, fit)) throw new RangeError(`attention: tile ${tile} does not fit (max ${Math.min(MAX_KV_TILE, fit)} at D=${D})`);
+  if (rows < 1 || rows > gpu.limits.maxComputeInvocationsPerWorkgroup) throw new RangeError(`attention: ${rows} rows per workgroup`);
+  return { rows, tile };
+}
+
+export function checkHeads(H: number, Hkv: number): void {
+  if (Hkv < 1 || H % Hkv !== 0) throw new RangeError(`attention: H=${H} is not a multiple of Hkv=${Hkv}`);
+}
+
+/**
+ * Causal GQA attention: o = softmax(q kᵀ · scale + causal mask) v, saving lse for the backward pass.
+ * q, o: (B, T, H, D); k, v: (B, T, Hkv, D); lse: (B, H, T). scale defaults to 1/sqrt(D).
+ */
+export function attentionForward(
+  gpu: Gpu, o: Binding, lse: Binding, q: Binding, k: Binding, v: Binding,
+  B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D), tiles?: Partial<AttentionTiles>,
+): void {
+  checkHeads(H, Hkv);
+  const { rows, tile } = attentionTiles(gpu, D, tiles);
+  const kern = gpu.kernel('attention_forward', shader, { overrides: { ROWS: rows, KV_TILE: tile, D } });
+  gpu.dispatch(kern, [o, lse, q, k, v], params([B, T, H, Hkv], [scale]), grid(B * H * Math.ceil(T / rows)));
+}
