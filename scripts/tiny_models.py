@@ -1,0 +1,303 @@
+"""Tiny random LLaMA-family models in Hugging Face layout, and PyTorch parity goldens for them.
+
+Run with Debian's torch:  /usr/bin/python3 scripts/tiny_models.py
+Writes fixtures/models/<name>/{config.json, model.safetensors} and fixtures/goldens/model_<name>.json.
+
+There is no `transformers` package on this machine, so the reference below re-implements the HF
+modeling code it stands for (LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM, eager
+attention, fp32), PEFT's LoRA layer (y = W x + b + s * B A x, dropout 0 here because no RNG can be
+shared with torch) and bitsandbytes' NF4 round trip (torch reference quantize_4bit, blocksize 64).
+Each piece names the upstream function it follows. Goldens: logits and loss for a batch, every LoRA
+gradient, and the loss, lr, grad-norm and adapter after 5 AdamW steps with gradient accumulation,
+clipping and a warmup+linear schedule; plus a greedy continuation.
+"""
+import json
+import math
+import os
+import struct
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# ---------------------------------------------------------------- NF4 (bitsandbytes torch reference)
+NF4 = torch.tensor([-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+                    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+                    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+                    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0], dtype=torch.float32)
+
+
+def nf4_roundtrip(w, blocksize=64):
+    """dequantize_4bit(quantize_4bit(w)) as bitsandbytes' default backend computes it (f32)."""
+    flat = w.detach().reshape(-1).to(torch.float32)
+    n = flat.numel()
+    pad = (-n) % blocksize
+    blocks = torch.nn.functional.pad(flat, (0, pad)).reshape(-1, blocksize)
+    absmax = blocks.abs().max(dim=1).values
+    scaled = torch.clamp(blocks * (1.0 / absmax.clamp(min=1e-38)).unsqueeze(1), -1, 1)
+    codes = torch.bucketize(scaled, (NF4[:-1] + NF4[1:]) / 2)
+    deq = (NF4[codes] * absmax.unsqueeze(1)).reshape(-1)[:n]
+    return deq.reshape(w.shape)
+
+
+# ---------------------------------------------------------------- RoPE (modeling_rope_utils)
+def inv_freq_for(cfg):
+    D = cfg["head_dim"]
+    base = cfg["rope_theta"]
+    inv = 1.0 / (base ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    rs = cfg.get("rope_scaling")
+    if rs is None:
+        return inv
+    if rs["rope_type"] == "linear":
+        return inv / rs["factor"]
+    if rs["rope_type"] == "llama3":  # _compute_llama3_parameters
+        factor, lff, hff, old = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"], rs["original_max_position_embeddings"]
+        low_wl, high_wl = old / lff, old / hff
+        wavelen = 2 * math.pi / inv
+        inv_l = torch.where(wavelen > low_wl, inv / factor, inv)
+        smooth = (old / wavelen - lff) / (hff - lff)
+        smoothed = (1 - smooth) * inv_l / factor + smooth * inv_l
+        is_medium = ~(wavelen < high_wl) * ~(wavelen > low_wl)
+        return torch.where(is_medium, smoothed, inv_l)
+    raise ValueError(rs)
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+# ---------------------------------------------------------------- the model (HF eager, fp32)
+LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def linear_shapes(cfg):
+    C, F, H, Hkv, D = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    return {"q_proj": (H * D, C), "k_proj": (Hkv * D, C), "v_proj": (Hkv * D, C), "o_proj": (C, H * D),
+            "gate_proj": (F, C), "up_proj": (F, C), "down_proj": (C, F)}
+
+
+def module_of(name):
+    return "self_attn" if name in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
+
+
+def forward(cfg, W, lora, ids, quant):
+    """Logits (B, T, V). W: HF state dict (f32). lora: {(layer, proj): (A, B)} with requires_grad."""
+    B, T = ids.shape
+    C, H, Hkv, D = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    eps, scaling = cfg["rms_norm_eps"], cfg["lora_alpha"] / cfg["lora_r"]
+    base = {k: (nf4_roundtrip(v) if quant == "nf4" and k.endswith("_proj.weight") else v) for k, v in W.items()}
+
+    def rms(x, w):  # LlamaRMSNorm
+        var = x.pow(2).mean(-1, keepdim=True)
+        return w * (x * torch.rsqrt(var + eps))
+
+    def lin(x, layer, proj):  # bnb Linear4bit (compute f32) + PEFT lora.Linear
+        p = f"model.layers.{layer}.{module_of(proj)}.{proj}"
+        y = x @ base[p + ".weight"].t()
+        if p + ".bias" in base:
+            y = y + base[p + ".bias"]
+        if (layer, proj) in lora:
+            A, Bm = lora[(layer, proj)]
+            y = y + scaling * ((x @ A.t()) @ Bm.t())
+        return y
+
+    inv = inv_freq_for(cfg)
+    pos = torch.arange(T, dtype=torch.float32)
+    freqs = pos[:, None] * inv[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+    mask = torch.full((T, T), float("-inf")).triu(1)
+
+    h = base["model.embed_tokens.weight"][ids]
+    for i in range(cfg["num_hidden_layers"]):
+        x = rms(h, base[f"model.layers.{i}.input_layernorm.weight"])
+        q = lin(x, i, "q_proj").view(B, T, H, D).transpose(1, 2)
+        k = lin(x, i, "k_proj").view(B, T, Hkv, D).transpose(1, 2)
+        v = lin(x, i, "v_proj").view(B, T, Hkv, D).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k = k.repeat_interleave(H // Hkv, dim=1)  # repeat_kv
+        v = v.repeat_interleave(H // Hkv, dim=1)
+        att = (q @ k.transpose(-1, -2)) * (D ** -0.5) + mask
+        att = torch.softmax(att, dim=-1, dtype=torch.float32)
+        o = (att @ v).transpose(1, 2).reshape(B, T, H * D)
+        h = h + lin(o, i, "o_proj")
+        x = rms(h, base[f"model.layers.{i}.post_attention_layernorm.weight"])
+        m = torch.nn.functional.silu(lin(x, i, "gate_proj")) * lin(x, i, "up_proj")
+        h = h + lin(m, i, "down_proj")
+    h = rms(h, base["model.norm.weight"])
+    head = base["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else base["lm_head.weight"]
+    return h @ head.t()
+
+
+def loss_sum(logits, labels):
+    """Sum of next-token CE over unmasked targets (labels shifted inside, -100 ignored), and the count."""
+    lg = logits[:, :-1, :].reshape(-1, logits.shape[-1])
+    tg = labels[:, 1:].reshape(-1)
+    s = torch.nn.functional.cross_entropy(lg, tg, ignore_index=-100, reduction="sum")
+    return s, int((tg != -100).sum())
+
+
+# ---------------------------------------------------------------- safetensors writer
+def write_safetensors(path, tensors, dtype):
+    tname = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}[dtype]
+    header, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        b = tensors[name].detach().to(dtype).contiguous()
+        raw = b.view(torch.int16).numpy().tobytes() if dtype != torch.float32 else b.numpy().tobytes()
+        header[name] = {"dtype": tname, "shape": list(b.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    header = {"__metadata__": {"format": "pt"}, **header}
+    hb = json.dumps(header, separators=(",", ":")).encode()
+    hb += b" " * ((-len(hb)) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for r in blobs:
+            f.write(r)
+
+
+def t(x):
+    """Floats as the shortest decimal that reads back to the same float32 (see goldens/common.py)."""
+    x = x.detach().contiguous()
+    if x.dtype.is_floating_point:
+        data = [float(repr(v)) for v in x.to(torch.float32).reshape(-1).numpy()]
+    else:
+        data = x.reshape(-1).tolist()
+    return {"shape": list(x.shape), "data": data}
+
+
+# ---------------------------------------------------------------- the fixtures
+MODELS = {
+    # Llama 3.2 style: GQA, untied head, llama3 rope scaling, BF16 on disk.
+    "tiny-llama": dict(arch="LlamaForCausalLM", model_type="llama", tie=False, bias=False, dtype=torch.bfloat16,
+                       rope_scaling={"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                     "original_max_position_embeddings": 64}, rope_theta=500000.0, H=4, Hkv=2),
+    # Qwen2.5 style: q/k/v biases, tied embeddings, F16 on disk, MHA.
+    "tiny-qwen2": dict(arch="Qwen2ForCausalLM", model_type="qwen2", tie=True, bias=True, dtype=torch.float16,
+                       rope_scaling=None, rope_theta=1000000.0, H=4, Hkv=4),
+    # SmolLM2 / Mistral style: tied, GQA 4:1, linear rope scaling, F32 on disk.
+    "tiny-mistral": dict(arch="MistralForCausalLM", model_type="mistral", tie=True, bias=False, dtype=torch.float32,
+                         rope_scaling={"rope_type": "linear", "factor": 2.0}, rope_theta=10000.0, H=4, Hkv=1),
+}
+
+
+def build(name, spec, seed):
+    g = torch.Generator().manual_seed(seed)
+    C, F, L, V, D = 64, 96, 2, 256, 16
+    cfg = {
+        "architectures": [spec["arch"]], "model_type": spec["model_type"], "vocab_size": V, "hidden_size": C,
+        "intermediate_size": F, "num_hidden_layers": L, "num_attention_heads": spec["H"],
+        "num_key_value_heads": spec["Hkv"], "head_dim": D, "rms_norm_eps": 1e-5, "rope_theta": spec["rope_theta"],
+        "max_position_embeddings": 128, "tie_word_embeddings": spec["tie"], "hidden_act": "silu",
+        "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}[spec["dtype"]],
+    }
+    if spec["rope_scaling"]:
+        cfg["rope_scaling"] = spec["rope_scaling"]
+    if spec["model_type"] == "llama":
+        cfg["attention_bias"] = False
+        cfg["mlp_bias"] = False
+    W = {"model.embed_tokens.weight": torch.randn(V, C, generator=g) * 0.5, "model.norm.weight": 1 + 0.1 * torch.randn(C, generator=g)}
+    if not spec["tie"]:
+        W["lm_head.weight"] = torch.randn(V, C, generator=g) * 0.1
+    shapes = linear_shapes(cfg)
+    for i in range(L):
+        W[f"model.layers.{i}.input_layernorm.weight"] = 1 + 0.1 * torch.randn(C, generator=g)
+        W[f"model.layers.{i}.post_attention_layernorm.weight"] = 1 + 0.1 * torch.randn(C, generator=g)
+        for p, (o, k) in shapes.items():
+            W[f"model.layers.{i}.{module_of(p)}.{p}.weight"] = torch.randn(o, k, generator=g) / math.sqrt(k)
+            if spec["bias"] and p in ("q_proj", "k_proj", "v_proj"):
+                W[f"model.layers.{i}.{module_of(p)}.{p}.bias"] = 0.1 * torch.randn(o, generator=g)
+    # The file holds the weights in the stated dtype; the reference computes on exactly those values.
+    W = {k: v.to(spec["dtype"]).to(torch.float32) for k, v in W.items()}
+    out = os.path.join(ROOT, "fixtures", "models", name)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    write_safetensors(os.path.join(out, "model.safetensors"), W, spec["dtype"])
+    return cfg, W, g
+
+
+def goldens(name, cfg, W, g):
+    r = 4
+    cfg = dict(cfg, lora_r=r, lora_alpha=8)
+    shapes = linear_shapes(cfg)
+    targets = LINEARS  # all-linear
+    # Non-zero B so that every gradient is informative (PEFT starts B at zero, which makes dA = 0).
+    init = {}
+    for i in range(cfg["num_hidden_layers"]):
+        for p in targets:
+            o, k = shapes[p]
+            init[(i, p)] = (torch.randn(r, k, generator=g) / math.sqrt(k), torch.randn(o, r, generator=g) * 0.1)
+    V = cfg["vocab_size"]
+    # Four sequences of 9 tokens; the first 3 positions of some are prompt tokens (-100 labels).
+    ids = torch.randint(3, V, (4, 9), generator=g)
+    labels = ids.clone()
+    labels[0, :3] = -100
+    labels[2, :4] = -100
+    res = {"config": {"r": r, "alpha": 8, "targets": targets}, "ids": t(ids), "labels": t(labels)}
+    for quant in ("none", "nf4"):
+        lora = {k: (a.clone().requires_grad_(True), b.clone().requires_grad_(True)) for k, (a, b) in init.items()}
+        # --- one forward/backward on the first two sequences
+        logits = forward(cfg, W, lora, ids[:2], quant)
+        s, n = loss_sum(logits, labels[:2])
+        loss = s / n
+        loss.backward()
+        case = {"logits": t(logits), "loss": loss.item(), "grads": {}}
+        for (i, p), (a, b) in lora.items():
+            key = f"base_model.model.model.layers.{i}.{module_of(p)}.{p}"
+            case["grads"][key + ".lora_A.weight"] = t(a.grad)
+            case["grads"][key + ".lora_B.weight"] = t(b.grad)
+        # --- 5 optimizer steps: batch 2, grad-accum 2 (all 4 sequences per step), loss = mean over
+        # every unmasked target of the step (transformers' num_items_in_batch), clip 1.0, AdamW
+        # (lr 1e-2, wd 0.01), warmup 2 then linear decay over 5 steps (get_linear_schedule_with_warmup).
+        lora = {k: (a.clone().requires_grad_(True), b.clone().requires_grad_(True)) for k, (a, b) in init.items()}
+        params = [x for ab in lora.values() for x in ab]
+        opt = torch.optim.AdamW(params, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, foreach=False)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda st: st / 2 if st < 2 else max(0.0, (5 - st) / 3))
+        steps = []
+        for step in range(5):
+            opt.zero_grad()
+            n_step = int((labels[:, 1:] != -100).sum())
+            total = 0.0
+            for mb in (slice(0, 2), slice(2, 4)):
+                s, _ = loss_sum(forward(cfg, W, lora, ids[mb], quant), labels[mb])
+                (s / n_step).backward()
+                total += s.item() / n_step
+            lr = opt.param_groups[0]["lr"]
+            norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            steps.append({"loss": total, "lr": lr, "grad_norm": norm.item()})
+        case["steps"] = steps
+        case["adapter"] = {}
+        for (i, p), (a, b) in lora.items():
+            key = f"base_model.model.model.layers.{i}.{module_of(p)}.{p}"
+            case["adapter"][key + ".lora_A.weight"] = t(a)
+            case["adapter"][key + ".lora_B.weight"] = t(b)
+        # --- greedy generation from the first 4 tokens, 8 new tokens, with the trained adapter
+        with torch.no_grad():
+            seq = ids[:1, :4].clone()
+            for _ in range(8):
+                nxt = forward(cfg, W, lora, seq, quant)[:, -1, :].argmax(-1, keepdim=True)
+                seq = torch.cat([seq, nxt], dim=1)
+        case["greedy"] = {"prompt": ids[0, :4].tolist(), "tokens": seq[0, 4:].tolist()}
+        res[quant] = case
+    res["init_adapter"] = {}
+    for (i, p), (a, b) in init.items():
+        key = f"base_model.model.model.layers.{i}.{module_of(p)}.{p}"
+        res["init_adapter"][key + ".lora_A.weight"] = t(a)
+        res["init_adapter"][key + ".lora_B.weight"] = t(b)
+    path = os.path.join(ROOT, "fixtures", "goldens", f"model_{name}.json")
+    with open(path, "w") as f:
+        json.dump(res, f, separators=(",", ":"))
+    print(f"wrote fixtures/models/{name} and {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes)")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)  # deterministic reductions
+    for seed, (name, spec) in enumerate(MODELS.items()):
+        cfg, W, g = build(name, spec, 1234 + seed)
+        goldens(name, cfg, W, g)
