@@ -75,6 +75,18 @@ export class DeviceLostError extends WebtuneError {
   }
 }
 
+/** A kernel needs a WebGPU feature (e.g. shader-f16) the device lacks; callers pick the f32 path. */
+export class GpuFeatureMissingError extends WebtuneError {
+  constructor(kernel: string, feature: string) {
+    super(
+      'gpu-feature-missing',
+      `Kernel "${kernel}" needs the WebGPU feature "${feature}", which this device does not have.`,
+      `Use the f32 path, or a browser and GPU that expose "${feature}".`,
+      { kernel, feature },
+    );
+  }
+}
+
 /** A GPU validation error that is not a shader compile failure: always a bug in webtune. */
 export class GpuValidationError extends WebtuneError {
   constructor(what: string, message: string) {
@@ -119,6 +131,7 @@ const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   GpuOutOfMemoryError,
   DeviceLostError,
   GpuValidationError,
+  GpuFeatureMissingError,
   ModelFileError,
   AdapterFileError,
   DatasetError,

@@ -2,5 +2,6 @@
 import type { BenchFamily } from './bench-case.ts';
 import { benches as rmsnorm } from './rmsnorm.bench.ts';
 import { benches as attention } from './attention.bench.ts';
+import { benches as matmul } from './matmul.bench.ts';
 
-export const families: BenchFamily[] = [rmsnorm, attention];
+export const families: BenchFamily[] = [matmul, rmsnorm, attention];
