@@ -3,5 +3,6 @@ import type { BenchFamily } from './bench-case.ts';
 import { benches as rmsnorm } from './rmsnorm.bench.ts';
 import { benches as attention } from './attention.bench.ts';
 import { benches as matmul } from './matmul.bench.ts';
+import { benches as pointwise } from './pointwise.bench.ts';
 
-export const families: BenchFamily[] = [matmul, rmsnorm, attention];
+export const families: BenchFamily[] = [matmul, rmsnorm, attention, pointwise];

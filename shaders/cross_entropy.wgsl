@@ -1,0 +1,100 @@
+// Fused cross-entropy forward + backward over a chunk of Tc tokens, in place on the logits.
+// Reference: torch.nn.functional.cross_entropy(logits, targets, ignore_index=-100, reduction='mean')
+// and its autograd gradient (fixtures/goldens/cross_entropy.json).
+//   lse[t]     = m + log(sum_v exp(logits[t, v] - m)),  m = max_v logits[t, v]
+//   loss[t]    = lse[t] - logits[t, target[t]]                       (0 when target[t] == -100)
+//   logits[t,v] <- (exp(logits[t, v] - lse[t]) - [v == target[t]]) * gradScale   (0 when ignored)
+// gradScale = 1 / (unmasked targets in the whole optimizer step), so chunks and micro-batches add
+// up to the mean over the step (Transformers/TRL semantics); the mean loss is sum(loss) * gradScale.
+// A target outside [0, V) other than -100 cannot be reported from here: its loss is NaN (so the
+// step's loss shows it) and its gradient row is 0. The data pipeline validates targets upstream.
+// Shapes: loss (Tc); logits (Tc, V), overwritten by dlogits; targets (Tc) i32.
+// Version 1: one workgroup per row (KERNELS.md §7.3). Pass 1: each thread keeps an online (max,
+// sum) over its strided elements (one exp per element), then a tree combine of the (m, s) pairs in
+// workgroup memory. Pass 2 rereads the row and writes the gradient. f32 throughout.
+
+override WG: u32 = 256;
+
+const IGNORE_INDEX: i32 = -100;
+const LOWEST: f32 = -3.4028234663852886e38;
+
+struct Params {
+  Tc: u32,
+  V: u32,
+  gradScale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> loss: array<f32>;    // (Tc)
+@group(0) @binding(2) var<storage, read_write> logits: array<f32>;  // (Tc, V): logits in, dlogits out
+@group(0) @binding(3) var<storage, read> targets: array<i32>;       // (Tc)
+
+var<workgroup> wm: array<f32, WG>;
+var<workgroup> ws: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = wid.x + wid.y * nwg.x;
+  // No early return: every invocation must reach the barriers. Rows past Tc do no loads or stores.
+  let live = t < p.Tc;
+  let base = t * p.V;
+  var m = LOWEST;
+  var s = 0.0;
+  var tgt = IGNORE_INDEX;
+  var xt = 0.0;
+  if (live) {
+    tgt = targets[t];
+    // Read the target logit now: after the barriers below other threads overwrite the row.
+    if (lid == 0u && tgt >= 0 && u32(tgt) < p.V) { xt = logits[base + u32(tgt)]; }
+    for (var v = lid; v < p.V; v += WG) {
+      let x = logits[base + v];
+      if (x > m) {
+        s = s * exp(m - x) + 1.0;
+        m = x;
+      } else {
+        s += exp(x - m);
+      }
+    }
+  }
+  wm[lid] = m;
+  ws[lid] = s;
+  workgroupBarrier();
+  for (var k = WG / 2u; k > 0u; k >>= 1u) {
+    if (lid < k) {
+      let m1 = wm[lid];
+      let m2 = wm[lid + k];
+      let mm = max(m1, m2);
+      ws[lid] = ws[lid] * exp(m1 - mm) + ws[lid + k] * exp(m2 - mm);
+      wm[lid] = mm;
+    }
+    workgroupBarrier();
+  }
+  let mrow = wm[0];
+  let srow = ws[0];
+  if (live) {
+    let ignored = tgt == IGNORE_INDEX;
+    let valid = tgt >= 0 && u32(tgt) < p.V;
+    let lse = mrow + log(srow);
+    if (lid == 0u) {
+      if (ignored) {
+        loss[t] = 0.0;
+      } else if (valid) {
+        loss[t] = lse - xt;
+      } else {
+        // WGSL has no NaN literal and rejects a NaN constant expression, so the quiet-NaN bits
+        // are made a runtime value (OR-ing in a runtime zero) before the bitcast.
+        loss[t] = bitcast<f32>(0x7fc00000u | (p.V & 0u));
+      }
+    }
+    for (var v = lid; v < p.V; v += WG) {
+      var d = 0.0;
+      if (valid) {
+        d = exp(logits[base + v] - lse);
+        if (i32(v) == tgt) { d -= 1.0; }
+        d *= p.gradScale;
+      }
+      logits[base + v] = d;
+    }
+  }
+}

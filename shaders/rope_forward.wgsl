@@ -1,0 +1,47 @@
+// RoPE forward, HF convention (transformers modeling_llama.apply_rotary_pos_emb with rotate_half on
+// split halves, not interleaved): element j of a head pairs with element j + D/2.
+//   y[j]       = x[j] * cos[p, j] - x[j + D/2] * sin[p, j]
+//   y[j + D/2] = x[j + D/2] * cos[p, j] + x[j] * sin[p, j]
+// which is y = x*cos + rotate_half(x)*sin with HF's cos = cat(cos_half, cos_half).
+// Shapes: x (B, T, Hn, D), rotated in place (Hn = H for q, Hkv for k); positions (B*T) u32, so
+// packed sequences can restart at 0; cos, sin (P, D/2) from ropeTables() in rope_forward.ts, with
+// attention_scaling already applied. P = the number of table rows (max positions).
+// A position >= P would read past the table: that pair is left unchanged (the data pipeline
+// validates positions upstream; robustness here only guarantees no out-of-bounds read).
+// Version 1: one invocation per (token, head, pair). The tables are precomputed on the CPU in f64
+// because WGSL's cos/sin are only accurate inside [-pi, pi] and angles reach pos * inv_freq ~ 1e5.
+
+override WG: u32 = 256;
+
+struct Params {
+  B: u32,
+  T: u32,
+  Hn: u32,
+  D: u32,
+  P: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;    // (B, T, Hn, D) in place
+@group(0) @binding(2) var<storage, read> positions: array<u32>;  // (B * T)
+@group(0) @binding(3) var<storage, read> cos_t: array<f32>;      // (P, D/2)
+@group(0) @binding(4) var<storage, read> sin_t: array<f32>;      // (P, D/2)
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * WG + lid;
+  let half = p.D / 2u;
+  if (i >= p.B * p.T * p.Hn * half) { return; }  // no barriers in this kernel
+  let row = i / half;           // (b, t, h) flattened
+  let j = i - row * half;
+  let pos = positions[row / p.Hn];
+  if (pos >= p.P) { return; }
+  let c = cos_t[pos * half + j];
+  let s = sin_t[pos * half + j];
+  let a = row * p.D + j;
+  let x1 = x[a];
+  let x2 = x[a + half];
+  x[a] = x1 * c - x2 * s;
+  x[a + half] = x2 * c + x1 * s;
+}

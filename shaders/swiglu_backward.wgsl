@@ -1,0 +1,39 @@
+// SwiGLU backward: with s = sigmoid(g) and silu(g) = g * s,
+//   dg[i] = dh[i] * u[i] * silu'(g[i]),  silu'(g) = s * (1 + g * (1 - s))
+//   du[i] = dh[i] * silu(g[i])
+// Shapes: dg, du, dh, g, u (N, F). silu is recomputed from the saved g (cheaper than storing it).
+// Reference: autograd through F.silu(g) * u (fixtures/goldens/swiglu.json).
+// dg and du are separate outputs: the caller may not alias them with g or u (a binding that is
+// written must not be bound twice).
+// Version 1: elementwise, one invocation per element, stable sigmoid as in swiglu_forward.
+
+override WG: u32 = 256;
+
+struct Params {
+  N: u32,
+  F: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> dg: array<f32>;  // (N, F)
+@group(0) @binding(2) var<storage, read_write> du: array<f32>;  // (N, F)
+@group(0) @binding(3) var<storage, read> dh: array<f32>;        // (N, F)
+@group(0) @binding(4) var<storage, read> g: array<f32>;         // (N, F)
+@group(0) @binding(5) var<storage, read> u: array<f32>;         // (N, F)
+
+fn sigmoid(v: f32) -> f32 {
+  let e = exp(-abs(v));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (i >= p.N * p.F) { return; }  // no barriers in this kernel
+  let v = g[i];
+  let s = sigmoid(v);
+  let d = dh[i];
+  dg[i] = d * u[i] * (s * (1.0 + v * (1.0 - s)));
+  du[i] = d * (v * s);
+}

@@ -1,0 +1,35 @@
+// SwiGLU forward (transformers LlamaMLP: act_fn(gate_proj(x)) * up_proj(x) with act_fn = SiLU):
+//   h[i] = silu(g[i]) * u[i],  silu(v) = v * sigmoid(v)
+// Shapes: h, g, u (N, F), N = B*T rows, F = intermediate size; g and u are the gate_proj and
+// up_proj outputs, kept for the backward pass (which recomputes silu rather than saving it).
+// Reference: torch.nn.functional.silu(g) * u.
+// sigmoid uses exp(-|v|), which never overflows: for v = -100 the textbook 1 / (1 + exp(-v))
+// forms exp(100) = inf in f32; the result would still be 0, but inf * 0 traps in the backward pass.
+// Version 1: elementwise, one invocation per element (KERNELS.md §8 suggests fusing this into the
+// gate/up matmul epilogue later).
+
+override WG: u32 = 256;
+
+struct Params {
+  N: u32,
+  F: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> h: array<f32>;  // (N, F)
+@group(0) @binding(2) var<storage, read> g: array<f32>;        // (N, F)
+@group(0) @binding(3) var<storage, read> u: array<f32>;        // (N, F)
+
+fn sigmoid(v: f32) -> f32 {
+  let e = exp(-abs(v));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (i >= p.N * p.F) { return; }  // no barriers in this kernel
+  let v = g[i];
+  h[i] = v * sigmoid(v) * u[i];
+}

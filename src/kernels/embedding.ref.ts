@@ -1,0 +1,16 @@
+// CPU twin of shaders/embedding.wgsl: the definition of correct, on the whole table (the GPU's
+// chunking must not change the result).
+
+export function embeddingRef(
+  x: Float32Array, // (N, C) out
+  ids: Uint32Array, // (N)
+  E: Float32Array, // (V, C)
+  N: number,
+  C: number,
+  V: number,
+): void {
+  for (let n = 0; n < N; n++) {
+    const id = ids[n];
+    for (let c = 0; c < C; c++) x[n * C + c] = id < V ? E[id * C + c] : 0; // out-of-range ids: zeros
+  }
+}

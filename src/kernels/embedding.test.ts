@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Gpu } from '../gpu/runtime.ts';
+import { assertClose, rand, randInts } from '../testing/compare.ts';
+import { embedding, embeddingChunks, embeddingViews, uploadEmbedding } from './embedding.ts';
+import { embeddingRef } from './embedding.ref.ts';
+
+const MiB = 1 << 20;
+
+describe('embedding chunk plan', () => {
+  test('splits a 152k vocabulary at 128 MiB into 5 chunks of 37376 rows', () => {
+    const chunks = embeddingChunks(151936, 896, { maxStorageBufferBindingSize: 128 * MiB, maxBufferSize: 256 * MiB });
+    expect(chunks.map((c) => c.rows)).toEqual([37376, 37376, 37376, 37376, 2432]);
+    expect(chunks.map((c) => c.row0)).toEqual([0, 37376, 74752, 112128, 149504]);
+  });
+
+  test('every chunk fits the binding, chunks tile the table, aligned offsets from 128 rows up', () => {
+    for (const [V, C, limit] of [[128256, 2048, 128 * MiB], [49152, 576, 64 * MiB], [30, 5, 140], [1000, 3, 2000]]) {
+      const chunks = embeddingChunks(V, C, { maxStorageBufferBindingSize: limit, maxBufferSize: 4096 * MiB });
+      let next = 0;
+      for (const ch of chunks) {
+        expect(ch.row0).toBe(next);
+        expect(ch.rows * C * 4).toBeLessThanOrEqual(limit);
+        if (chunks[0].rows >= 128) expect((ch.row0 * C * 4) % 256).toBe(0);
+        next += ch.rows;
+      }
+      expect(next).toBe(V);
+    }
+  });
+
+  test('refuses a row wider than a binding', () => {
+    expect(() => embeddingChunks(10, 100, { maxStorageBufferBindingSize: 256, maxBufferSize: 256 })).toThrow(RangeError);
+  });
+});
+
+describe('embedding kernel', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    gpu = await Gpu.create();
+  });
+  afterAll(() => gpu?.destroy());
+
+  // [N, C, V, binding limit in bytes (0 = the device's), chunk tensors or views into one tensor]
+  test.each([
+    [9, 5, 30, 140, 'tensors'], // 7 rows per chunk: 5 chunks, the last ragged
+    [40, 64, 1000, 200 * 256, 'tensors'], // 200 rows fit, rounded to 128: 8 chunks
+    [23, 3, 300, 136 * 12, 'views'], // 128-row chunks as 256-aligned views into one buffer
+    [17, 131, 50, 0, 'tensors'], // one chunk; C not a multiple of the 64-thread workgroup
+    [1, 1, 1, 0, 'tensors'],
+    [66_000, 1, 10, 24, 'tensors'], // more rows than one grid dimension holds: the 2-D workgroup grid
+  ])('equals its twin at N=%i C=%i V=%i limit=%i (%s)', async (N, C, V, limit, kind) => {
+    const E = rand(V * C, V + C);
+    const ids = randInts(N, V, N + V);
+    if (N > 3) {
+      ids[1] = V - 1;
+      ids[2] = V; // out of range: zeros
+      ids[3] = 0xffffffff;
+    }
+    const limits = limit ? { maxStorageBufferBindingSize: limit, maxBufferSize: gpu.limits.maxBufferSize } : gpu.limits;
+    const chunks = embeddingChunks(V, C, limits);
+    if (limit) expect(chunks.length).toBeGreaterThan(1);
+    const table = kind === 'views'
+      ? embeddingViews(gpu.tensor('E', 'weights', E), V, C, chunks, gpu.limits.minStorageBufferOffsetAlignment)
+      : uploadEmbedding(gpu, 'E', E, V, C, chunks);
+    const xT = gpu.tensor('x', 'activations', rand(N * C, 77)); // garbage: every row must be written
+    const idsT = gpu.tensor('ids', 'activations', ids);
+    const before = gpu.counters.dispatches;
+    embedding(gpu, xT, idsT, table, N);
+    expect(gpu.counters.dispatches - before).toBe(chunks.length);
+    const x = new Float32Array(N * C);
+    embeddingRef(x, ids, E, N, C, V);
+    assertClose('x', await gpu.readF32(xT), x, { atol: 0, rtol: 0 });
+  });
+});

@@ -1,0 +1,92 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Gpu } from '../gpu/runtime.ts';
+import { ModelFileError } from '../errors.ts';
+import { assertClose, goldenArray, loadGolden, rand, randInts, type GoldenTensor } from '../testing/compare.ts';
+import { ropeConfigFromHf, ropeForward, ropeInvFreq, ropeTables, type HfRopeFields, type RopeConfig } from './rope_forward.ts';
+import { ropeForwardRef } from './rope_forward.ref.ts';
+
+const TOL = { atol: 1e-6, rtol: 1e-5 };
+// torch's f32 cos/sin vs our f64 cos/sin rounded to f32: within an ulp of values <= 1.
+const TABLE_TOL = { atol: 1.2e-7, rtol: 0 };
+
+type Case = Record<string, GoldenTensor | number>;
+
+/** Tables and positions for a golden case; its HF config fields are stored beside the tensors. */
+function goldenInputs(c: Case) {
+  const { invFreq } = ropeInvFreq(ropeConfigFromHf(c as HfRopeFields));
+  const positions = Uint32Array.from(goldenArray(c.positions));
+  return { positions, ...ropeTables(invFreq, Math.max(...positions) + 1) };
+}
+
+describe('rope_forward twin', () => {
+  const golden = loadGolden('rope');
+  const names = Object.keys(golden);
+
+  test.each(names)('inv_freq is bit-exact with transformers: %s', (name) => {
+    const { invFreq, attentionScaling } = ropeInvFreq(ropeConfigFromHf(golden[name] as HfRopeFields));
+    assertClose(`${name}.inv_freq`, invFreq, goldenArray(golden[name].inv_freq), { atol: 0, rtol: 0 });
+    expect(attentionScaling).toBe(1);
+  });
+
+  const full = names.filter((n) => golden[n].x !== undefined);
+  test.each(full)('cos/sin tables and forward match PyTorch: %s', (name) => {
+    const c = golden[name];
+    const B = c.B as number, T = c.T as number, H = c.H as number, D = c.D as number;
+    const { positions, cos, sin } = goldenInputs(c);
+    const half = D / 2;
+    const gotCos = new Float32Array(B * T * half), gotSin = new Float32Array(B * T * half);
+    for (let bt = 0; bt < B * T; bt++) {
+      for (let j = 0; j < half; j++) {
+        gotCos[bt * half + j] = cos[positions[bt] * half + j];
+        gotSin[bt * half + j] = sin[positions[bt] * half + j];
+      }
+    }
+    assertClose(`${name}.cos`, gotCos, goldenArray(c.cos), TABLE_TOL);
+    assertClose(`${name}.sin`, gotSin, goldenArray(c.sin), TABLE_TOL);
+    const y = goldenArray(c.x);
+    ropeForwardRef(y, positions, cos, sin, B, T, H, D);
+    assertClose(`${name}.y`, y, goldenArray(c.y), TOL);
+  });
+
+  test('rejects rope types it does not implement', () => {
+    expect(() => ropeConfigFromHf({ head_dim: 8, rope_scaling: { rope_type: 'yarn', factor: 4 } })).toThrow(ModelFileError);
+    expect(() => ropeConfigFromHf({ head_dim: 8, partial_rotary_factor: 0.5 })).toThrow(ModelFileError);
+    const cfg = { dim: 8, theta: 1e4, scaling: { ropeType: 'dynamic' } } as unknown as RopeConfig;
+    expect(() => ropeInvFreq(cfg)).toThrow(ModelFileError);
+  });
+});
+
+describe('rope_forward kernel', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    gpu = await Gpu.create();
+  });
+  afterAll(() => gpu?.destroy());
+
+  // Pair counts 1, 75 and 8288 (not multiples of the 256-thread workgroup); D=10 has an odd half;
+  // the llama3 case uses positions near 8k; one case holds a position past the table (left as is).
+  test.each([
+    [1, 1, 1, 2, 4, 'default'],
+    [2, 5, 3, 10, 50, 'default'],
+    [1, 37, 7, 64, 64, 'default'],
+    [2, 3, 4, 64, 8192, 'llama3'],
+    [3, 4, 2, 6, 20, 'out-of-table'],
+  ])('equals its twin at B=%i T=%i Hn=%i D=%i P=%i (%s)', async (B, T, Hn, D, P, kind) => {
+    const cfg: RopeConfig = kind === 'llama3'
+      ? { dim: D, theta: 5e5, scaling: { ropeType: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } }
+      : { dim: D, theta: 1e4 };
+    const { cos, sin } = ropeTables(ropeInvFreq(cfg).invFreq, P);
+    const positions = randInts(B * T, P, B * T + D);
+    if (kind === 'llama3') positions.forEach((p, i) => (positions[i] = P - 1 - (p % 300)));
+    if (kind === 'out-of-table') positions[5] = P + 3;
+    const x = rand(B * T * Hn * D, Hn * D + P, -2, 2);
+    const xT = gpu.tensor('x', 'activations', x);
+    ropeForward(
+      gpu, xT, gpu.tensor('positions', 'activations', positions), gpu.tensor('cos', 'scratch', cos),
+      gpu.tensor('sin', 'scratch', sin), B, T, Hn, D,
+    );
+    const y = x.slice();
+    ropeForwardRef(y, positions, cos, sin, B, T, Hn, D);
+    assertClose('y', await gpu.readF32(xT), y, TOL);
+  });
+});
