@@ -3,6 +3,7 @@ import type { BenchFamily } from './bench-case.ts';
 import { benches as rmsnorm } from './rmsnorm.bench.ts';
 import { benches as attention } from './attention.bench.ts';
 import { benches as matmul } from './matmul.bench.ts';
+import { benches as nf4 } from './nf4.bench.ts';
 import { benches as pointwise } from './pointwise.bench.ts';
 
-export const families: BenchFamily[] = [matmul, rmsnorm, attention, pointwise];
+export const families: BenchFamily[] = [matmul, nf4, rmsnorm, attention, pointwise];

@@ -1,0 +1,41 @@
+// NF4 dequantization, bitsandbytes dequantize_4bit (nf4) (SPEC.md §1.4):
+//   w[i] = NF4[code_i] * absmax[i / BS], the product in f32 (bitsandbytes keeps it in f32),
+//   code_i = high nibble of byte i/2 for even i, low nibble for odd i.
+// Shapes: w (n) = weight (N, K) flattened row-major; packed (ceil(n / 8)) little-endian u32 words;
+// absmax (ceil(n / BS)) f32. Double-quantized absmax is expanded to f32 on the CPU first
+// (src/quant/nf4.ts doubleDequantize); this kernel only ever sees f32 absmax.
+// The training path never calls this (matmul_nf4 dequantizes tiles in workgroup memory); it exists
+// for inspection, export and tests. The result is bit-identical to the CPU twin: one f32 multiply.
+// Version 1: one invocation per u32 word (8 outputs), 1-D grid folded into 2-D for > 65535 groups.
+
+override WG: u32 = 128;
+override BS: u32 = 64;   // blocksize
+
+struct Params {
+  n: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> w: array<f32>;   // (n) = (N, K)
+@group(0) @binding(2) var<storage, read> packed: array<u32>;    // (ceil(n / 8))
+@group(0) @binding(3) var<storage, read> absmax: array<f32>;    // (ceil(n / BS))
+
+const NF4 = array<u32, 16>(
+  0xbf800000u, 0xbf3239b1u, 0xbf066b30u, 0xbeca32a0u, 0xbe91a24du, 0xbe3d353fu, 0xbdba7871u, 0x00000000u,
+  0x3da2faffu, 0x3e24cae3u, 0x3e7c04ddu, 0x3ead033au, 0x3ee1a4b8u, 0x3f1007abu, 0x3f3913b3u, 0x3f800000u);
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let word = (wid.x + wid.y * nwg.x) * WG + lid;
+  let e0 = word * 8u;
+  if (e0 >= p.n) { return; }   // no barriers in this kernel, so an early exit is safe
+  let bits = packed[word];
+  for (var j = 0u; j < 8u; j++) {
+    let i = e0 + j;
+    if (i < p.n) {
+      let code = (bits >> (8u * (j >> 1u) + select(4u, 0u, (j & 1u) == 1u))) & 15u;
+      w[i] = bitcast<f32>(NF4[code]) * absmax[i / BS];
+    }
+  }
+}

@@ -1,0 +1,29 @@
+import shader from '../../shaders/matmul_nf4.wgsl?raw';
+import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
+import { NF4_BLOCKSIZE } from '../quant/nf4.ts';
+
+const TM = 64, TN = 64;
+
+export interface MatmulNf4Options {
+  /** Y += X·Wᵀ (+ bias) instead of Y = ... */
+  accumulate?: boolean;
+  blocksize?: number;
+}
+
+/**
+ * Y (M, N) = X (M, K) · dequant(W)ᵀ (+ bias (N)), W (N, K) NF4-packed (`Wq` u32 words + f32 absmax).
+ * Pass `bias` undefined for a Linear without bias.
+ */
+export function matmulNf4(
+  gpu: Gpu, Y: Binding, X: Binding, Wq: Binding, absmax: Binding, bias: Binding | undefined,
+  M: number, N: number, K: number, opts: MatmulNf4Options = {},
+): void {
+  const k = gpu.kernel('matmul_nf4', shader, {
+    overrides: { ACCUMULATE: opts.accumulate ?? false, HAS_BIAS: bias !== undefined, BS: opts.blocksize ?? NF4_BLOCKSIZE },
+  });
+  const tiles = Math.ceil(M / TM) * Math.ceil(N / TN);
+  // The WGSL reads `bias` only under `if (HAS_BIAS)`, but it is still statically used, so the 'auto'
+  // layout wants binding 5 either way. Without a bias we bind absmax there: read-only aliases are
+  // legal, and the pipeline compiled with HAS_BIAS = false never reads it.
+  gpu.dispatch(k, [Y, X, Wq, absmax, bias ?? absmax], params([M, N, K]), grid(tiles));
+}

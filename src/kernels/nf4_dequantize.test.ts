@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, test } from 'vitest';
+import { Gpu } from '../gpu/runtime.ts';
+import { assertEqualInts, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
+import { nf4Words, packWords, quantizeNF4 } from '../quant/nf4.ts';
+import { nf4Dequantize } from './nf4_dequantize.ts';
+import { nf4DequantizeRef } from './nf4_dequantize.ref.ts';
+
+const golden = loadGolden('nf4');
+const ints = (t: GoldenTensor | number) => Uint8Array.from((t as GoldenTensor).data);
+const fromBits = (t: GoldenTensor | number) => new Float32Array(Int32Array.from((t as GoldenTensor).data).buffer);
+const bitsOf = (a: Float32Array) => new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
+
+// Dequantization is one f32 multiply per element, so kernel, twin and torch agree bit for bit.
+describe('nf4_dequantize twin', () => {
+  test('matches torch dequantize_4bit bit for bit', () => {
+    const c = golden.quant;
+    const n = c.n as number;
+    const w = new Float32Array(n);
+    nf4DequantizeRef(w, packWords(ints(c.packed), n), fromBits(c.absmax_bits), n);
+    const head = goldenArray(c.w_head);
+    assertEqualInts('w_head bits', bitsOf(w.subarray(0, head.length)), bitsOf(head));
+    const mm = golden.mm_small;
+    const N = mm.N as number, K = mm.K as number;
+    const wm = new Float32Array(N * K);
+    nf4DequantizeRef(wm, packWords(ints(mm.packed), N * K), goldenArray(mm.absmax), N * K);
+    assertEqualInts('mm_small.w bits', bitsOf(wm), bitsOf(goldenArray(mm.w)));
+  });
+});
+
+describe('nf4_dequantize kernel', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    gpu = await Gpu.create();
+  });
+  afterAll(() => gpu?.destroy());
+
+  // Ragged: a single element, odd totals, K not a multiple of 64 (blocks cross rows), more words
+  // than one 128-invocation workgroup, and a non-default blocksize.
+  test.each([
+    [1, 1, 64],
+    [3, 5, 64],
+    [7, 100, 64],
+    [33, 67, 64],
+    [129, 130, 64],
+    [9, 37, 32],
+  ])('equals its twin bit for bit at N=%i K=%i blocksize=%i', async (N, K, blocksize) => {
+    const n = N * K;
+    const { packed, absmax } = quantizeNF4(rand(n, n, -2, 2), blocksize);
+    const words = packWords(packed, n);
+    const wT = gpu.tensor('w', 'scratch', n * 4);
+    nf4Dequantize(gpu, wT, gpu.tensor('packed', 'weights', words), gpu.tensor('absmax', 'weights', absmax), n, blocksize);
+    const w = new Float32Array(n);
+    nf4DequantizeRef(w, words, absmax, n, blocksize);
+    assertEqualInts('w bits', bitsOf(await gpu.readF32(wT)), bitsOf(w));
+  });
+
+  test('round-trips the golden quantization to torch values', async () => {
+    const c = golden.quant;
+    const n = c.n as number;
+    const words = packWords(ints(c.packed), n);
+    const wT = gpu.tensor('w', 'scratch', nf4Words(n) * 32);
+    nf4Dequantize(gpu, wT, gpu.tensor('packed', 'weights', words), gpu.tensor('absmax', 'weights', fromBits(c.absmax_bits)), n);
+    const head = goldenArray(c.w_head);
+    assertEqualInts('w_head bits', bitsOf((await gpu.readF32(wT)).subarray(0, head.length)), bitsOf(head));
+  });
+});
