@@ -1,0 +1,160 @@
+// LoRA forward (PEFT `lora.Linear.forward`, layer.py): the adapter branch added onto the base output
+//   U (M, R) = dropout(x) · Aᵀ                        entry `down`  (U is saved for the backward)
+//   Y (M, N) += scale · U · Bᵀ                        entry `up`    (Y already holds base(x))
+// Shapes: x (M, K), A (R, K), B (N, R), row-major. scale = alpha / R, or alpha / sqrt(R) (rsLoRA).
+// Reference op: torch.nn.functional.linear(linear(dropout(x), A), B) * scale, dropout = nn.Dropout(p)
+// in training mode. Our dropout is not torch's RNG: keep(i) = pcg(i ^ pcg(seed)) >= keepThreshold for
+// the flat element index i = m*K + k, kept values scaled by invKeep = 1/(1-p). It is stateless, so the
+// backward regenerates the same mask from (seed, i) instead of storing an (M, K) mask. p = 0 gives
+// keepThreshold = 0 and invKeep = 1: every element kept and multiplied by exactly 1 (identity).
+// Version 1: one register-tiled matmul body for both stages. A workgroup of WX x WY threads owns a
+// (WY*TM) x (WX*TN) output tile; the reduction runs in BK-long chunks staged in workgroup memory; each
+// thread accumulates TM x TN outputs in registers. Output rows and columns are strided by WY and WX so
+// neighbouring threads touch neighbouring addresses. Ragged edges load zeros (select, no early return).
+// `down` uses a narrow tile along R (R is 1..64); `up` a square one. No split-K yet: `down` at small M
+// has few workgroups (each reduces all of K); it is ~1% of the layer's FLOPs, so left for later.
+// All math in f32.
+
+override WX: u32 = 16;   // threads along the output columns
+override WY: u32 = 16;   // threads along the output rows
+override BK: u32 = 16;   // reduction chunk
+const TM: u32 = 4;       // outputs per thread along rows (register tile; must be const in WGSL)
+const TN: u32 = 4;       // outputs per thread along columns
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  R: u32,
+  seed: u32,
+  keepThreshold: u32,  // floor(p * 2^32): keep when the hash is >= this
+  invKeep: f32,        // f32(1 / (1 - p))
+  scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> Y: array<f32>;   // (M, N)  += scale * U Bᵀ
+@group(0) @binding(2) var<storage, read_write> U: array<f32>;   // (M, R)  written by down, read by up
+@group(0) @binding(3) var<storage, read> x: array<f32>;         // (M, K)
+@group(0) @binding(4) var<storage, read> A: array<f32>;         // (R, K)
+@group(0) @binding(5) var<storage, read> B: array<f32>;         // (N, R)
+
+// Tiles of the two operands, stored [s][row] and [s][col] so the inner loop reads along rows/cols.
+var<workgroup> Ls: array<f32, BK * WY * TM>;
+var<workgroup> Rs: array<f32, BK * WX * TN>;
+
+// PCG hash (Jarzynski & Olano 2020, "Hash Functions for GPU Rendering"). Must stay identical to
+// lora_backward.wgsl, lora_forward.ref.ts and scripts/goldens/lora.py.
+fn pcg(v: u32) -> u32 {
+  let state = v * 747796405u + 2891336453u;
+  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  return (word >> 22u) ^ word;
+}
+
+// dropout(x)[i] for flat index i of x (M, K).
+fn dropped(i: u32, seedHash: u32) -> f32 {
+  let v = x[i] * p.invKeep;
+  return select(0.0, v, pcg(i ^ seedHash) >= p.keepThreshold);
+}
+
+// acc[i*TN + j] += sum_s Ls[s][ty + i*WY] * Rs[s][tx + j*WX] over one staged chunk.
+fn mma(tx: u32, ty: u32, acc: ptr<function, array<f32, TM * TN>>) {
+  let BP = WY * TM;
+  let BQ = WX * TN;
+  for (var s = 0u; s < BK; s++) {
+    var a: array<f32, TM>;
+    var b: array<f32, TN>;
+    for (var i = 0u; i < TM; i++) { a[i] = Ls[s * BP + ty + i * WY]; }
+    for (var j = 0u; j < TN; j++) { b[j] = Rs[s * BQ + tx + j * WX]; }
+    for (var i = 0u; i < TM; i++) {
+      for (var j = 0u; j < TN; j++) { (*acc)[i * TN + j] = fma(a[i], b[j], (*acc)[i * TN + j]); }
+    }
+  }
+}
+
+// U[m, r] = sum_k dropout(x)[m, k] * A[r, k]. Tile rows = m, columns = r, reduction = k.
+@compute @workgroup_size(WX, WY)
+fn down(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let BP = WY * TM;
+  let BQ = WX * TN;
+  let NT = WX * WY;
+  let tilesQ = (p.R + BQ - 1u) / BQ;
+  let w = wid.x + wid.y * nwg.x;
+  let p0 = (w / tilesQ) * BP;   // first m of the tile; past M for the spare workgroups of the grid
+  let q0 = (w % tilesQ) * BQ;   // first r
+  let seedHash = pcg(p.seed);
+  var acc: array<f32, TM * TN>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    // Both operands are contiguous along k, so consecutive threads take consecutive k.
+    for (var e = lid; e < BK * BP; e += NT) {
+      let s = e % BK;
+      let m = p0 + e / BK;
+      let k = k0 + s;
+      var v = 0.0;
+      if (m < p.M && k < p.K) { v = dropped(m * p.K + k, seedHash); }
+      Ls[s * BP + e / BK] = v;
+    }
+    for (var e = lid; e < BK * BQ; e += NT) {
+      let s = e % BK;
+      let r = q0 + e / BK;
+      let k = k0 + s;
+      var v = 0.0;
+      if (r < p.R && k < p.K) { v = A[r * p.K + k]; }
+      Rs[s * BQ + e / BK] = v;
+    }
+    workgroupBarrier();
+    mma(lid3.x, lid3.y, &acc);
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN; j++) {
+      let m = p0 + lid3.y + i * WY;
+      let r = q0 + lid3.x + j * WX;
+      if (m < p.M && r < p.R) { U[m * p.R + r] = acc[i * TN + j]; }
+    }
+  }
+}
+
+// Y[m, n] += scale * sum_r U[m, r] * B[n, r]. Tile rows = m, columns = n, reduction = r.
+@compute @workgroup_size(WX, WY)
+fn up(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+      @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let BP = WY * TM;
+  let BQ = WX * TN;
+  let NT = WX * WY;
+  let tilesQ = (p.N + BQ - 1u) / BQ;
+  let w = wid.x + wid.y * nwg.x;
+  let p0 = (w / tilesQ) * BP;
+  let q0 = (w % tilesQ) * BQ;
+  var acc: array<f32, TM * TN>;
+  for (var r0 = 0u; r0 < p.R; r0 += BK) {
+    // U and B are both contiguous along r.
+    for (var e = lid; e < BK * BP; e += NT) {
+      let s = e % BK;
+      let m = p0 + e / BK;
+      let r = r0 + s;
+      var v = 0.0;
+      if (m < p.M && r < p.R) { v = U[m * p.R + r]; }
+      Ls[s * BP + e / BK] = v;
+    }
+    for (var e = lid; e < BK * BQ; e += NT) {
+      let s = e % BK;
+      let n = q0 + e / BK;
+      let r = r0 + s;
+      var v = 0.0;
+      if (n < p.N && r < p.R) { v = B[n * p.R + r]; }
+      Rs[s * BQ + e / BK] = v;
+    }
+    workgroupBarrier();
+    mma(lid3.x, lid3.y, &acc);
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < TM; i++) {
+    for (var j = 0u; j < TN; j++) {
+      let m = p0 + lid3.y + i * WY;
+      let n = q0 + lid3.x + j * WX;
+      if (m < p.M && n < p.N) { Y[m * p.N + n] += p.scale * acc[i * TN + j]; }
+    }
+  }
+}

@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Gpu } from '../gpu/runtime.ts';
+import { assertClose, finiteDifference, goldenArray, loadGolden, rand } from '../testing/compare.ts';
+import { loraScale } from './lora_forward.ts';
+import { dropoutRef, loraForwardRef } from './lora_forward.ref.ts';
+import { loraBackward } from './lora_backward.ts';
+import { loraBackwardRef } from './lora_backward.ref.ts';
+
+const TOL = { atol: 1e-5, rtol: 1e-4 };
+
+/** GPU vs twin: f32 sums of a few hundred terms that cancel (dA, dB reduce over M) err by a few ulps
+ *  of the largest entry rather than of each result, so the absolute floor follows the array's scale. */
+function scaled(expected: Float32Array) {
+  let max = 0;
+  for (const v of expected) max = Math.max(max, Math.abs(v));
+  return { atol: 1e-5 + 2e-6 * max, rtol: 1e-4 };
+}
+
+describe('lora_backward twin', () => {
+  const golden = loadGolden('lora');
+  test.each(Object.keys(golden))('matches PyTorch autograd: %s', (name) => {
+    const c = golden[name];
+    const [M, N, K, R] = [c.M, c.N, c.K, c.R] as number[];
+    const scale = loraScale(c.alpha as number, R, c.rslora === 1);
+    const x = goldenArray(c.x), A = goldenArray(c.A), B = goldenArray(c.B);
+    const U = new Float32Array(M * R);
+    loraForwardRef(new Float32Array(M * N), U, x, A, B, M, N, K, R, scale, c.dropout as number, c.seed as number);
+    const dX = goldenArray(c.dx_base), dA = new Float32Array(R * K), dB = new Float32Array(N * R);
+    loraBackwardRef(
+      dX, dA, dB, new Float32Array(M * R), goldenArray(c.dY), x, A, B, U, M, N, K, R, scale,
+      c.dropout as number, c.seed as number,
+    );
+    assertClose(`${name}.dX`, dX, goldenArray(c.dX), TOL);
+    assertClose(`${name}.dA`, dA, goldenArray(c.dA), TOL);
+    assertClose(`${name}.dB`, dB, goldenArray(c.dB), TOL);
+  });
+
+  test('matches finite differences (with dropout)', () => {
+    const M = 3, N = 4, K = 5, R = 2, scale = 1.7, p = 0.3, seed = 9;
+    const x = rand(M * K, 21), A = rand(R * K, 22), B = rand(N * R, 23), dY = rand(M * N, 24);
+    const keepScale = dropoutRef(new Float32Array(M * K).fill(1), seed, p);
+    // L = sum(scale * ((mask ⊙ x) Aᵀ) Bᵀ ⊙ dY), in float64; one of x, A, B is the variable.
+    const loss = (xs: ArrayLike<number>, As: ArrayLike<number>, Bs: ArrayLike<number>) => {
+      let L = 0;
+      for (let m = 0; m < M; m++) {
+        for (let n = 0; n < N; n++) {
+          let y = 0;
+          for (let r = 0; r < R; r++) {
+            let u = 0;
+            for (let k = 0; k < K; k++) u += keepScale[m * K + k] * xs[m * K + k] * As[r * K + k];
+            y += u * Bs[n * R + r];
+          }
+          L += scale * y * dY[m * N + n];
+        }
+      }
+      return L;
+    };
+    const U = new Float32Array(M * R);
+    loraForwardRef(new Float32Array(M * N), U, x, A, B, M, N, K, R, scale, p, seed);
+    const dX = new Float32Array(M * K), dA = new Float32Array(R * K), dB = new Float32Array(N * R);
+    loraBackwardRef(dX, dA, dB, new Float32Array(M * R), dY, x, A, B, U, M, N, K, R, scale, p, seed);
+    // Some of x's coordinates are dropped (gradient exactly 0); the check covers both kinds.
+    const all = (n: number) => Array.from({ length: n }, (_, i) => i);
+    expect(finiteDifference((v) => loss(v, A, B), Float64Array.from(x), dX, all(M * K))).toEqual([]);
+    expect(finiteDifference((v) => loss(x, v, B), Float64Array.from(A), dA, all(R * K))).toEqual([]);
+    expect(finiteDifference((v) => loss(x, A, v), Float64Array.from(B), dB, all(N * R))).toEqual([]);
+    expect(keepScale.some((v) => v === 0)).toBe(true);
+  });
+});
+
+describe('lora_backward kernel', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    gpu = await Gpu.create();
+  });
+  afterAll(() => gpu?.destroy());
+
+  // Ragged M (the reduction of dA/dB: not a multiple of the 32-long chunk), N, K (not multiples of the
+  // 64-wide tiles), R in {1, 8, 16, 20}.
+  test.each([
+    [5, 7, 13, 1, 0, 0, false],
+    [67, 33, 70, 8, 0.1, 3, true],
+    [130, 65, 97, 16, 0.25, 9, false],
+    [45, 9, 35, 20, 0.5, 11, true],
+  ])('equals its twin at M=%i N=%i K=%i R=%i dropout=%s seed=%i accumulate=%s', async (M, N, K, R, p, seed, accumulate) => {
+    const x = rand(M * K, 31, -2, 2), A = rand(R * K, 32, -0.3, 0.3), B = rand(N * R, 33, -0.5, 0.5);
+    const U = rand(M * R, 34), dY = rand(M * N, 35), scale = loraScale(16, R, true);
+    const dX0 = rand(M * K, 36), dA0 = rand(R * K, 37), dB0 = rand(N * R, 38);
+    const t = (label: string, a: Float32Array) => gpu.tensor(label, 'activations', a);
+    const dXT = t('dX', dX0), dAT = t('dA', dA0), dBT = t('dB', dB0), dUT = gpu.tensor('dU', 'scratch', M * R * 4);
+    loraBackward(
+      gpu, dXT, dAT, dBT, dUT, t('dY', dY), t('x', x), t('A', A), t('B', B), t('U', U),
+      { M, N, K, R }, { scale, dropout: p, seed, accumulate },
+    );
+    const dX = dX0.slice(), dA = dA0.slice(), dB = dB0.slice(), dU = new Float32Array(M * R);
+    loraBackwardRef(dX, dA, dB, dU, dY, x, A, B, U, M, N, K, R, scale, p, seed, accumulate);
+    assertClose('dU', await gpu.readF32(dUT), dU, scaled(dU));
+    assertClose('dB', await gpu.readF32(dBT), dB, scaled(dB));
+    assertClose('dA', await gpu.readF32(dAT), dA, scaled(dA));
+    assertClose('dX', await gpu.readF32(dXT), dX, scaled(dX));
+  });
+
+  test('dX regenerates the forward mask from (seed, index)', async () => {
+    // N = R = 1, dY = B = 1, scale = 1: dU = 1, and with A = 1, dX = 0 + mask/(1-p) element-wise.
+    const M = 96, K = 170, p = 0.25, seed = 1234;
+    const dXT = gpu.tensor('dX', 'activations', M * K * 4);
+    const one = (n: number) => gpu.tensor('one', 'activations', new Float32Array(n).fill(1));
+    loraBackward(
+      gpu, dXT, gpu.tensor('dA', 'lora', K * 4), gpu.tensor('dB', 'lora', 4), gpu.tensor('dU', 'scratch', M * 4),
+      one(M), gpu.tensor('x', 'activations', M * K * 4), one(K), one(1), gpu.tensor('U', 'activations', M * 4),
+      { M, N: 1, K, R: 1 }, { scale: 1, dropout: p, seed },
+    );
+    const want = dropoutRef(new Float32Array(M * K).fill(1), seed, p);
+    const got = await gpu.readF32(dXT);
+    expect(got.every((v, i) => v === want[i])).toBe(true);
+  });
+});

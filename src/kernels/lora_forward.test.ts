@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Gpu } from '../gpu/runtime.ts';
+import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
+import { dropoutUniforms, loraForward, loraScale } from './lora_forward.ts';
+import { dropoutRef, loraForwardRef, pcg } from './lora_forward.ref.ts';
+
+const TOL = { atol: 1e-5, rtol: 1e-4 };
+
+/** Element-wise equality without vitest's deep-diff cost on big arrays. */
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** Kept fraction of a mask produced by dropoutRef on ones. */
+function keptFraction(mask: Float32Array): number {
+  let kept = 0;
+  for (const v of mask) if (v !== 0) kept++;
+  return kept / mask.length;
+}
+
+describe('lora_forward twin', () => {
+  const golden = loadGolden('lora');
+  test.each(Object.keys(golden))('matches PyTorch: %s', (name) => {
+    const c = golden[name];
+    const [M, N, K, R] = [c.M, c.N, c.K, c.R] as number[];
+    const scale = loraScale(c.alpha as number, R, c.rslora === 1);
+    expect(Math.abs(scale - (c.scale as number))).toBeLessThan(1e-12);
+    const Y = goldenArray(c.y_base), U = new Float32Array(M * R);
+    loraForwardRef(Y, U, goldenArray(c.x), goldenArray(c.A), goldenArray(c.B), M, N, K, R, scale, c.dropout as number, c.seed as number);
+    assertClose(`${name}.U`, U, goldenArray(c.U), TOL);
+    assertClose(`${name}.y`, Y, goldenArray(c.y), TOL);
+  });
+
+  test('pcg matches known values (the same hash as the WGSL and lora.py)', () => {
+    // Spot values computed by hand from the PCG-RXS-M-XS recipe; a change here breaks stored goldens.
+    const ref = (v: number) => {
+      const st = BigInt.asUintN(32, BigInt(v) * 747796405n + 2891336453n);
+      const w = BigInt.asUintN(32, ((st >> ((st >> 28n) + 4n)) ^ st) * 277803737n);
+      return Number((w >> 22n) ^ w);
+    };
+    for (const v of [0, 1, 2, 12345, 0x7fffffff, 0xffffffff]) expect(pcg(v)).toBe(ref(v));
+  });
+
+  test('p = 0 is exactly the identity', () => {
+    const x = rand(1000, 1, -3, 3);
+    expect(Array.from(dropoutRef(x, 42, 0))).toEqual(Array.from(x));
+    expect(dropoutUniforms(0)).toEqual({ keepThreshold: 0, invKeep: 1 });
+  });
+
+  test.each([0.05, 0.1, 0.5, 0.9])('keep rate is 1-p within 5 sigma, kept values scaled by 1/(1-p): p=%s', (p) => {
+    const n = 200_000;
+    const mask = dropoutRef(new Float32Array(n).fill(1), 7, p);
+    const sigma = Math.sqrt(p * (1 - p) / n);
+    expect(Math.abs(keptFraction(mask) - (1 - p))).toBeLessThan(5 * sigma);
+    const inv = Math.fround(1 / (1 - p));
+    expect(mask.every((v) => v === 0 || v === inv)).toBe(true);
+  });
+
+  test('same seed gives the same mask, another seed a different one', () => {
+    const ones = new Float32Array(50_000).fill(1), p = 0.3;
+    const a = dropoutRef(ones, 1, p), b = dropoutRef(ones, 1, p), c = dropoutRef(ones, 2, p);
+    expect(sameBits(a, b)).toBe(true);
+    // Independent masks disagree at a fraction 2p(1-p) = 0.42 of the positions.
+    let diff = 0;
+    for (let i = 0; i < a.length; i++) if ((a[i] === 0) !== (c[i] === 0)) diff++;
+    expect(Math.abs(diff / a.length - 2 * p * (1 - p))).toBeLessThan(0.02);
+    // And neighbouring elements are not correlated: P(both kept) ~ (1-p)^2.
+    let both = 0;
+    for (let i = 0; i + 1 < a.length; i++) if (a[i] !== 0 && a[i + 1] !== 0) both++;
+    expect(Math.abs(both / (a.length - 1) - (1 - p) ** 2)).toBeLessThan(0.02);
+  });
+});
+
+describe('lora_forward kernel', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    gpu = await Gpu.create();
+  });
+  afterAll(() => gpu?.destroy());
+
+  // M, N, K not multiples of the 64-row tiles or the 16/32 reduction chunks; R = 20 spans two
+  // 16-wide rank tiles and two reduction chunks of `up`.
+  test.each([
+    [5, 7, 13, 1, 0, 0],
+    [67, 33, 70, 8, 0.1, 3],
+    [130, 65, 97, 16, 0.25, 9],
+    [20, 9, 35, 20, 0.5, 11],
+  ])('equals its twin at M=%i N=%i K=%i R=%i dropout=%s seed=%i', async (M, N, K, R, p, seed) => {
+    const x = rand(M * K, M + K, -2, 2), A = rand(R * K, R + 1, -0.3, 0.3), B = rand(N * R, N + 2, -0.5, 0.5);
+    const Y0 = rand(M * N, M + N + 3), scale = loraScale(16, R);
+    const YT = gpu.tensor('Y', 'activations', Y0), UT = gpu.tensor('U', 'activations', M * R * 4);
+    loraForward(
+      gpu, YT, UT, gpu.tensor('x', 'activations', x), gpu.tensor('A', 'lora', A), gpu.tensor('B', 'lora', B),
+      { M, N, K, R }, { scale, dropout: p, seed },
+    );
+    const Y = Y0.slice(), U = new Float32Array(M * R);
+    loraForwardRef(Y, U, x, A, B, M, N, K, R, scale, p, seed);
+    assertClose('U', await gpu.readF32(UT), U, TOL);
+    assertClose('Y', await gpu.readF32(YT), Y, TOL);
+  });
+
+  test.each([0.1, 0.5])('GPU mask equals the twin mask and keeps 1-p: p=%s', async (p) => {
+    // K = 1, A = [[1]]: U[m] = dropout(x)[m, 0] = mask[m] / (1-p) for x = 1, over 16384 flat indices.
+    const M = 16_384;
+    const UT = gpu.tensor('U', 'activations', M * 4), YT = gpu.tensor('Y', 'activations', M * 4);
+    const ones = new Float32Array(M).fill(1);
+    const run = (seed: number) => loraForward(
+      gpu, YT, UT, gpu.tensor('x', 'activations', ones), gpu.tensor('A', 'lora', new Float32Array([1])),
+      gpu.tensor('B', 'lora', new Float32Array([0])), { M, N: 1, K: 1, R: 1 }, { scale: 1, dropout: p, seed },
+    );
+    run(5);
+    const mask = await gpu.readF32(UT);
+    expect(sameBits(mask, dropoutRef(ones, 5, p))).toBe(true);
+    expect(Math.abs(keptFraction(mask) - (1 - p))).toBeLessThan(5 * Math.sqrt(p * (1 - p) / M));
+    run(5);
+    expect(sameBits(await gpu.readF32(UT), mask)).toBe(true);
+    run(6);
+    expect(sameBits(await gpu.readF32(UT), mask)).toBe(false);
+  });
+});

@@ -1,0 +1,63 @@
+import shader from '../../shaders/lora_forward.wgsl?raw';
+import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
+
+/** x (M, K), A (R, K), B (N, R), Y (M, N), U (M, R). */
+export interface LoraDims {
+  M: number;
+  N: number;
+  K: number;
+  R: number;
+}
+
+export interface LoraOptions {
+  /** alpha / R, or alpha / sqrt(R) with rsLoRA: see loraScale. */
+  scale: number;
+  /** Dropout probability on the LoRA branch input, in [0, 1). Default 0 (identity). */
+  dropout?: number;
+  /** Dropout seed; use a distinct one per (step, micro-batch, module): the backward needs the same. */
+  seed?: number;
+}
+
+/** PEFT's `scaling` (tuners/lora/layer.py): alpha / r, or alpha / sqrt(r) when use_rslora. */
+export function loraScale(alpha: number, R: number, rslora = false): number {
+  return rslora ? alpha / Math.sqrt(R) : alpha / R;
+}
+
+/** The dropout's uniform fields: keep iff hash >= keepThreshold (probability 1 - p), kept values times invKeep. */
+export function dropoutUniforms(p: number): { keepThreshold: number; invKeep: number } {
+  if (!(p >= 0 && p < 1)) throw new RangeError(`lora: dropout ${p} is outside [0, 1)`);
+  return { keepThreshold: Math.min(0xffffffff, Math.floor(p * 2 ** 32)), invKeep: 1 / (1 - p) };
+}
+
+/** The shared uniform of lora_forward.wgsl and lora_backward.wgsl (same Params struct). */
+export function loraParams(d: LoraDims, o: LoraOptions): ArrayBuffer {
+  const { keepThreshold, invKeep } = dropoutUniforms(o.dropout ?? 0);
+  return params([d.M, d.N, d.K, d.R, (o.seed ?? 0) >>> 0, keepThreshold], [invKeep, o.scale]);
+}
+
+/** Outputs per thread along each tile axis: TM = TN = 4, consts in both WGSL files. */
+const PER_THREAD = 4;
+
+// Tile shapes (threads WX x WY, PER_THREAD x PER_THREAD outputs each): narrow along R for the rank-R output, square
+// for the (M, N) output. BK is the reduction chunk staged in workgroup memory.
+export const NARROW = { WX: 4, WY: 16, BK: 32 } as const; // 64 x 16 tile, 64 threads, 10 KiB
+export const SQUARE = { WX: 16, WY: 16, BK: 16 } as const; // 64 x 64 tile, 256 threads, 8 KiB
+
+/** Workgroups for a (rows, cols) output tiled by `t`. */
+export function tiles(rows: number, cols: number, t: { WX: number; WY: number }): [number, number] {
+  return grid(Math.ceil(rows / (t.WY * PER_THREAD)) * Math.ceil(cols / (t.WX * PER_THREAD)));
+}
+
+/**
+ * Y (M, N) += scale · (dropout(x) · Aᵀ) · Bᵀ, saving U = dropout(x) · Aᵀ (M, R) for the backward.
+ * Y must already hold the base layer's output.
+ */
+export function loraForward(
+  gpu: Gpu, Y: Binding, U: Binding, x: Binding, A: Binding, B: Binding, d: LoraDims, o: LoraOptions,
+): void {
+  const u = loraParams(d, o);
+  const down = gpu.kernel('lora_forward', shader, { entry: 'down', overrides: NARROW });
+  gpu.dispatch(down, [undefined, U, x, A], u, tiles(d.M, d.R, NARROW));
+  const up = gpu.kernel('lora_forward', shader, { entry: 'up', overrides: SQUARE });
+  gpu.dispatch(up, [Y, U, undefined, undefined, B], u, tiles(d.M, d.N, SQUARE));
+}
