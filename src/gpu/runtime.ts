@@ -76,6 +76,8 @@ export function grid(workgroups: number, maxPerDim = 65535): [number, number] {
   return [Math.ceil(workgroups / y), y];
 }
 
+const MAX_CACHED_UNIFORMS = 4096;
+
 function isView(b: Binding): b is View {
   return (b as View).tensor !== undefined;
 }
@@ -298,6 +300,14 @@ export class Gpu {
     this.encoder.copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, size);
   }
 
+  /** Zero a tensor (or a byte range of it) inside the step's encoder. */
+  clear(t: Tensor, offset = 0, size = t.size - offset): void {
+    this.throwIfLost();
+    this.endPass();
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: 'runtime.step' });
+    this.encoder.clearBuffer(t.buffer, offset, size);
+  }
+
   private endPass(): void {
     if (this.pass) {
       this.pass.end();
@@ -312,6 +322,13 @@ export class Gpu {
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = undefined;
     this.counters.submits++;
+    // Uniforms that change every step (a scheduled learning rate) would grow the cache without
+    // bound; past a cap, start over. Destroying after submit is safe: submitted work keeps them.
+    if (this.uniforms.size > MAX_CACHED_UNIFORMS) {
+      for (const b of this.uniforms.values()) b.destroy();
+      this.uniforms.clear();
+      this.bindGroups.clear();
+    }
   }
 
   /** Wait for the GPU to finish what was submitted. */

@@ -1,0 +1,86 @@
+// Parity of the whole model with the PyTorch reference (scripts/tiny_models.py): logits, loss, every
+// LoRA gradient, and 5 AdamW steps with gradient accumulation, clipping and a warmup schedule, for
+// three tiny checkpoints (GQA + llama3 rope + BF16 + untied head; Qwen2 biases + tied + F16; Mistral
+// MQA + linear rope + F32), with the base in full precision and in NF4.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { Gpu } from '../gpu/runtime.ts';
+import { assertClose, goldenArray, loadGolden, type GoldenTensor } from '../testing/compare.ts';
+import { openModelFolder } from '../io/model-folder.ts';
+import { directorySources } from '../node/fs-source.ts';
+import { openModel } from './open.ts';
+import { PROJS } from './lora.ts';
+import type { Batch } from './llama.ts';
+import { countTargets, optimizerStep } from '../train/step.ts';
+
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral'];
+
+/** Rows [r0, r1) of the golden (4, T) ids/labels as a Batch with next-token targets. */
+function batchOf(ids: GoldenTensor, labels: GoldenTensor, r0: number, r1: number): Batch {
+  const T = ids.shape[1], B = r1 - r0;
+  const b: Batch = { B, T, ids: new Uint32Array(B * T), positions: new Uint32Array(B * T), targets: new Int32Array(B * T) };
+  for (let i = 0; i < B; i++) {
+    for (let t = 0; t < T; t++) {
+      const src = (r0 + i) * T + t;
+      b.ids[i * T + t] = ids.data[src];
+      b.positions[i * T + t] = t;
+      b.targets[i * T + t] = t + 1 < T ? labels.data[src + 1] : -100;
+    }
+  }
+  return b;
+}
+
+function tensorMap(g: Record<string, GoldenTensor>): Map<string, Float32Array> {
+  return new Map(Object.entries(g).map(([k, v]) => [k, Float32Array.from(v.data)]));
+}
+
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await Gpu.create();
+});
+afterAll(() => gpu?.destroy());
+
+describe.each(MODELS)('%s matches the PyTorch reference', (name) => {
+  const golden = loadGolden(`model_${name}`) as unknown as Record<string, any>;
+  const dir = fileURLToPath(new URL(`../../fixtures/models/${name}`, import.meta.url));
+  const ids = golden.ids as GoldenTensor, labels = golden.labels as GoldenTensor;
+  const b01 = batchOf(ids, labels, 0, 2), b23 = batchOf(ids, labels, 2, 4);
+
+  test.each(['none', 'nf4'] as const)('quant %s: logits, loss, LoRA gradients, 5 AdamW steps', async (quant) => {
+    const g = golden[quant];
+    const folder = await openModelFolder(await directorySources(dir));
+    const { model, lora, config } = await openModel(gpu, folder, {
+      quant, batch: 2, seqLen: ids.shape[1], training: true, gradAccum: 2,
+      lora: { rank: golden.config.r, alpha: golden.config.alpha, dropout: 0, rslora: false, targets: [...PROJS] },
+    });
+    const init = tensorMap(golden.init_adapter);
+    lora!.load(init);
+    const V = config.vocabSize;
+    // Logits of the first two sequences.
+    const logits = await gpu.readF32(model.forwardLogits(b01), 0, b01.B * b01.T * V);
+    assertClose(`${name}/${quant} logits`, logits, goldenArray(g.logits), { atol: 2e-4, rtol: 1e-3 });
+    // Loss and every LoRA gradient.
+    const n = countTargets(b01);
+    gpu.clear(lora!.grads);
+    model.step(b01, { gradScale: 1 / n, seed: 0, training: true });
+    const losses = await gpu.readF32(model.plan.tensor('loss'), 0, b01.B * b01.T);
+    expect(losses.reduce((a, x) => a + x, 0) / n).toBeCloseTo(g.loss, 4);
+    const grads = await lora!.tensors(lora!.grads);
+    for (const [key, want] of Object.entries(g.grads as Record<string, GoldenTensor>)) {
+      const mag = Math.max(...want.data.map(Math.abs));
+      assertClose(`${name}/${quant} ${key}`, grads.get(key)!, Float32Array.from(want.data), { atol: 2e-3 * mag + 1e-6, rtol: 2e-3 });
+    }
+    // Five optimizer steps, batch 2 x grad-accum 2, lr from the reference's schedule.
+    lora!.load(init);
+    lora!.resetOptimizer();
+    for (const [i, s] of (g.steps as { loss: number; lr: number; grad_norm: number }[]).entries()) {
+      const r = await optimizerStep(model, lora!, [b01, b23], { lr: s.lr, weightDecay: 0.01, maxGradNorm: 1, seed: 0 });
+      expect(r.loss, `step ${i} loss`).toBeCloseTo(s.loss, 4);
+      expect(Math.abs(r.gradNorm - s.grad_norm), `step ${i} grad norm ${r.gradNorm} vs ${s.grad_norm}`).toBeLessThan(1e-3 * s.grad_norm + 1e-5);
+    }
+    const adapter = await lora!.tensors();
+    for (const [key, want] of Object.entries(g.adapter as Record<string, GoldenTensor>)) {
+      assertClose(`${name}/${quant} adapter ${key}`, adapter.get(key)!, Float32Array.from(want.data), { atol: 2e-4, rtol: 2e-3 });
+    }
+  });
+});

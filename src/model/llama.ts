@@ -1,0 +1,242 @@
+// The LLaMA-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2) with LoRA, as hand-written
+// forward and backward passes over the engine's kernels (llm.c style). The backward runs in exact
+// reverse order of the forward. Every buffer comes from one memory plan (plan.ts), allocated up front.
+//
+// Per layer (HF LlamaDecoderLayer, fp32):
+//   x1 = rmsnorm(h) ; q,k,v = x1·Wᵀ (+b) (+LoRA) ; rope(q,k) ; o = attn(q,k,v)
+//   h2 = h + o·Woᵀ (+LoRA) ; x2 = rmsnorm(h2) ; g,u = x2·Wᵀ (+LoRA) ; m = silu(g)·u
+//   h' = h2 + m·Wdᵀ (+LoRA)
+// Residual adds are free: the output buffer starts as a copy of the residual and every matmul
+// accumulates into it.
+import type { Binding, Gpu, Tensor, View } from '../gpu/runtime.ts';
+import { matmul } from '../kernels/matmul.ts';
+import { matmulNf4 } from '../kernels/matmul_nf4.ts';
+import { matmulNf4Backward } from '../kernels/matmul_nf4_backward.ts';
+import { rmsnormForward } from '../kernels/rmsnorm_forward.ts';
+import { rmsnormBackward } from '../kernels/rmsnorm_backward.ts';
+import { ropeForward } from '../kernels/rope_forward.ts';
+import { ropeBackward } from '../kernels/rope_backward.ts';
+import { attentionForward } from '../kernels/attention_forward.ts';
+import { attentionBackward } from '../kernels/attention_backward.ts';
+import { swigluForward } from '../kernels/swiglu_forward.ts';
+import { swigluBackward } from '../kernels/swiglu_backward.ts';
+import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
+import { crossEntropy } from '../kernels/cross_entropy.ts';
+import { loraForward } from '../kernels/lora_forward.ts';
+import { loraBackward } from '../kernels/lora_backward.ts';
+import { PROJS, type LoraState, type Proj } from './lora.ts';
+import type { ModelDims, Plan } from './plan.ts';
+
+/** A frozen base projection: NF4 (packed codes + f32 absmax) or full precision, with an optional bias. */
+export type BaseLinear =
+  | { kind: 'nf4'; packed: Tensor; absmax: Tensor; bias?: Tensor; N: number; K: number }
+  | { kind: 'f32'; w: Tensor; bias?: Tensor; N: number; K: number };
+
+export interface LayerWeights {
+  inputNorm: Tensor;
+  postNorm: Tensor;
+  proj: Record<Proj, BaseLinear>;
+}
+
+export interface ModelWeights {
+  embed: EmbeddingTable;
+  /** (V, C) f32, bound whole for the logits matmul; the embedding's own tensor when tied. */
+  head: Tensor;
+  norm: Tensor;
+  layers: LayerWeights[];
+  /** RoPE cos/sin tables (maxPositions, D/2). */
+  ropeCos: Tensor;
+  ropeSin: Tensor;
+}
+
+/** What one forward/backward call works on: a micro-batch of B sequences of T tokens. */
+export interface Batch {
+  B: number;
+  T: number;
+  /** Token ids (B*T) u32, positions (B*T) u32 (restart per packed example), next-token targets (B*T) i32, -100 = ignored. */
+  ids: Uint32Array;
+  positions: Uint32Array;
+  targets: Int32Array;
+}
+
+export interface RunOptions {
+  /** 1 / (unmasked targets in the whole optimizer step): losses and gradients add up to the step's mean. */
+  gradScale: number;
+  /** Dropout seed for this micro-batch (the backward regenerates the same masks). */
+  seed: number;
+  training: boolean;
+}
+
+function view(t: Tensor, offsetFloats: number, countFloats: number): View {
+  return { tensor: t, offset: offsetFloats * 4, size: countFloats * 4 };
+}
+
+/** Mixes (seed, layer, projection) into a per-module dropout seed. */
+function moduleSeed(seed: number, layer: number, p: number): number {
+  let h = (seed ^ Math.imul(layer + 1, 0x9e3779b1) ^ Math.imul(p + 1, 0x85ebca77)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x7feb352d) >>> 0;
+  return (h ^ (h >>> 15)) >>> 0;
+}
+
+export class LlamaModel {
+  constructor(
+    readonly gpu: Gpu,
+    readonly dims: ModelDims,
+    readonly weights: ModelWeights,
+    readonly plan: Plan,
+    readonly lora: LoraState | undefined,
+  ) {}
+
+  private t(name: string): Tensor {
+    return this.plan.tensor(name);
+  }
+
+  /** The saved-activation set of layer l: one per layer, or one shared set under checkpointing. */
+  private act(name: string, l: number): Tensor {
+    return this.plan.tensor(this.plan.checkpointing ? `act.${name}` : `act.${l}.${name}`);
+  }
+
+  private linearForward(y: Binding, x: Binding, lin: BaseLinear, M: number, accumulate: boolean): void {
+    const g = this.gpu;
+    if (lin.kind === 'nf4') {
+      matmulNf4(g, y, x, lin.packed, lin.absmax, lin.bias, M, lin.N, lin.K, { accumulate });
+      return;
+    }
+    matmul(g, y, x, lin.w, M, lin.N, lin.K, { transB: true, accumulate });
+    // Bias as a rank-1 update, ones(M,1)·bias(1,N): no separate add kernel.
+    if (lin.bias) matmul(g, y, view(this.t('ones'), 0, M), lin.bias, M, lin.N, 1, { accumulate: true });
+  }
+
+  private linearBackward(dx: Binding, dy: Binding, lin: BaseLinear, M: number, accumulate: boolean): void {
+    if (lin.kind === 'nf4') matmulNf4Backward(this.gpu, dx, dy, lin.packed, lin.absmax, M, lin.N, lin.K, { accumulate });
+    else matmul(this.gpu, dx, dy, lin.w, M, lin.K, lin.N, { accumulate });
+  }
+
+  /** y (=|+=) x·Wᵀ (+b) + LoRA(x), saving the LoRA's U. */
+  private proj(l: number, p: Proj, y: Binding, x: Binding, M: number, accumulate: boolean, o: RunOptions): void {
+    const lin = this.weights.layers[l].proj[p];
+    this.linearForward(y, x, lin, M, accumulate);
+    const lo = this.lora;
+    const A = lo?.entry(l, p, 'A');
+    if (!lo || !A) return;
+    const Bm = lo.entry(l, p, 'B')!;
+    loraForward(this.gpu, y, this.act(`U.${p}`, l), x, lo.view(lo.params, A), lo.view(lo.params, Bm),
+      { M, N: lin.N, K: lin.K, R: lo.spec.rank },
+      { scale: this.plan.loraScale, dropout: o.training ? lo.spec.dropout : 0, seed: moduleSeed(o.seed, l, PROJS.indexOf(p)) });
+  }
+
+  /** dx (=|+=) dy·W + LoRA's dX, and LoRA's dA, dB added into the gradient buffer. */
+  private projBackward(l: number, p: Proj, dx: Binding, dy: Binding, x: Binding, M: number, accumulate: boolean, o: RunOptions): void {
+    const lin = this.weights.layers[l].proj[p];
+    this.linearBackward(dx, dy, lin, M, accumulate);
+    const lo = this.lora;
+    const A = lo?.entry(l, p, 'A');
+    if (!lo || !A) return;
+    const Bm = lo.entry(l, p, 'B')!;
+    loraBackward(this.gpu, dx, lo.view(lo.grads, A), lo.view(lo.grads, Bm), this.t('grad.dU'), dy, x,
+      lo.view(lo.params, A), lo.view(lo.params, Bm), this.act(`U.${p}`, l),
+      { M, N: lin.N, K: lin.K, R: lo.spec.rank },
+      { scale: this.plan.loraScale, dropout: lo.spec.dropout, seed: moduleSeed(o.seed, l, PROJS.indexOf(p)), accumulate: true });
+  }
+
+  private layerForward(l: number, b: Batch, o: RunOptions): void {
+    const g = this.gpu, d = this.dims, w = this.weights.layers[l];
+    const N = b.B * b.T, C = d.hiddenSize, H = d.numHeads, Hkv = d.numKvHeads, D = d.headDim, F = d.intermediateSize;
+    const h = this.t(`h.${l}`), hOut = this.t(`h.${l + 1}`);
+    const x1 = this.act('x1', l), x2 = this.act('x2', l), h2 = this.act('h2', l);
+    const q = this.act('q', l), k = this.act('k', l), v = this.act('v', l), att = this.act('o', l);
+    const pos = this.t('positions');
+    rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps);
+    this.proj(l, 'q_proj', q, x1, N, false, o);
+    this.proj(l, 'k_proj', k, x1, N, false, o);
+    this.proj(l, 'v_proj', v, x1, N, false, o);
+    ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
+    ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
+    attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D);
+    g.copy(h, 0, h2, 0, N * C * 4);
+    this.proj(l, 'o_proj', h2, att, N, true, o);
+    rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps);
+    const gate = this.act('g', l), up = this.act('u', l), m = this.act('m', l);
+    this.proj(l, 'gate_proj', gate, x2, N, false, o);
+    this.proj(l, 'up_proj', up, x2, N, false, o);
+    swigluForward(g, m, gate, up, N, F);
+    g.copy(h2, 0, hOut, 0, N * C * 4);
+    this.proj(l, 'down_proj', hOut, m, N, true, o);
+  }
+
+  /** On entry grad.dh holds dL/dh'; on exit dL/dh (the layer's input). Mirror of layerForward. */
+  private layerBackward(l: number, b: Batch, o: RunOptions): void {
+    const g = this.gpu, d = this.dims, w = this.weights.layers[l];
+    const N = b.B * b.T, C = d.hiddenSize, H = d.numHeads, Hkv = d.numKvHeads, D = d.headDim, F = d.intermediateSize;
+    const dh = this.t('grad.dh'), dx = this.t('grad.dx');
+    const h = this.t(`h.${l}`), h2 = this.act('h2', l), x1 = this.act('x1', l), x2 = this.act('x2', l);
+    const pos = this.t('positions');
+    // MLP
+    const dm = this.t('grad.dm'), dg = this.t('grad.dg'), du = this.t('grad.du');
+    this.projBackward(l, 'down_proj', dm, dh, this.act('m', l), N, false, o);
+    swigluBackward(g, dg, du, dm, this.act('g', l), this.act('u', l), N, F);
+    this.projBackward(l, 'up_proj', dx, du, x2, N, false, o);
+    this.projBackward(l, 'gate_proj', dx, dg, x2, N, true, o);
+    rmsnormBackward(g, dh, dx, h2, w.postNorm, this.act('rstd2', l), N, C, true);
+    // Attention
+    const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
+    this.projBackward(l, 'o_proj', dO, dh, this.act('o', l), N, false, o);
+    attentionBackward(g, dq, dk, dv, dO, this.act('q', l), this.act('k', l), this.act('v', l), this.act('o', l),
+      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D);
+    ropeBackward(g, dq, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
+    ropeBackward(g, dk, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
+    this.projBackward(l, 'v_proj', dx, dv, x1, N, false, o);
+    this.projBackward(l, 'k_proj', dx, dk, x1, N, true, o);
+    this.projBackward(l, 'q_proj', dx, dq, x1, N, true, o);
+    rmsnormBackward(g, dh, dx, h, w.inputNorm, this.act('rstd1', l), N, C, true);
+  }
+
+  /**
+   * One micro-batch: forward, fused cross-entropy (per-token losses into `loss`), and when training
+   * the backward, adding LoRA gradients into lora.grads. Records GPU work only: no readback.
+   */
+  step(b: Batch, o: RunOptions): void {
+    const g = this.gpu, d = this.dims, L = d.numLayers, C = d.hiddenSize, V = d.vocabSize;
+    const N = b.B * b.T;
+    if (N > this.plan.maxTokens) throw new RangeError(`model: ${N} tokens exceed the plan's ${this.plan.maxTokens}`);
+    g.upload(this.t('ids'), b.ids);
+    g.upload(this.t('positions'), b.positions);
+    g.upload(this.t('targets'), b.targets);
+    embedding(g, this.t('h.0'), this.t('ids'), this.weights.embed, N);
+    for (let l = 0; l < L; l++) this.layerForward(l, b, o);
+    const xf = this.t('final.x'), rstdF = this.t('final.rstd');
+    rmsnormForward(g, xf, rstdF, this.t(`h.${L}`), this.weights.norm, N, C, d.rmsNormEps);
+    // Logits and their gradient chunk by chunk: never a (N, V) buffer.
+    const logits = this.t('logits'), dxf = this.t('grad.dx');
+    const Tc = this.plan.lossChunk;
+    for (let t0 = 0; t0 < N; t0 += Tc) {
+      const n = Math.min(Tc, N - t0);
+      const lg = view(logits, 0, n * V);
+      matmul(g, lg, view(xf, t0 * C, n * C), this.weights.head, n, V, C, { transB: true });
+      crossEntropy(g, view(this.t('loss'), t0, n), lg, view(this.t('targets'), t0, n), n, V, o.gradScale);
+      if (o.training) matmul(g, view(dxf, t0 * C, n * C), lg, this.weights.head, n, C, V);
+    }
+    if (!o.training) return;
+    rmsnormBackward(g, this.t('grad.dh'), dxf, this.t(`h.${L}`), this.weights.norm, rstdF, N, C, false);
+    for (let l = L - 1; l >= 0; l--) {
+      if (this.plan.checkpointing) this.layerForward(l, b, o); // recompute this layer's activations
+      this.layerBackward(l, b, o);
+    }
+  }
+
+  /** Forward only, logits of every position into the 'logits' buffer (N, V); N must fit one loss chunk. */
+  forwardLogits(b: Batch): Tensor {
+    const g = this.gpu, d = this.dims, C = d.hiddenSize, V = d.vocabSize, N = b.B * b.T;
+    if (N > this.plan.lossChunk) throw new RangeError(`model: ${N} positions of logits exceed one chunk of ${this.plan.lossChunk}`);
+    const o: RunOptions = { gradScale: 0, seed: 0, training: false };
+    g.upload(this.t('ids'), b.ids);
+    g.upload(this.t('positions'), b.positions);
+    embedding(g, this.t('h.0'), this.t('ids'), this.weights.embed, N);
+    for (let l = 0; l < d.numLayers; l++) this.layerForward(l, b, o);
+    const xf = this.t('final.x');
+    rmsnormForward(g, xf, this.t('final.rstd'), this.t(`h.${d.numLayers}`), this.weights.norm, N, C, d.rmsNormEps);
+    const logits = this.t('logits');
+    matmul(g, view(logits, 0, N * V), xf, this.weights.head, N, V, C, { transB: true });
+    return logits;
+  }
+}

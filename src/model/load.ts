@@ -1,0 +1,113 @@
+// Loading a Hugging Face checkpoint onto the GPU, one tensor at a time: each tensor is read,
+// converted to f32 (from F16/BF16), uploaded, and, for the seven linear projections under NF4,
+// quantized on the GPU through one staging buffer. The JS heap holds at most one tensor; the GPU
+// never holds a quantized weight in full precision beyond that staging buffer.
+import type { Gpu, Tensor } from '../gpu/runtime.ts';
+import { ModelFileError } from '../errors.ts';
+import type { ModelFolder } from '../io/model-folder.ts';
+import { ropeConfig, type ModelConfig } from './config.ts';
+import { checkWeights } from './weights.ts';
+import { nf4Quantize } from '../kernels/nf4_quantize.ts';
+import { ropeInvFreq, ropeTables } from '../kernels/rope_forward.ts';
+import { embeddingChunks, embeddingViews, type EmbeddingTable } from '../kernels/embedding.ts';
+import { PROJS, type Proj } from './lora.ts';
+import type { BaseLinear, LayerWeights, ModelWeights } from './llama.ts';
+import type { Plan } from './plan.ts';
+
+export interface LoadProgress {
+  tensor: string;
+  done: number;
+  total: number;
+}
+
+function tooBig(what: string, bytes: number, limit: number): ModelFileError {
+  return new ModelFileError(
+    `The ${what} (${bytes} bytes) is larger than one GPU storage binding on this device (${limit} bytes).`,
+    'This device cannot hold the output layer in one piece; try a model with a smaller vocabulary or a GPU with larger binding limits.',
+    { tensor: what },
+  );
+}
+
+export async function loadWeights(
+  gpu: Gpu, folder: ModelFolder, cfg: ModelConfig, plan: Plan, onProgress?: (p: LoadProgress) => void,
+): Promise<ModelWeights> {
+  const index = await folder.tensorIndex();
+  const check = checkWeights(cfg, index);
+  if (check.problems.length) {
+    const lines = check.problems.map((p) =>
+      p.kind === 'missing' ? `${p.name}: missing (expected shape [${p.expected}])` : `${p.name}: shape [${p.found}] but the config implies [${p.expected}]`);
+    throw new ModelFileError(
+      `The weights do not match config.json:\n  ${lines.slice(0, 10).join('\n  ')}${lines.length > 10 ? `\n  ... and ${lines.length - 10} more` : ''}`,
+      'Check that config.json and the .safetensors files come from the same model.',
+      { file: folder.shards[0], tensor: check.problems[0].name, problems: check.problems },
+    );
+  }
+  const quant = plan.opts.quant;
+  const V = cfg.vocabSize, C = cfg.hiddenSize;
+  const binding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  // The logits matmul binds the whole (V, C) head; the gather can use chunks of it.
+  if (V * C * 4 > binding) throw tooBig(cfg.tieWordEmbeddings ? 'tied embedding / lm_head' : 'lm_head', V * C * 4, binding);
+
+  const staging = quant === 'nf4' ? plan.alloc(gpu, 'load.staging') : undefined;
+  const layers: Partial<LayerWeights>[] = Array.from({ length: cfg.numLayers }, () => ({ proj: {} as Record<Proj, BaseLinear> }));
+  let embed: EmbeddingTable | undefined, head: Tensor | undefined, norm: Tensor | undefined;
+  const wanted = new Set(index.keys());
+  const biases = new Map<string, Tensor>(); // `${layer}.${proj}`: attached once every tensor is in
+  let done = 0;
+  const upload = (name: string, data: Float32Array) => {
+    const t = plan.alloc(gpu, name);
+    gpu.upload(t, data);
+    return t;
+  };
+  for await (const t of folder.tensors()) {
+    if (!wanted.has(t.name)) continue;
+    const data = await t.readFloat32();
+    const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.(weight|bias)$/.exec(t.name);
+    const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight$/.exec(t.name);
+    if (t.name === 'model.embed_tokens.weight') {
+      const table = upload('embed', data);
+      embed = embeddingViews(table, V, C, embeddingChunks(V, C, gpu.limits));
+      if (cfg.tieWordEmbeddings) head = table;
+    } else if (t.name === 'lm_head.weight') {
+      if (!cfg.tieWordEmbeddings) head = upload('head', data);
+    } else if (t.name === 'model.norm.weight') {
+      norm = upload('norm', data);
+    } else if (n) {
+      const l = Number(n[1]);
+      if (n[2] === 'input_layernorm') layers[l].inputNorm = upload(`layers.${l}.input_layernorm`, data);
+      else layers[l].postNorm = upload(`layers.${l}.post_attention_layernorm`, data);
+    } else if (m) {
+      const l = Number(m[1]), p = m[2] as Proj;
+      const [N, K] = [t.shape[0], t.shape[1] ?? 1];
+      if (m[3] === 'bias') {
+        biases.set(`${l}.${p}`, upload(`layers.${l}.${p}.bias`, data));
+        onProgress?.({ tensor: t.name, done: ++done, total: wanted.size });
+        continue;
+      }
+      let lin: BaseLinear;
+      if (quant === 'nf4') {
+        gpu.upload(staging!, data);
+        const packed = plan.alloc(gpu, `layers.${l}.${p}.weight`), absmax = plan.alloc(gpu, `layers.${l}.${p}.absmax`);
+        nf4Quantize(gpu, packed, absmax, { tensor: staging!, offset: 0, size: N * K * 4 }, N * K);
+        lin = { kind: 'nf4', packed, absmax, N, K };
+      } else {
+        lin = { kind: 'f32', w: upload(`layers.${l}.${p}.weight`, data), N, K };
+      }
+      layers[l].proj![p] = lin;
+    }
+    onProgress?.({ tensor: t.name, done: ++done, total: wanted.size });
+  }
+  const { invFreq, attentionScaling } = ropeInvFreq(ropeConfig(cfg));
+  const { cos, sin } = ropeTables(invFreq, plan.opts.maxPositions, attentionScaling);
+  const ropeCos = upload('rope.cos', cos), ropeSin = upload('rope.sin', sin);
+  gpu.flush();
+  if (staging) plan.free(gpu, 'load.staging');
+  await gpu.check();
+  for (const [l, w] of layers.entries()) {
+    for (const p of PROJS) {
+      if (!w.proj![p]) throw new Error(`load: layer ${l} ${p} was not loaded`);
+      w.proj![p].bias = biases.get(`${l}.${p}`);
+    }
+  }
+  return { embed: embed!, head: head!, norm: norm!, layers: layers as LayerWeights[], ropeCos, ropeSin };
+}

@@ -1,0 +1,161 @@
+// LoRA adapter state on the GPU: one table of tensors (PEFT name → shape → offset) over four flat
+// buffers (params, grads, Adam m, Adam v), so the optimizer and the gradient norm are one dispatch
+// each, and reordering the table cannot break a parallel list.
+import type { Gpu, Tensor, View } from '../gpu/runtime.ts';
+import { UsageError } from '../errors.ts';
+import { LINEAR_MODULES, linearShape, type DecoderDims, type LinearModule } from '../io/hf-names.ts';
+import { loraKey, loraScaling as peftScaling } from '../io/peft.ts';
+
+export const PROJS = LINEAR_MODULES;
+export type Proj = LinearModule;
+
+/** The dimensions LoRA needs from a model config. */
+export type LoraModelDims = DecoderDims;
+
+export interface LoraSpec {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  rslora: boolean;
+  targets: Proj[];
+}
+
+export const DEFAULT_LORA: LoraSpec = { rank: 8, alpha: 32, dropout: 0.05, rslora: false, targets: ['q_proj', 'v_proj'] };
+
+/** `--targets q_proj,v_proj` or `all-linear`. */
+export function parseTargets(s: string): Proj[] {
+  if (s === 'all-linear') return [...PROJS];
+  const out = s.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const t of out) {
+    if (!(PROJS as readonly string[]).includes(t)) {
+      throw new UsageError(`Unknown LoRA target "${t}".`, `Use a comma-separated subset of ${PROJS.join(', ')}, or all-linear.`, { target: t });
+    }
+  }
+  if (out.length === 0) throw new UsageError('No LoRA targets given.', `Use e.g. q_proj,v_proj or all-linear.`);
+  return out as Proj[];
+}
+
+export function loraScaling(spec: LoraSpec): number {
+  return peftScaling({ r: spec.rank, loraAlpha: spec.alpha, useRslora: spec.rslora });
+}
+
+export interface LoraEntry {
+  key: string;
+  layer: number;
+  proj: Proj;
+  which: 'A' | 'B';
+  /** [rows, cols]: A is (R, in), B is (out, R). */
+  shape: [number, number];
+  /** Offset in floats into each flat buffer; a multiple of 64 so views meet the 256-byte binding alignment. */
+  offset: number;
+  count: number;
+}
+
+export function loraTable(c: LoraModelDims, spec: LoraSpec): { entries: LoraEntry[]; totalFloats: number } {
+  const entries: LoraEntry[] = [];
+  let off = 0;
+  for (let l = 0; l < c.numLayers; l++) {
+    for (const p of PROJS) {
+      if (!spec.targets.includes(p)) continue;
+      const [out, inp] = linearShape(c, p);
+      for (const [which, shape] of [['A', [spec.rank, inp]], ['B', [out, spec.rank]]] as const) {
+        const count = shape[0] * shape[1];
+        entries.push({ key: loraKey(l, p, which), layer: l, proj: p, which, shape: [shape[0], shape[1]], offset: off, count });
+        off += Math.ceil(count / 64) * 64;
+      }
+    }
+  }
+  return { entries, totalFloats: Math.max(off, 64) };
+}
+
+/** Seeded uniform floats (mulberry32) for the A init; PEFT's kaiming_uniform_(a=sqrt(5)) bound is 1/sqrt(in). */
+function uniform(n: number, seed: number, bound: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 * bound - bound;
+  }
+  return out;
+}
+
+export class LoraState {
+  readonly entries: LoraEntry[];
+  readonly byKey = new Map<string, LoraEntry>();
+  readonly totalFloats: number;
+  readonly params: Tensor;
+  /** Gradients and Adam moments exist only when training. */
+  readonly grads: Tensor;
+  readonly m: Tensor;
+  readonly v: Tensor;
+  readonly training: boolean;
+  /** Completed optimizer steps (torch's state['step']). */
+  step = 0;
+
+  /** `alloc` gives the planned buffers 'lora.params' and, when training, 'lora.grads', 'lora.adam_m',
+   *  'lora.adam_v' (see plan.ts). */
+  constructor(
+    readonly gpu: Gpu,
+    readonly dims: LoraModelDims,
+    readonly spec: LoraSpec,
+    alloc: (name: string) => Tensor,
+    training: boolean,
+  ) {
+    const { entries, totalFloats } = loraTable(dims, spec);
+    this.entries = entries;
+    this.totalFloats = totalFloats;
+    for (const e of entries) this.byKey.set(e.key, e);
+    this.training = training;
+    this.params = alloc('lora.params');
+    // Inference needs no optimizer state; the fields then alias params and are never written.
+    this.grads = training ? alloc('lora.grads') : this.params;
+    this.m = training ? alloc('lora.adam_m') : this.params;
+    this.v = training ? alloc('lora.adam_v') : this.params;
+  }
+
+  entry(layer: number, p: Proj, which: 'A' | 'B'): LoraEntry | undefined {
+    return this.byKey.get(loraKey(layer, p, which));
+  }
+
+  view(t: Tensor, e: LoraEntry): View {
+    return { tensor: t, offset: e.offset * 4, size: e.count * 4 };
+  }
+
+  /** PEFT's init: A kaiming-uniform (bound 1/sqrt(in_features)), B zero. Seeded: same seed, same A. */
+  init(seed: number): void {
+    const host = new Float32Array(this.totalFloats);
+    this.entries.forEach((e, i) => {
+      if (e.which === 'A') host.set(uniform(e.count, (seed * 7919 + i) >>> 0, 1 / Math.sqrt(e.shape[1])), e.offset);
+    });
+    this.gpu.upload(this.params, host);
+    this.resetOptimizer();
+  }
+
+  resetOptimizer(): void {
+    if (this.training) for (const t of [this.m, this.v, this.grads]) this.gpu.clear(t);
+    this.step = 0;
+  }
+
+  /** Set the weights from named tensors (an imported adapter); every entry must be present. */
+  load(tensors: Map<string, Float32Array>): void {
+    const host = new Float32Array(this.totalFloats);
+    for (const e of this.entries) {
+      const t = tensors.get(e.key);
+      if (!t || t.length !== e.count) throw new Error(`lora: ${e.key} missing or of length ${t?.length}, expected ${e.count}`);
+      host.set(t, e.offset);
+    }
+    this.gpu.upload(this.params, host);
+  }
+
+  /** The weights by PEFT name (one readback). */
+  async tensors(which: Tensor = this.params): Promise<Map<string, Float32Array>> {
+    const all = await this.gpu.readF32(which);
+    const out = new Map<string, Float32Array>();
+    for (const e of this.entries) out.set(e.key, all.slice(e.offset, e.offset + e.count));
+    return out;
+  }
+
+}
