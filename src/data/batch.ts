@@ -1,0 +1,150 @@
+// From tokenized examples to training batches: seeded shuffle, validation split, optional packing
+// (TRL's best-fit decreasing) and padding into (B, T) arrays.
+import { IGNORE_INDEX, type Sequence, type TokenizedExample } from './types.ts';
+
+/** mulberry32: a tiny seeded PRNG, so the same seed gives the same order in every browser and in
+ *  Node (resume must replay the data order exactly). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Fisher-Yates with a seeded generator; returns a new array. */
+export function shuffled<T>(items: readonly T[], seed: number): T[] {
+  const out = items.slice();
+  const r = rng(seed);
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/** Splits off a validation set: a fraction (0 < f < 1) or a count (>= 1) of the examples, taken
+ *  from the end of the (already shuffled) list. At least one example always stays for training. */
+export function splitValidation<T>(items: readonly T[], validation: number): { train: T[]; validation: T[] } {
+  if (!(validation > 0) || items.length < 2) return { train: items.slice(), validation: [] };
+  const k = validation < 1 ? Math.round(items.length * validation) : Math.floor(validation);
+  const n = Math.min(Math.max(k, validation < 1 ? 1 : 0), items.length - 1);
+  return { train: items.slice(0, items.length - n), validation: items.slice(items.length - n) };
+}
+
+/** One example as a sequence of its own: positions 0..n-1. */
+export function single(ex: TokenizedExample): Sequence {
+  const position_ids = new Int32Array(ex.input_ids.length);
+  for (let i = 0; i < position_ids.length; i++) position_ids[i] = i;
+  return { input_ids: ex.input_ids, labels: ex.labels, position_ids, seq_lengths: [ex.input_ids.length] };
+}
+
+/** Best-fit decreasing packing (TRL's "bfd"): longest examples first, each into the open bin with the
+ *  least room that still fits it, else a new bin. Examples are never split (they were already
+ *  truncated to seqLen), boundaries are kept in seq_lengths, and position_ids restart at 0 for each
+ *  example so attention can be confined to it (padding-free / varlen attention). */
+export function packBfd(examples: readonly TokenizedExample[], seqLen: number): Sequence[] {
+  const order = examples.map((_, i) => i).filter((i) => examples[i].input_ids.length > 0);
+  // Stable: equal lengths keep their (shuffled) order, so packing is deterministic.
+  order.sort((a, b) => examples[b].input_ids.length - examples[a].input_ids.length || a - b);
+  // bins[r] = open bins with exactly r free slots; a segment tree over r finds the smallest r >= len.
+  const bins: number[][] = Array.from({ length: seqLen + 1 }, () => []);
+  let size = 1;
+  while (size < seqLen + 1) size <<= 1;
+  const tree = new Int32Array(2 * size); // count of open bins under each node
+  const bump = (r: number, d: number) => {
+    for (let k = r + size; k >= 1; k >>= 1) tree[k] += d;
+  };
+  const firstAtLeast = (lo: number): number => {
+    // Leftmost leaf >= lo with a nonzero count, or -1.
+    const walk = (node: number, l: number, r: number): number => {
+      if (r < lo || tree[node] === 0) return -1;
+      if (l === r) return l;
+      const m = (l + r) >> 1;
+      const left = walk(2 * node, l, m);
+      return left >= 0 ? left : walk(2 * node + 1, m + 1, r);
+    };
+    return walk(1, 0, size - 1);
+  };
+  const contents: number[][] = [];
+  for (const i of order) {
+    const len = Math.min(examples[i].input_ids.length, seqLen);
+    const r = firstAtLeast(len);
+    let bin: number;
+    let room: number;
+    if (r >= 0) {
+      bin = bins[r].pop()!;
+      bump(r, -1);
+      room = r - len;
+    } else {
+      bin = contents.length;
+      contents.push([]);
+      room = seqLen - len;
+    }
+    contents[bin].push(i);
+    if (room > 0) {
+      bins[room].push(bin);
+      bump(room, 1);
+    }
+  }
+  return contents.map((members) => concatSequences(members.map((i) => examples[i]), seqLen));
+}
+
+function concatSequences(members: TokenizedExample[], seqLen: number): Sequence {
+  const total = members.reduce((s, e) => s + Math.min(e.input_ids.length, seqLen), 0);
+  const input_ids = new Int32Array(total);
+  const labels = new Int32Array(total);
+  const position_ids = new Int32Array(total);
+  const seq_lengths: number[] = [];
+  let o = 0;
+  for (const e of members) {
+    const n = Math.min(e.input_ids.length, seqLen);
+    input_ids.set(e.input_ids.subarray(0, n), o);
+    labels.set(e.labels.subarray(0, n), o);
+    // The first token of each packed example has no predecessor within its example: its label is a
+    // target of the previous example's last position after the model's shift, so mask it.
+    labels[o] = IGNORE_INDEX;
+    for (let k = 0; k < n; k++) position_ids[o + k] = k;
+    seq_lengths.push(n);
+    o += n;
+  }
+  return { input_ids, labels, position_ids, seq_lengths };
+}
+
+/** A (B, T) batch, row-major. Padding: pad id, label -100, attention 0, position 0. */
+export interface Batch {
+  B: number;
+  T: number;
+  input_ids: Int32Array; // (B, T)
+  labels: Int32Array; // (B, T)
+  position_ids: Int32Array; // (B, T)
+  attention_mask: Uint8Array; // (B, T)
+  /** Per row, the lengths of the examples packed in it (for varlen attention). */
+  seq_lengths: number[][];
+}
+
+/** Groups sequences into batches of `batchSize` (the last may be smaller), padded on the right to
+ *  the longest in the batch, or to `padTo` when given (a fixed shape avoids pipeline rebuilds). */
+export function makeBatches(seqs: readonly Sequence[], batchSize: number, padId: number, padTo?: number): Batch[] {
+  const out: Batch[] = [];
+  for (let s = 0; s < seqs.length; s += batchSize) {
+    const group = seqs.slice(s, s + batchSize);
+    const B = group.length;
+    const T = Math.max(padTo ?? 0, ...group.map((q) => q.input_ids.length));
+    const input_ids = new Int32Array(B * T).fill(padId);
+    const labels = new Int32Array(B * T).fill(IGNORE_INDEX);
+    const position_ids = new Int32Array(B * T);
+    const attention_mask = new Uint8Array(B * T);
+    group.forEach((q, b) => {
+      input_ids.set(q.input_ids, b * T);
+      labels.set(q.labels, b * T);
+      position_ids.set(q.position_ids, b * T);
+      attention_mask.fill(1, b * T, b * T + q.input_ids.length);
+    });
+    out.push({ B, T, input_ids, labels, position_ids, attention_mask, seq_lengths: group.map((q) => q.seq_lengths) });
+  }
+  return out;
+}

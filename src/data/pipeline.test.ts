@@ -1,0 +1,131 @@
+// The pipeline end to end on a toy character tokenizer (fast, exact arithmetic) and on llama3 for
+// the parts that need a real one: shape detection, column mapping, bad rows, statistics, packing.
+import { describe, expect, it } from 'vitest';
+import { DatasetError, UsageError } from '../errors.ts';
+import { prepareDataset } from './pipeline.ts';
+import type { TextTokenizer } from './tokenizer.ts';
+import { fixtureTokenizer } from './fixture-tokenizers.ts';
+
+/** One token per character (code point), EOS "#" = 1, no chat template. */
+const chars: TextTokenizer = {
+  encode: (t) => Array.from(t.replaceAll('#', '\u0001'), (c) => c.codePointAt(0)!),
+  renderChat: () => {
+    throw new Error('no template');
+  },
+  hasChatTemplate: false,
+  eosToken: '#',
+  eosId: 1,
+  bosId: null,
+  padId: 0,
+  endOfTurnTokens: ['#'],
+  decode: (ids) => String.fromCodePoint(...ids.map((i) => (i === 1 ? 35 : i))),
+};
+
+const rows = (n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ instruction: `q${i}`, response: `answer ${i}` })).join('\n');
+
+describe('shapes and mapping', () => {
+  const cases: [string, string, string][] = [
+    ['seed', '{"instruction":"a","response":"b"}', 'seed'],
+    ['alpaca', '{"instruction":"a","input":"","output":"b"}', 'alpaca'],
+    ['prompt-completion', '{"prompt":"a","completion":"b"}', 'raw'],
+    ['text', '{"text":"a"}', 'raw'],
+    ['messages', '{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}', 'chat'],
+    ['sharegpt', '{"conversations":[{"from":"human","value":"a"},{"from":"gpt","value":"b"}]}', 'chat'],
+  ];
+  for (const [shape, row, template] of cases) {
+    it(`${shape} is detected and gets the ${template} template`, async () => {
+      const r = await prepareDataset({ name: 'd.jsonl', data: row }, fixtureTokenizer('llama3'));
+      expect([r.shape, r.template]).toEqual([shape, template]);
+    });
+  }
+  it('CSV columns are mapped: question/answer as instruction/response; header case is ignored', async () => {
+    const r = await prepareDataset({ name: 'd.csv', data: 'Question,ANSWER\nWhy?,Because.\n' }, chars, { mapping: { instruction: 'question', response: 'answer' } });
+    expect(r.shape).toBe('seed');
+    expect(r.columns).toEqual({ instruction: 'Question', response: 'ANSWER' });
+    expect(r.preview[0].text).toBe('### Instruction:\nWhy?\n### Response:\nBecause.#');
+  });
+  it('no shape fits: the error lists the columns found and the shapes expected', async () => {
+    const e = await prepareDataset({ name: 'd.csv', data: 'question,answer\na,b\n' }, chars).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DatasetError);
+    expect((e as DatasetError).message).toMatch(/^d\.csv: no known dataset shape fits the columns found \(question, answer\)\. Expected one of: .*instruction\/response/);
+  });
+  it('a template that does not fit the data is a UsageError', async () => {
+    await expect(prepareDataset({ name: 'd.jsonl', data: '{"text":"a"}' }, chars, { template: 'seed' })).rejects.toBeInstanceOf(UsageError);
+    await expect(prepareDataset({ name: 'd.jsonl', data: '{"messages":[{"role":"assistant","content":"b"}]}' }, chars)).rejects.toThrow(/no chat template/);
+  });
+});
+
+describe('bad rows', () => {
+  const data = [
+    '{"instruction":"a","response":"b"}',
+    '{"instruction":"c"}',
+    '{"instruction":"d","response":""}',
+    '[1,2]',
+    '{"instruction":"e","response":{"x":1}}',
+    '{"instruction":"f","response":"g"}',
+  ].join('\n');
+  it('fail by default, listing every bad row with its line, fields found and expected', async () => {
+    const e = (await prepareDataset({ name: 'b.jsonl', data }, chars).catch((x: unknown) => x)) as DatasetError;
+    expect(e).toBeInstanceOf(DatasetError);
+    expect(e.message).toMatch(/^b\.jsonl: 4 rows cannot be used:/);
+    expect(e.message).toContain('b.jsonl line 2 (row 2): missing "response"; the row has instruction, the seed shape needs instruction, response.');
+    expect(e.message).toContain('b.jsonl line 3 (row 3): "response" is empty.');
+    expect(e.message).toContain('b.jsonl line 4 (row 4): expected an object with instruction, response, found arrays.');
+    expect(e.message).toContain('b.jsonl line 5 (row 5): "response" should be text, found object values.');
+    expect(e.details).toMatchObject({ file: 'b.jsonl', line: 2, row: 2 });
+  });
+  it('or are skipped: the rest trains, the problems are still reported', async () => {
+    const r = await prepareDataset({ name: 'b.jsonl', data }, chars, { skipBadRows: true, shuffle: false });
+    expect(r.stats.examples).toBe(2);
+    expect(r.problems.map((p) => [p.kind, p.line])).toEqual([
+      ['missing-fields', 2],
+      ['empty-field', 3],
+      ['not-an-object', 4],
+      ['wrong-type', 5],
+    ]);
+    expect(r.problems[0]).toMatchObject({ found: ['instruction'], expected: ['instruction', 'response'] });
+  });
+  it('a chat the template refuses is a row problem, not a crash', async () => {
+    const tok = fixtureTokenizer('qwen3');
+    const r = await prepareDataset(
+      { name: 'c.jsonl', data: '{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}\n{"messages":[{"role":"gpt","content":"x"}]}' },
+      tok,
+      { skipBadRows: true },
+    );
+    expect(r.stats.examples).toBe(1);
+    expect(r.problems[0].message).toBe('c.jsonl line 2 (row 2): message 1 has the unknown role "gpt".');
+  });
+  it('the input is never modified', async () => {
+    const bytes = new TextEncoder().encode(data);
+    const copy = bytes.slice();
+    await prepareDataset({ name: 'b.jsonl', data: bytes }, chars, { skipBadRows: true });
+    expect(bytes).toEqual(copy);
+  });
+});
+
+describe('statistics, split and packing', () => {
+  it('counts examples, tokens, trained tokens, truncation and a histogram', async () => {
+    const r = await prepareDataset({ name: 's.jsonl', data: '{"text":"abc"}\n{"text":"' + 'x'.repeat(40) + '"}' }, chars, { maxLength: 20 });
+    // "abc#" = 4 tokens, 3 of them targets (position 0 never is); the long one is cut to 20.
+    expect(r.stats).toMatchObject({ examples: 2, tokens: 24, trainedTokens: 3 + 19, truncatedExamples: 1, minLength: 4, maxLength: 20 });
+    expect(r.stats.histogram).toEqual([
+      { from: 1, to: 16, count: 1 },
+      { from: 17, to: 20, count: 1 },
+    ]);
+  });
+  it('preview marks the trained tokens', async () => {
+    const r = await prepareDataset({ name: 'p.jsonl', data: '{"prompt":"ab","completion":"cd"}' }, chars);
+    expect(r.preview[0].marked).toBe('ab⟦cd#⟧');
+    expect(r.preview[0].tokens.map((t) => t.trained)).toEqual([false, false, true, true, true]);
+  });
+  it('validation split and packing use every example exactly once, same seed same result', async () => {
+    const run = () => prepareDataset({ name: 'r.jsonl', data: rows(50) }, chars, { validation: 0.2, packing: true, maxLength: 128, seed: 9 });
+    const a = await run();
+    const b = await run();
+    const count = (seqs: typeof a.train) => seqs.reduce((s, q) => s + q.seq_lengths.length, 0);
+    expect([count(a.train), count(a.validation)]).toEqual([40, 10]);
+    expect(a.train.every((s) => s.input_ids.length <= 128)).toBe(true);
+    expect(a.train.length).toBeLessThan(40);
+    expect(a.train.map((s) => Array.from(s.input_ids))).toEqual(b.train.map((s) => Array.from(s.input_ids)));
+  });
+});
