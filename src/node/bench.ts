@@ -5,6 +5,7 @@
 import { Gpu } from '../gpu/runtime.ts';
 import type { BenchCase, BenchFamily } from '../kernels/bench-case.ts';
 import { families } from '../kernels/benches.ts';
+import { benchDataPrep } from '../data/bench.ts';
 
 interface Args {
   mode: 'full' | 'small' | 'auto';
@@ -78,6 +79,8 @@ async function main(): Promise<void> {
     adapterFeatures: gpu.adapterFeatures,
     limits: gpu.requestedLimits,
     kernels: results,
+    // Dataset preparation (read, detect, template, tokenize with the Llama 3 tokenizer) on the CPU.
+    data: args.filter && !'data'.includes(args.filter) ? undefined : await benchDataPrep(),
   };
   console.log(JSON.stringify(doc, null, 2));
   gpu.destroy();
