@@ -23,6 +23,10 @@ export interface TextTokenizer {
   decode(ids: number[]): string;
 }
 
+/** A tokenizer loaded from model files: the pipeline's narrow interface plus the transformers.js
+ *  tokenizer itself, which generation (src/infer/text.ts) uses directly. */
+export type LoadedTokenizer = TextTokenizer & { readonly hf: PreTrainedTokenizer };
+
 // AutoTokenizer picks the class from tokenizer_config.tokenizer_class; these are the ones whose
 // behaviour differs from the base class for the models we train (padding side, legacy spaces).
 const CLASSES: Record<string, typeof PreTrainedTokenizer> = { LlamaTokenizer, CodeLlamaTokenizer: LlamaTokenizer, Qwen2Tokenizer, GemmaTokenizer };
@@ -32,7 +36,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Builds a tokenizer from the parsed contents of tokenizer.json and tokenizer_config.json. */
-export function loadTokenizer(tokenizerJson: unknown, tokenizerConfig: unknown, where = 'the model folder'): TextTokenizer {
+export function loadTokenizer(tokenizerJson: unknown, tokenizerConfig: unknown, where = 'the model folder'): LoadedTokenizer {
   if (!isObject(tokenizerJson) || !isObject(tokenizerJson.model)) {
     throw new ModelFileError(`tokenizer.json in ${where} is not a tokenizer file (no "model" section).`, 'Use the tokenizer.json that ships with the model on the Hugging Face Hub.', { file: 'tokenizer.json', field: 'model' });
   }
@@ -50,7 +54,7 @@ export function loadTokenizer(tokenizerJson: unknown, tokenizerConfig: unknown, 
 }
 
 /** Parses the two files' text (from a dropped folder, IndexedDB or the hub) and builds the tokenizer. */
-export function loadTokenizerFromText(tokenizerJsonText: string, tokenizerConfigText: string, where?: string): TextTokenizer {
+export function loadTokenizerFromText(tokenizerJsonText: string, tokenizerConfigText: string, where?: string): LoadedTokenizer {
   const parse = (text: string, file: string): unknown => {
     try {
       return JSON.parse(text);
@@ -61,7 +65,7 @@ export function loadTokenizerFromText(tokenizerJsonText: string, tokenizerConfig
   return loadTokenizer(parse(tokenizerJsonText, 'tokenizer.json'), parse(tokenizerConfigText, 'tokenizer_config.json'), where);
 }
 
-function wrap(tok: PreTrainedTokenizer, json: Record<string, unknown>): TextTokenizer {
+function wrap(tok: PreTrainedTokenizer, json: Record<string, unknown>): LoadedTokenizer {
   const eosToken = tok.eos_token;
   if (typeof eosToken !== 'string' || typeof tok.eos_token_id !== 'number') {
     throw new ModelFileError('The tokenizer defines no EOS token, so examples cannot be terminated.', 'Set "eos_token" in tokenizer_config.json.', { file: 'tokenizer_config.json', field: 'eos_token' });
@@ -84,5 +88,6 @@ function wrap(tok: PreTrainedTokenizer, json: Record<string, unknown>): TextToke
     padId: typeof tok.pad_token_id === 'number' ? tok.pad_token_id : tok.eos_token_id,
     endOfTurnTokens,
     decode: (ids) => tok.decode(ids, { skip_special_tokens: false }),
+    hf: tok,
   };
 }

@@ -18,6 +18,7 @@ import { ropeForward } from '../kernels/rope_forward.ts';
 import { ropeBackward } from '../kernels/rope_backward.ts';
 import { attentionForward } from '../kernels/attention_forward.ts';
 import { attentionBackward } from '../kernels/attention_backward.ts';
+import { attentionCached } from '../kernels/attention_cached.ts';
 import { swigluForward } from '../kernels/swiglu_forward.ts';
 import { swigluBackward } from '../kernels/swiglu_backward.ts';
 import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
@@ -65,6 +66,15 @@ export interface RunOptions {
   /** Dropout seed for this micro-batch (the backward regenerates the same masks). */
   seed: number;
   training: boolean;
+  /** Run the base model alone, bypassing the LoRA adapter (the site compares base and fine-tuned
+   *  replies with one loaded model). Forward only: a backward pass always includes the adapter. */
+  noAdapter?: boolean;
+}
+
+/** A forward step against the KV cache (plan option kvCache, batch 1): the step's T tokens sit at
+ *  positions pos0 .. pos0+T-1 and the cache already holds positions 0 .. pos0-1. */
+export interface CacheStep {
+  pos0: number;
 }
 
 function view(t: Tensor, offsetFloats: number, countFloats: number): View {
@@ -91,12 +101,13 @@ export class LlamaModel {
     return this.plan.tensor(name);
   }
 
-  /** The saved-activation set of layer l: one per layer, or one shared set under checkpointing. */
+  /** The saved-activation set of layer l: one per layer when training without checkpointing, else
+   *  one shared set (inference needs nothing saved; checkpointing recomputes each layer). */
   private act(name: string, l: number): Tensor {
-    return this.plan.tensor(this.plan.checkpointing ? `act.${name}` : `act.${l}.${name}`);
+    return this.plan.tensor(this.plan.perLayerActivations ? `act.${l}.${name}` : `act.${name}`);
   }
 
-  private linearForward(y: Binding, x: Binding, lin: BaseLinear, M: number, accumulate: boolean): void {
+  linearForward(y: Binding, x: Binding, lin: BaseLinear, M: number, accumulate: boolean): void {
     const g = this.gpu;
     if (lin.kind === 'nf4') {
       matmulNf4(g, y, x, lin.packed, lin.absmax, lin.bias, M, lin.N, lin.K, { accumulate });
@@ -107,18 +118,18 @@ export class LlamaModel {
     if (lin.bias) matmul(g, y, view(this.t('ones'), 0, M), lin.bias, M, lin.N, 1, { accumulate: true });
   }
 
-  private linearBackward(dx: Binding, dy: Binding, lin: BaseLinear, M: number, accumulate: boolean): void {
+  linearBackward(dx: Binding, dy: Binding, lin: BaseLinear, M: number, accumulate: boolean): void {
     if (lin.kind === 'nf4') matmulNf4Backward(this.gpu, dx, dy, lin.packed, lin.absmax, M, lin.N, lin.K, { accumulate });
     else matmul(this.gpu, dx, dy, lin.w, M, lin.K, lin.N, { accumulate });
   }
 
   /** y (=|+=) x·Wᵀ (+b) + LoRA(x), saving the LoRA's U. */
-  private proj(l: number, p: Proj, y: Binding, x: Binding, M: number, accumulate: boolean, o: RunOptions): void {
+  proj(l: number, p: Proj, y: Binding, x: Binding, M: number, accumulate: boolean, o: RunOptions): void {
     const lin = this.weights.layers[l].proj[p];
     this.linearForward(y, x, lin, M, accumulate);
     const lo = this.lora;
     const A = lo?.entry(l, p, 'A');
-    if (!lo || !A) return;
+    if (!lo || !A || o.noAdapter) return;
     const Bm = lo.entry(l, p, 'B')!;
     loraForward(this.gpu, y, this.act(`U.${p}`, l), x, lo.view(lo.params, A), lo.view(lo.params, Bm),
       { M, N: lin.N, K: lin.K, R: lo.spec.rank },
@@ -139,7 +150,9 @@ export class LlamaModel {
       { scale: this.plan.loraScale, dropout: lo.spec.dropout, seed: moduleSeed(o.seed, l, PROJS.indexOf(p)), accumulate: true });
   }
 
-  private layerForward(l: number, b: Batch, o: RunOptions): void {
+  /** One decoder layer over the batch; with `cache`, attention also sees the cached past and this
+   *  step's K and V rows are appended to the cache. */
+  layerForward(l: number, b: Batch, o: RunOptions, cache?: CacheStep): void {
     const g = this.gpu, d = this.dims, w = this.weights.layers[l];
     const N = b.B * b.T, C = d.hiddenSize, H = d.numHeads, Hkv = d.numKvHeads, D = d.headDim, F = d.intermediateSize;
     const h = this.t(`h.${l}`), hOut = this.t(`h.${l + 1}`);
@@ -152,7 +165,15 @@ export class LlamaModel {
     this.proj(l, 'v_proj', v, x1, N, false, o);
     ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
     ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
-    attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D);
+    if (cache) {
+      // The new rows (after RoPE, as HF caches them) go in at pos0; attention then reads the cache.
+      const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`), row = Hkv * D * 4;
+      g.copy(k, 0, kc, cache.pos0 * row, N * row);
+      g.copy(v, 0, vc, cache.pos0 * row, N * row);
+      attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D);
+    } else {
+      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D);
+    }
     g.copy(h, 0, h2, 0, N * C * 4);
     this.proj(l, 'o_proj', h2, att, N, true, o);
     rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps);
@@ -237,6 +258,36 @@ export class LlamaModel {
     rmsnormForward(g, xf, this.t('final.rstd'), this.t(`h.${d.numLayers}`), this.weights.norm, N, C, d.rmsNormEps);
     const logits = this.t('logits');
     matmul(g, view(logits, 0, N * V), xf, this.weights.head, N, V, C, { transB: true });
+    return logits;
+  }
+
+  /**
+   * Generation step with the KV cache (plan option kvCache): `ids` at positions pos0 .. pos0+n-1
+   * (a whole prompt in one pass, or one token), cache rows 0 .. pos0-1 already filled by earlier
+   * steps. Records GPU work only; the logits of the last position are the first V floats of the
+   * returned 'logits' buffer, the one row sampling needs to read back.
+   */
+  forwardNext(ids: Uint32Array, pos0: number, opts: { noAdapter?: boolean } = {}): Tensor {
+    const g = this.gpu, d = this.dims, C = d.hiddenSize, V = d.vocabSize, L = d.numLayers, n = ids.length;
+    if (!this.plan.opts.kvCache) throw new Error('model: forwardNext needs a plan with kvCache');
+    if (n < 1 || n > this.plan.maxTokens) throw new RangeError(`model: ${n} tokens in one step; the plan holds 1 to ${this.plan.maxTokens}`);
+    if (pos0 + n > this.plan.opts.maxPositions) {
+      throw new RangeError(`model: positions up to ${pos0 + n} exceed the KV cache's ${this.plan.opts.maxPositions}`);
+    }
+    const o: RunOptions = { gradScale: 0, seed: 0, training: false, noAdapter: opts.noAdapter };
+    const positions = new Uint32Array(n);
+    for (let i = 0; i < n; i++) positions[i] = pos0 + i;
+    const b: Batch = { B: 1, T: n, ids, positions, targets: new Int32Array(0) };
+    g.upload(this.t('ids'), ids);
+    g.upload(this.t('positions'), positions);
+    embedding(g, this.t('h.0'), this.t('ids'), this.weights.embed, n);
+    for (let l = 0; l < L; l++) this.layerForward(l, b, o, { pos0 });
+    // Only the last position reaches the final norm and the (V, C) head.
+    const hl = this.t('last.h'), xl = this.t('last.x');
+    g.copy(this.t(`h.${L}`), (n - 1) * C * 4, hl, 0, C * 4);
+    rmsnormForward(g, xl, this.t('last.rstd'), hl, this.weights.norm, 1, C, d.rmsNormEps);
+    const logits = this.t('logits');
+    matmul(g, view(logits, 0, V), xl, this.weights.head, 1, V, C, { transB: true });
     return logits;
   }
 }

@@ -20,6 +20,8 @@ export interface OpenOptions {
   gradAccum?: number;
   /** Longest position the RoPE tables cover (default seqLen). */
   maxPositions?: number;
+  /** Plan a KV cache for generation (batch 1, maxPositions rows per layer). */
+  kvCache?: boolean;
   /** Seed of the LoRA A init (PEFT init: A kaiming-uniform, B zero). */
   seed?: number;
 }
@@ -50,6 +52,7 @@ export async function openModel(
     training: opts.training,
     checkpointing: opts.checkpointing ?? false,
     gradAccum: opts.gradAccum,
+    kvCache: opts.kvCache,
     maxPositions: opts.maxPositions ?? opts.seqLen,
     limits: gpu.limits,
   });

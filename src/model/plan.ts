@@ -40,6 +40,9 @@ export interface PlanOptions {
   maxPositions: number;
   /** Micro-batches per optimizer step: their per-token losses are kept for one readback per step. */
   gradAccum?: number;
+  /** Inference with a KV cache (generation): per-layer K and V caches of maxPositions rows, and the
+   *  small buffers that take the last position alone through the final norm and the logits. */
+  kvCache?: boolean;
   /** Device limits that shape chunking. */
   limits: Pick<GPUSupportedLimits, 'maxStorageBufferBindingSize' | 'maxBufferSize'>;
 }
@@ -67,6 +70,9 @@ export class Plan {
   readonly lossChunk: number;
   readonly loraScale: number;
   readonly checkpointing: boolean;
+  /** One saved-activation set per layer (training without checkpointing: the backward reads them
+   *  all), else one set 'act.*' that every layer overwrites (inference, or recomputed per layer). */
+  readonly perLayerActivations: boolean;
 
   constructor(
     readonly dims: ModelDims,
@@ -77,6 +83,7 @@ export class Plan {
     const H = d.numHeads, Hkv = d.numKvHeads, D = d.headDim, L = d.numLayers;
     this.maxTokens = N;
     this.checkpointing = o.training && o.checkpointing;
+    this.perLayerActivations = o.training && !o.checkpointing;
     this.loraScale = o.lora ? loraScaling(o.lora) : 0;
     // Loss chunks start at multiples of 64 tokens so their views meet the 256-byte binding alignment.
     const fit = crossEntropyChunkTokens(V, o.limits, N);
@@ -126,10 +133,10 @@ export class Plan {
     // Activations. The residual stream at every layer boundary is always kept (checkpoints).
     for (const n of ['ids', 'positions', 'targets', 'loss', 'ones']) add(n, 'activations', f32(N));
     for (let l = 0; l <= L; l++) add(`h.${l}`, 'activations', f32(N * C));
-    const sets = o.training && !o.checkpointing ? L : 1;
+    const sets = this.perLayerActivations ? L : 1;
     const R = o.lora?.rank ?? 0;
     for (let s = 0; s < sets; s++) {
-      const pre = sets === 1 ? 'act.' : `act.${s}.`;
+      const pre = this.perLayerActivations ? `act.${s}.` : 'act.';
       for (const n of ['x1', 'x2', 'h2']) add(pre + n, 'activations', f32(N * C));
       for (const n of ['rstd1', 'rstd2']) add(pre + n, 'activations', f32(N));
       add(pre + 'q', 'activations', f32(N * H * D));
@@ -143,6 +150,18 @@ export class Plan {
     add('final.x', 'activations', f32(N * C));
     add('final.rstd', 'activations', f32(N));
     add('logits', 'scratch', f32(this.lossChunk * V));
+    if (o.kvCache) {
+      // Batch 1: one sequence, its K and V after RoPE for every position up to maxPositions.
+      for (let l = 0; l < L; l++) {
+        add(`kv.${l}.k`, 'kv-cache', f32(o.maxPositions * Hkv * D));
+        add(`kv.${l}.v`, 'kv-cache', f32(o.maxPositions * Hkv * D));
+      }
+      // Sampling needs the logits of the last position only: its residual row is copied here (views
+      // of h.L could not start at an arbitrary row: bindings need 256-byte offsets) and normed alone.
+      add('last.h', 'activations', f32(C));
+      add('last.x', 'activations', f32(C));
+      add('last.rstd', 'activations', f32(1));
+    }
     if (o.training) {
       for (const n of ['grad.dh', 'grad.dx']) add(n, 'scratch', f32(N * C));
       for (const n of ['grad.dm', 'grad.dg', 'grad.du']) add(n, 'scratch', f32(N * F));

@@ -8,7 +8,7 @@ import { basename, join } from 'node:path';
 import { prepareDataset, type PrepareOptions } from '../data/pipeline.ts';
 import { SHAPES, type ColumnMapping, type Field, type ShapeName } from '../data/shape.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
-import { loadTokenizerFromText, type TextTokenizer } from '../data/tokenizer.ts';
+import { loadTokenizerFromText, type LoadedTokenizer } from '../data/tokenizer.ts';
 import { ModelFileError, UsageError, WebtuneError } from '../errors.ts';
 
 const USAGE = `usage: webtune data --data FILE --model DIR [--template ${TEMPLATE_NAMES.join('|')}] [--seq-len N] [--json]
@@ -97,7 +97,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 /** Loads tokenizer.json and tokenizer_config.json from a model folder. */
-export async function loadTokenizerFromDir(dir: string): Promise<TextTokenizer> {
+export async function loadTokenizerFromDir(dir: string): Promise<LoadedTokenizer> {
   const read = async (file: string) => {
     try {
       return await readFile(join(dir, file), 'utf8');

@@ -1,0 +1,79 @@
+// Autoregressive generation over the KV cache: the prompt is prefilled in one pass, then one token per
+// step. Each step reads back exactly one thing, the V logits of the last position (sampling runs on
+// the CPU); nothing else leaves the GPU. Greedy or seeded temperature / top-k / top-p sampling,
+// stopping at an EOS id or the token limit, with tokens handed to onToken as they come.
+import { UsageError } from '../errors.ts';
+import type { LlamaModel } from '../model/llama.ts';
+import { Rng, sampleToken, type SamplingOptions } from './sample.ts';
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** 0 = greedy (the default). */
+  temperature?: number;
+  /** 0 or undefined = off. */
+  topK?: number;
+  /** 1 or undefined = off. */
+  topP?: number;
+  /** Seed of the sampling draws: same seed, same tokens. */
+  seed?: number;
+  /** Generation stops after emitting any of these (the EOS token is part of the result, as in HF). */
+  eosIds?: number[];
+  /** Called with each new token as soon as it is chosen. */
+  onToken?: (id: number) => void;
+  /** Generate from the base model alone, with the LoRA adapter bypassed. */
+  noAdapter?: boolean;
+  /** Checked between steps: returning true stops generation (a UI's stop button). */
+  shouldStop?: () => boolean;
+}
+
+/** Throws a UsageError naming the bad option; shared with the CLI and the worker. */
+export function checkGenerateOptions(o: GenerateOptions): void {
+  const bad = (field: string, value: unknown, want: string) =>
+    new UsageError(`Invalid ${field}: ${String(value)}.`, `${field} must be ${want}.`, { field, value });
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1) throw bad('maxNewTokens', o.maxNewTokens, 'an integer of at least 1');
+  if (o.temperature !== undefined && !(Number.isFinite(o.temperature) && o.temperature >= 0)) throw bad('temperature', o.temperature, 'a number >= 0 (0 = greedy)');
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) throw bad('topK', o.topK, 'an integer >= 0 (0 = off)');
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw bad('topP', o.topP, 'in (0, 1] (1 = off)');
+  if (o.seed !== undefined && !Number.isInteger(o.seed)) throw bad('seed', o.seed, 'an integer');
+}
+
+/**
+ * Continues `promptIds` with up to maxNewTokens tokens and returns the new ids. The model must be
+ * planned with kvCache, batch 1, and room for prompt + maxNewTokens - 1 positions (the last token
+ * chosen is never fed back). LoRA is applied when the model has an adapter, unless noAdapter.
+ */
+export async function generate(model: LlamaModel, promptIds: ArrayLike<number>, opts: GenerateOptions): Promise<number[]> {
+  checkGenerateOptions(opts);
+  const plan = model.plan, V = model.dims.vocabSize, P = promptIds.length;
+  if (!plan.opts.kvCache) {
+    throw new UsageError('This model was opened without a KV cache.', 'Open it for generation: training false, batch 1, kvCache true.', { field: 'kvCache' });
+  }
+  if (P < 1) throw new UsageError('The prompt is empty.', 'Give at least one token (most tokenizers add BOS).', { field: 'prompt' });
+  for (let i = 0; i < P; i++) {
+    const id = promptIds[i];
+    if (!Number.isInteger(id) || id < 0 || id >= V) {
+      throw new UsageError(`Prompt token ${i} is ${id}, outside the vocabulary of ${V}.`, 'Use the tokenizer that ships with the model.', { field: 'prompt', index: i, id });
+    }
+  }
+  const positions = plan.opts.maxPositions;
+  if (P > plan.maxTokens || P + opts.maxNewTokens - 1 > positions) {
+    throw new UsageError(
+      `A prompt of ${P} tokens plus ${opts.maxNewTokens} new tokens does not fit the ${Math.min(positions, plan.maxTokens)} positions the model was opened for.`,
+      'Open the model with seqLen >= prompt tokens + max new tokens, or shorten the prompt.',
+      { field: 'maxNewTokens', promptTokens: P, maxNewTokens: opts.maxNewTokens, positions, prefill: plan.maxTokens },
+    );
+  }
+  const sampling: SamplingOptions = { temperature: opts.temperature ?? 0, topK: opts.topK, topP: opts.topP };
+  const rng = new Rng(opts.seed ?? 0);
+  const eos = new Set(opts.eosIds ?? []);
+  const out: number[] = [];
+  let logits = model.forwardNext(Uint32Array.from(promptIds), 0, { noAdapter: opts.noAdapter });
+  for (;;) {
+    const row = await model.gpu.readF32(logits, 0, V);
+    const id = sampleToken(row, sampling, rng);
+    out.push(id);
+    opts.onToken?.(id);
+    if (eos.has(id) || out.length >= opts.maxNewTokens || opts.shouldStop?.()) return out;
+    logits = model.forwardNext(Uint32Array.of(id), P + out.length - 1, { noAdapter: opts.noAdapter });
+  }
+}

@@ -1,0 +1,40 @@
+// CPU twin of shaders/attention_cached.wgsl: the definition of correct. Plain loops: for each new
+// query row the full probability row over the keys it may see (j <= pos0 + i), as HF's eager path
+// computes it with a KV cache (past keys concatenated before the new ones). f64 accumulation.
+
+export function attentionCachedRef(
+  o: Float32Array, // (Tn, H, D) out
+  q: Float32Array, // (Tn, H, D)
+  k: Float32Array, // (P, Hkv, D), rows 0 .. pos0+Tn-1 used
+  v: Float32Array, // (P, Hkv, D)
+  Tn: number,
+  pos0: number,
+  H: number,
+  Hkv: number,
+  D: number,
+  scale = 1 / Math.sqrt(D),
+): void {
+  const nRep = H / Hkv; // repeat_kv: KV head g serves Q heads g*nRep .. (g+1)*nRep-1
+  const s = new Float64Array(pos0 + Tn);
+  for (let i = 0; i < Tn; i++) {
+    const end = pos0 + i + 1; // causal: this row sees keys 0 .. pos0+i
+    for (let h = 0; h < H; h++) {
+      const g = Math.floor(h / nRep);
+      const qi = (i * H + h) * D;
+      let max = -Infinity;
+      for (let j = 0; j < end; j++) {
+        let dot = 0;
+        for (let d = 0; d < D; d++) dot += q[qi + d] * k[(j * Hkv + g) * D + d];
+        s[j] = dot * scale;
+        max = Math.max(max, s[j]);
+      }
+      let sum = 0;
+      for (let j = 0; j < end; j++) sum += Math.exp(s[j] - max);
+      for (let d = 0; d < D; d++) {
+        let acc = 0;
+        for (let j = 0; j < end; j++) acc += (Math.exp(s[j] - max) / sum) * v[(j * Hkv + g) * D + d];
+        o[qi + d] = acc;
+      }
+    }
+  }
+}

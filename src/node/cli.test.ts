@@ -1,0 +1,115 @@
+// Bad input at the command line: each case exits with code 2 and a message naming the file, tensor
+// or field, before any GPU work starts (so these run in the unit tier).
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { copyFile, mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { main } from './cli.ts';
+
+const fixtures = fileURLToPath(new URL('../../fixtures/models/', import.meta.url));
+const demo = fileURLToPath(new URL('../../public/models/demo/', import.meta.url));
+const samples = fileURLToPath(new URL('../../public/samples/', import.meta.url));
+let tmp: string;
+
+/** A copy of tiny-llama with the demo model's tokenizer files, then `edit` applied. */
+async function modelDir(name: string, edit: (dir: string) => Promise<void> = async () => {}): Promise<string> {
+  const dir = join(tmp, name);
+  await mkdir(dir, { recursive: true });
+  for (const f of ['config.json', 'model.safetensors']) await copyFile(join(fixtures, 'tiny-llama', f), join(dir, f));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) await copyFile(join(demo, f), join(dir, f));
+  await edit(dir);
+  return dir;
+}
+
+async function run(args: string[]): Promise<{ code: number; err: string }> {
+  let err = '';
+  const spy = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
+    err += String(s);
+    return true;
+  });
+  try {
+    return { code: await main(args), err };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+const train = (model: string, extra: string[] = []) =>
+  run(['train', '--model', model, '--data', join(samples, 'baking-cups-to-grams.jsonl'), '--out', join(tmp, 'out'), ...extra]);
+
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'webtune-cli-'));
+});
+afterAll(() => rm(tmp, { recursive: true, force: true }));
+
+describe('webtune CLI refuses bad input with a typed, named error', () => {
+  test('unknown architecture lists the supported ones', async () => {
+    const dir = await modelDir('gpt2', async (d) => {
+      const cfg = JSON.parse(await readFile(join(d, 'config.json'), 'utf8'));
+      await writeFile(join(d, 'config.json'), JSON.stringify({ ...cfg, architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' }));
+    });
+    const r = await train(dir);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/GPT2LMHeadModel|gpt2/);
+    expect(r.err).toMatch(/LlamaForCausalLM/);
+  });
+
+  test('a folder with only PyTorch pickle weights is refused with the reason', async () => {
+    const dir = await modelDir('pickle', async (d) => {
+      await rm(join(d, 'model.safetensors'));
+      await writeFile(join(d, 'pytorch_model.bin'), new Uint8Array([0x50, 0x4b, 3, 4, 0, 0]));
+    });
+    const r = await train(dir);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('pytorch_model.bin');
+    expect(r.err).toMatch(/pickle/i);
+    expect(r.err).toMatch(/code/);
+  });
+
+  test('a truncated safetensors file names the file', async () => {
+    const dir = await modelDir('truncated', async (d) => {
+      const bytes = await readFile(join(d, 'model.safetensors'));
+      await writeFile(join(d, 'model.safetensors'), bytes.subarray(0, bytes.length - 1000));
+    });
+    const r = await train(dir);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('model.safetensors');
+  });
+
+  test('a header length over 100 MB is refused before anything is read', async () => {
+    const dir = await modelDir('huge-header', async (d) => {
+      const b = new Uint8Array(16);
+      new DataView(b.buffer).setBigUint64(0, 200_000_000n, true);
+      await writeFile(join(d, 'model.safetensors'), b);
+    });
+    const r = await train(dir);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/header/i);
+  });
+
+  test('an adapter whose shapes do not fit the model names the tensor', async () => {
+    const dir = await modelDir('adapter-base');
+    // A PEFT adapter made for a wider model: lora_A has 128 input features, tiny-llama has 64.
+    const ad = join(tmp, 'bad-adapter');
+    await mkdir(ad, { recursive: true });
+    await writeFile(join(ad, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['q_proj'], task_type: 'CAUSAL_LM' }));
+    const { writeSafetensors } = await import('../io/safetensors.ts');
+    const tensors: [string, { dtype: 'F32'; shape: number[]; data: Float32Array }][] = [];
+    for (let l = 0; l < 2; l++) {
+      tensors.push([`base_model.model.model.layers.${l}.self_attn.q_proj.lora_A.weight`, { dtype: 'F32', shape: [2, 128], data: new Float32Array(256) }]);
+      tensors.push([`base_model.model.model.layers.${l}.self_attn.q_proj.lora_B.weight`, { dtype: 'F32', shape: [64, 2], data: new Float32Array(128) }]);
+    }
+    await writeFile(join(ad, 'adapter_model.safetensors'), writeSafetensors(tensors, { format: 'pt' }));
+    const r = await train(dir, ['--init-adapter', ad]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('lora_A');
+  });
+
+  test('an unknown option or a bad value is a usage error', async () => {
+    expect((await run(['train', '--frobnicate'])).code).toBe(2);
+    const r = await train(await modelDir('opts'), ['--rank', 'many']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('--rank');
+  });
+});

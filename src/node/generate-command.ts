@@ -1,0 +1,74 @@
+// `webtune generate`: complete a prompt, streaming the text to stdout as it comes.
+import { parseArgs } from 'node:util';
+import { join, resolve } from 'node:path';
+import { Gpu } from '../gpu/runtime.ts';
+import { UsageError } from '../errors.ts';
+import { openModelFolder } from '../io/model-folder.ts';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../io/peft.ts';
+import { parseModelConfig } from '../model/config.ts';
+import { importAdapter } from '../model/adapter.ts';
+import { openModel } from '../model/open.ts';
+import { checkGenerateOptions } from '../infer/generate.ts';
+import { encodePrompt, generateText } from '../infer/text.ts';
+import { directorySources, fileSource } from './fs-source.ts';
+import { loadTokenizerFromDir } from './data-command.ts';
+
+const USAGE = `usage: webtune generate --model DIR [--adapter DIR] [--quant nf4|none] --prompt TEXT [--chat]
+  [--max-new-tokens 64] [--temperature 0] [--top-k K] [--top-p P] [--seed S]`;
+
+export async function generateCommand(argv: string[]): Promise<number> {
+  let v: Record<string, string | boolean | undefined>;
+  try {
+    v = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: {
+        model: { type: 'string' }, adapter: { type: 'string' }, quant: { type: 'string' }, prompt: { type: 'string' },
+        chat: { type: 'boolean' }, 'max-new-tokens': { type: 'string' }, temperature: { type: 'string' },
+        'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message.split('\n')[0], USAGE);
+  }
+  if (v.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (typeof v.model !== 'string' || typeof v.prompt !== 'string') throw new UsageError('--model and --prompt are required.', USAGE, { field: v.model ? 'prompt' : 'model' });
+  const quant = (v.quant as string | undefined) ?? 'nf4';
+  if (quant !== 'nf4' && quant !== 'none') throw new UsageError(`--quant must be nf4 or none, got "${quant}".`, USAGE, { field: 'quant' });
+  const numOpt = (k: string, d: number) => {
+    if (v[k] === undefined) return d;
+    const n = Number(v[k]);
+    if (!Number.isFinite(n)) throw new UsageError(`--${k} must be a number, got "${v[k]}".`, USAGE, { field: k });
+    return n;
+  };
+  const opts = {
+    maxNewTokens: numOpt('max-new-tokens', 64), temperature: numOpt('temperature', 0), topK: numOpt('top-k', 0),
+    topP: numOpt('top-p', 1), seed: numOpt('seed', 0),
+  };
+  checkGenerateOptions(opts);
+  const dir = resolve(v.model);
+  const tok = await loadTokenizerFromDir(dir);
+  const folder = await openModelFolder(await directorySources(dir));
+  const config = parseModelConfig(folder.config, folder.configFile);
+  const chat = Boolean(v.chat);
+  const promptIds = encodePrompt(tok.hf, v.prompt, chat);
+  const adapter = v.adapter
+    ? await importAdapter(config, await fileSource(join(resolve(v.adapter as string), ADAPTER_CONFIG_FILE)), await fileSource(join(resolve(v.adapter as string), ADAPTER_WEIGHTS_FILE)))
+    : undefined;
+  const gpu = await Gpu.create();
+  try {
+    const seqLen = promptIds.length + opts.maxNewTokens;
+    const { model, lora } = await openModel(gpu, folder, { quant, batch: 1, seqLen, lora: adapter?.spec, training: false, kvCache: true });
+    if (adapter) lora!.load(adapter.weights);
+    const r = await generateText(model, tok.hf, v.prompt, {
+      ...opts, chat, eosIds: config.eosTokenIds, onText: (piece) => process.stdout.write(piece),
+    });
+    process.stdout.write('\n');
+    process.stderr.write(`(${r.ids.length} tokens, stopped at ${r.stop === 'eos' ? 'end of sequence' : 'the token limit'})\n`);
+    return 0;
+  } finally {
+    gpu.destroy();
+  }
+}

@@ -1,0 +1,162 @@
+// `webtune bench --shape NAME|DIR`: a model of a real shape with random weights (no download), run
+// through the same loader and training step as a real one. Prints training and forward tokens/s,
+// dispatches and readbacks per step, GPU bytes by category, and the memory plan's prediction next
+// to the measured peak. `--plan-only` prints the plan without touching a GPU.
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Gpu } from '../gpu/runtime.ts';
+import { UsageError } from '../errors.ts';
+import type { FolderTensor, ModelFolder } from '../io/model-folder.ts';
+import { parseModelConfig } from '../model/config.ts';
+import { expectedWeights } from '../model/weights.ts';
+import { Plan } from '../model/plan.ts';
+import { openModel } from '../model/open.ts';
+import type { Proj } from '../model/lora.ts';
+import type { Batch } from '../model/llama.ts';
+import { optimizerStep } from '../train/step.ts';
+
+/** config.json of the named shapes (values from the models' Hub configs). */
+export const SHAPES: Record<string, Record<string, unknown>> = {
+  'smollm2-135m': {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 49152, hidden_size: 576, intermediate_size: 1536,
+    num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3, head_dim: 64, rms_norm_eps: 1e-5,
+    rope_theta: 100000, max_position_embeddings: 8192, tie_word_embeddings: true, bos_token_id: 0, eos_token_id: 0,
+  },
+  'qwen2.5-0.5b': {
+    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: 151936, hidden_size: 896, intermediate_size: 4864,
+    num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 1000000,
+    max_position_embeddings: 32768, tie_word_embeddings: true, bos_token_id: 151643, eos_token_id: 151643,
+  },
+  'llama-3.2-1b': {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 128256, hidden_size: 2048, intermediate_size: 8192,
+    num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64, rms_norm_eps: 1e-5,
+    rope_theta: 500000, max_position_embeddings: 131072, tie_word_embeddings: true, bos_token_id: 128000, eos_token_id: 128001,
+    rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+  },
+};
+
+/** A model folder whose tensors are generated on demand (small random values, norms at 1). */
+export function randomFolder(config: Record<string, unknown>, seed = 1): ModelFolder {
+  const cfg = parseModelConfig(config);
+  const specs = expectedWeights(cfg);
+  const tensor = (name: string, shape: number[], norm: boolean): FolderTensor => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return {
+      name, dtype: 'F32', shape, begin: 0, end: n * 4, file: 'random',
+      async readFloat32() {
+        const out = new Float32Array(n);
+        if (norm) return out.fill(1);
+        // A 4096-value random block repeated: the bench measures speed, not what the model says.
+        let s = seed;
+        const block = Math.min(n, 4096);
+        for (let i = 0; i < block; i++) {
+          s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+          out[i] = ((s >>> 8) / 16777216 - 0.5) * 0.04;
+        }
+        for (let i = block; i < n; i += block) out.copyWithin(i, 0, Math.min(block, n - i));
+        return out;
+      },
+      async readBytes() {
+        return new Uint8Array((await this.readFloat32()).buffer);
+      },
+    };
+  };
+  const all = specs.map((s) => tensor(s.name, s.shape, s.role === 'norm'));
+  return {
+    config, configFile: 'config.json', tokenizer: null, tokenizerConfig: null, generationConfig: null, shards: ['random'],
+    async tensorIndex() {
+      return new Map(all.map((t) => [t.name, t]));
+    },
+    async *tensors() {
+      yield* all;
+    },
+  };
+}
+
+export interface ModelBenchOptions {
+  shape: string;
+  seqLen: number;
+  batch: number;
+  steps: number;
+  quant: 'nf4' | 'none';
+  rank: number;
+  targets: Proj[];
+  checkpointing: boolean;
+  planOnly: boolean;
+}
+
+async function shapeConfig(shape: string): Promise<Record<string, unknown>> {
+  if (SHAPES[shape]) return SHAPES[shape];
+  try {
+    return JSON.parse(await readFile(join(resolve(shape), 'config.json'), 'utf8'));
+  } catch {
+    throw new UsageError(`--shape "${shape}" is neither a known shape nor a folder with a config.json.`, `Known shapes: ${Object.keys(SHAPES).join(', ')}.`, { field: 'shape' });
+  }
+}
+
+function randomBatch(B: number, T: number, V: number): Batch {
+  const b: Batch = { B, T, ids: new Uint32Array(B * T), positions: new Uint32Array(B * T), targets: new Int32Array(B * T) };
+  for (let i = 0; i < B * T; i++) {
+    b.ids[i] = (i * 7919) % V;
+    b.positions[i] = i % T;
+    b.targets[i] = i % T === T - 1 ? -100 : ((i + 1) * 7919) % V;
+  }
+  return b;
+}
+
+export async function modelBench(o: ModelBenchOptions): Promise<Record<string, unknown>> {
+  const config = await shapeConfig(o.shape);
+  const cfg = parseModelConfig(config);
+  const lora = { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, rslora: false, targets: o.targets };
+  const shape = { shape: o.shape, seqLen: o.seqLen, batch: o.batch, quant: o.quant, rank: o.rank, targets: o.targets, checkpointing: o.checkpointing };
+  // Planning needs binding limits; without a device, assume a desktop GPU's (Dawn's top tiers).
+  const planFor = (limits: Plan['opts']['limits']) => new Plan(cfg, {
+    batch: o.batch, seqLen: o.seqLen, quant: o.quant, lora, training: true, checkpointing: o.checkpointing,
+    gradAccum: 1, maxPositions: o.seqLen, limits,
+  });
+  if (o.planOnly) {
+    const plan = planFor({ maxStorageBufferBindingSize: 2 ** 31 - 4, maxBufferSize: 2 ** 32 });
+    return { ...shape, plan: { peakBytes: plan.peakBytes(), byCategory: plan.byCategory(), lossChunkTokens: plan.lossChunk } };
+  }
+  const gpu = await Gpu.create();
+  try {
+    const t0 = performance.now();
+    const { model, lora: state, plan } = await openModel(gpu, randomFolder(config), {
+      quant: o.quant, batch: o.batch, seqLen: o.seqLen, lora, training: true, checkpointing: o.checkpointing, gradAccum: 1,
+    });
+    await gpu.sync();
+    const loadSeconds = (performance.now() - t0) / 1000;
+    const b = randomBatch(o.batch, o.seqLen, cfg.vocabSize);
+    const step = () => optimizerStep(model, state!, [b], { lr: 1e-4, weightDecay: 0, maxGradNorm: 1, seed: 0 });
+    await step(); // warm-up: pipelines and bind groups
+    const c0 = { ...gpu.counters };
+    let t = performance.now();
+    for (let i = 0; i < o.steps; i++) await step();
+    const trainSeconds = (performance.now() - t) / 1000;
+    const perStep = {
+      dispatches: (gpu.counters.dispatches - c0.dispatches) / o.steps,
+      readbacks: (gpu.counters.readbacks - c0.readbacks) / o.steps,
+      submits: (gpu.counters.submits - c0.submits) / o.steps,
+    };
+    model.step(b, { gradScale: 0, seed: 0, training: false });
+    await gpu.sync();
+    t = performance.now();
+    for (let i = 0; i < o.steps; i++) model.step(b, { gradScale: 0, seed: 0, training: false });
+    await gpu.sync();
+    const fwdSeconds = (performance.now() - t) / 1000;
+    const tokens = o.batch * o.seqLen;
+    return {
+      ...shape,
+      adapter: gpu.adapterInfo,
+      loadSeconds,
+      trainTokensPerSecond: (tokens * o.steps) / trainSeconds,
+      forwardTokensPerSecond: (tokens * o.steps) / fwdSeconds,
+      perStep,
+      gpuBytes: { peak: gpu.peakBytes, byCategory: { ...gpu.bytes } },
+      plan: { peakBytes: plan.peakBytes(), byCategory: plan.byCategory(), lossChunkTokens: plan.lossChunk },
+      planError: (gpu.peakBytes - plan.peakBytes()) / plan.peakBytes(),
+    };
+  } finally {
+    gpu.destroy();
+  }
+}
