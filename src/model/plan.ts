@@ -56,6 +56,8 @@ export interface PlanRow {
   phase: Phase;
 }
 
+const LOGITS_BUDGET = 64 * 2 ** 20;
+
 const f32 = (n: number) => Math.max(4, Math.ceil(n) * 4);
 
 export function linearBytes(quant: 'nf4' | 'none', N: number, K: number): { w: number; absmax: number } {
@@ -85,8 +87,10 @@ export class Plan {
     this.checkpointing = o.training && o.checkpointing;
     this.perLayerActivations = o.training && !o.checkpointing;
     this.loraScale = o.lora ? loraScaling(o.lora) : 0;
-    // Loss chunks start at multiples of 64 tokens so their views meet the 256-byte binding alignment.
-    const fit = crossEntropyChunkTokens(V, o.limits, N);
+    // Loss chunks: as many tokens as fit one binding and a 64 MiB logits budget (at a 128k vocab a
+    // whole 512-token batch of logits would be 250 MiB of scratch for no speed gain), starting at
+    // multiples of 64 tokens so their views meet the 256-byte binding alignment.
+    const fit = Math.min(crossEntropyChunkTokens(V, o.limits, N), Math.floor(LOGITS_BUDGET / (4 * V)));
     this.lossChunk = fit >= N ? N : Math.max(64, fit - (fit % 64));
     if (this.lossChunk * V * 4 > o.limits.maxStorageBufferBindingSize && this.lossChunk > fit) {
       throw new GpuOutOfMemoryError('logits', 64 * V * 4, {}, o.limits.maxStorageBufferBindingSize);
