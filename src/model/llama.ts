@@ -228,16 +228,16 @@ export class LlamaModel {
     const xf = this.t('final.x'), rstdF = this.t('final.rstd');
     rmsnormForward(g, xf, rstdF, this.t(`h.${L}`), this.weights.norm, N, C, d.rmsNormEps);
     // Logits and their gradient chunk by chunk: never a (N, V) buffer.
-    const logits = this.t('logits'), dxf = this.t('grad.dx');
+    const logits = this.t('logits'), dxf = o.training ? this.t('grad.dx') : undefined;
     const Tc = this.plan.lossChunk;
     for (let t0 = 0; t0 < N; t0 += Tc) {
       const n = Math.min(Tc, N - t0);
       const lg = view(logits, 0, n * V);
       matmul(g, lg, view(xf, t0 * C, n * C), this.weights.head, n, V, C, { transB: true });
       crossEntropy(g, view(this.t('loss'), t0, n), lg, view(this.t('targets'), t0, n), n, V, o.gradScale);
-      if (o.training) matmul(g, view(dxf, t0 * C, n * C), lg, this.weights.head, n, C, V);
+      if (dxf) matmul(g, view(dxf, t0 * C, n * C), lg, this.weights.head, n, C, V);
     }
-    if (!o.training) return;
+    if (!dxf) return;
     rmsnormBackward(g, this.t('grad.dh'), dxf, this.t(`h.${L}`), this.weights.norm, rstdF, N, C, false);
     for (let l = L - 1; l >= 0; l--) {
       if (this.plan.checkpointing) this.layerForward(l, b, o); // recompute this layer's activations

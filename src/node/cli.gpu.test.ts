@@ -1,0 +1,64 @@
+// The CLI end to end on the demo model (tiny Llama, genuine Llama 2 tokenizer): train writes a PEFT
+// adapter and a JSON log, generate and eval use it, and --init-adapter continues from it.
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { main } from './cli.ts';
+
+const demo = fileURLToPath(new URL('../../public/models/demo', import.meta.url));
+const data = fileURLToPath(new URL('../../public/samples/baking-cups-to-grams.jsonl', import.meta.url));
+let tmp: string;
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '', err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void (out += a.join(' ') + '\n'));
+  try {
+    return { code: await main(args), out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+    l.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'webtune-cli-gpu-'));
+});
+afterAll(() => rm(tmp, { recursive: true, force: true }));
+
+describe('webtune train / generate / eval', () => {
+  test('train writes a PEFT adapter and one log line per step; generate and eval use it', async () => {
+    const out = join(tmp, 'adapter'), log = join(tmp, 'log.jsonl');
+    const t = await run(['train', '--model', demo, '--data', data, '--out', out, '--seq-len', '32', '--batch', '2',
+      '--grad-accum', '1', '--max-steps', '2', '--rank', '4', '--targets', 'q_proj,v_proj', '--log', log]);
+    expect(t.code, t.err).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+    const lines = (await readFile(log, 'utf8')).trim().split('\n').map((s) => JSON.parse(s));
+    expect(lines.map((l) => l.step)).toEqual([1, 2]);
+    for (const l of lines) for (const k of ['loss', 'lr', 'grad_norm', 'tokens', 'tokens_per_s']) expect(Number.isFinite(l[k]), k).toBe(true);
+    expect(t.err).toMatch(/Training \[/);
+
+    const g = await run(['generate', '--model', demo, '--adapter', out, '--prompt', '2 cups of sugar is', '--max-new-tokens', '4']);
+    expect(g.code, g.err).toBe(0);
+    expect(g.err).toMatch(/4 tokens|end of sequence/);
+
+    // A few held-out rows keep eval quick on SwiftShader (a 32000-token vocabulary per position).
+    const small = join(tmp, 'held-out.jsonl');
+    await writeFile(small, (await readFile(data, 'utf8')).split('\n').slice(0, 4).join('\n'));
+    const e = await run(['eval', '--model', demo, '--adapter', out, '--data', small, '--seq-len', '32', '--json']);
+    expect(e.code, e.err).toBe(0);
+    const r = JSON.parse(e.out.trim().split('\n').at(-1)!);
+    expect(r.tokens).toBeGreaterThan(0);
+    expect(r.perplexity).toBeCloseTo(Math.exp(r.loss), 6);
+
+    const c = await run(['train', '--model', demo, '--data', data, '--out', join(tmp, 'adapter2'), '--seq-len', '32',
+      '--batch', '2', '--grad-accum', '1', '--max-steps', '1', '--init-adapter', out]);
+    expect(c.code, c.err).toBe(0);
+    const cfg = JSON.parse(await readFile(join(tmp, 'adapter2', 'adapter_config.json'), 'utf8'));
+    expect(cfg.r).toBe(4); // the initial adapter's rank, not the default 8
+  });
+});
