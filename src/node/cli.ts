@@ -93,9 +93,6 @@ async function train(argv: string[]): Promise<number> {
   }, TRAIN_USAGE);
   if (v.help) return help(TRAIN_USAGE);
   const modelDir = str(v, 'model', TRAIN_USAGE), dataFile = str(v, 'data', TRAIN_USAGE), out = str(v, 'out', TRAIN_USAGE);
-  if (v['double-quant']) {
-    throw new UsageError('--double-quant is not available for training yet.', 'The GPU kernels keep f32 absmax; double quantization exists only as a CPU codec (src/quant/nf4.ts). Leave the flag out.', { field: 'double-quant' });
-  }
   const template = v.template as TemplateName | undefined;
   if (template && !TEMPLATE_NAMES.includes(template)) throw new UsageError(`Unknown template "${template}".`, `Use one of: ${TEMPLATE_NAMES.join(', ')}.`, { field: 'template' });
   const seqLen = num(v, 'seq-len', 1024, { min: 2, int: true });
@@ -143,7 +140,7 @@ async function train(argv: string[]): Promise<number> {
   const gpu = await Gpu.create();
   try {
     const { model, lora, plan } = await openModel(gpu, folder, {
-      quant: quantOf(v), batch: cfg.batch, seqLen, lora: spec, training: true,
+      quant: quantOf(v), doubleQuant: Boolean(v['double-quant']), batch: cfg.batch, seqLen, lora: spec, training: true,
       checkpointing: Boolean(v.checkpointing), gradAccum: cfg.gradAccum, seed: cfg.seed,
     }, (p) => progress('Loading', p.done, p.total));
     if (init) lora!.load(init);
@@ -170,12 +167,12 @@ async function train(argv: string[]): Promise<number> {
 
 // ------------------------------------------------------------------------------------------- eval
 
-const EVAL_USAGE = 'usage: webtune eval --model DIR [--adapter DIR] [--quant nf4|none] --data FILE [--seq-len N] [--batch N] [--template NAME] [--json]';
+const EVAL_USAGE = 'usage: webtune eval --model DIR [--adapter DIR] [--quant nf4|none] [--double-quant] --data FILE [--seq-len N] [--batch N] [--template NAME] [--json]';
 
 async function evaluate(argv: string[]): Promise<number> {
   const v = args(argv, {
-    model: { type: 'string' }, adapter: { type: 'string' }, quant: { type: 'string' }, data: { type: 'string' },
-    'seq-len': { type: 'string' }, batch: { type: 'string' }, template: { type: 'string' }, json: { type: 'boolean' },
+    model: { type: 'string' }, adapter: { type: 'string' }, quant: { type: 'string' }, 'double-quant': { type: 'boolean' },
+    data: { type: 'string' }, 'seq-len': { type: 'string' }, batch: { type: 'string' }, template: { type: 'string' }, json: { type: 'boolean' },
   }, EVAL_USAGE);
   if (v.help) return help(EVAL_USAGE);
   const modelDir = str(v, 'model', EVAL_USAGE), dataFile = str(v, 'data', EVAL_USAGE);
@@ -190,7 +187,7 @@ async function evaluate(argv: string[]): Promise<number> {
     const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, tok, {
       template: v.template as TemplateName | undefined, maxLength: seqLen, shuffle: false, skipBadRows: true,
     });
-    const { model, lora } = await openModel(gpu, folder, { quant: quantOf(v), batch, seqLen, lora: adapter?.spec, training: false },
+    const { model, lora } = await openModel(gpu, folder, { quant: quantOf(v), doubleQuant: Boolean(v['double-quant']), batch, seqLen, lora: adapter?.spec, training: false },
       (p) => progress('Loading', p.done, p.total));
     if (adapter) lora!.load(adapter.weights);
     const r = await evaluateLoss(model, data.train, batch, tok.padId);
