@@ -1,7 +1,7 @@
 // Opening a model for a run: parse the config, plan every buffer, check the plan fits the device,
 // load the weights, and set up the LoRA adapter. The same path serves the CLI, the worker and tests.
 import type { Gpu } from '../gpu/runtime.ts';
-import { GpuOutOfMemoryError, ModelFileError } from '../errors.ts';
+import { GpuOutOfMemoryError, ModelFileError, UsageError } from '../errors.ts';
 import type { ModelFolder } from '../io/model-folder.ts';
 import { parseModelConfig, type ModelConfig } from './config.ts';
 import { LlamaModel } from './llama.ts';
@@ -11,6 +11,8 @@ import { Plan } from './plan.ts';
 
 export interface OpenOptions {
   quant: 'nf4' | 'none';
+  /** bitsandbytes double quantization of the NF4 absmax (QLoRA's "DQ"); nf4 only. */
+  doubleQuant?: boolean;
   /** Micro-batch shape the buffers are planned for; shorter batches reuse them. */
   batch: number;
   seqLen: number;
@@ -60,7 +62,10 @@ export async function openModel(
   for (const r of plan.rows) {
     if (r.bytes > gpu.limits.maxBufferSize) throw new GpuOutOfMemoryError(r.name, r.bytes, plan.byCategory(), gpu.limits.maxBufferSize);
   }
-  const weights = await loadWeights(gpu, folder, config, plan, onProgress);
+  if (opts.doubleQuant && opts.quant !== 'nf4') {
+    throw new UsageError('Double quantization applies to NF4 weights only.', 'Use --quant nf4 with --double-quant.', { field: 'double-quant' });
+  }
+  const weights = await loadWeights(gpu, folder, config, plan, onProgress, opts.doubleQuant);
   const lora = opts.lora ? new LoraState(gpu, config, opts.lora, (n) => plan.alloc(gpu, n), opts.training) : undefined;
   plan.allocRun(gpu);
   lora?.init(opts.seed ?? 0);
