@@ -14,6 +14,8 @@ import { openModel } from '../model/open.ts';
 import type { Proj } from '../model/lora.ts';
 import type { Batch } from '../model/llama.ts';
 import { optimizerStep } from '../train/step.ts';
+import { generationModel } from '../infer/kv-open.ts';
+import { generate } from '../infer/generate.ts';
 
 /** config.json of the named shapes (values from the models' Hub configs). */
 export const SHAPES: Record<string, Record<string, unknown>> = {
@@ -145,16 +147,28 @@ export async function modelBench(o: ModelBenchOptions): Promise<Record<string, u
     await gpu.sync();
     const fwdSeconds = (performance.now() - t) / 1000;
     const tokens = o.batch * o.seqLen;
+    // The plan covers training; the generation buffers added below are measured separately.
+    const trainPeak = gpu.peakBytes, trainBytes = { ...gpu.bytes };
+    // Decode: a 16-token prompt, then one token per step over the KV cache (one logits readback each).
+    const decodeNew = Math.max(1, Math.min(32, o.seqLen - 16));
+    const gen = generationModel(gpu, { config: cfg, plan, model, lora: state }, Math.min(o.seqLen, 16 + decodeNew));
+    const prompt = Array.from(b.ids.subarray(0, Math.min(16, o.seqLen - 1)));
+    await generate(gen.model, prompt, { maxNewTokens: 1 });
+    t = performance.now();
+    const produced = await generate(gen.model, prompt, { maxNewTokens: decodeNew });
+    const decodeSeconds = (performance.now() - t) / 1000;
+    gen.dispose();
     return {
       ...shape,
       adapter: gpu.adapterInfo,
       loadSeconds,
       trainTokensPerSecond: (tokens * o.steps) / trainSeconds,
       forwardTokensPerSecond: (tokens * o.steps) / fwdSeconds,
+      decodeTokensPerSecond: produced.length / decodeSeconds,
       perStep,
-      gpuBytes: { peak: gpu.peakBytes, byCategory: { ...gpu.bytes } },
+      gpuBytes: { peak: trainPeak, byCategory: trainBytes, withGeneration: gpu.peakBytes },
       plan: { peakBytes: plan.peakBytes(), byCategory: plan.byCategory(), lossChunkTokens: plan.lossChunk },
-      planError: (gpu.peakBytes - plan.peakBytes()) / plan.peakBytes(),
+      planError: (trainPeak - plan.peakBytes()) / plan.peakBytes(),
     };
   } finally {
     gpu.destroy();
