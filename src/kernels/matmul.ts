@@ -1,6 +1,7 @@
 import shader from '../../shaders/matmul.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
 import type { MatmulOptions } from './matmul.ref.ts';
+import { MATVEC_MAX_M, matvec } from './matvec.ts';
 
 export type { MatmulOptions } from './matmul.ref.ts';
 
@@ -42,6 +43,22 @@ export function matmul(
 ): void {
   const { overrides, uniform, workgroups } = matmulLaunch('matmul', c, a, b, M, N, K, opts);
   if (workgroups === 0) return; // M, N or batch is 0: nothing to write (grid() would round up to 1)
+  // Decode: a few token rows against an nn.Linear weight (NT, unbatched) would leave 60+ of the
+  // tile's 64 rows dead; matvec reads W once with the K reduction spread over the workgroup.
+  if (M <= MATVEC_MAX_M && opts.transB && !opts.transA && (opts.batch ?? 1) === 1) {
+    matvec(gpu, c, a, b, M, N, K, { accumulate: opts.accumulate, alpha: opts.alpha });
+    return;
+  }
+  const k = gpu.kernel('matmul', shader, { overrides });
+  gpu.dispatch(k, [c, a, b], uniform, grid(workgroups));
+}
+
+/** matmul() without the matrix-vector route: always the tiled kernel (tests compare the two). */
+export function matmulTiled(
+  gpu: Gpu, c: Binding, a: Binding, b: Binding, M: number, N: number, K: number, opts: MatmulOptions = {},
+): void {
+  const { overrides, uniform, workgroups } = matmulLaunch('matmul', c, a, b, M, N, K, opts);
+  if (workgroups === 0) return;
   const k = gpu.kernel('matmul', shader, { overrides });
   gpu.dispatch(k, [c, a, b], uniform, grid(workgroups));
 }

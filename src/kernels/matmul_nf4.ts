@@ -1,6 +1,7 @@
 import shader from '../../shaders/matmul_nf4.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
 import { NF4_BLOCKSIZE } from '../quant/nf4.ts';
+import { MATVEC_NF4_MAX_M, matvecNf4 } from './matvec_nf4.ts';
 
 const TM = 64, TN = 64;
 
@@ -15,6 +16,20 @@ export interface MatmulNf4Options {
  * Pass `bias` undefined for a Linear without bias.
  */
 export function matmulNf4(
+  gpu: Gpu, Y: Binding, X: Binding, Wq: Binding, absmax: Binding, bias: Binding | undefined,
+  M: number, N: number, K: number, opts: MatmulNf4Options = {},
+): void {
+  // Decode: with a few token rows the 64×64 tile would decode every weight for 60+ dead rows;
+  // matvec_nf4 reads and decodes each weight once with the K reduction spread over the workgroup.
+  if (M >= 1 && M <= MATVEC_NF4_MAX_M) {
+    matvecNf4(gpu, Y, X, Wq, absmax, bias, M, N, K, opts);
+    return;
+  }
+  matmulNf4Tiled(gpu, Y, X, Wq, absmax, bias, M, N, K, opts);
+}
+
+/** matmulNf4() without the matrix-vector route: always the tiled kernel (tests compare the two). */
+export function matmulNf4Tiled(
   gpu: Gpu, Y: Binding, X: Binding, Wq: Binding, absmax: Binding, bias: Binding | undefined,
   M: number, N: number, K: number, opts: MatmulNf4Options = {},
 ): void {
