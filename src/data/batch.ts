@@ -1,19 +1,9 @@
 // From tokenized examples to training batches: seeded shuffle, validation split, optional packing
 // (TRL's best-fit decreasing) and padding into (B, T) arrays.
 import { IGNORE_INDEX, type Sequence, type TokenizedExample } from './types.ts';
+import { rng } from '../rng.ts';
 
-/** mulberry32: a tiny seeded PRNG, so the same seed gives the same order in every browser and in
- *  Node (resume must replay the data order exactly). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../rng.ts';
 
 /** Fisher-Yates with a seeded generator; returns a new array. */
 export function shuffled<T>(items: readonly T[], seed: number): T[] {

@@ -3,6 +3,7 @@
 // TemperatureLogitsWarper, then TopKLogitsWarper, then TopPLogitsWarper, then softmax and a
 // multinomial draw. Temperature 0 means greedy (argmax, first index on ties like torch.argmax).
 // The draw uses a seeded generator, so the same seed gives the same tokens on every host.
+import { rng } from '../rng.ts';
 
 export interface SamplingOptions {
   /** 0 (or less) = greedy. */
@@ -14,17 +15,11 @@ export interface SamplingOptions {
 }
 
 /** mulberry32: a small seeded generator of uniform floats in [0, 1). */
+/** A seeded uniform source in [0, 1) (src/rng.ts). */
 export class Rng {
-  private s: number;
+  readonly next: () => number;
   constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = rng(seed);
   }
 }
 

@@ -3,6 +3,7 @@
 // each, and reordering the table cannot break a parallel list.
 import type { Gpu, Tensor, View } from '../gpu/runtime.ts';
 import { UsageError } from '../errors.ts';
+import { rng } from '../rng.ts';
 import { LINEAR_MODULES, linearShape, type DecoderDims, type LinearModule } from '../io/hf-names.ts';
 import { loraKey, loraScaling as peftScaling } from '../io/peft.ts';
 
@@ -68,18 +69,10 @@ export function loraTable(c: LoraModelDims, spec: LoraSpec): { entries: LoraEntr
   return { entries, totalFloats: Math.max(off, 64) };
 }
 
-/** Seeded uniform floats (mulberry32) for the A init; PEFT's kaiming_uniform_(a=sqrt(5)) bound is 1/sqrt(in). */
+/** Seeded uniform floats in [-bound, bound) for the A init; PEFT's kaiming_uniform_(a=sqrt(5)) bound is 1/sqrt(in). */
 function uniform(n: number, seed: number, bound: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 * bound - bound;
-  }
-  return out;
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => r() * 2 * bound - bound);
 }
 
 export class LoraState {

@@ -2,6 +2,7 @@
 // reference's magnitude, and a failure names the first mismatches with index, got, expected, tol.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { rng } from '../rng.ts';
 
 export interface Tolerance {
   /** Absolute floor. */
@@ -40,19 +41,10 @@ export function assertEqualInts(name: string, got: ArrayLike<number>, expected: 
   assertClose(name, got, expected, { atol: 0, rtol: 0 });
 }
 
-/** Seeded uniform floats in [lo, hi) (mulberry32): the same seed gives the same test inputs everywhere. */
+/** Seeded uniform floats in [lo, hi): the same seed gives the same test inputs everywhere. */
 export function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    out[i] = lo + (hi - lo) * u;
-  }
-  return out;
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => lo + (hi - lo) * r());
 }
 
 /** Seeded integers in [0, n). */
