@@ -125,6 +125,18 @@ export class UsageError extends WebtuneError {
   }
 }
 
+/** Browser storage (IndexedDB) is full: a model or checkpoint could not be saved. */
+export class StorageQuotaError extends WebtuneError {
+  constructor(what: string, details: Record<string, unknown> = {}) {
+    super(
+      'storage-quota',
+      `Not enough browser storage to save ${what}${typeof details.bytes === 'number' ? ` (${formatBytes(details.bytes)})` : ''}.`,
+      'Free disk space or delete cached models you no longer need, then try again. The storage panel shows what this site uses and may use.',
+      details,
+    );
+  }
+}
+
 const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   GpuUnavailableError,
   ShaderCompileError,
@@ -136,6 +148,7 @@ const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   AdapterFileError,
   DatasetError,
   UsageError,
+  StorageQuotaError,
 };
 
 /** Rebuild an error sent across a worker boundary into its class (unknown names become WebtuneError). */

@@ -8,6 +8,7 @@ import { LlamaModel } from './llama.ts';
 import { LoraState, type LoraSpec } from './lora.ts';
 import { loadWeights, type LoadProgress } from './load.ts';
 import { Plan } from './plan.ts';
+import type { ModelWeights } from './llama.ts';
 
 export interface OpenOptions {
   quant: 'nf4' | 'none';
@@ -71,4 +72,52 @@ export async function openModel(
   lora?.init(opts.seed ?? 0);
   await gpu.check();
   return { config, plan, model: new LlamaModel(gpu, config, weights, plan, lora), lora };
+}
+
+/** Weights already on the GPU (loaded from files or from the cache) under their own plan. */
+export interface LoadedBase {
+  config: ModelConfig;
+  /** The plan the weights were allocated from; its maxPositions sets the RoPE tables' length. */
+  plan: Plan;
+  weights: ModelWeights;
+}
+
+export interface DerivedModel extends OpenedModel {
+  /** Frees the run buffers and LoRA state this model allocated (never the shared weights). */
+  dispose(): void;
+}
+
+/**
+ * A run (training, inference, another LoRA spec) over weights that are already loaded, so the site
+ * can train, chat and import adapters without reloading the base model. The new plan adopts every
+ * weight buffer of `base`; only LoRA and run buffers are allocated. Quantization and maxPositions
+ * are the base's (opts.quant and opts.maxPositions are ignored).
+ */
+export async function openOverWeights(gpu: Gpu, base: LoadedBase, opts: OpenOptions): Promise<DerivedModel> {
+  const maxPositions = base.plan.opts.maxPositions;
+  if (opts.seqLen > maxPositions) {
+    throw new ModelFileError(`Sequences of ${opts.seqLen} tokens exceed the ${maxPositions} positions the model was loaded for.`,
+      `Use a sequence length of ${maxPositions} or less.`, { field: 'seqLen' });
+  }
+  const plan = new Plan(base.config, {
+    batch: opts.batch, seqLen: opts.seqLen, quant: base.plan.opts.quant, lora: opts.lora, training: opts.training,
+    checkpointing: opts.checkpointing ?? false, gradAccum: opts.gradAccum, kvCache: opts.kvCache, maxPositions, limits: gpu.limits,
+  });
+  for (const r of plan.rows) {
+    if (r.phase === 'weights') plan.adopt(r.name, base.plan.tensor(r.name));
+    else if (r.phase === 'run' && r.bytes > gpu.limits.maxBufferSize) throw new GpuOutOfMemoryError(r.name, r.bytes, plan.byCategory(), gpu.limits.maxBufferSize);
+  }
+  const lora = opts.lora ? new LoraState(gpu, base.config, opts.lora, (n) => plan.alloc(gpu, n), opts.training) : undefined;
+  const dispose = () => {
+    for (const r of plan.rows) if (r.phase === 'run') plan.free(gpu, r.name);
+  };
+  try {
+    plan.allocRun(gpu);
+    lora?.init(opts.seed ?? 0);
+    await gpu.check();
+  } catch (e) {
+    dispose();
+    throw e;
+  }
+  return { config: base.config, plan, model: new LlamaModel(gpu, base.config, base.weights, plan, lora), lora, dispose };
 }

@@ -1,27 +1,21 @@
-// The worker owns the GPU device. The page talks to it only through this API (comlink).
+// The worker owns the GPU device. The page talks to it only through EngineApi (api.ts) over comlink;
+// the engine itself (engine.ts) is host-neutral, and this file gives it the worker's IndexedDB,
+// fetch and storage manager.
 import { expose } from 'comlink';
-import { Gpu } from '../gpu/runtime.ts';
-import { capabilities, selfTest, type Capabilities, type SelfTestResult } from '../gpu/selftest.ts';
+import { idbStore } from '../io/cache.ts';
 import { installErrorTransfer } from './errors-transfer.ts';
+import { Engine } from './engine.ts';
+
+export type { EngineApi } from './api.ts';
 
 installErrorTransfer();
 
-let gpu: Gpu | undefined;
+const engine = new Engine({
+  store: idbStore(),
+  fetch: (input, init) => fetch(input, init),
+  // BASE_URL is where the site is served from ("/" in dev, a sub-path on GitHub Pages).
+  demoUrl: new URL(`${import.meta.env.BASE_URL}models/demo/`, self.location.href).href,
+  storage: typeof navigator !== 'undefined' ? navigator.storage : undefined,
+});
 
-async function device(): Promise<Gpu> {
-  if (!gpu || gpu.lostError) gpu = await Gpu.create();
-  return gpu;
-}
-
-const api = {
-  async capabilities(): Promise<Capabilities> {
-    return capabilities(await device());
-  },
-  async selfTest(): Promise<SelfTestResult> {
-    return selfTest(await device());
-  },
-};
-
-export type EngineApi = typeof api;
-
-expose(api);
+expose(engine);

@@ -1,0 +1,221 @@
+// The IndexedDB model cache: a model's quantized weights as per-layer shards, plus one manifest
+// (model id, revision, config, tokenizer file texts, a SHA-256 per shard, total bytes). The manifest
+// is written first with complete=false and rewritten with complete=true only after the last shard,
+// so a half-written model (tab closed, quota hit) never counts as cached; IndexedDB has no rename, so
+// this flag is our analogue of the tmp-dir-then-rename commit (RELIABILITY.md §4.3, G8).
+//
+// Storage sits behind a four-verb KeyValueStore so the logic runs in Node tests against memory and in
+// the browser against idb-keyval. io stays a leaf: shards are opaque bytes with named pieces; what
+// the pieces mean is src/model/load-cached.ts's business.
+import { createStore, del, get, keys, set } from 'idb-keyval';
+import { ModelFileError, StorageQuotaError } from '../errors.ts';
+
+export interface KeyValueStore {
+  get<T>(key: string): Promise<T | undefined>;
+  set(key: string, value: unknown): Promise<void>;
+  del(key: string): Promise<void>;
+  keys(): Promise<string[]>;
+}
+
+/** IndexedDB through idb-keyval (one database, one object store, shared by models and checkpoints). */
+export function idbStore(dbName = 'webtune', storeName = 'kv'): KeyValueStore {
+  const store = createStore(dbName, storeName);
+  return {
+    get: (k) => get(k, store),
+    set: (k, v) => set(k, v, store),
+    del: (k) => del(k, store),
+    keys: async () => (await keys(store)).map(String),
+  };
+}
+
+/** A store in memory (tests, and a fallback where IndexedDB is unavailable). */
+export function memoryStore(): KeyValueStore & { data: Map<string, unknown> } {
+  const data = new Map<string, unknown>();
+  return {
+    data,
+    get: async <T>(k: string) => data.get(k) as T | undefined,
+    set: async (k, v) => void data.set(k, v),
+    del: async (k) => void data.delete(k),
+    keys: async () => [...data.keys()],
+  };
+}
+
+/** The browser refused to store more (QuotaExceededError). Nothing partial is left behind. */
+export function isQuotaError(e: unknown): boolean {
+  const name = (e as { name?: unknown } | null)?.name;
+  // Firefox used NS_ERROR_DOM_QUOTA_REACHED before it standardised on QuotaExceededError.
+  return name === 'QuotaExceededError' || name === 'NS_ERROR_DOM_QUOTA_REACHED';
+}
+
+/** SHA-256 as lowercase hex (crypto.subtle exists in pages, workers and Node >= 20). */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
+  let s = '';
+  for (const b of new Uint8Array(digest)) s += b.toString(16).padStart(2, '0');
+  return s;
+}
+
+/** A named byte range inside a shard: `bytes` bytes of tensor `name`, starting at `offset` in that
+ *  tensor (big tensors are split over several shards). */
+export interface ShardPiece {
+  name: string;
+  offset: number;
+  bytes: number;
+}
+
+export interface ShardEntry {
+  id: string;
+  bytes: number;
+  sha256: string;
+  pieces: ShardPiece[];
+}
+
+export interface ModelManifest {
+  version: 1;
+  key: string;
+  name: string;
+  source: 'demo' | 'hub' | 'files';
+  revision: string | null;
+  quant: 'nf4' | 'none';
+  /** config.json as parsed. */
+  config: Record<string, unknown>;
+  /** Texts of tokenizer.json, tokenizer_config.json (and generation_config.json when present). */
+  files: Record<string, string>;
+  shards: ShardEntry[];
+  totalBytes: number;
+  savedAt: number;
+  /** Written true last: only then is the entry a cached model. */
+  complete: boolean;
+}
+
+const PREFIX = 'model/';
+const manifestKey = (key: string) => `${PREFIX}${key}/manifest`;
+const shardKey = (key: string, id: string) => `${PREFIX}${key}/shard/${id}`;
+
+export interface CacheWriter {
+  /** Stores one shard (pieces laid out back to back in `data`) and records its checksum. */
+  addShard(id: string, pieces: ShardPiece[], data: Uint8Array): Promise<void>;
+  /** Marks the model complete (the last write). */
+  commit(): Promise<ModelManifest>;
+  /** Removes everything written so far. */
+  abort(): Promise<void>;
+}
+
+export class ModelCache {
+  constructor(readonly store: KeyValueStore) {}
+
+  /** Complete cached models, newest first. */
+  async list(): Promise<ModelManifest[]> {
+    const out: ModelManifest[] = [];
+    for (const k of await this.store.keys()) {
+      if (!k.startsWith(PREFIX) || !k.endsWith('/manifest')) continue;
+      const m = await this.store.get<ModelManifest>(k);
+      if (m && m.complete) out.push(m);
+    }
+    return out.sort((a, b) => b.savedAt - a.savedAt);
+  }
+
+  /** The manifest of a complete entry, or null (missing or half-written). */
+  async get(key: string): Promise<ModelManifest | null> {
+    const m = await this.store.get<ModelManifest>(manifestKey(key));
+    return m && m.complete ? m : null;
+  }
+
+  /** Deletes an entry: the manifest first, so a crash mid-delete leaves orphans, never a model
+   *  that claims shards it no longer has. */
+  async delete(key: string): Promise<void> {
+    await this.store.del(manifestKey(key));
+    const pre = `${PREFIX}${key}/`;
+    for (const k of await this.store.keys()) if (k.startsWith(pre)) await this.store.del(k);
+  }
+
+  /** Removes entries that were never completed (a tab closed while caching) and shards without a
+   *  manifest. Not run automatically: another tab may be writing one right now. */
+  async collectGarbage(): Promise<string[]> {
+    const all = await this.store.keys();
+    const byKey = new Map<string, string[]>();
+    for (const k of all) {
+      if (!k.startsWith(PREFIX)) continue;
+      const model = k.slice(PREFIX.length, k.lastIndexOf(k.endsWith('/manifest') ? '/manifest' : '/shard/'));
+      if (!byKey.has(model)) byKey.set(model, []);
+      byKey.get(model)!.push(k);
+    }
+    const dropped: string[] = [];
+    for (const [model] of byKey) {
+      const m = await this.store.get<ModelManifest>(manifestKey(model));
+      if (!m || !m.complete) {
+        await this.delete(model);
+        dropped.push(model);
+      }
+    }
+    return dropped;
+  }
+
+  /** Starts writing `base` (shards and totals are filled in as they come). Any earlier entry under
+   *  the same key is replaced. */
+  async begin(base: Omit<ModelManifest, 'version' | 'shards' | 'totalBytes' | 'savedAt' | 'complete'>): Promise<CacheWriter> {
+    const manifest: ModelManifest = { ...base, version: 1, shards: [], totalBytes: 0, savedAt: Date.now(), complete: false };
+    const written: string[] = [];
+    const store = this.store;
+    await this.delete(base.key);
+    const abort = async () => {
+      // Best effort: deleting can itself fail on a broken database; the entry stays incomplete then,
+      // so it still never counts as cached.
+      try {
+        await this.delete(base.key);
+      } catch {
+        for (const k of written) await store.del(k).catch(() => {});
+      }
+    };
+    const put = async (k: string, v: unknown, what: string, bytes: number) => {
+      try {
+        await store.set(k, v);
+        written.push(k);
+      } catch (e) {
+        await abort();
+        if (isQuotaError(e)) throw new StorageQuotaError(`the quantized model "${base.name}"`, { key: base.key, shard: what, bytes: manifest.totalBytes + bytes });
+        throw e;
+      }
+    };
+    await put(manifestKey(base.key), manifest, 'manifest', 0);
+    return {
+      async addShard(id, pieces, data) {
+        const sum = pieces.reduce((s, p) => s + p.bytes, 0);
+        if (sum !== data.length) throw new Error(`cache: shard ${id} has ${data.length} bytes but its pieces add up to ${sum}`);
+        // A standalone buffer: structured clone of a view would store its whole underlying buffer.
+        const own = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+        const entry: ShardEntry = { id, bytes: own.length, sha256: await sha256Hex(own), pieces };
+        await put(shardKey(base.key, id), own, id, own.length);
+        manifest.shards.push(entry);
+        manifest.totalBytes += own.length;
+      },
+      async commit() {
+        manifest.complete = true;
+        manifest.savedAt = Date.now();
+        await put(manifestKey(base.key), manifest, 'manifest', 0);
+        return manifest;
+      },
+      abort,
+    };
+  }
+
+  /** One shard's bytes, checked against the manifest's SHA-256. A mismatch or a missing shard
+   *  drops the whole entry (the next load downloads it again) and throws naming the shard. */
+  async readShard(m: ModelManifest, s: ShardEntry): Promise<Uint8Array> {
+    const raw = await this.store.get<Uint8Array | ArrayBuffer>(shardKey(m.key, s.id));
+    const bytes = raw instanceof ArrayBuffer ? new Uint8Array(raw) : raw;
+    let why: string | null = null;
+    if (!bytes) why = 'is missing';
+    else if (bytes.length !== s.bytes) why = `has ${bytes.length} bytes, the manifest says ${s.bytes}`;
+    else if ((await sha256Hex(bytes)) !== s.sha256) why = 'does not match its SHA-256 checksum';
+    if (why) {
+      await this.delete(m.key);
+      throw new ModelFileError(
+        `The cached copy of "${m.name}" is corrupt: shard ${s.id} ${why}. The cache entry was deleted.`,
+        'Load the model again from its source; it will be downloaded (or read) and quantized afresh.',
+        { file: shardKey(m.key, s.id), shard: s.id, key: m.key, reason: 'cache-corrupt' },
+      );
+    }
+    return bytes!;
+  }
+}

@@ -1,0 +1,144 @@
+// The quantized weights as cache shards, both ways. After a model is loaded (and its linear layers
+// quantized on the GPU), weightShards() reads the weight buffers back one layer at a time into
+// shards; loadCachedWeights() later uploads those bytes straight into the planned buffers, with no
+// safetensors parsing and no quantization. The RoPE tables are not cached: they depend on the run's
+// maxPositions and cost nothing to rebuild.
+//
+// A shard holds the pieces of named plan buffers back to back (ShardPiece: name, byte offset in the
+// buffer, length). One shard per decoder layer; the embedding, final norm and lm_head go in
+// "globals" shards, split at MAX_SHARD_BYTES so neither a readback nor an IndexedDB value is ever a
+// whole 1 GB embedding.
+import type { Gpu, Tensor } from '../gpu/runtime.ts';
+import { ModelFileError } from '../errors.ts';
+import type { ShardPiece } from '../io/cache.ts';
+import { ropeConfig, type ModelConfig } from './config.ts';
+import { ropeInvFreq, ropeTables } from '../kernels/rope_forward.ts';
+import { embeddingChunks, embeddingViews } from '../kernels/embedding.ts';
+import { PROJS, type Proj } from './lora.ts';
+import { linearShape } from '../io/hf-names.ts';
+import type { BaseLinear, LayerWeights, ModelWeights } from './llama.ts';
+import type { Plan, PlanRow } from './plan.ts';
+
+export const MAX_SHARD_BYTES = 64 * 1024 * 1024;
+
+export interface ShardLayout {
+  id: string;
+  pieces: ShardPiece[];
+}
+
+/** Weight buffers that are cached: every planned weight except the RoPE tables. */
+function cachedRows(plan: Plan): PlanRow[] {
+  return plan.rows.filter((r) => r.phase === 'weights' && !r.name.startsWith('rope.'));
+}
+
+/** Which bytes go in which shard, from the plan alone (the writer and tests share it). */
+export function shardLayout(plan: Plan): ShardLayout[] {
+  const layers = new Map<number, ShardPiece[]>();
+  const globals: ShardLayout[] = [];
+  let cur: ShardLayout | undefined;
+  let curBytes = 0;
+  for (const r of cachedRows(plan)) {
+    const m = /^layers\.(\d+)\./.exec(r.name);
+    if (m) {
+      const l = Number(m[1]);
+      if (!layers.has(l)) layers.set(l, []);
+      layers.get(l)!.push({ name: r.name, offset: 0, bytes: r.bytes });
+      continue;
+    }
+    for (let off = 0; off < r.bytes; ) {
+      if (!cur || curBytes >= MAX_SHARD_BYTES) {
+        cur = { id: `globals.${globals.length}`, pieces: [] };
+        curBytes = 0;
+        globals.push(cur);
+      }
+      const n = Math.min(r.bytes - off, MAX_SHARD_BYTES - curBytes);
+      cur.pieces.push({ name: r.name, offset: off, bytes: n });
+      curBytes += n;
+      off += n;
+    }
+  }
+  const out = [...globals];
+  for (const [l, pieces] of [...layers].sort((a, b) => a[0] - b[0])) out.push({ id: `layer.${l}`, pieces });
+  return out;
+}
+
+/** Reads the loaded weights back, one shard at a time (one readback per piece). */
+export async function* weightShards(gpu: Gpu, plan: Plan): AsyncGenerator<ShardLayout & { data: Uint8Array }> {
+  for (const s of shardLayout(plan)) {
+    const data = new Uint8Array(s.pieces.reduce((n, p) => n + p.bytes, 0));
+    let at = 0;
+    for (const p of s.pieces) {
+      data.set(new Uint8Array(await gpu.read(plan.tensor(p.name), p.offset, p.bytes)), at);
+      at += p.bytes;
+    }
+    yield { ...s, data };
+  }
+}
+
+/**
+ * Uploads cached shards into the plan's weight buffers and assembles the model's weights. Every
+ * cached buffer must be covered exactly once by the pieces, with the sizes the plan expects;
+ * otherwise the cache entry belongs to another config or quantization and is refused.
+ */
+export async function loadCachedWeights(
+  gpu: Gpu, cfg: ModelConfig, plan: Plan, shards: AsyncIterable<{ id: string; pieces: ShardPiece[]; data: Uint8Array }>,
+  onProgress?: (done: number) => void,
+): Promise<ModelWeights> {
+  const expected = new Map(cachedRows(plan).map((r) => [r.name, r]));
+  const covered = new Map<string, number>();
+  const bad = (shard: string, why: string, tensor?: string) =>
+    new ModelFileError(`The cached weights do not fit this model: ${why}.`, 'Delete the cached model and load it again from its source.',
+      { file: shard, tensor, reason: 'cache-mismatch' });
+  let done = 0;
+  for await (const s of shards) {
+    let at = 0;
+    for (const p of s.pieces) {
+      const row = expected.get(p.name);
+      if (!row) throw bad(s.id, `shard ${s.id} holds "${p.name}", which this model does not have`, p.name);
+      if (p.offset < 0 || p.offset + p.bytes > row.bytes || p.offset % 4 || p.bytes % 4) throw bad(s.id, `piece of "${p.name}" out of range`, p.name);
+      let t: Tensor;
+      try {
+        t = plan.tensor(p.name);
+      } catch {
+        t = plan.alloc(gpu, p.name);
+      }
+      gpu.upload(t, s.data.subarray(at, at + p.bytes), p.offset);
+      covered.set(p.name, (covered.get(p.name) ?? 0) + p.bytes);
+      at += p.bytes;
+    }
+    if (at !== s.data.length) throw bad(s.id, `shard ${s.id} has ${s.data.length - at} bytes its manifest does not describe`);
+    onProgress?.(++done);
+  }
+  for (const [name, row] of expected) {
+    if (covered.get(name) !== row.bytes) throw bad('manifest', `"${name}" has ${covered.get(name) ?? 0} of its ${row.bytes} bytes`, name);
+  }
+  return assembleWeights(gpu, cfg, plan);
+}
+
+/** ModelWeights over the plan's allocated weight buffers (the RoPE tables are built here). */
+export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWeights {
+  const quant = plan.opts.quant;
+  const { invFreq, attentionScaling } = ropeInvFreq(ropeConfig(cfg));
+  const { cos, sin } = ropeTables(invFreq, plan.opts.maxPositions, attentionScaling);
+  const ropeCos = plan.alloc(gpu, 'rope.cos'), ropeSin = plan.alloc(gpu, 'rope.sin');
+  gpu.upload(ropeCos, cos);
+  gpu.upload(ropeSin, sin);
+  const has = (n: string) => plan.rows.some((r) => r.name === n);
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < cfg.numLayers; l++) {
+    const proj = {} as Record<Proj, BaseLinear>;
+    for (const p of PROJS) {
+      const [N, K] = linearShape(cfg, p);
+      const pre = `layers.${l}.${p}`;
+      const bias = has(`${pre}.bias`) ? plan.tensor(`${pre}.bias`) : undefined;
+      proj[p] = quant === 'nf4'
+        ? { kind: 'nf4', packed: plan.tensor(`${pre}.weight`), absmax: plan.tensor(`${pre}.absmax`), bias, N, K }
+        : { kind: 'f32', w: plan.tensor(`${pre}.weight`), bias, N, K };
+    }
+    layers.push({ inputNorm: plan.tensor(`layers.${l}.input_layernorm`), postNorm: plan.tensor(`layers.${l}.post_attention_layernorm`), proj });
+  }
+  const table = plan.tensor('embed');
+  const embed = embeddingViews(table, cfg.vocabSize, cfg.hiddenSize, embeddingChunks(cfg.vocabSize, cfg.hiddenSize, gpu.limits));
+  const head = cfg.tieWordEmbeddings ? table : plan.tensor('head');
+  return { embed, head, norm: plan.tensor('norm'), layers, ropeCos, ropeSin };
+}

@@ -1,0 +1,183 @@
+// Training checkpoints: everything a run needs to continue after a pause, a page reload or a lost GPU
+// device, in one safetensors file kept in IndexedDB. Tensors: the LoRA parameters and both Adam
+// moments (flat, as the GPU holds them), and the prepared dataset's token sequences (so a reload
+// resumes without the user dropping the file again). The JSON metadata: options, the trainer's
+// position (epoch, micro-batch, step), Adam's step count, and the step logs so the loss curve
+// continues. The data order needs no cursor beyond that: each epoch's shuffle is seeded by
+// (seed + epoch), so the resumed run sees exactly the batches the uninterrupted one would.
+//
+// Commit order (RELIABILITY.md G8/G9): the new blob first, then the manifest that points at it
+// (with its SHA-256), then the old blob is deleted. A failed write (quota) leaves the previous
+// checkpoint whole and loadable.
+import { ModelFileError } from '../errors.ts';
+import { bytesSource } from '../io/byte-source.ts';
+import { isQuotaError, sha256Hex, type KeyValueStore } from '../io/cache.ts';
+import { StorageQuotaError } from '../errors.ts';
+import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
+import type { Sequence } from '../data/types.ts';
+import type { StepLog, TrainPosition } from './trainer.ts';
+
+/** What the caller records about the run (the worker's CheckpointInfo); train/ does not depend on
+ *  the worker, so it is generic here. */
+export interface CheckpointMeta {
+  step: number;
+  savedAt: number;
+}
+
+export interface CheckpointState<Info extends CheckpointMeta = CheckpointMeta> {
+  info: Info;
+  position: TrainPosition;
+  /** Completed Adam steps (bias correction). */
+  loraStep: number;
+  logs: StepLog[];
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  train: Sequence[];
+  validation: Sequence[];
+}
+
+const FORMAT = 'webtune-checkpoint-1';
+
+function seqTensors(prefix: string, seqs: Sequence[]): [string, TensorToWrite][] {
+  const total = seqs.reduce((s, q) => s + q.input_ids.length, 0);
+  const ids = new Int32Array(total), labels = new Int32Array(total), pos = new Int32Array(total);
+  const lengths = new Int32Array(seqs.length), segCounts = new Int32Array(seqs.length);
+  const segs: number[] = [];
+  let at = 0;
+  seqs.forEach((q, i) => {
+    ids.set(q.input_ids, at);
+    labels.set(q.labels, at);
+    pos.set(q.position_ids, at);
+    at += q.input_ids.length;
+    lengths[i] = q.input_ids.length;
+    segCounts[i] = q.seq_lengths.length;
+    segs.push(...q.seq_lengths);
+  });
+  const t = (data: Int32Array): TensorToWrite => ({ dtype: 'I32', shape: [data.length], data });
+  return [
+    [`${prefix}.input_ids`, t(ids)], [`${prefix}.labels`, t(labels)], [`${prefix}.position_ids`, t(pos)],
+    [`${prefix}.lengths`, t(lengths)], [`${prefix}.segment_counts`, t(segCounts)], [`${prefix}.segment_lengths`, t(Int32Array.from(segs))],
+  ];
+}
+
+export function encodeCheckpoint(s: CheckpointState<CheckpointMeta>): Uint8Array {
+  const f32 = (data: Float32Array): TensorToWrite => ({ dtype: 'F32', shape: [data.length], data });
+  const tensors: [string, TensorToWrite][] = [
+    ['lora.params', f32(s.params)], ['lora.adam_m', f32(s.m)], ['lora.adam_v', f32(s.v)],
+    ...seqTensors('train', s.train), ...seqTensors('validation', s.validation),
+  ];
+  return writeSafetensors(tensors, {
+    format: FORMAT,
+    info: JSON.stringify(s.info),
+    position: JSON.stringify(s.position),
+    lora_step: String(s.loraStep),
+    logs: JSON.stringify(s.logs),
+  });
+}
+
+export async function decodeCheckpoint<Info extends CheckpointMeta>(bytes: Uint8Array, name = 'checkpoint'): Promise<CheckpointState<Info>> {
+  const fail = (why: string) => new ModelFileError(`The saved training checkpoint is unreadable: ${why}.`,
+    'Start the training run again; the checkpoint was dropped.', { file: name, reason: 'checkpoint-corrupt' });
+  const file = await SafetensorsFile.open(bytesSource(name, bytes));
+  const meta = file.metadata ?? {};
+  if (meta.format !== FORMAT) throw fail(`format "${meta.format}" is not ${FORMAT}`);
+  const json = <T>(k: string): T => {
+    try {
+      return JSON.parse(meta[k]) as T;
+    } catch {
+      throw fail(`metadata "${k}" is not JSON`);
+    }
+  };
+  const i32 = async (n: string) => {
+    const b = await file.readBytes(n);
+    return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  };
+  const seqs = async (prefix: string): Promise<Sequence[]> => {
+    const ids = await i32(`${prefix}.input_ids`), labels = await i32(`${prefix}.labels`), pos = await i32(`${prefix}.position_ids`);
+    const lengths = await i32(`${prefix}.lengths`), counts = await i32(`${prefix}.segment_counts`), segs = await i32(`${prefix}.segment_lengths`);
+    const out: Sequence[] = [];
+    let at = 0, sat = 0;
+    for (let i = 0; i < lengths.length; i++) {
+      const n = lengths[i];
+      if (at + n > ids.length || sat + counts[i] > segs.length) throw fail(`${prefix} sequence ${i} runs past the stored tokens`);
+      out.push({
+        input_ids: ids.slice(at, at + n), labels: labels.slice(at, at + n), position_ids: pos.slice(at, at + n),
+        seq_lengths: Array.from(segs.subarray(sat, sat + counts[i])),
+      });
+      at += n;
+      sat += counts[i];
+    }
+    return out;
+  };
+  return {
+    info: json<Info>('info'),
+    position: json<TrainPosition>('position'),
+    loraStep: Number(meta.lora_step),
+    logs: json<StepLog[]>('logs'),
+    params: await file.readFloat32('lora.params'),
+    m: await file.readFloat32('lora.adam_m'),
+    v: await file.readFloat32('lora.adam_v'),
+    train: await seqs('train'),
+    validation: await seqs('validation'),
+  };
+}
+
+interface CheckpointManifest<Info> {
+  blob: string;
+  bytes: number;
+  sha256: string;
+  info: Info;
+}
+
+/** The one current checkpoint of the site (a run at a time), in a KeyValueStore. */
+export class CheckpointStore<Info extends CheckpointMeta = CheckpointMeta> {
+  constructor(readonly store: KeyValueStore, readonly slot = 'current') {}
+
+  private get manifestKey(): string {
+    return `checkpoint/${this.slot}/manifest`;
+  }
+
+  async info(): Promise<Info | null> {
+    return (await this.store.get<CheckpointManifest<Info>>(this.manifestKey))?.info ?? null;
+  }
+
+  async save(s: CheckpointState<Info>): Promise<void> {
+    const bytes = encodeCheckpoint(s);
+    const blob = `checkpoint/${this.slot}/blob/${s.info.savedAt}-${s.info.step}`;
+    const previous = await this.store.get<CheckpointManifest<Info>>(this.manifestKey);
+    const manifest: CheckpointManifest<Info> = { blob, bytes: bytes.length, sha256: await sha256Hex(bytes), info: s.info };
+    try {
+      await this.store.set(blob, bytes);
+      await this.store.set(this.manifestKey, manifest);
+    } catch (e) {
+      // The manifest still names the previous blob (or the write of it failed as a whole): drop
+      // only the new one. Best effort: a failed delete leaves an orphan that clear() removes.
+      if (blob !== previous?.blob) await this.store.del(blob).catch(() => {});
+      if (isQuotaError(e)) throw new StorageQuotaError(`the training checkpoint at step ${s.info.step}`, { bytes: bytes.length, step: s.info.step });
+      throw e;
+    }
+    if (previous && previous.blob !== blob) await this.store.del(previous.blob).catch(() => {});
+  }
+
+  /** The checkpoint, checked against its SHA-256; a damaged one is dropped and reported. */
+  async load(): Promise<CheckpointState<Info> | null> {
+    const m = await this.store.get<CheckpointManifest<Info>>(this.manifestKey);
+    if (!m) return null;
+    const raw = await this.store.get<Uint8Array | ArrayBuffer>(m.blob);
+    const bytes = raw instanceof ArrayBuffer ? new Uint8Array(raw) : raw;
+    if (!bytes || bytes.length !== m.bytes || (await sha256Hex(bytes)) !== m.sha256) {
+      await this.clear();
+      throw new ModelFileError(`The saved training checkpoint (step ${m.info.step}) is damaged: ${bytes ? 'its checksum does not match' : 'its data is missing'}. It was deleted.`,
+        'Start the training run again.', { file: m.blob, reason: 'checkpoint-corrupt' });
+    }
+    return decodeCheckpoint<Info>(bytes, m.blob);
+  }
+
+  /** Deletes the checkpoint and any orphaned blobs of this slot. */
+  async clear(): Promise<void> {
+    await this.store.del(this.manifestKey);
+    const pre = `checkpoint/${this.slot}/`;
+    for (const k of await this.store.keys()) if (k.startsWith(pre)) await this.store.del(k);
+  }
+}

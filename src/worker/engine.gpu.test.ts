@@ -1,0 +1,194 @@
+// The engine behind the site, in Node on a real WebGPU device: the demo model served by a fake
+// fetch (with HTTP Range) from public/models/demo, an in-memory IndexedDB stand-in. Loading and
+// caching, the second load from the cache alone, training with checkpoints, resume in a new engine
+// (a reload), device loss, corrupt and over-quota caches, adapter export/import, generation.
+import { afterAll, describe, expect, test } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { memoryStore, type KeyValueStore } from '../io/cache.ts';
+import { Engine, type EngineHost } from './engine.ts';
+import type { LoadEvent, TrainEvent, TrainOptions } from './api.ts';
+import { ModelFileError, WebtuneError } from '../errors.ts';
+import { Gpu } from '../gpu/runtime.ts';
+
+const demoDir = fileURLToPath(new URL('../../public/models/demo/', import.meta.url));
+const sample = readFileSync(fileURLToPath(new URL('../../public/samples/baking-cups-to-grams.jsonl', import.meta.url)), 'utf8');
+const DEMO = 'http://site.test/models/demo/';
+
+/** Serves the demo folder like a static server that honours Range; records every URL. */
+function fakeFetch(log: string[]) {
+  return async (url: string, init?: RequestInit): Promise<Response> => {
+    log.push(url);
+    if (!url.startsWith(DEMO)) return new Response('no', { status: 404 });
+    let bytes: Uint8Array;
+    try {
+      bytes = readFileSync(demoDir + url.slice(DEMO.length));
+    } catch {
+      return new Response('missing', { status: 404 });
+    }
+    const range = new Headers(init?.headers).get('range');
+    const m = range ? /bytes=(\d+)-(\d+)/.exec(range) : null;
+    if (!m) return new Response(bytes as Uint8Array<ArrayBuffer>, { status: 200, headers: { 'content-length': String(bytes.length) } });
+    const a = Number(m[1]), b = Math.min(Number(m[2]), bytes.length - 1);
+    return new Response(bytes.slice(a, b + 1), { status: 206, headers: { 'content-range': `bytes ${a}-${b}/${bytes.length}` } });
+  };
+}
+
+const gpus: Gpu[] = [];
+function host(store: KeyValueStore, log: string[]): EngineHost {
+  return {
+    store, fetch: fakeFetch(log), demoUrl: DEMO, maxPositions: 256,
+    createGpu: async () => {
+      const g = await Gpu.create();
+      gpus.push(g);
+      return g;
+    },
+  };
+}
+afterAll(() => {
+  for (const g of gpus) g.destroy();
+});
+
+const TRAIN: TrainOptions = {
+  rank: 4, alpha: 8, dropout: 0, rslora: false, targets: ['q_proj', 'v_proj'], lr: 1e-2, epochs: 1, maxSteps: 4, batch: 1, gradAccum: 1,
+  seqLen: 64, schedule: 'constant', warmupSteps: 0, weightDecay: 0, maxGradNorm: 1, seed: 1, checkpointing: false, checkpointEvery: 2,
+};
+const DATA = { seqLen: 64, validation: 0, skipBadRows: true, seed: 0 };
+const file = () => new File([sample.split('\n').slice(0, 12).join('\n')], 'baking.jsonl');
+
+describe('engine: model cache', () => {
+  const store = memoryStore();
+  test('first load downloads, quantizes and caches; a second engine loads from IndexedDB with no request', async () => {
+    const log: string[] = [];
+    const events: LoadEvent[] = [];
+    const e1 = new Engine(host(store, log));
+    const info = await e1.loadModel({ kind: 'demo' }, 'nf4', (e) => events.push(e));
+    expect(info.fromCache).toBe(false);
+    expect(info).toMatchObject({ key: 'demo:nf4', arch: 'llama', layers: 2, hiddenSize: 64, vocabSize: 32000, quant: 'nf4', hasChatTemplate: true });
+    expect(log.some((u) => u.endsWith('model.safetensors'))).toBe(true);
+    for (const phase of ['download', 'quantize', 'cache']) expect(events.some((e) => e.phase === phase)).toBe(true);
+    const dl = events.filter((e): e is Extract<LoadEvent, { phase: 'download' }> => e.phase === 'download' && e.file === 'model.safetensors');
+    expect(dl.at(-1)!.loaded).toBeLessThanOrEqual(dl.at(-1)!.total);
+    const cached = await e1.listCachedModels();
+    expect(cached).toHaveLength(1);
+    expect(cached[0]).toMatchObject({ key: 'demo:nf4', revision: null });
+    expect(cached[0].bytes).toBeGreaterThan(32000 * 64 * 4); // the f32 embedding alone
+    const base1 = await e1.generate('Flour', { adapter: false, chat: false, maxNewTokens: 3, temperature: 0, topK: 0, topP: 1, seed: 0 }, () => {});
+
+    const log2: string[] = [];
+    const e2 = new Engine(host(store, log2));
+    const ev2: LoadEvent[] = [];
+    const info2 = await e2.loadModel({ kind: 'demo' }, 'nf4', (e) => ev2.push(e));
+    expect(info2.fromCache).toBe(true);
+    expect(log2).toEqual([]);
+    expect(ev2.every((e) => e.phase === 'upload')).toBe(true);
+    // Same weights: the same greedy completion.
+    const base2 = await e2.generate('Flour', { adapter: false, chat: false, maxNewTokens: 3, temperature: 0, topK: 0, topP: 1, seed: 0 }, () => {});
+    expect(base2).toBe(base1);
+  }, 600_000);
+
+  test('a corrupt shard is refused with the shard named, and the entry is dropped', async () => {
+    const s = memoryStore();
+    await new Engine(host(s, [])).loadModel({ kind: 'demo' }, 'nf4', () => {});
+    const k = [...s.data.keys()].find((x) => x.endsWith('/shard/layer.1'))!;
+    const bytes = (s.data.get(k) as Uint8Array).slice();
+    bytes[100] ^= 0xff;
+    s.data.set(k, bytes);
+    const e = new Engine(host(s, []));
+    const err = await e.loadModel({ kind: 'cached', key: 'demo:nf4' }, 'nf4', () => {}).catch((x) => x);
+    expect(err).toBeInstanceOf(ModelFileError);
+    expect(err.message).toMatch(/shard layer\.1 does not match its SHA-256/);
+    expect(err.details.reason).toBe('cache-corrupt');
+    expect(await e.listCachedModels()).toEqual([]);
+    expect([...s.data.keys()].filter((x) => x.startsWith('model/'))).toEqual([]);
+  });
+
+  test('QuotaExceededError while caching becomes a typed error and leaves no entry', async () => {
+    const s = memoryStore();
+    const quota: KeyValueStore = {
+      ...s,
+      set: async (k, v) => {
+        if (k.includes('/shard/layer.')) throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+        return s.set(k, v);
+      },
+    };
+    const err = await new Engine(host(quota, [])).loadModel({ kind: 'demo' }, 'nf4', () => {}).catch((x) => x);
+    expect(err).toBeInstanceOf(WebtuneError);
+    expect(err.code).toBe('storage-quota');
+    expect(err.hint).toMatch(/delete cached models/);
+    expect(s.data.size).toBe(0);
+  });
+});
+
+describe('engine: training', () => {
+  test('train, pause with a checkpoint, resume in a new engine, device loss, export/import', async () => {
+    const store = memoryStore();
+    const e1 = new Engine(host(store, []));
+    await e1.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    const summary = await e1.prepareDataset(file(), DATA);
+    expect(summary).toMatchObject({ format: 'jsonl', shape: 'seed', trainExamples: 12, validationExamples: 0 });
+    expect(summary.preview[0].tokens.some((t) => t.trained)).toBe(true);
+    const est = await e1.estimate(TRAIN);
+    expect(est.totalSteps).toBe(4);
+    expect(est.fits).toBe(true);
+    expect(est.bytes.optimizer).toBeGreaterThan(0);
+
+    const ev1: TrainEvent[] = [];
+    await e1.train(TRAIN, (e) => {
+      ev1.push(e);
+      if (e.type === 'step' && e.log.step === 3) void e1.pause();
+    });
+    expect(ev1.filter((e) => e.type === 'step').map((e) => (e as { log: { step: number } }).log.step)).toEqual([1, 2, 3]);
+    expect(ev1.filter((e) => e.type === 'checkpoint').map((e) => (e as { step: number }).step)).toEqual([2, 3]);
+    expect(ev1.at(-1)).toEqual({ type: 'paused', step: 3 });
+    const step1 = ev1.find((e) => e.type === 'step') as Extract<TrainEvent, { type: 'step' }>;
+    expect(step1.gpuBytes.lora).toBeGreaterThan(0);
+    expect(await e1.pendingCheckpoint()).toMatchObject({ modelKey: 'demo:nf4', step: 3, totalSteps: 4, datasetFile: 'baking.jsonl' });
+    expect((await e1.metricsCsv()).split('\n')[0]).toBe('step,loss,val_loss,lr,grad_norm,tokens_per_s');
+
+    // A reload: a new engine with the same store resumes from step 3, replaying the curve first.
+    const e2 = new Engine(host(store, []));
+    const ev2: TrainEvent[] = [];
+    await e2.resumeTraining((e) => ev2.push(e));
+    const steps2 = ev2.filter((e) => e.type === 'step').map((e) => (e as { log: { step: number; loss: number } }).log);
+    expect(steps2.map((l) => l.step)).toEqual([1, 2, 3, 4]);
+    expect(steps2.slice(0, 3).map((l) => l.loss)).toEqual(ev1.filter((e) => e.type === 'step').map((e) => (e as { log: { loss: number } }).log.loss));
+    expect(ev2.at(-1)).toEqual({ type: 'done', step: 4 });
+
+    // The same run without interruption ends with the same adapter (resume equivalence).
+    const e3 = new Engine(host(memoryStore(), []));
+    await e3.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    await e3.prepareDataset(file(), DATA);
+    await e3.train(TRAIN, () => {});
+    const a2 = await e2.exportAdapter(), a3 = await e3.exportAdapter();
+    expect(a2['adapter_model.safetensors']).toEqual(a3['adapter_model.safetensors']);
+
+    // Import into a fresh engine: the same bytes come back out, and the adapter changes the output.
+    const e4 = new Engine(host(store, []));
+    await e4.loadModel({ kind: 'cached', key: 'demo:nf4' }, 'nf4', () => {});
+    const imported = await e4.importAdapter([
+      new File([a2['adapter_config.json'] as Uint8Array<ArrayBuffer>], 'adapter_config.json'),
+      new File([a2['adapter_model.safetensors'] as Uint8Array<ArrayBuffer>], 'adapter_model.safetensors'),
+    ]);
+    expect(imported).toEqual({ rank: 4, targets: ['q_proj', 'v_proj'] });
+    expect((await e4.exportAdapter())['adapter_model.safetensors']).toEqual(a2['adapter_model.safetensors']);
+    const g = { chat: false, maxNewTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0 };
+    const tuned = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: true }, () => {});
+    const plain = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: false }, () => {});
+    expect(tuned).not.toBe(plain);
+
+    // Device loss mid-run: a new device, the model from the cache, the run from its last checkpoint.
+    const e5 = new Engine(host(store, []));
+    await e5.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    await e5.prepareDataset(file(), DATA);
+    const ev5: TrainEvent[] = [];
+    await e5.train(TRAIN, (e) => {
+      ev5.push(e);
+      if (e.type === 'step' && e.log.step === 3 && !ev5.some((x) => x.type === 'device-lost')) void e5.simulateDeviceLoss();
+    });
+    expect(ev5.find((e) => e.type === 'device-lost')).toEqual({ type: 'device-lost', resumedFromStep: 2 });
+    expect(ev5.at(-1)).toEqual({ type: 'done', step: 4 });
+    const a5 = await e5.exportAdapter();
+    expect(a5['adapter_model.safetensors']).toEqual(a3['adapter_model.safetensors']);
+  }, 900_000);
+});
