@@ -6,6 +6,10 @@ export default defineConfig({
   plugins: [svelte()],
   server: { port: 5173, strictPort: true },
   preview: { port: 4173, strictPort: true },
+  // The dev server pre-bundles dependencies it finds from index.html; the engine worker's own
+  // (idb-keyval, transformers.js, hyparquet) would otherwise be found only when the worker first
+  // runs, and Vite then reloads the page mid-task (an e2e test loading a model sees a reload).
+  optimizeDeps: { entries: ['index.html', 'src/worker/engine.worker.ts'] },
   test: {
     projects: [
       {

@@ -1,7 +1,8 @@
-// UI state for the capability check. Owns the worker client; components read the $state fields.
-import { startEngine } from '../worker/client.ts';
+// UI state for the capability check. Components read the $state fields; the engine is handed in
+// by the Studio, which owns the one worker client.
 import { WebtuneError } from '../errors.ts';
 import type { Capabilities, SelfTestResult } from '../gpu/selftest.ts';
+import type { Engine } from './engine.ts';
 
 export type Phase = 'checking' | 'ready' | 'no-webgpu' | 'failed';
 
@@ -11,13 +12,12 @@ export class CapabilityCheck {
   selfTest = $state<SelfTestResult | undefined>();
   error = $state<{ message: string; hint: string } | undefined>();
 
-  async run(): Promise<void> {
-    if (!('gpu' in navigator)) {
+  async run(engine: Engine | undefined): Promise<void> {
+    if (!engine) {
       this.phase = 'no-webgpu';
       return;
     }
     try {
-      const engine = startEngine();
       this.caps = await engine.capabilities();
       this.selfTest = await engine.selfTest();
       this.phase = 'ready';

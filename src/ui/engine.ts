@@ -1,0 +1,18 @@
+// The page's handle on the engine worker, typed by the contract in worker/api.ts. Only the state
+// classes (*.svelte.ts) hold it; components never see the wire.
+import { proxy, type Remote } from 'comlink';
+import type { EngineApi } from '../worker/api.ts';
+import { startEngine } from '../worker/client.ts';
+
+export type Engine = Remote<EngineApi>;
+
+export function connectEngine(): Engine {
+  // client.ts wraps the worker with the type engine.worker.ts exports; the contract is api.ts, which
+  // the worker implements, so we view the same proxy through it.
+  return startEngine() as unknown as Engine;
+}
+
+/** Callbacks must cross as comlink proxies so events stream while the call is pending. */
+export function callback<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
+  return proxy(fn);
+}

@@ -1,0 +1,151 @@
+// Model picking and loading: the three sources (demo, Hugging Face, a dropped folder), the cached
+// list, storage figures and the load progress. Owns no GPU state; everything goes through the engine.
+import type { CachedModel, LoadEvent, ModelInfo, ModelSource, StorageInfo } from '../worker/api.ts';
+import { callback, type Engine } from './engine.ts';
+import { readable, type Readable } from './readable.ts';
+
+export type LoadPhase = 'idle' | 'loading' | 'ready' | 'failed';
+
+export interface FileProgress {
+  file: string;
+  loaded: number;
+  total: number;
+  bytesPerSecond: number;
+}
+
+export interface StepProgress {
+  label: string;
+  done: number;
+  total: number;
+}
+
+// The token stays in memory (this object, then the worker) unless the user ticks "remember"; only
+// then is it written, to this origin's localStorage, and unticking removes it (RELIABILITY §6).
+const TOKEN_KEY = 'webtune.hf-token';
+
+function storedToken(): string {
+  try {
+    return globalThis.localStorage?.getItem(TOKEN_KEY) ?? '';
+  } catch {
+    return ''; // storage blocked (private mode, sandboxed iframe): nothing remembered
+  }
+}
+
+export class Models {
+  phase = $state<LoadPhase>('idle');
+  /** What is being (or was last) loaded, for the heading of the progress panel. */
+  loadingName = $state('');
+  files = $state<FileProgress[]>([]);
+  quantize = $state<(StepProgress & { tensor: string }) | undefined>();
+  cacheWrite = $state<StepProgress | undefined>();
+  upload = $state<StepProgress | undefined>();
+  info = $state<ModelInfo | undefined>();
+  error = $state<Readable | undefined>();
+  cached = $state<CachedModel[]>([]);
+  storage = $state<StorageInfo | undefined>();
+  storageError = $state<Readable | undefined>();
+
+  hubId = $state('');
+  revision = $state('');
+  token = $state(storedToken());
+  remember = $state(storedToken() !== '');
+  quant = $state<'nf4' | 'none'>('nf4');
+
+  constructor(private readonly engine: Engine) {}
+
+  async refresh(): Promise<void> {
+    try {
+      const [cached, storage] = await Promise.all([this.engine.listCachedModels(), this.engine.storage()]);
+      this.cached = cached.sort((a, b) => b.savedAt - a.savedAt);
+      this.storage = storage;
+      this.storageError = undefined;
+    } catch (e) {
+      this.storageError = readable(e);
+    }
+  }
+
+  setRemember(on: boolean): void {
+    this.remember = on;
+    this.saveToken();
+  }
+
+  saveToken(): void {
+    try {
+      if (this.remember && this.token) localStorage.setItem(TOKEN_KEY, this.token);
+      else localStorage.removeItem(TOKEN_KEY);
+    } catch {
+      // best effort: the token still works for this session
+    }
+  }
+
+  hubSource(): ModelSource {
+    const id = this.hubId.trim();
+    return {
+      kind: 'hub', id,
+      ...(this.revision.trim() ? { revision: this.revision.trim() } : {}),
+      ...(this.token.trim() ? { token: this.token.trim() } : {}),
+    };
+  }
+
+  async load(source: ModelSource, name: string): Promise<ModelInfo | undefined> {
+    if (this.phase === 'loading') return undefined;
+    this.phase = 'loading';
+    this.loadingName = name;
+    this.files = [];
+    this.quantize = this.cacheWrite = this.upload = undefined;
+    this.error = undefined;
+    const onEvent = callback((e: LoadEvent) => this.onEvent(e));
+    try {
+      this.info = await this.engine.loadModel(source, this.quant, onEvent);
+      this.phase = 'ready';
+      // Ask once a model is worth keeping; Chrome decides without a prompt, Firefox asks the user.
+      if (this.storage && !this.storage.persisted) await this.requestPersistence();
+      await this.refresh();
+      return this.info;
+    } catch (e) {
+      this.error = readable(e);
+      this.phase = 'failed';
+      await this.refresh(); // a half-written model must not show as cached; the list is the engine's
+      return undefined;
+    }
+  }
+
+  private onEvent(e: LoadEvent): void {
+    switch (e.phase) {
+      case 'download': {
+        const i = this.files.findIndex((f) => f.file === e.file);
+        const row = { file: e.file, loaded: e.loaded, total: e.total, bytesPerSecond: e.bytesPerSecond };
+        if (i < 0) this.files.push(row);
+        else this.files[i] = row;
+        break;
+      }
+      case 'quantize':
+        this.quantize = { label: 'Quantizing to NF4', tensor: e.tensor, done: e.done, total: e.total };
+        break;
+      case 'cache':
+        this.cacheWrite = { label: 'Saving to this browser', done: e.done, total: e.total };
+        break;
+      case 'upload':
+        this.upload = { label: 'Uploading to the GPU', done: e.done, total: e.total };
+        break;
+    }
+  }
+
+  async remove(key: string): Promise<void> {
+    try {
+      await this.engine.deleteCachedModel(key);
+    } catch (e) {
+      this.storageError = readable(e);
+    }
+    await this.refresh();
+  }
+
+  async requestPersistence(): Promise<void> {
+    try {
+      await this.engine.requestPersistence();
+      this.storage = await this.engine.storage();
+    } catch (e) {
+      this.storageError = readable(e);
+    }
+  }
+}

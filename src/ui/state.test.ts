@@ -1,0 +1,206 @@
+// The state classes against a scripted engine: what the panels show follows the engine's events.
+import { describe, expect, it, vi } from 'vitest';
+import { DatasetError } from '../errors.ts';
+import type { StepLog } from '../train/trainer.ts';
+import type { EngineApi, TrainEvent } from '../worker/api.ts';
+import { Chat } from './chat.svelte.ts';
+import { Dataset } from './dataset.svelte.ts';
+import type { Engine } from './engine.ts';
+import { Models } from './models.svelte.ts';
+import { Studio } from './studio.svelte.ts';
+import { Training } from './training.svelte.ts';
+
+// comlink.proxy() marks a function; in-process it stays callable, so a fake engine can call it.
+function fake(over: Partial<EngineApi>): Engine {
+  return over as unknown as Engine;
+}
+
+const log = (step: number, loss: number, val_loss?: number): StepLog => ({ step, epoch: 0, loss, lr: 1e-2, grad_norm: 1, tokens: 100, tokens_per_s: 50, ...(val_loss !== undefined ? { val_loss } : {}) });
+
+describe('Training', () => {
+  it('records steps, checkpoints and the end of a run', async () => {
+    const engine = fake({
+      async train(_o, on) {
+        for (let s = 1; s <= 4; s++) on({ type: 'step', log: log(s, 5 - s), totalSteps: 4, gpuBytes: { weights: 10, lora: 2 } });
+        on({ type: 'checkpoint', step: 4 });
+        on({ type: 'done', step: 4 });
+      },
+    });
+    const t = new Training(engine);
+    await t.start(64);
+    expect(t.phase).toBe('done');
+    expect(t.logs.map((l) => l.loss)).toEqual([4, 3, 2, 1]);
+    expect(t.lastCheckpoint).toBe(4);
+    expect(t.gpuBytes).toEqual({ weights: 10, lora: 2 });
+    expect(t.running?.seqLen).toBe(64);
+  });
+
+  it('pauses, resumes, and drops the steps a device loss makes the engine redo', async () => {
+    let emit: (e: TrainEvent) => void = () => {};
+    let finish: () => void = () => {};
+    const engine = fake({
+      train: (_o, on) => new Promise<void>((res) => { emit = on; finish = res; }),
+      resumeTraining: (on) => new Promise<void>((res) => { emit = on; finish = res; }),
+      pause: async () => { emit({ type: 'paused', step: 3 }); finish(); },
+    });
+    const t = new Training(engine);
+    const run = t.start(64);
+    for (let s = 1; s <= 3; s++) emit({ type: 'step', log: log(s, 4 - s / 10), totalSteps: 10, gpuBytes: {} });
+    expect(t.phase).toBe('running');
+    await t.pause();
+    await run;
+    expect(t.phase).toBe('paused');
+    expect(t.lastCheckpoint).toBe(3);
+    const again = t.resume();
+    expect(t.phase).toBe('running');
+    for (let s = 4; s <= 6; s++) emit({ type: 'step', log: log(s, 3), totalSteps: 10, gpuBytes: {} });
+    emit({ type: 'device-lost', resumedFromStep: 4 });
+    expect(t.logs.map((l) => l.step)).toEqual([1, 2, 3, 4]);
+    expect(t.deviceLosses).toBe(1);
+    expect(t.notice).toMatch(/step 4/);
+    emit({ type: 'done', step: 10 });
+    finish();
+    await again;
+    expect(t.phase).toBe('done');
+  });
+
+  it('offers only unfinished runs for resuming', async () => {
+    const info = (step: number) => ({ modelKey: 'k', step, totalSteps: 9, savedAt: 0, options: {} as never, datasetFile: 'x' });
+    let ck = info(9);
+    const t = new Training(fake({ pendingCheckpoint: async () => ck }));
+    await t.checkPending();
+    expect(t.pending).toBeNull();
+    ck = info(4);
+    await t.checkPending();
+    expect(t.pending?.step).toBe(4);
+  });
+
+  it('a failed run shows the typed error and offers what survived', async () => {
+    const engine = fake({
+      train: async () => { throw new DatasetError('no data', 'Drop a dataset first.'); },
+      pendingCheckpoint: async () => ({ modelKey: 'demo', step: 2, totalSteps: 9, savedAt: 0, options: {} as never, datasetFile: 'x.jsonl' }),
+    });
+    const t = new Training(engine);
+    await t.start(64);
+    expect(t.phase).toBe('failed');
+    expect(t.error).toMatchObject({ message: 'no data', hint: 'Drop a dataset first.' });
+    expect(t.pending?.step).toBe(2);
+  });
+
+  it('refuses to start with an invalid form', async () => {
+    const train = vi.fn();
+    const t = new Training(fake({ train }));
+    t.form.targets = [];
+    await t.start(64);
+    expect(train).not.toHaveBeenCalled();
+    expect(t.formErrors.targets).toBeDefined();
+  });
+});
+
+describe('Studio resume after reload', () => {
+  it('loads the checkpoint\'s model from the cache, then resumes', async () => {
+    const calls: string[] = [];
+    const engine = fake({
+      capabilities: async () => ({}) as never,
+      selfTest: async () => ({ ok: true, kernel: 'rmsnorm', maxAbsError: 0, ms: 1 }),
+      listCachedModels: async () => [{ key: 'k1', name: 'demo', revision: null, bytes: 5, savedAt: 1 }],
+      storage: async () => ({ usage: 5, quota: 100, persisted: true }),
+      pendingCheckpoint: async () => ({ modelKey: 'k1', step: 7, totalSteps: 20, savedAt: 0, options: { seqLen: 64 } as never, datasetFile: 'd.jsonl' }),
+      loadModel: async (src) => {
+        calls.push(`load ${JSON.stringify(src)}`);
+        return { key: 'k1', name: 'demo', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4', hasChatTemplate: false, fromCache: true };
+      },
+      resumeTraining: async (on) => {
+        calls.push('resume');
+        for (let s = 1; s <= 7; s++) on({ type: 'step', log: log(s, 2), totalSteps: 20, gpuBytes: {} }); // replayed history
+        on({ type: 'step', log: log(8, 1), totalSteps: 20, gpuBytes: {} });
+        on({ type: 'done', step: 20 });
+      },
+    });
+    const s = new Studio(engine);
+    expect(s.ready).toBe(false);
+    await s.init();
+    expect(s.ready).toBe(true);
+    expect(s.training.pending?.step).toBe(7);
+    await s.resumePending();
+    expect(calls).toEqual(['load {"kind":"cached","key":"k1"}', 'resume']);
+    expect(s.models.info?.fromCache).toBe(true);
+    expect(s.training.logs.map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(s.training.phase).toBe('done');
+  });
+});
+
+describe('Models', () => {
+  it('tracks per-file download progress and quantization', async () => {
+    const m = new Models(fake({
+      loadModel: async (_s, _q, on) => {
+        on({ phase: 'download', file: 'model.safetensors', loaded: 10, total: 100, bytesPerSecond: 5 });
+        on({ phase: 'download', file: 'model.safetensors', loaded: 100, total: 100, bytesPerSecond: 5 });
+        on({ phase: 'download', file: 'tokenizer.json', loaded: 1, total: 1, bytesPerSecond: 1 });
+        on({ phase: 'quantize', tensor: 'model.layers.0.self_attn.q_proj.weight', done: 1, total: 14 });
+        return { key: 'k', name: 'x', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4', hasChatTemplate: false, fromCache: false };
+      },
+      listCachedModels: async () => [],
+      storage: async () => ({ usage: 0, quota: 1, persisted: true }),
+    }));
+    await m.load({ kind: 'demo' }, 'demo');
+    expect(m.phase).toBe('ready');
+    expect(m.files.map((f) => [f.file, f.loaded])).toEqual([['model.safetensors', 100], ['tokenizer.json', 1]]);
+    expect(m.quantize).toMatchObject({ done: 1, total: 14 });
+  });
+  it('builds the hub source with trimmed id and token', () => {
+    const m = new Models(fake({}));
+    m.hubId = ' org/model ';
+    m.token = 'hf_abc';
+    expect(m.hubSource()).toEqual({ kind: 'hub', id: 'org/model', token: 'hf_abc' });
+  });
+});
+
+describe('Dataset', () => {
+  it('refuses a pickle without losing the prepared dataset', async () => {
+    const prepareDataset = vi.fn(async () => ({ file: 'a.jsonl' }) as never);
+    const d = new Dataset(fake({ prepareDataset }));
+    await d.use(new File(['{}'], 'a.jsonl'));
+    expect(d.phase).toBe('ready');
+    await d.use(new File([new Uint8Array([0x80, 2])], 'pytorch_model.bin'));
+    expect(d.error?.message).toMatch(/pytorch_model\.bin.*arbitrary code/);
+    expect(d.summary).toBeDefined();
+    expect(prepareDataset).toHaveBeenCalledTimes(1);
+  });
+  it('offers to skip listed bad rows, then retries with skipping on', async () => {
+    const problems = [{ kind: 'json-syntax', file: 'b.jsonl', line: 4, row: 4, message: 'b.jsonl line 4: not JSON' }];
+    const prepareDataset = vi.fn(async (_f: File, o: { skipBadRows: boolean }) => {
+      if (!o.skipBadRows) throw new DatasetError('b.jsonl: 1 row cannot be used', 'Fix or skip.', { file: 'b.jsonl', line: 4, problems });
+      return { file: 'b.jsonl', problems } as never;
+    });
+    const d = new Dataset(fake({ prepareDataset: prepareDataset as never }));
+    await d.use(new File(['x'], 'b.jsonl'));
+    expect(d.phase).toBe('failed');
+    expect(d.error?.where).toBe('b.jsonl, line 4');
+    expect(d.canSkip).toBe(true);
+    await d.skipAndRetry();
+    expect(d.phase).toBe('ready');
+    expect(d.summary?.problems).toHaveLength(1);
+  });
+});
+
+describe('Chat', () => {
+  it('streams base then fine-tuned replies for one prompt, framed as trained', async () => {
+    const seen: { prompt: string; adapter: boolean }[] = [];
+    const c = new Chat(fake({
+      generate: async (prompt, o, on) => {
+        seen.push({ prompt, adapter: o.adapter });
+        const reply = o.adapter ? 'about 125 g' : 'hmm';
+        for (const ch of reply) on(ch);
+        return reply;
+      },
+    }));
+    await c.send('1 cup of flour?', 'seed', true);
+    expect(seen).toEqual([
+      { prompt: '### Instruction:\n1 cup of flour?\n### Response:\n', adapter: false },
+      { prompt: '### Instruction:\n1 cup of flour?\n### Response:\n', adapter: true },
+    ]);
+    expect(c.turns[0]).toMatchObject({ base: 'hmm', tuned: 'about 125 g', streaming: undefined });
+    expect(c.phase).toBe('idle');
+  });
+});

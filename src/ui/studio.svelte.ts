@@ -1,0 +1,72 @@
+// The application's state: one engine worker and the state of each step of the user's path.
+// Components get this object and read its fields; only the classes below talk to the engine.
+import type { ModelSource } from '../worker/api.ts';
+import { Adapter } from './adapter.svelte.ts';
+import { CapabilityCheck } from './capability.svelte.ts';
+import { Chat } from './chat.svelte.ts';
+import { Dataset } from './dataset.svelte.ts';
+import type { Engine } from './engine.ts';
+import { Models } from './models.svelte.ts';
+import { Training } from './training.svelte.ts';
+
+export class Studio {
+  readonly check = new CapabilityCheck();
+  readonly models: Models;
+  readonly dataset: Dataset;
+  readonly training: Training;
+  readonly chat: Chat;
+  readonly adapter: Adapter;
+  /** Set once the engine answered; the other panels stay hidden until then. */
+  ready = $state(false);
+
+  constructor(private readonly engine: Engine | undefined) {
+    // Without WebGPU there is no engine; the panels are built on a stand-in that is never called,
+    // because the page shows only the explanation then.
+    const e = engine ?? (new Proxy({}, { get: () => () => Promise.reject(new Error('no engine')) }) as Engine);
+    this.models = new Models(e);
+    this.dataset = new Dataset(e);
+    this.training = new Training(e);
+    this.chat = new Chat(e);
+    this.adapter = new Adapter(e);
+  }
+
+  async init(): Promise<void> {
+    await this.check.run(this.engine);
+    if (this.check.phase !== 'ready') return;
+    this.ready = true;
+    await Promise.all([this.models.refresh(), this.training.checkPending()]);
+  }
+
+  async loadModel(source: ModelSource, name: string): Promise<void> {
+    if (this.training.active) return;
+    const info = await this.models.load(source, name);
+    // A new base model invalidates what was prepared for the old one (tokenizer, adapter shapes).
+    if (info && this.dataset.file) await this.dataset.prepare();
+  }
+
+  /** Resume the run a reload left behind: load its model from the cache first if needed. */
+  async resumePending(): Promise<void> {
+    const p = this.training.pending;
+    if (!p) return;
+    if (this.models.info?.key !== p.modelKey) {
+      const cached = this.models.cached.find((m) => m.key === p.modelKey);
+      await this.loadModel({ kind: 'cached', key: p.modelKey }, cached?.name ?? p.modelKey);
+      if (this.models.phase !== 'ready') return;
+    }
+    await this.training.resume();
+  }
+
+  /** Whether the chat can answer with a fine-tuned adapter (trained here or imported). */
+  get hasAdapter(): boolean {
+    return this.training.logs.length > 0 || this.training.step > 0 || this.adapter.phase === 'imported';
+  }
+
+  async importAdapter(files: File[]): Promise<void> {
+    if (!this.models.info) {
+      this.adapter.error = { code: 'usage', message: 'Load a base model before importing an adapter.', hint: 'The adapter is checked against the model it will run on.' };
+      this.adapter.phase = 'failed';
+      return;
+    }
+    await this.adapter.import(files);
+  }
+}
