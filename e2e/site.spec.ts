@@ -3,8 +3,9 @@ import { expect, test, type Download, type Page } from 'playwright/test';
 
 // The site, end to end, in Chromium with WebGPU on SwiftShader: issue 5's "What must be shown".
 // Every wait is on an explicit signal (data-state / data-step attributes the panels set), never a
-// sleep. Training options are tiny (sequence 64, batch 2, no accumulation, lr 1e-2, all targets) so
-// a few dozen steps finish well under a minute on a CPU "GPU".
+// sleep. Training options are tiny (sequence 64, batch 2, no accumulation, lr 1e-2, all targets), yet
+// the demo model's 32,000-token logits make a step take seconds on SwiftShader: the main flow runs
+// about 4 minutes, hence the per-test timeouts.
 
 const SAMPLE = 'public/samples/baking-cups-to-grams.jsonl';
 const SHOTS = 'docs/screenshots';
