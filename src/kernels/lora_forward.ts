@@ -1,4 +1,5 @@
 import shader from '../../shaders/lora_forward.wgsl?raw';
+import { loraScaling } from '../io/peft.ts';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
 
 /** x (M, K), A (R, K), B (N, R), Y (M, N), U (M, R). */
@@ -18,9 +19,9 @@ export interface LoraOptions {
   seed?: number;
 }
 
-/** PEFT's `scaling` (tuners/lora/layer.py): alpha / r, or alpha / sqrt(r) when use_rslora. */
+/** PEFT's `scaling` (tuners/lora/layer.py), as io/peft.ts defines it for adapter files. */
 export function loraScale(alpha: number, R: number, rslora = false): number {
-  return rslora ? alpha / Math.sqrt(R) : alpha / R;
+  return loraScaling({ r: R, loraAlpha: alpha, useRslora: rslora });
 }
 
 /** The dropout's uniform fields: keep iff hash >= keepThreshold (probability 1 - p), kept values times invKeep. */

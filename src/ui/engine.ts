@@ -7,9 +7,7 @@ import { startEngine } from '../worker/client.ts';
 export type Engine = Remote<EngineApi>;
 
 export function connectEngine(): Engine {
-  // client.ts wraps the worker with the type engine.worker.ts exports; the contract is api.ts, which
-  // the worker implements, so we view the same proxy through it.
-  return startEngine() as unknown as Engine;
+  return startEngine();
 }
 
 /** Callbacks must cross as comlink proxies so events stream while the call is pending. */
