@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../gpu/runtime.ts';
-import { assertClose, loadGolden, type GoldenTensor } from '../testing/compare.ts';
+import { assertClose, loadGolden, tensorMap } from '../testing/compare.ts';
 import { openModelFolder } from '../io/model-folder.ts';
 import { directorySources } from '../node/fs-source.ts';
 import { openModel, type OpenedModel } from '../model/open.ts';
@@ -15,10 +15,6 @@ import { generate } from './generate.ts';
 
 const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral'];
 type Golden = Record<string, any>;
-
-function tensorMap(g: Record<string, GoldenTensor>): Map<string, Float32Array> {
-  return new Map(Object.entries(g).map(([k, v]) => [k, Float32Array.from(v.data)]));
-}
 
 let gpu: Gpu;
 beforeAll(async () => {

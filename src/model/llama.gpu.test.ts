@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../gpu/runtime.ts';
-import { assertClose, goldenArray, loadGolden, type GoldenTensor } from '../testing/compare.ts';
+import { assertClose, goldenArray, loadGolden, type GoldenTensor, tensorMap } from '../testing/compare.ts';
 import { openModelFolder } from '../io/model-folder.ts';
 import { directorySources } from '../node/fs-source.ts';
 import { openModel } from './open.ts';
@@ -28,10 +28,6 @@ function batchOf(ids: GoldenTensor, labels: GoldenTensor, r0: number, r1: number
     }
   }
   return b;
-}
-
-function tensorMap(g: Record<string, GoldenTensor>): Map<string, Float32Array> {
-  return new Map(Object.entries(g).map(([k, v]) => [k, Float32Array.from(v.data)]));
 }
 
 let gpu: Gpu;

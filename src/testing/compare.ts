@@ -64,6 +64,11 @@ export function loadGolden(name: string): Record<string, Record<string, GoldenTe
   return JSON.parse(readFileSync(fileURLToPath(url), 'utf8'));
 }
 
+/** A golden's named tensors (e.g. a whole adapter) as f32 arrays by name. */
+export function tensorMap(g: Record<string, GoldenTensor>): Map<string, Float32Array> {
+  return new Map(Object.entries(g).map(([k, v]) => [k, Float32Array.from(v.data)]));
+}
+
 export function goldenArray(t: GoldenTensor | number | undefined, what = 'tensor'): Float32Array {
   if (t === undefined || typeof t === 'number') throw new Error(`golden ${what} is missing or not a tensor`);
   return Float32Array.from(t.data);
