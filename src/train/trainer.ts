@@ -8,29 +8,11 @@ import { UsageError } from '../errors.ts';
 import { IGNORE_INDEX } from '../kernels/cross_entropy.ts';
 import type { Batch, LlamaModel } from '../model/llama.ts';
 import type { LoraState } from '../model/lora.ts';
-import { lrLambda, type Schedule } from './schedule.ts';
+import { lrLambda } from './schedule.ts';
+import type { TrainConfig } from './config.ts';
 import { countTargets, optimizerStep } from './step.ts';
 
-export interface TrainConfig {
-  lr: number;
-  epochs: number;
-  /** Stop after this many optimizer steps (overrides epochs, as in Transformers). */
-  maxSteps?: number;
-  batch: number;
-  gradAccum: number;
-  schedule: Schedule;
-  warmupSteps: number;
-  weightDecay: number;
-  /** 0 turns clipping off. */
-  maxGradNorm: number;
-  seed: number;
-  shuffle: boolean;
-}
-
-export const DEFAULT_TRAIN: TrainConfig = {
-  lr: 2e-4, epochs: 3, batch: 2, gradAccum: 4, schedule: 'linear', warmupSteps: 0, weightDecay: 0,
-  maxGradNorm: 1, seed: 0, shuffle: true,
-};
+export { DEFAULT_TRAIN, type TrainConfig } from './config.ts';
 
 export interface StepLog {
   step: number;

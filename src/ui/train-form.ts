@@ -1,37 +1,26 @@
 // The training form as data: the seed's defaults, the CLI's other options, validation that names
 // the field, and the conversion into the worker's TrainOptions. Components bind to a TrainForm and
 // show `validateForm`'s messages next to the inputs; nothing here touches the DOM.
-import { LINEAR_MODULES, type LinearModule } from '../io/hf-names.ts';
-import { SCHEDULES, type Schedule } from '../train/schedule.ts';
+import { LINEAR_MODULES } from '../io/hf-names.ts';
+import { SCHEDULES } from '../train/schedule.ts';
 import type { TrainOptions } from '../worker/api.ts';
+import { DEFAULT_LORA } from '../model/lora.ts';
+import { DEFAULT_TRAIN } from '../train/config.ts';
 
-export interface TrainForm {
-  rank: number;
-  alpha: number;
-  dropout: number;
-  rslora: boolean;
-  targets: LinearModule[];
-  lr: number;
-  epochs: number;
+/** The worker's TrainOptions as a form edits them: the sequence length belongs to the dataset
+ *  panel, and "no step limit" is 0 rather than absent. */
+export type TrainForm = Omit<TrainOptions, 'seqLen' | 'maxSteps'> & {
   /** 0 = no limit (train for `epochs`). */
   maxSteps: number;
-  batch: number;
-  gradAccum: number;
-  schedule: Schedule;
-  warmupSteps: number;
-  weightDecay: number;
-  maxGradNorm: number;
-  seed: number;
-  checkpointing: boolean;
-  checkpointEvery: number;
-}
+};
 
-/** DESIGN.md's seed defaults: r 8, alpha 32, dropout 0.05, q_proj,v_proj, lr 2e-4, 3 epochs,
- *  batch 2, grad-accum 4; the rest as `webtune train` defaults them. */
+/** The seed's defaults (DESIGN.md), from the one place the CLI takes them too. */
 export const DEFAULT_FORM: TrainForm = {
-  rank: 8, alpha: 32, dropout: 0.05, rslora: false, targets: ['q_proj', 'v_proj'], lr: 2e-4, epochs: 3, maxSteps: 0,
-  batch: 2, gradAccum: 4, schedule: 'linear', warmupSteps: 0, weightDecay: 0, maxGradNorm: 1, seed: 0,
-  checkpointing: false, checkpointEvery: 10,
+  rank: DEFAULT_LORA.rank, alpha: DEFAULT_LORA.alpha, dropout: DEFAULT_LORA.dropout, rslora: DEFAULT_LORA.rslora,
+  targets: [...DEFAULT_LORA.targets], lr: DEFAULT_TRAIN.lr, epochs: DEFAULT_TRAIN.epochs, maxSteps: 0,
+  batch: DEFAULT_TRAIN.batch, gradAccum: DEFAULT_TRAIN.gradAccum, schedule: DEFAULT_TRAIN.schedule,
+  warmupSteps: DEFAULT_TRAIN.warmupSteps, weightDecay: DEFAULT_TRAIN.weightDecay, maxGradNorm: DEFAULT_TRAIN.maxGradNorm,
+  seed: DEFAULT_TRAIN.seed, checkpointing: false, checkpointEvery: 10,
 };
 
 export const ALL_TARGETS = LINEAR_MODULES;
