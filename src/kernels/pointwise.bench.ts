@@ -5,7 +5,8 @@ import type { BenchCase, BenchFamily } from './bench-case.ts';
 import { crossEntropy } from './cross_entropy.ts';
 import { embedding, embeddingChunks, type EmbeddingTable } from './embedding.ts';
 import { ropeBackward } from './rope_backward.ts';
-import { ropeForward, ropeInvFreq, ropeTables } from './rope_forward.ts';
+import { ropeForward } from './rope_forward.ts';
+import { plainRopeTables } from '../testing/rope-tables.ts';
 import { swigluBackward } from './swiglu_backward.ts';
 import { swigluForward } from './swiglu_forward.ts';
 
@@ -24,7 +25,7 @@ export const benches: BenchFamily = (full) => {
       flops: 3 * n, // two multiplies and an add per output element
       bytes: 4 * (2 * n + B * T + 2 * T * (D / 2)), // x read and written, positions, the used table rows
       setup(gpu: Gpu) {
-        const { cos, sin } = ropeTables(ropeInvFreq({ dim: D, theta: 5e5 }).invFreq, T);
+        const { cos, sin } = plainRopeTables(D, 5e5, T);
         const x = gpu.tensor('x', 'activations', n * 4);
         const pos = gpu.tensor('positions', 'activations', Uint32Array.from({ length: B * T }, (_, i) => i % T));
         const c = gpu.tensor('cos', 'scratch', cos), s = gpu.tensor('sin', 'scratch', sin);

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { ModelFileError } from '../errors.ts';
-import { parseModelConfig, ropeConfig, type ModelConfig } from './config.ts';
-import { ropeInvFreq } from '../kernels/rope_forward.ts';
+import { parseModelConfig, type ModelConfig } from './config.ts';
+import { ropeInvFreq } from './rope.ts';
 
-// Shapes as published for these checkpoints (SPEC.md §4.1 examples).
+// Shapes as published in these checkpoints' config.json on the Hugging Face Hub.
 const smollm2 = {
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 49152, hidden_size: 576, intermediate_size: 1536,
   num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3, rms_norm_eps: 1e-5, rope_theta: 100000,
@@ -125,7 +125,7 @@ describe('ropeInvFreq matches PyTorch (fixtures/io/torch-expected.json)', () => 
     ['llama3_theta500000_d64_f8', { headDim: 64, ropeTheta: 500000, rope: parseModelConfig(llama31).rope }],
   ];
   test.each(cases)('%s', (name, cfg) => {
-    const got = ropeInvFreq(ropeConfig(cfg)).invFreq;
+    const got = ropeInvFreq(cfg).invFreq;
     const want = expected[name];
     expect(got.length).toBe(want.length);
     // Within 2 ulp of f32: torch's vectorised powf is not correctly rounded on every CPU.

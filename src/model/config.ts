@@ -2,14 +2,10 @@
 // 2/3/3.1/3.2, SmolLM2, TinyLlama; mistral; qwen2). Defaults are the transformers config classes'
 // own (SPEC.md §4.1), so a config that omits a field means what it means in Python. The shape
 // fields have no default here on purpose: LlamaConfig would silently fill in a 7B shape.
-//
-// RoPE comes in two layouts: the older top-level `rope_theta` + `rope_scaling`, and transformers
-// v5's `rope_parameters` (which may carry `rope_theta` inside). Rule from SPEC.md §4.1:
-//   theta = rope_theta ?? rope_parameters.rope_theta ?? 10000;  scaling = rope_scaling ?? rope_parameters;
-//   type = scaling.rope_type ?? scaling.type ?? 'default'.
+// RoPE fields are parsed by src/model/rope.ts.
 
-import type { RopeConfig as KernelRope } from '../kernels/rope_forward.ts';
 import { ModelFileError } from '../errors.ts';
+import { parseRope, type RopeConfig } from './rope.ts';
 
 export type Arch = 'llama' | 'mistral' | 'qwen2';
 
@@ -19,21 +15,6 @@ export const SUPPORTED_ARCHITECTURES: Readonly<Record<Arch, string>> = {
   mistral: 'MistralForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
 };
-
-export type RopeType = 'default' | 'linear' | 'llama3';
-export const SUPPORTED_ROPE_TYPES: readonly RopeType[] = ['default', 'linear', 'llama3'];
-
-export interface RopeConfig {
-  type: RopeType;
-  /** 1 for 'default'. */
-  factor: number;
-  /** llama3 only (1 otherwise). */
-  lowFreqFactor: number;
-  /** llama3 only (1 otherwise). */
-  highFreqFactor: number;
-  /** llama3 only (maxPositionEmbeddings otherwise). */
-  originalMaxPositionEmbeddings: number;
-}
 
 export interface ModelConfig {
   arch: Arch;
@@ -201,64 +182,4 @@ function tokenIds(cfg: Record<string, unknown>, name: string, fallback: number[]
     throw new ModelFileError(`${file}: "${name}" must be a token id or a list of them, got ${JSON.stringify(v)}.`, 'The config is damaged.', { file, field: name });
   }
   return list as number[];
-}
-
-function parseRope(cfg: Record<string, unknown>, maxPos: number, file: string): { theta: number; rope: RopeConfig } {
-  const err = (message: string, field: string, hint = 'The config is damaged.') =>
-    new ModelFileError(`${file}: ${message}`, hint, { file, field });
-  const params = cfg.rope_parameters;
-  const paramsObj = typeof params === 'object' && params !== null && !Array.isArray(params) ? (params as Record<string, unknown>) : null;
-  if (params !== undefined && params !== null && !paramsObj) throw err('"rope_parameters" must be an object.', 'rope_parameters');
-
-  const thetaRaw = cfg.rope_theta ?? paramsObj?.rope_theta ?? 10000;
-  if (typeof thetaRaw !== 'number' || !(thetaRaw > 0)) throw err(`rope_theta must be a positive number, got ${JSON.stringify(thetaRaw)}.`, 'rope_theta');
-
-  const scalingRaw = cfg.rope_scaling ?? params ?? null;
-  const where = cfg.rope_scaling !== undefined && cfg.rope_scaling !== null ? 'rope_scaling' : 'rope_parameters';
-  const neutral: RopeConfig = { type: 'default', factor: 1, lowFreqFactor: 1, highFreqFactor: 1, originalMaxPositionEmbeddings: maxPos };
-  if (scalingRaw === null) return { theta: thetaRaw, rope: neutral };
-  if (typeof scalingRaw !== 'object' || Array.isArray(scalingRaw)) throw err(`"${where}" must be an object.`, where);
-  const s = scalingRaw as Record<string, unknown>;
-  const type = s.rope_type ?? s.type ?? 'default';
-  const num = (k: string): number => {
-    const v = s[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-      throw err(`${where}.${k} must be a positive number for rope type "${String(type)}", got ${JSON.stringify(v)}.`, `${where}.${k}`);
-    }
-    return v;
-  };
-  switch (type) {
-    case 'default':
-      return { theta: thetaRaw, rope: neutral };
-    case 'linear':
-      return { theta: thetaRaw, rope: { ...neutral, type: 'linear', factor: num('factor') } };
-    case 'llama3': {
-      const rope: RopeConfig = {
-        type: 'llama3',
-        factor: num('factor'),
-        lowFreqFactor: num('low_freq_factor'),
-        highFreqFactor: num('high_freq_factor'),
-        originalMaxPositionEmbeddings: num('original_max_position_embeddings'),
-      };
-      if (rope.highFreqFactor === rope.lowFreqFactor) {
-        throw err(`${where}: high_freq_factor must differ from low_freq_factor (HF divides by their difference).`, `${where}.high_freq_factor`);
-      }
-      return { theta: thetaRaw, rope };
-    }
-    default:
-      throw err(`rope type "${String(type)}" (${where}) is not supported. Supported: ${SUPPORTED_ROPE_TYPES.join(', ')}.`, `${where}.rope_type`,
-        'Dynamic-NTK, YaRN and LongRoPE scaling are not implemented; choose a model with default, linear or llama3 RoPE.');
-  }
-}
-
-/** The kernels' RoPE description (src/kernels/rope_forward.ts computes inv_freq and the tables). */
-export function ropeConfig(cfg: Pick<ModelConfig, 'headDim' | 'ropeTheta' | 'rope'>): KernelRope {
-  const r = cfg.rope;
-  const scaling: KernelRope['scaling'] =
-    r.type === 'linear'
-      ? { ropeType: 'linear', factor: r.factor }
-      : r.type === 'llama3'
-        ? { ropeType: 'llama3', factor: r.factor, lowFreqFactor: r.lowFreqFactor, highFreqFactor: r.highFreqFactor, originalMaxPositionEmbeddings: r.originalMaxPositionEmbeddings }
-        : { ropeType: 'default' };
-  return { dim: cfg.headDim, theta: cfg.ropeTheta, scaling };
 }

@@ -11,8 +11,8 @@
 import type { Gpu, Tensor } from '../gpu/runtime.ts';
 import { ModelFileError } from '../errors.ts';
 import type { ShardPiece } from '../io/cache.ts';
-import { ropeConfig, type ModelConfig } from './config.ts';
-import { ropeInvFreq, ropeTables } from '../kernels/rope_forward.ts';
+import type { ModelConfig } from './config.ts';
+import { ropeTablesFor } from './rope.ts';
 import { embeddingChunks, embeddingViews } from '../kernels/embedding.ts';
 import { PROJS, type Proj } from './lora.ts';
 import { linearShape } from '../io/hf-names.ts';
@@ -118,8 +118,7 @@ export async function loadCachedWeights(
 /** ModelWeights over the plan's allocated weight buffers (the RoPE tables are built here). */
 export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWeights {
   const quant = plan.opts.quant;
-  const { invFreq, attentionScaling } = ropeInvFreq(ropeConfig(cfg));
-  const { cos, sin } = ropeTables(invFreq, plan.opts.maxPositions, attentionScaling);
+  const { cos, sin } = ropeTablesFor(cfg, plan.opts.maxPositions);
   const ropeCos = plan.alloc(gpu, 'rope.cos'), ropeSin = plan.alloc(gpu, 'rope.sin');
   gpu.upload(ropeCos, cos);
   gpu.upload(ropeSin, sin);

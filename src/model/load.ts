@@ -5,11 +5,11 @@
 import type { Gpu, Tensor } from '../gpu/runtime.ts';
 import { ModelFileError } from '../errors.ts';
 import type { ModelFolder } from '../io/model-folder.ts';
-import { ropeConfig, type ModelConfig } from './config.ts';
+import type { ModelConfig } from './config.ts';
+import { ropeTablesFor } from './rope.ts';
 import { checkWeights } from './weights.ts';
 import { nf4Quantize } from '../kernels/nf4_quantize.ts';
 import { doubleDequantize, doubleQuantize } from '../quant/nf4.ts';
-import { ropeInvFreq, ropeTables } from '../kernels/rope_forward.ts';
 import { embeddingChunks, embeddingViews, type EmbeddingTable } from '../kernels/embedding.ts';
 import { PROJS, type Proj } from './lora.ts';
 import type { BaseLinear, LayerWeights, ModelWeights } from './llama.ts';
@@ -104,8 +104,7 @@ export async function loadWeights(
     }
     onProgress?.({ tensor: t.name, done: ++done, total: wanted.size });
   }
-  const { invFreq, attentionScaling } = ropeInvFreq(ropeConfig(cfg));
-  const { cos, sin } = ropeTables(invFreq, plan.opts.maxPositions, attentionScaling);
+  const { cos, sin } = ropeTablesFor(cfg, plan.opts.maxPositions);
   const ropeCos = upload('rope.cos', cos), ropeSin = upload('rope.sin', sin);
   gpu.flush();
   if (staging) plan.free(gpu, 'load.staging');
