@@ -3,7 +3,7 @@ import { AdapterFileError } from '../errors.ts';
 import { bytesSource } from './byte-source.ts';
 import type { DecoderDims } from './hf-names.ts';
 import {
-  adapterConfigJson, adapterSafetensors, adapterTensorSpecs, checkAdapter, encodeAdapter, loraConfig, loraKey, loraScaling,
+  adapterConfigJson, adapterSafetensors, adapterTensorSpecs, checkAdapter, encodeAdapter, loraConfig, loraKey, type LoraConfig,
   parseAdapterConfig, readAdapter, resolveTargets,
 } from './peft.ts';
 import { SafetensorsFile, writeSafetensors } from './safetensors.ts';
@@ -11,7 +11,13 @@ import { SafetensorsFile, writeSafetensors } from './safetensors.ts';
 // C 16, F 24, H 4, Hkv 2, D 4, L 2
 const dims: DecoderDims = { numLayers: 2, hiddenSize: 16, intermediateSize: 24, numHeads: 4, numKvHeads: 2, headDim: 4 };
 
-function weightsFor(cfg: ReturnType<typeof loraConfig>): Map<string, Float32Array> {
+/** A config with the seed recipe's training choices (r 8, alpha 32, dropout 0.05, q_proj and v_proj),
+ *  written out here because the io layer has no recipe of its own. */
+function config(o: Partial<LoraConfig> = {}): LoraConfig {
+  return loraConfig({ r: 8, loraAlpha: 32, loraDropout: 0.05, targetModules: ['q_proj', 'v_proj'], ...o });
+}
+
+function weightsFor(cfg: LoraConfig): Map<string, Float32Array> {
   let seed = 1;
   return new Map(adapterTensorSpecs(dims, cfg).map((s) => [s.key, Float32Array.from({ length: s.shape[0] * s.shape[1] }, () => (seed = (seed * 48271) % 2147483647) / 2147483647 - 0.5)]));
 }
@@ -24,7 +30,7 @@ async function adapterError(p: Promise<unknown>): Promise<AdapterFileError> {
 
 describe('adapter_config.json', () => {
   test('written like PEFT: json.dumps(indent=2, sort_keys=True), long-standing keys only, inference_mode true', () => {
-    const text = adapterConfigJson(loraConfig({ baseModelNameOrPath: 'HuggingFaceTB/SmolLM2-135M', loraDropout: 0 }));
+    const text = adapterConfigJson(config({ baseModelNameOrPath: 'HuggingFaceTB/SmolLM2-135M', loraDropout: 0 }));
     expect(text).toBe(`{
   "alpha_pattern": {},
   "base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M",
@@ -48,13 +54,13 @@ describe('adapter_config.json', () => {
   "use_dora": false,
   "use_rslora": false
 }`);
-    expect(adapterConfigJson(loraConfig({ loraDropout: 0.05, loraAlpha: 16.5 }))).toMatch(/"lora_alpha": 16.5,\n  "lora_dropout": 0.05,/);
-    expect(adapterConfigJson(loraConfig({ loraDropout: 0.00005 }))).toContain('"lora_dropout": 5e-05,');
-    expect(adapterConfigJson(loraConfig({ baseModelNameOrPath: 'modèle' }))).toContain('"mod\\u00e8le"');
+    expect(adapterConfigJson(config({ loraDropout: 0.05, loraAlpha: 16.5 }))).toMatch(/"lora_alpha": 16.5,\n  "lora_dropout": 0.05,/);
+    expect(adapterConfigJson(config({ loraDropout: 0.00005 }))).toContain('"lora_dropout": 5e-05,');
+    expect(adapterConfigJson(config({ baseModelNameOrPath: 'modèle' }))).toContain('"mod\\u00e8le"');
   });
 
   test('round trip, and a file from current PEFT with many newer keys parses', () => {
-    const cfg = loraConfig({ r: 16, loraAlpha: 32, targetModules: 'all-linear', useRslora: true, baseModelNameOrPath: 'x' });
+    const cfg = config({ r: 16, loraAlpha: 32, targetModules: 'all-linear', useRslora: true, baseModelNameOrPath: 'x' });
     expect(parseAdapterConfig(JSON.parse(adapterConfigJson(cfg)))).toEqual(cfg);
     const fromPeft = {
       task_type: 'CAUSAL_LM', peft_type: 'LORA', auto_mapping: null, peft_version: '0.20.1.dev0', base_model_name_or_path: 'm', revision: null,
@@ -65,8 +71,6 @@ describe('adapter_config.json', () => {
       ensure_weight_tying: false, use_qalora: false, qalora_group_size: 16,
     };
     expect(parseAdapterConfig(fromPeft)).toMatchObject({ r: 8, loraAlpha: 32, loraDropout: 0.05, targetModules: ['v_proj', 'q_proj'] });
-    expect(loraScaling(parseAdapterConfig(fromPeft))).toBe(4);
-    expect(loraScaling({ r: 16, loraAlpha: 32, useRslora: true })).toBe(8);
   });
 
   test('unsupported features and bad fields are refused with the field named', () => {
@@ -88,7 +92,7 @@ describe('adapter_config.json', () => {
 
 describe('adapter_model.safetensors', () => {
   test('PEFT key names and shapes: lora_A (r, in), lora_B (out, r), GQA-sized k/v', () => {
-    const specs = adapterTensorSpecs(dims, loraConfig({ r: 4, targetModules: ['q_proj', 'k_proj', 'down_proj'] }));
+    const specs = adapterTensorSpecs(dims, config({ r: 4, targetModules: ['q_proj', 'k_proj', 'down_proj'] }));
     expect(specs.filter((s) => s.layer === 0).map((s) => [s.key, s.shape])).toEqual([
       ['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', [4, 16]],
       ['base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight', [16, 4]],
@@ -108,7 +112,7 @@ describe('adapter_model.safetensors', () => {
   });
 
   test('write then read gives identical weights and a {"format":"pt"} header', async () => {
-    const cfg = loraConfig({ r: 4, targetModules: ['q_proj', 'v_proj', 'gate_proj'] });
+    const cfg = config({ r: 4, targetModules: ['q_proj', 'v_proj', 'gate_proj'] });
     const w = weightsFor(cfg);
     const files = encodeAdapter(dims, cfg, w);
     expect(Object.keys(files)).toEqual(['adapter_model.safetensors', 'adapter_config.json']); // config renamed last
@@ -122,14 +126,14 @@ describe('adapter_model.safetensors', () => {
   });
 
   test('F16 / BF16 adapters load, converted to f32', async () => {
-    const cfg = loraConfig({ r: 2, targetModules: ['q_proj'] });
+    const cfg = config({ r: 2, targetModules: ['q_proj'] });
     const tensors = adapterTensorSpecs(dims, cfg).map((s) => [s.key, { dtype: 'BF16' as const, shape: s.shape, data: new Uint16Array(s.shape[0] * s.shape[1]).fill(0x3f80) }] as const);
     const back = await readAdapter(dims, adapterConfigJson(cfg), bytesSource('a.safetensors', writeSafetensors(tensors)));
     expect(back.weights.get(loraKey(1, 'q_proj', 'B'))!.every((x) => x === 1)).toBe(true);
   });
 
   test('an adapter whose shapes do not fit the model names the key, expected and found', async () => {
-    const cfg = loraConfig({ r: 4, targetModules: ['q_proj'] });
+    const cfg = config({ r: 4, targetModules: ['q_proj'] });
     const bigger = { ...dims, hiddenSize: 32, numHeads: 8 };
     const bytes = adapterSafetensors(bigger, cfg, new Map(adapterTensorSpecs(bigger, cfg).map((s) => [s.key, new Float32Array(s.shape[0] * s.shape[1])])));
     const e = await adapterError(readAdapter(dims, adapterConfigJson(cfg), bytesSource('adapter_model.safetensors', bytes)));
@@ -137,8 +141,8 @@ describe('adapter_model.safetensors', () => {
   });
 
   test('rank disagreeing with r, missing keys, keys with the adapter name left in, a truncated file', async () => {
-    const cfg4 = loraConfig({ r: 4, targetModules: ['v_proj'] });
-    const cfg8 = loraConfig({ r: 8, targetModules: ['v_proj'] });
+    const cfg4 = config({ r: 4, targetModules: ['v_proj'] });
+    const cfg8 = config({ r: 8, targetModules: ['v_proj'] });
     const r4 = adapterSafetensors(dims, cfg4, weightsFor(cfg4));
     const e = await adapterError(readAdapter(dims, adapterConfigJson(cfg8), bytesSource('adapter_model.safetensors', r4)));
     expect(e.message).toMatch(/rank 4, but adapter_config.json says r = 8/);
@@ -158,7 +162,7 @@ describe('adapter_model.safetensors', () => {
   });
 
   test('the writer refuses weights of the wrong size', () => {
-    const cfg = loraConfig({ r: 2, targetModules: ['q_proj'] });
+    const cfg = config({ r: 2, targetModules: ['q_proj'] });
     const w = weightsFor(cfg);
     w.set(loraKey(0, 'q_proj', 'A'), new Float32Array(3));
     expect(() => adapterSafetensors(dims, cfg, w)).toThrow(AdapterFileError);

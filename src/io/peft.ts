@@ -1,4 +1,4 @@
-// PEFT LoRA adapter files: adapter_config.json and adapter_model.safetensors (SPEC.md §2).
+// PEFT LoRA adapter files: adapter_config.json and adapter_model.safetensors (docs/peft.md).
 //
 // - The config is written with the long-standing keys only: PEFT < 0.14 raises TypeError on any
 //   key it does not know, and newer PEFT ignores missing ones. Formatting follows
@@ -35,18 +35,15 @@ export interface LoraConfig {
   taskType: string | null;
 }
 
-/** The seed's defaults (DESIGN.md): r 8, alpha 32, dropout 0.05, q_proj + v_proj. */
-export function loraConfig(overrides: Partial<LoraConfig> = {}): LoraConfig {
+/** A LoraConfig from the training choices (rank, alpha, dropout, targets; the recipe's defaults are
+ *  DEFAULT_LORA in src/model/lora.ts), the other fields at PEFT's own LoraConfig defaults. */
+export function loraConfig(
+  fields: Pick<LoraConfig, 'r' | 'loraAlpha' | 'loraDropout' | 'targetModules'> & Partial<LoraConfig>,
+): LoraConfig {
   return {
-    r: 8, loraAlpha: 32, loraDropout: 0.05, targetModules: ['q_proj', 'v_proj'], layersToTransform: null,
-    useRslora: false, initLoraWeights: true, baseModelNameOrPath: null, revision: null, taskType: 'CAUSAL_LM',
-    ...overrides,
+    layersToTransform: null, useRslora: false, initLoraWeights: true, baseModelNameOrPath: null, revision: null, taskType: 'CAUSAL_LM',
+    ...fields,
   };
-}
-
-/** PEFT's scaling (layer.py): alpha / r, or alpha / sqrt(r) with rsLoRA. */
-export function loraScaling(cfg: Pick<LoraConfig, 'r' | 'loraAlpha' | 'useRslora'>): number {
-  return cfg.useRslora ? cfg.loraAlpha / Math.sqrt(cfg.r) : cfg.loraAlpha / cfg.r;
 }
 
 export function loraKey(layer: number, module: LinearModule, which: 'A' | 'B'): string {

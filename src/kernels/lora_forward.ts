@@ -1,5 +1,4 @@
 import shader from '../../shaders/lora_forward.wgsl?raw';
-import { loraScaling } from '../io/peft.ts';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
 
 /** x (M, K), A (R, K), B (N, R), Y (M, N), U (M, R). */
@@ -11,17 +10,12 @@ export interface LoraDims {
 }
 
 export interface LoraOptions {
-  /** alpha / R, or alpha / sqrt(R) with rsLoRA: see loraScale. */
+  /** PEFT's scaling, alpha / R or alpha / sqrt(R) with rsLoRA: loraScaling in src/model/lora.ts. */
   scale: number;
   /** Dropout probability on the LoRA branch input, in [0, 1). Default 0 (identity). */
   dropout?: number;
   /** Dropout seed; use a distinct one per (step, micro-batch, module): the backward needs the same. */
   seed?: number;
-}
-
-/** PEFT's `scaling` (tuners/lora/layer.py), as io/peft.ts defines it for adapter files. */
-export function loraScale(alpha: number, R: number, rslora = false): number {
-  return loraScaling({ r: R, loraAlpha: alpha, useRslora: rslora });
 }
 
 /** The dropout's uniform fields: keep iff hash >= keepThreshold (probability 1 - p), kept values times invKeep. */

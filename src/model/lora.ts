@@ -5,7 +5,7 @@ import type { Gpu, Tensor, View } from '../gpu/runtime.ts';
 import { UsageError } from '../errors.ts';
 import { rng } from '../rng.ts';
 import { LINEAR_MODULES, linearShape, type DecoderDims, type LinearModule } from '../io/hf-names.ts';
-import { loraKey, loraScaling as peftScaling } from '../io/peft.ts';
+import { loraKey } from '../io/peft.ts';
 
 export const PROJS = LINEAR_MODULES;
 export type Proj = LinearModule;
@@ -21,6 +21,7 @@ export interface LoraSpec {
   targets: Proj[];
 }
 
+/** The seed's recipe (r 8, alpha 32, dropout 0.05, q_proj and v_proj): the one set of LoRA defaults. */
 export const DEFAULT_LORA: LoraSpec = { rank: 8, alpha: 32, dropout: 0.05, rslora: false, targets: ['q_proj', 'v_proj'] };
 
 /** `--targets q_proj,v_proj` or `all-linear`. */
@@ -36,8 +37,10 @@ export function parseTargets(s: string): Proj[] {
   return out as Proj[];
 }
 
-export function loraScaling(spec: LoraSpec): number {
-  return peftScaling({ r: spec.rank, loraAlpha: spec.alpha, useRslora: spec.rslora });
+/** PEFT's `scaling` (peft tuners/lora/layer.py, LoraLayer.update_layer): alpha / r, or alpha / sqrt(r)
+ *  with rsLoRA. The one definition: kernels take the number, adapter files carry alpha and r. */
+export function loraScaling(spec: Pick<LoraSpec, 'rank' | 'alpha' | 'rslora'>): number {
+  return spec.rslora ? spec.alpha / Math.sqrt(spec.rank) : spec.alpha / spec.rank;
 }
 
 export interface LoraEntry {
