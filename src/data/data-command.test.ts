@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { dataCommand } from '../node/data-command.ts';
-import { fixtureDir } from './fixture-tokenizers.ts';
+import { fixtureDir } from '../testing/fixture-tokenizers.ts';
 
 const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url));
 let out = '';

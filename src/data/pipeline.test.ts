@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { DatasetError, UsageError } from '../errors.ts';
 import { prepareDataset } from './pipeline.ts';
 import type { TextTokenizer } from './tokenizer.ts';
-import { fixtureTokenizer } from './fixture-tokenizers.ts';
+import { fixtureTokenizer } from '../testing/fixture-tokenizers.ts';
 
 /** One token per character (code point), EOS "#" = 1, no chat template. */
 const chars: TextTokenizer = {

@@ -4,7 +4,7 @@ import { DatasetError } from '../errors.ts';
 import { csvRecords } from './csv.ts';
 import { lines, sniffEncoding } from './decode.ts';
 import { findJsonFault } from './json-locate.ts';
-import { writeParquet } from './parquet-fixture.ts';
+import { writeParquet } from '../testing/parquet-fixture.ts';
 import { openDataset } from './readers.ts';
 import type { DataInput, Problem, SourceRecord } from './types.ts';
 

@@ -4,7 +4,7 @@ import { PreTrainedTokenizer } from '@huggingface/transformers';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { fixtureDir, fixtureTokenizer } from './fixture-tokenizers.ts';
+import { fixtureDir, fixtureTokenizer } from '../testing/fixture-tokenizers.ts';
 import { prepareDataset, type PrepareOptions } from './pipeline.ts';
 import { IGNORE_INDEX } from './types.ts';
 

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { loadTokenizerFromText, type TextTokenizer } from './tokenizer.ts';
+import { loadTokenizerFromText, type TextTokenizer } from '../data/tokenizer.ts';
 
 export type FixtureName = 'llama3' | 'qwen3' | 'llama2';
 
