@@ -2,6 +2,7 @@
 // test x.test.ts. This test keeps the set whole as kernels are added.
 import { describe, expect, test } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -21,5 +22,46 @@ describe('kernel registry', () => {
   });
   test.each(stems)('%s.wgsl opens with a comment saying what it computes', (stem) => {
     expect(readFileSync(`${root}/shaders/${stem}.wgsl`, 'utf8').trimStart().startsWith('//')).toBe(true);
+  });
+});
+
+// docs/kernels.md is the map a newcomer reads: one table row per kernel linking its WGSL, host, twin
+// and test. Written by hand, so this checks it cannot drift from the files; and no docs/ page may
+// link to a file that does not exist.
+const relativeLinks = (md: string) =>
+  [...md.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)].map((m) => m[1]).filter((l) => !/^[a-z]+:/.test(l));
+
+describe('docs/kernels.md', () => {
+  const doc = readFileSync(`${root}/docs/kernels.md`, 'utf8');
+
+  test.each(stems)('%s has a row linking its WGSL, host, twin and test', (stem) => {
+    const row = doc.split('\n').find((l) => l.startsWith(`| [${stem}.wgsl](../shaders/${stem}.wgsl) |`));
+    expect(row, `no table row for ${stem}.wgsl`).toBeDefined();
+    for (const f of [`${stem}.ts`, `${stem}.ref.ts`, `${stem}.test.ts`]) expect(row).toContain(`](../src/kernels/${f})`);
+  });
+
+  test('links every kernel file', () => {
+    expect(relativeLinks(doc).length).toBeGreaterThan(4 * stems.length);
+  });
+});
+
+describe('docs/ links', () => {
+  const pages = readdirSync(`${root}/docs`).filter((f) => f.endsWith('.md'));
+  test.each(pages)('every relative link in %s points at a file that exists', (page) => {
+    const missing = relativeLinks(readFileSync(`${root}/docs/${page}`, 'utf8')).filter((l) => !existsSync(resolve(`${root}/docs`, l)));
+    expect(missing).toEqual([]);
+  });
+});
+
+// Kernels sit just above the GPU runtime: a host imports only the runtime, NF4 (quant), the error
+// classes, its shader, its twin and sibling kernel hosts. Model, io, training or data code belongs
+// above them and hands kernels plain numbers.
+describe('kernel imports', () => {
+  const hosts = readdirSync(`${root}/src/kernels`).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.bench.ts') && f !== 'benches.ts');
+  test.each(hosts)('%s imports only gpu, quant, errors, shaders and kernels', (f) => {
+    const src = readFileSync(`${root}/src/kernels/${f}`, 'utf8');
+    const specs = [...src.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]/g)].map((m) => m[1]);
+    const bad = specs.filter((s) => !/^(\.\.\/gpu\/|\.\.\/quant\/|\.\.\/errors\.ts$|\.\.\/\.\.\/shaders\/[a-z0-9_]+\.wgsl\?raw$|\.\/[a-z0-9_.-]+\.ts$)/.test(s));
+    expect(bad).toEqual([]);
   });
 });
