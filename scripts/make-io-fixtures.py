@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Writes fixtures/io/: PyTorch's own f16/bf16 -> f32 conversions and RoPE inv_freq tables, the
-ground truth for src/io/safetensors.ts (dtype conversion) and src/model/config.ts (ropeInvFreq).
+ground truth for src/io/safetensors.ts (dtype conversion) and src/model/rope.ts (ropeInvFreq).
 
 The `safetensors` Python package is not available here, so the file is laid out by hand following
-the format (SPEC.md §3): u64 LE header length, JSON header padded with spaces to 8, raw LE data.
+the format (safetensors README; docs/formats.md#safetensors): u64 LE header length, JSON header padded with spaces to 8, raw LE data.
 Run: /usr/bin/python3 scripts/make-io-fixtures.py   (torch 1.13, CPU)
 """
 import json, math, os, struct
@@ -43,7 +43,7 @@ def f32list(t):
 
 expected = {name: f32list(t) for name, t in tensors.items()}
 
-# RoPE inv_freq exactly as HF computes it (float32 throughout), SPEC.md §4.4.
+# RoPE inv_freq exactly as HF computes it (float32 throughout), modeling_rope_utils.py.
 def inv_default(theta, dim):
     return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
 

@@ -1,5 +1,5 @@
 // AdamW step over all LoRA parameters at once: params, grads, m (exp_avg) and v (exp_avg_sq) are each
-// one flat f32 buffer, so the whole optimizer is one dispatch (KERNELS.md §8), with gradient clipping.
+// one flat f32 buffer, so the whole optimizer is one dispatch, with gradient clipping.
 // Reference: torch 1.13 torch.optim.AdamW(foreach=False), `_single_tensor_adamw`, after
 // torch.nn.utils.clip_grad_norm_(params, maxGradNorm):
 //   g     = grad * gradScale * clip,  clip = min(1, maxGradNorm / (‖grad * gradScale‖ + 1e-6)),

@@ -9,7 +9,7 @@
 // A target outside [0, V) other than -100 cannot be reported from here: its loss is NaN (so the
 // step's loss shows it) and its gradient row is 0. The data pipeline validates targets upstream.
 // Shapes: loss (Tc); logits (Tc, V), overwritten by dlogits; targets (Tc) i32.
-// Version 1: one workgroup per row (KERNELS.md §7.3). Pass 1: each thread keeps an online (max,
+// Version 1: one workgroup per row (llm.c llmc/fused_classifier.cuh's layout). Pass 1: each thread keeps an online (max,
 // sum) over its strided elements (one exp per element), then a tree combine of the (m, s) pairs in
 // workgroup memory. Pass 2 rereads the row and writes the gradient. f32 throughout.
 

@@ -4,7 +4,7 @@
 //   c (M, N) f32;  a (M, K), or (K, M) when TRANS_A, f16;  b (K, N), or (N, K) when TRANS_B, f16.
 // Reference op: torch.matmul(a.float(), b.float()) with .T for the transposed variants, i.e. the
 // product of the f16-rounded operands accumulated in f32 (not torch's f16 matmul, which may round
-// partial sums to f16: training needs the f32 accumulator, KERNELS.md §3.2).
+// partial sums to f16: training needs the f32 accumulator, as ONNX Runtime's WebGPU bnb4 kernels keep).
 // Needs the `shader-f16` device feature; the host refuses to build it without one and matmulAuto
 // falls back to f32 storage (shaders/matmul.wgsl).
 // Version 1: shaders/matmul.wgsl's tiling (BM×BN tile, BK slices in workgroup memory, 4×4 outputs

@@ -1,6 +1,6 @@
 // Fused NF4 matmul, forward of a frozen bitsandbytes Linear4bit:
 //   Y (M, N) (=|+=) X (M, K) · dequant(W)ᵀ (+ bias (N))
-// W (N, K) is the nn.Linear weight [out, in], NF4-packed as bitsandbytes does it (SPEC.md §1): flat
+// W (N, K) is the nn.Linear weight [out, in], NF4-packed as bitsandbytes does it (docs/nf4.md): flat
 // element f = n*K + k has its code in byte f/2 (even f in the high nibble) of little-endian u32 words,
 // and its scale in absmax[f / BS]. When K % BS != 0 a block crosses rows, which indexing absmax by the
 // flat index handles for free. Reference op: bitsandbytes gemm_4bit (default backend) =

@@ -1,13 +1,13 @@
 // Decode-speed NF4 matrix-vector product, the M = 1..4 form of matmul_nf4.wgsl:
 //   Y (M, N) (=|+=) X (M, K) · dequant(W)ᵀ (+ bias (N)),   M = 1..4 rows (tokens).
-// W (N, K) is the nn.Linear weight [out, in], NF4-packed as bitsandbytes does it (SPEC.md §1): flat
+// W (N, K) is the nn.Linear weight [out, in], NF4-packed as bitsandbytes does it (docs/nf4.md): flat
 // element f = n*K + k has its code in byte f/2 (even f in the high nibble) of little-endian u32 words
 // and its scale in absmax[f / BS]; a block crosses rows when K % BS != 0. Reference op: bitsandbytes
 // gemv_4bit = torch.nn.functional.linear(X, dequantize_4bit(W), bias). matmulNf4()
 // (src/kernels/matmul_nf4.ts) routes M <= 4 here.
 // Why a kernel of its own: one token reads 0.56 bytes of weight per 2 FLOPs, so decode is bound by
 // reading W once; matmul_nf4's 64×64 tile would decode every weight for 64 rows of which one is live.
-// Version 1 (portable: f32, no subgroups, workgroup-memory reduction; KERNELS.md §4.3 "Decode GEMV"):
+// Version 1 (portable: f32, no subgroups, workgroup-memory reduction):
 //   - a workgroup has GROUPS groups of WG_K invocations and computes GROUPS × COLS output columns
 //     for all M rows; group g owns columns n0 + g·COLS + c;
 //   - `main` (K % 32 == 0 and BS % 32 == 0): lane t reads one vec4<u32> = 32 codes = half a

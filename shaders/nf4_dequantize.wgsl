@@ -1,4 +1,4 @@
-// NF4 dequantization, bitsandbytes dequantize_4bit (nf4) (SPEC.md §1.4):
+// NF4 dequantization, bitsandbytes dequantize_4bit (nf4) (docs/nf4.md#dequantization):
 //   w[i] = NF4[code_i] * absmax[i / BS], the product in f32 (bitsandbytes keeps it in f32),
 //   code_i = high nibble of byte i/2 for even i, low nibble for odd i.
 // Shapes: w (n) = weight (N, K) flattened row-major; packed (ceil(n / 8)) little-endian u32 words;

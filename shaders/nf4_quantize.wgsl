@@ -1,5 +1,5 @@
 // NF4 quantization, bit-identical to bitsandbytes quantize_4bit(quant_type="nf4"), torch reference
-// path (SPEC.md §1.2; bitsandbytes backends/default/ops.py):
+// path (bitsandbytes backends/default/ops.py; docs/nf4.md):
 //   absmax[b] = max |w| over block b of BS consecutive elements of the flattened weight
 //   inv       = 1 / max(absmax, 1e-38)              correctly rounded in f32
 //   code[i]   = bucketize(clamp(w[i] * inv, -1, 1), NF4 midpoints), ties to the lower code
@@ -19,7 +19,7 @@
 //   - WGSL's `/` on f32 is only accurate to 2.5 ULP, so the reciprocal is computed with integers
 //     (recip_bits below) and is the correctly rounded f32 1/absmax that torch computes.
 //   - `w * inv` is a single f32 multiply: correctly rounded in WGSL (and not contractible).
-//   - The 15 thresholds are the f32 midpoints from SPEC's hex column, via bitcast, and the code is the
+//   - The 15 thresholds are the f32 midpoints (NF4_THRESHOLD_BITS in src/quant/nf4.ts), via bitcast, and the code is the
 //     number of thresholds strictly below the scaled value, so a value on a threshold goes down.
 //     The clamp to [-1, 1] is omitted: it cannot change that count.
 // Limits of the bit-identity claim: absmax < 2^126 (the reciprocal would be subnormal; beyond that we

@@ -1,7 +1,7 @@
 """Goldens for NF4 (src/quant/nf4.ts, nf4_quantize, nf4_dequantize, matmul_nf4, matmul_nf4_backward).
 
 bitsandbytes is not installed here (and its CUDA path needs a GPU), so this re-implements the
-bitsandbytes torch reference path exactly as SPEC.md §1.2-1.4 describes it, with torch ops only:
+bitsandbytes torch reference path (backends/default/ops.py; docs/nf4.md), with torch ops only:
   absmax = |A|.max per block of 64 (f32), scaled = clamp(A * (1.0 / absmax.clamp(min=1e-38)), -1, 1),
   codes = torch.bucketize(scaled, (code[:-1] + code[1:]) / 2)   (right=False: ties -> lower code),
   packed = codes[::2] << 4 | codes[1::2] after padding an odd length with one 0.0.

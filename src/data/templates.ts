@@ -19,7 +19,7 @@ export type Rendered =
 // The seed project's template, verbatim: the response follows "### Response:\n" directly.
 export const SEED_TEMPLATE = '### Instruction:\n{instruction}\n### Response:\n{response}';
 
-// Stanford Alpaca's PROMPT_DICT (SPEC §7). The output is appended with no space or newline.
+// Stanford Alpaca's PROMPT_DICT (tatsu-lab/stanford_alpaca train.py; docs/formats.md#training-data-conventions). The output is appended with no space or newline.
 export const ALPACA_PROMPT_INPUT =
   'Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:';
 export const ALPACA_PROMPT_NO_INPUT =

@@ -46,7 +46,7 @@ describe('seed template: "### Instruction:\\n{instruction}\\n### Response:\\n{re
   });
 });
 
-describe('Alpaca template (SPEC §7)', () => {
+describe('Alpaca template (stanford_alpaca train.py PROMPT_DICT)', () => {
   it('without input: the output follows "### Response:" with no separator; qwen3 EOS is <|im_end|> 151645', async () => {
     const { ids, trained, r } = await one(qwen3, { instruction: 'Say hi', input: '', output: 'Hi!' });
     expect(r.template).toBe('alpaca');

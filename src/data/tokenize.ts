@@ -1,4 +1,5 @@
-// Rendered examples to token ids and labels, by TRL SFTTrainer's rules (SPEC §7):
+// Rendered examples to token ids and labels, by TRL SFTTrainer's rules (trl/trainer/sft_trainer.py;
+// docs/formats.md#training-data-conventions):
 //  - special tokens as the tokenizer adds them (tokenizer(text), add_special_tokens true) for text and
 //    prompt/completion; none added for chat, whose template writes its own (apply_chat_template
 //    tokenizes with add_special_tokens false);

@@ -1,6 +1,6 @@
 // The tokenizer seen by the data pipeline: a narrow interface over @huggingface/transformers, built
 // from the model's tokenizer.json and tokenizer_config.json held in memory (no network, no
-// from_pretrained: SPEC §5.1's "direct construction"). The narrow interface also lets tests of
+// from_pretrained: transformers.js `new PreTrainedTokenizer(tokenizerJSON, tokenizerConfig)`). The narrow interface also lets tests of
 // packing and batching run on a toy tokenizer.
 import { GemmaTokenizer, LlamaTokenizer, PreTrainedTokenizer, Qwen2Tokenizer } from '@huggingface/transformers';
 import { ModelFileError } from '../errors.ts';

@@ -2,7 +2,7 @@
 // (model id, revision, config, tokenizer file texts, a SHA-256 per shard, total bytes). The manifest
 // is written first with complete=false and rewritten with complete=true only after the last shard,
 // so a half-written model (tab closed, quota hit) never counts as cached; IndexedDB has no rename, so
-// this flag is our analogue of the tmp-dir-then-rename commit (RELIABILITY.md §4.3, G8).
+// this flag is our analogue of the tmp-dir-then-rename commit (transformers PR #27820).
 //
 // Storage sits behind a four-verb KeyValueStore so the logic runs in Node tests against memory and in
 // the browser against idb-keyval. io stays a leaf: shards are opaque bytes with named pieces; what

@@ -1,5 +1,5 @@
 // Module names of the Llama-family decoder in Hugging Face transformers (LlamaForCausalLM,
-// MistralForCausalLM, Qwen2ForCausalLM; SPEC.md §4.2). The base-weight table (src/model/weights.ts)
+// MistralForCausalLM, Qwen2ForCausalLM; docs/formats.md#hugging-face-model-configs). The base-weight table (src/model/weights.ts)
 // and the PEFT adapter keys (src/io/peft.ts) are both built from these, so there is one list.
 
 export type LinearModule = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';

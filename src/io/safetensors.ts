@@ -16,7 +16,7 @@
 // Rust `prepare`): tensors sorted by the Rust `Dtype` enum order descending, then by name (byte
 // order), offsets packed with no padding, compact serde_json header with `__metadata__` first,
 // padded with spaces to a multiple of 8. Note: the enum order is not quite "alignment": BF16 sorts
-// before F16 and U32 before I32; SPEC.md §3 says "alignment", the Rust source says enum order.
+// before F16 and U32 before I32 (docs/formats.md#safetensors).
 
 import { ModelFileError } from '../errors.ts';
 import { type ByteSource, shortRead } from './byte-source.ts';

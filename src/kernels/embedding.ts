@@ -25,7 +25,8 @@ type ChunkLimits = Pick<GPUSupportedLimits, 'maxStorageBufferBindingSize' | 'max
  * down to a multiple of 128 when a chunk holds at least 128 rows; the last chunk takes the rest.
  * Each chunk is meant to be its own tensor (uploadEmbedding): a whole table may exceed maxBufferSize
  * too (545 MB for Qwen2.5-0.5B against a 256 MiB default), and a loader fills chunk by chunk anyway.
- * The multiple of 128 is for the tied lm_head matmul, whose vocab tile is 128 (KERNELS.md §7.3), and
+ * The multiple of 128 keeps chunk boundaries on whole output tiles of the tied lm_head matmul (64
+ * wide, docs/kernels.md#dense-matmuls; real vocabularies such as 151936 and 128256 divide by 128), and
  * because 128 * 4C bytes is a multiple of 256, the same boundaries also work as 256-byte aligned
  * views into one buffer when the whole table fits in one (embeddingViews).
  * Example: V=151936, C=896 at 128 MiB gives 37376 rows per chunk, 5 chunks.

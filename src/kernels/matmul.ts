@@ -5,7 +5,8 @@ import { MATVEC_MAX_M, matvec } from './matvec.ts';
 
 export type { MatmulOptions } from './matmul.ref.ts';
 
-// The portable default of KERNELS.md §3.2 at BK 16: 64×64 outputs per workgroup, 256 threads of 4×4,
+// A portable tile (fits the 16 KiB default workgroup memory; see docs/kernels.md#dense-matmuls) at BK 16:
+// 64×64 outputs per workgroup, 256 threads of 4×4,
 // 8 KiB of workgroup memory. Exported so the f16 variant and the bench use the same tile.
 export const MATMUL_TILE = { BM: 64, BN: 64, BK: 16 } as const;
 

@@ -1,6 +1,6 @@
 // Hugging Face config.json -> one typed ModelConfig for the Llama family we support (llama: Llama
 // 2/3/3.1/3.2, SmolLM2, TinyLlama; mistral; qwen2). Defaults are the transformers config classes'
-// own (SPEC.md §4.1), so a config that omits a field means what it means in Python. The shape
+// own (transformers configuration_{llama,mistral,qwen2}.py; docs/formats.md#hugging-face-model-configs), so a config that omits a field means what it means in Python. The shape
 // fields have no default here on purpose: LlamaConfig would silently fill in a 7B shape.
 // RoPE fields are parsed by src/model/rope.ts.
 
@@ -51,7 +51,7 @@ interface ArchDefaults {
   slidingWindow: number | null;
 }
 
-// From the transformers configuration_*.py defaults (SPEC.md §4.1). Qwen2Config sets no bos/eos.
+// From the transformers configuration_*.py defaults. Qwen2Config sets no bos/eos.
 const DEFAULTS: Record<Arch, ArchDefaults> = {
   llama: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, bos: 1, eos: [2], slidingWindow: null },
   mistral: { maxPositionEmbeddings: 131072, rmsNormEps: 1e-6, bos: 1, eos: [2], slidingWindow: 4096 },

@@ -1,7 +1,7 @@
 // The one table of base-model tensors a ModelConfig implies: HF name, shape, role, and whether the
 // loader quantizes it to NF4. The loader, the memory plan and validation all read this table, so
-// there is no second list to keep in step (STYLE.md §3). Names and shapes: SPEC.md §4.2
-// (nn.Linear stores [out, in]).
+// there is no second list to keep in step. Names and shapes: transformers' modeling_llama.py, as
+// docs/formats.md#hugging-face-model-configs lists them (nn.Linear stores [out, in]).
 
 import { ModelFileError } from '../errors.ts';
 import type { ModelConfig } from './config.ts';

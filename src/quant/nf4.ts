@@ -1,6 +1,7 @@
 // NF4 (bitsandbytes 4-bit NormalFloat) on the CPU: the codebook, the rounding thresholds, and the
 // quantize / dequantize / double-quantization routines that the GPU kernels are checked against.
-// Everything here follows SPEC.md §1 (bitsandbytes @ 95f9af30, torch reference path):
+// Everything here follows bitsandbytes' torch reference path (functional.py quantize_4bit,
+// backends/default/ops.py), as docs/nf4.md describes it:
 //   - W (N, K) row-major is flattened; blocks of `blocksize` (64) consecutive elements run along
 //     the flat index, so a block can cross a row when K % 64 != 0. A short tail block gets its own
 //     absmax.
@@ -14,14 +15,14 @@
 
 const f32 = (bits: number): number => new Float32Array(new Uint32Array([bits]).buffer)[0];
 
-/** NF4 codebook (SPEC §1.1, the hard-coded bitsandbytes table), index = 4-bit code. */
+/** NF4 codebook (the hard-coded table of bitsandbytes get_4bit_type("nf4"); docs/nf4.md), index = 4-bit code. */
 export const NF4_BITS = [
   0xbf800000, 0xbf3239b1, 0xbf066b30, 0xbeca32a0, 0xbe91a24d, 0xbe3d353f, 0xbdba7871, 0x00000000,
   0x3da2faff, 0x3e24cae3, 0x3e7c04dd, 0x3ead033a, 0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000,
 ] as const;
 export const NF4 = Float32Array.from(NF4_BITS, f32);
 
-/** f32 midpoints between adjacent codes (SPEC §1.2 hex column); code k wins when T[k-1] < x <= T[k]. */
+/** f32 midpoints (code[i] + code[i+1]) / 2 between adjacent codes; code k wins when T[k-1] < x <= T[k]. */
 export const NF4_THRESHOLD_BITS = [
   0xbf591cd8, 0xbf1c5270, 0xbeeb8480, 0xbeadea76, 0xbe703cec, 0xbe0d38bc, 0xbd3a7871, 0x3d22faff,
   0x3df64862, 0x3e5067e0, 0x3e9582d4, 0x3ec753f9, 0x3f006d04, 0x3f248daf, 0x3f5c89da,
@@ -116,15 +117,15 @@ export function unpackWords(words: Uint32Array, n: number): Uint8Array {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Double quantization (SPEC §1.3, QLoRA "DQ"): absmax itself is quantized to 8 bits with the
+// Double quantization (QLoRA "DQ"; docs/nf4.md#double-quantization): absmax itself is quantized to 8 bits with the
 // bitsandbytes dynamic map, in blocks of 256, after subtracting its mean. This is CPU-only: absmax is
 // 1/64 of the weight count, and the GPU kernels always consume f32 absmax (dequantized once at load),
 // so nothing on the GPU ever sees the 8-bit form.
 
 /**
  * bitsandbytes create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), computed the way
- * shared/reference/dynmap.py does (linspace in f64 then cast to f32, means and products in f32).
- * The unit test checks it against SPEC Appendix A. torch.linspace may differ from this by an ulp in
+ * a numpy float32 regeneration does (linspace in f64 then cast to f32, means and products in f32).
+ * The unit test pins all 256 values. torch.linspace may differ from this by an ulp in
  * some entries; checkpoints carry their own `nested_quant_map`, which should be preferred.
  */
 export function createDynamicMap(): Float32Array {

@@ -6,7 +6,8 @@
 // continues. The data order needs no cursor beyond that: each epoch's shuffle is seeded by
 // (seed + epoch), so the resumed run sees exactly the batches the uninterrupted one would.
 //
-// Commit order (RELIABILITY.md G8/G9): the new blob first, then the manifest that points at it
+// Commit order (a manifest committed last, the lesson of transformers PR #27820's tmp-dir-then-rename
+// checkpoints; IndexedDB has no rename): the new blob first, then the manifest that points at it
 // (with its SHA-256), then the old blob is deleted. A failed write (quota) leaves the previous
 // checkpoint whole and loadable.
 import { ModelFileError } from '../errors.ts';

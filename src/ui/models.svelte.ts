@@ -20,7 +20,8 @@ export interface StepProgress {
 }
 
 // The token stays in memory (this object, then the worker) unless the user ticks "remember"; only
-// then is it written, to this origin's localStorage, and unticking removes it (RELIABILITY §6).
+// then is it written, to this origin's localStorage, and unticking removes it (OWASP's HTML5
+// Security Cheat Sheet: anything in localStorage is readable by any script on the origin).
 const TOKEN_KEY = 'webtune.hf-token';
 
 function storedToken(): string {
