@@ -17,7 +17,15 @@ describe('RoPE from HF config fields', () => {
 
   test('rejects rope types it does not implement, and partial rotary dims', () => {
     expect(() => parseRope({ head_dim: 8, rope_scaling: { rope_type: 'yarn', factor: 4 } }, 2048)).toThrow(ModelFileError);
-    expect(() => parseRope({ head_dim: 8, partial_rotary_factor: 0.5 }, 2048)).toThrow(ModelFileError);
+    const partial = (() => {
+      try {
+        parseRope({ head_dim: 8, partial_rotary_factor: 0.5 }, 2048);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(partial).toBeInstanceOf(ModelFileError);
+    expect((partial as ModelFileError).details.field).toBe('partial_rotary_factor');
     const rope = { type: 'dynamic' } as unknown as RopeConfig;
     expect(() => ropeInvFreq({ headDim: 8, ropeTheta: 1e4, rope })).toThrow(ModelFileError);
   });

@@ -3,9 +3,9 @@
 // cos/sin tables built from the numbers computed here. See docs/kernels.md#rope for the layout.
 //
 // RoPE comes in two layouts: the older top-level `rope_theta` + `rope_scaling`, and transformers
-// v5's `rope_parameters` (which may carry `rope_theta` inside; vllm-project/vllm PR #28542 reads
-// both). The rule, from transformers' modeling_rope_utils.py (`rope_config_validation` accepts the
-// older key "type" beside "rope_type"):
+// v5's `rope_parameters` (which may carry `rope_theta` inside; vllm-project/vllm PR #28542 adapts to
+// the same rename). The rule, after transformers' modeling_rope_utils.py (`rope_config_validation`
+// accepts the older key "type" beside "rope_type"; docs/formats.md#rope-fields):
 //   theta = rope_theta ?? rope_parameters.rope_theta ?? 10000;  scaling = rope_scaling ?? rope_parameters;
 //   type = scaling.rope_type ?? scaling.type ?? 'default'.
 
