@@ -19,8 +19,9 @@
 //   - WGSL's `/` on f32 is only accurate to 2.5 ULP, so the reciprocal is computed with integers
 //     (recip_bits below) and is the correctly rounded f32 1/absmax that torch computes.
 //   - `w * inv` is a single f32 multiply: correctly rounded in WGSL (and not contractible).
-//   - The 15 thresholds are the f32 midpoints (NF4_THRESHOLD_BITS in src/quant/nf4.ts), via bitcast, and the code is the
-//     number of thresholds strictly below the scaled value, so a value on a threshold goes down.
+//   - The 15 thresholds are the f32 midpoints as bit patterns (THRESH, the same bits as
+//     NF4_THRESHOLD_BITS in src/quant/nf4.ts), via bitcast, and the code is the number of
+//     thresholds strictly below the scaled value, so a value on a threshold goes down.
 //     The clamp to [-1, 1] is omitted: it cannot change that count.
 // Limits of the bit-identity claim: absmax < 2^126 (the reciprocal would be subnormal; beyond that we
 // fall back to `1.0 / absmax`), and WGSL may flush subnormal inputs w to zero (code 7 either way
