@@ -1,8 +1,8 @@
 // Hugging Face config.json -> one typed ModelConfig for the Llama family we support (llama: Llama
 // 2/3/3.1/3.2, SmolLM2, TinyLlama; mistral; qwen2). Defaults are the transformers config classes'
-// own (transformers configuration_{llama,mistral,qwen2}.py; docs/formats.md#hugging-face-model-configs), so a config that omits a field means what it means in Python. The shape
-// fields have no default here on purpose: LlamaConfig would silently fill in a 7B shape.
-// RoPE fields are parsed by src/model/rope.ts.
+// own (configuration_{llama,mistral,qwen2}.py; docs/formats.md#hugging-face-model-configs), so a
+// config that omits a field means what it means in Python. The shape fields have no default here
+// on purpose: LlamaConfig would silently fill in a 7B shape. RoPE fields are parsed by rope.ts.
 
 import { ModelFileError } from '../errors.ts';
 import { parseRope, type RopeConfig } from './rope.ts';
