@@ -11,13 +11,13 @@ import { openModelFolder, type ModelFolder } from '../io/model-folder.ts';
 import { directorySources, fileSource, writeFilesAtomic } from './fs-source.ts';
 import { openModel } from '../model/open.ts';
 import { parseModelConfig } from '../model/config.ts';
-import { parseTargets, DEFAULT_LORA, type LoraSpec } from '../model/lora.ts';
+import { parseTargets, type LoraSpec } from '../model/lora.ts';
 import { exportAdapter, importAdapter } from '../model/adapter.ts';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../io/peft.ts';
 import { prepareDataset } from '../data/pipeline.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
-import { Trainer, DEFAULT_TRAIN, evaluateLoss, type StepLog } from '../train/trainer.ts';
-import { parseSchedule } from '../train/schedule.ts';
+import { Trainer, evaluateLoss, type StepLog } from '../train/trainer.ts';
+import { optionFlags, optionUsage, optionsFromFlags } from '../app/options.ts';
 import { loadTokenizerFromDir, dataCommand } from './data-command.ts';
 import { modelBench } from './model-bench.ts';
 
@@ -34,7 +34,8 @@ function args(argv: string[], options: NonNullable<ParseArgsConfig['options']>, 
 function num(v: Values, key: string, dflt: number, opts: { min?: number; int?: boolean } = {}): number {
   const raw = v[key];
   if (raw === undefined) return dflt;
-  const n = Number(raw);
+  // Number('') is 0: an empty value (`--seq-len=`) is refused, not read as zero.
+  const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
   if (!Number.isFinite(n) || (opts.int && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min)) {
     throw new UsageError(`--${key} must be ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got "${raw}".`, `Run webtune with --help for the options.`, { field: key });
   }
@@ -74,53 +75,33 @@ function eta(seconds: number): string {
 // ------------------------------------------------------------------------------------------ train
 
 const TRAIN_USAGE = `usage: webtune train --model DIR --data FILE --out DIR [--quant nf4|none] [--double-quant]
-  [--targets LIST|all-linear] [--rank 8] [--alpha 32] [--dropout 0.05] [--rslora] [--lr 2e-4]
-  [--epochs 3] [--max-steps N] [--batch 2] [--grad-accum 4] [--seq-len 1024]
-  [--schedule constant|linear|cosine] [--warmup-steps 0] [--weight-decay 0] [--max-grad-norm 1]
-  [--seed 0] [--no-shuffle] [--val-split 0] [--checkpointing] [--init-adapter DIR]
+  [--targets LIST|all-linear] ${optionUsage(['rank', 'alpha', 'dropout', 'rslora', 'lr', 'epochs', 'maxSteps', 'batch', 'gradAccum', 'seqLen'])}
+  [--schedule constant|linear|cosine] ${optionUsage(['warmupSteps', 'weightDecay', 'maxGradNorm', 'seed'])}
+  [--no-shuffle] [--val-split 0] [--checkpointing] [--init-adapter DIR]
   [--template ${TEMPLATE_NAMES.join('|')}] [--log FILE]`;
 
 async function train(argv: string[]): Promise<number> {
   const v = args(argv, {
-    model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, quant: { type: 'string' },
-    'double-quant': { type: 'boolean' }, targets: { type: 'string' }, rank: { type: 'string' }, alpha: { type: 'string' },
-    dropout: { type: 'string' }, rslora: { type: 'boolean' }, lr: { type: 'string' }, epochs: { type: 'string' },
-    'max-steps': { type: 'string' }, batch: { type: 'string' }, 'grad-accum': { type: 'string' }, 'seq-len': { type: 'string' },
-    schedule: { type: 'string' }, 'warmup-steps': { type: 'string' }, 'weight-decay': { type: 'string' },
-    'max-grad-norm': { type: 'string' }, seed: { type: 'string' }, 'no-shuffle': { type: 'boolean' },
-    'val-split': { type: 'string' }, checkpointing: { type: 'boolean' }, 'init-adapter': { type: 'string' },
-    template: { type: 'string' }, log: { type: 'string' },
+    ...optionFlags(), model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, quant: { type: 'string' },
+    'double-quant': { type: 'boolean' }, 'no-shuffle': { type: 'boolean' }, 'val-split': { type: 'string' },
+    'init-adapter': { type: 'string' }, template: { type: 'string' }, log: { type: 'string' },
   }, TRAIN_USAGE);
   if (v.help) return help(TRAIN_USAGE);
   const modelDir = str(v, 'model', TRAIN_USAGE), dataFile = str(v, 'data', TRAIN_USAGE), out = str(v, 'out', TRAIN_USAGE);
   const template = v.template as TemplateName | undefined;
   if (template && !TEMPLATE_NAMES.includes(template)) throw new UsageError(`Unknown template "${template}".`, `Use one of: ${TEMPLATE_NAMES.join(', ')}.`, { field: 'template' });
-  const seqLen = num(v, 'seq-len', 1024, { min: 2, int: true });
+  // Every option is checked here, before any file is read: `--alpha 0` fails now, not after training.
+  const opts = optionsFromFlags(v);
+  const seqLen = opts.seqLen;
   const cfg = {
-    ...DEFAULT_TRAIN,
-    lr: num(v, 'lr', DEFAULT_TRAIN.lr, { min: 0 }),
-    epochs: num(v, 'epochs', DEFAULT_TRAIN.epochs, { min: 1, int: true }),
-    maxSteps: v['max-steps'] !== undefined ? num(v, 'max-steps', 0, { min: 1, int: true }) : undefined,
-    batch: num(v, 'batch', DEFAULT_TRAIN.batch, { min: 1, int: true }),
-    gradAccum: num(v, 'grad-accum', DEFAULT_TRAIN.gradAccum, { min: 1, int: true }),
-    schedule: parseSchedule((v.schedule as string | undefined) ?? DEFAULT_TRAIN.schedule),
-    warmupSteps: num(v, 'warmup-steps', 0, { min: 0, int: true }),
-    weightDecay: num(v, 'weight-decay', 0, { min: 0 }),
-    maxGradNorm: num(v, 'max-grad-norm', 1, { min: 0 }),
-    seed: num(v, 'seed', 0, { int: true }),
+    lr: opts.lr, epochs: opts.epochs, maxSteps: opts.maxSteps, batch: opts.batch, gradAccum: opts.gradAccum, schedule: opts.schedule,
+    warmupSteps: opts.warmupSteps, weightDecay: opts.weightDecay, maxGradNorm: opts.maxGradNorm, seed: opts.seed,
     shuffle: !v['no-shuffle'],
   };
   const valSplit = num(v, 'val-split', 0, { min: 0 });
   const folder = await openFolder(modelDir);
   const tok = await loadTokenizerFromDir(resolve(modelDir));
-  let spec: LoraSpec = {
-    rank: num(v, 'rank', DEFAULT_LORA.rank, { min: 1, int: true }),
-    alpha: num(v, 'alpha', DEFAULT_LORA.alpha, { min: 0 }),
-    dropout: num(v, 'dropout', DEFAULT_LORA.dropout, { min: 0 }),
-    rslora: Boolean(v.rslora),
-    targets: parseTargets((v.targets as string | undefined) ?? DEFAULT_LORA.targets.join(',')),
-  };
-  if (spec.dropout >= 1) throw new UsageError('--dropout must be below 1.', TRAIN_USAGE, { field: 'dropout' });
+  let spec: LoraSpec = { rank: opts.rank, alpha: opts.alpha, dropout: opts.dropout, rslora: opts.rslora, targets: opts.targets };
   let init: Map<string, Float32Array> | undefined;
   if (v['init-adapter']) {
     const dir = resolve(v['init-adapter'] as string);
@@ -141,7 +122,7 @@ async function train(argv: string[]): Promise<number> {
   try {
     const { model, lora, plan } = await openModel(gpu, folder, {
       quant: quantOf(v), doubleQuant: Boolean(v['double-quant']), batch: cfg.batch, seqLen, lora: spec, training: true,
-      checkpointing: Boolean(v.checkpointing), gradAccum: cfg.gradAccum, seed: cfg.seed,
+      checkpointing: opts.checkpointing, gradAccum: cfg.gradAccum, seed: cfg.seed,
     }, (p) => progress('Loading', p.done, p.total));
     if (init) lora!.load(init);
     process.stderr.write(`GPU memory: ${Object.entries(plan.byCategory()).map(([k, b]) => `${k} ${formatBytes(b)}`).join(', ')}\n`);

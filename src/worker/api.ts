@@ -9,7 +9,7 @@ import type { ShapeName } from '../data/shape.ts';
 import type { TemplateName } from '../data/templates.ts';
 import type { StepLog } from '../train/trainer.ts';
 import type { Proj } from '../model/lora.ts';
-import type { Schedule } from '../train/schedule.ts';
+import type { TrainOptions } from '../app/options.ts';
 
 /** Where a base model comes from. */
 export type ModelSource =
@@ -75,27 +75,8 @@ export interface DatasetSummary {
   validationExamples: number;
 }
 
-export interface TrainOptions {
-  rank: number;
-  alpha: number;
-  dropout: number;
-  rslora: boolean;
-  targets: Proj[];
-  lr: number;
-  epochs: number;
-  maxSteps?: number;
-  batch: number;
-  gradAccum: number;
-  seqLen: number;
-  schedule: Schedule;
-  warmupSteps: number;
-  weightDecay: number;
-  maxGradNorm: number;
-  seed: number;
-  checkpointing: boolean;
-  /** Save a checkpoint to IndexedDB every this many optimizer steps (and at pause). */
-  checkpointEvery: number;
-}
+/** The training and LoRA options: one schema, src/app/options.ts. */
+export type { TrainOptions } from '../app/options.ts';
 
 export interface Estimate {
   /** GPU bytes by category, from the memory plan. */

@@ -12,6 +12,7 @@
 // Each is rebuilt from the one above when that changes; a lost device rebuilds them all, the weights
 // coming from the IndexedDB cache and the run from the last checkpoint.
 import { Gpu } from '../gpu/runtime.ts';
+import { checkTrainOptions, derive } from '../app/options.ts';
 import { capabilities, selfTest, type Capabilities, type SelfTestResult } from '../gpu/selftest.ts';
 import { AdapterFileError, DeviceLostError, ModelFileError, UsageError } from '../errors.ts';
 import { blobSource, type ByteSource } from '../io/byte-source.ts';
@@ -132,24 +133,6 @@ function folderName(files: File[]): string {
   return rel && rel.includes('/') ? rel.split('/')[0] : 'local model';
 }
 
-function checkTrainOptions(o: TrainOptions): void {
-  const bad = (field: string, want: string) =>
-    new UsageError(`Invalid training option ${field}: ${JSON.stringify((o as unknown as Record<string, unknown>)[field])}.`, `${field} must be ${want}.`, { field });
-  const int = (f: keyof TrainOptions, min: number) => {
-    const v = o[f] as number;
-    if (!Number.isInteger(v) || v < min) throw bad(f, `an integer >= ${min}`);
-  };
-  int('rank', 1); int('epochs', 1); int('batch', 1); int('gradAccum', 1); int('seqLen', 2); int('warmupSteps', 0); int('checkpointEvery', 1);
-  if (o.maxSteps !== undefined && (!Number.isInteger(o.maxSteps) || o.maxSteps < 1)) throw bad('maxSteps', 'an integer >= 1');
-  if (!(o.alpha > 0)) throw bad('alpha', 'a number > 0');
-  if (!(o.dropout >= 0 && o.dropout < 1)) throw bad('dropout', 'in [0, 1)');
-  if (!(o.lr >= 0)) throw bad('lr', 'a number >= 0');
-  if (!(o.weightDecay >= 0)) throw bad('weightDecay', 'a number >= 0');
-  if (!(o.maxGradNorm >= 0)) throw bad('maxGradNorm', 'a number >= 0');
-  if (!Array.isArray(o.targets) || o.targets.length === 0) throw bad('targets', 'a non-empty list of projections');
-  if (!Number.isInteger(o.seed)) throw bad('seed', 'an integer');
-}
-
 function loraSpec(o: TrainOptions): LoraSpec {
   return { rank: o.rank, alpha: o.alpha, dropout: o.dropout, rslora: o.rslora, targets: [...o.targets] };
 }
@@ -159,12 +142,6 @@ function trainConfig(o: TrainOptions): TrainConfig {
     lr: o.lr, epochs: o.epochs, maxSteps: o.maxSteps, batch: o.batch, gradAccum: o.gradAccum, schedule: o.schedule,
     warmupSteps: o.warmupSteps, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm, seed: o.seed, shuffle: true,
   };
-}
-
-export function totalSteps(trainExamples: number, o: Pick<TrainOptions, 'batch' | 'gradAccum' | 'epochs' | 'maxSteps'>): number {
-  if (trainExamples <= 0) return 0;
-  const perEpoch = Math.max(1, Math.ceil(Math.ceil(trainExamples / o.batch) / o.gradAccum));
-  return o.maxSteps && o.maxSteps > 0 ? o.maxSteps : o.epochs * perEpoch;
 }
 
 export class Engine implements EngineApi {
@@ -452,7 +429,7 @@ export class Engine implements EngineApi {
     const withinLimits = plan.rows.every((r) => r.bytes <= gpu.limits.maxBufferSize) && opts.seqLen <= base.plan.opts.maxPositions;
     return {
       bytes: plan.byCategory(), peakBytes, fits: withinLimits && peakBytes <= (this.host.memoryBudget ?? DEFAULT_MEMORY_BUDGET),
-      totalSteps: totalSteps(this.dataset?.train.length ?? 0, opts),
+      totalSteps: derive(opts, this.dataset?.train.length ?? 0).totalSteps,
     };
   }
 
