@@ -12,7 +12,7 @@ import { exportAdapter } from '../model/adapter.ts';
 import { prepareDataset } from '../data/pipeline.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import type { StepLog } from '../train/trainer.ts';
-import { optionFlags, optionUsage, optionsFromFlags } from '../app/options.ts';
+import { derive, optionFlags, optionUsage, optionsFromFlags } from '../app/options.ts';
 import { ModelStore } from '../app/model-store.ts';
 import { TrainingRun } from '../app/training-run.ts';
 import { dataCommand } from './data-command.ts';
@@ -97,6 +97,8 @@ async function train(argv: string[]): Promise<number> {
   for (const p of data.problems.slice(0, 20)) process.stderr.write(`  skipped: ${p.file}${p.line ? `:${p.line}` : ''}${p.row ? ` (row ${p.row})` : ''}: ${p.message}\n`);
   if (data.problems.length > 20) process.stderr.write(`  ... and ${data.problems.length - 20} more skipped rows\n`);
   process.stderr.write(`${data.train.length} training and ${data.validation.length} validation examples (${data.shape}, template ${data.template}).\n`);
+  const steps = derive(opts, data.train.length);
+  process.stderr.write(`${steps.totalSteps} optimizer steps of ${steps.effectiveBatch} examples (batch ${opts.batch} x gradient accumulation ${opts.gradAccum}).\n`);
   // Every file is read and checked before the GPU is touched: bad input fails fast and clearly.
   try {
     await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), { doubleQuant: Boolean(v['double-quant']), maxPositions: opts.seqLen });
