@@ -20,8 +20,8 @@ test('the same runtime and kernel run in the page itself', async ({ page }) => {
   await page.goto('/');
   const result = await page.evaluate(async () => {
     // Served by Vite's dev server; a variable keeps TypeScript from resolving the URL as a path.
-    const url = '/src/gpu/selftest.ts';
-    const mod: typeof import('../src/gpu/selftest.ts') = await import(/* @vite-ignore */ url);
+    const url = '/src/app/selftest.ts';
+    const mod: typeof import('../src/app/selftest.ts') = await import(/* @vite-ignore */ url);
     return mod.selfTest();
   });
   expect(result.ok).toBe(true);

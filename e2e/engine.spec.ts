@@ -1,6 +1,7 @@
 import { expect, test, type Page } from 'playwright/test';
 import type { Harness } from './engine-harness.ts';
 import type { EngineApi, LoadEvent, TrainEvent, TrainOptions } from '../src/worker/api.ts';
+import type { EngineTestHooks } from '../src/worker/dev-hooks.ts';
 import type { Remote } from 'comlink';
 
 // The engine worker's API in Chromium (WebGPU on SwiftShader), without the site's UI: IndexedDB
@@ -11,7 +12,7 @@ import type { Remote } from 'comlink';
 declare global {
   interface Window {
     harness: Harness;
-    api: Remote<EngineApi>;
+    api: Remote<EngineApi & EngineTestHooks>;
     events: (LoadEvent | TrainEvent)[];
   }
 }
@@ -26,7 +27,7 @@ async function open(page: Page): Promise<void> {
   await page.goto('/e2e/engine.html');
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
   await page.evaluate(() => {
-    window.api = window.harness.startEngine() as unknown as Remote<EngineApi>;
+    window.api = window.harness.startEngine() as unknown as Remote<EngineApi & EngineTestHooks>;
     window.events = [];
   });
 }
@@ -69,7 +70,7 @@ test('the second load reads only IndexedDB: no request for the model files', asy
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
   requests.urls.length = 0;
   await page.evaluate(() => {
-    window.api = window.harness.startEngine() as unknown as Remote<EngineApi>;
+    window.api = window.harness.startEngine() as unknown as Remote<EngineApi & EngineTestHooks>;
     window.events = [];
   });
   const second = await loadDemo(page);
@@ -106,7 +107,7 @@ test('a checkpoint survives a page reload and training resumes from its step', a
   await page.reload();
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' });
   await page.evaluate(() => {
-    window.api = window.harness.startEngine() as unknown as Remote<EngineApi>;
+    window.api = window.harness.startEngine() as unknown as Remote<EngineApi & EngineTestHooks>;
   });
   const pending = await page.evaluate(() => window.api.pendingCheckpoint());
   expect(pending).toMatchObject({ modelKey: 'demo:nf4', step: P, totalSteps: 4, datasetFile: 'baking-cups-to-grams.jsonl' });

@@ -247,7 +247,7 @@ test('a GPU device lost mid-training resumes from the last checkpoint', async ({
   await page.getByTestId('start').click();
   await expect(page.getByTestId('training')).toHaveAttribute('data-checkpoint', /^(5|10|15)$/, { timeout: 120_000 });
   const checkpoint = Number(await page.getByTestId('training').getAttribute('data-checkpoint'));
-  await page.evaluate(() => (globalThis as unknown as { __webtune: { training: { simulateDeviceLoss(): Promise<void> } } }).__webtune.training.simulateDeviceLoss());
+  await page.evaluate(() => (globalThis as unknown as { __webtuneHooks: { simulateDeviceLoss(): Promise<void> } }).__webtuneHooks.simulateDeviceLoss());
   await expect(page.getByTestId('training')).toHaveAttribute('data-device-losses', '1', { timeout: 120_000 });
   const notice = (await page.getByTestId('train-notice').textContent()) ?? '';
   const resumed = Number(/step (\d+)/.exec(notice)?.[1]);

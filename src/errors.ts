@@ -17,7 +17,7 @@ export class WebtuneError extends Error {
   readonly details: Record<string, unknown>;
   constructor(code: string, message: string, hint: string, details: Record<string, unknown> = {}) {
     super(message);
-    this.name = new.target.name;
+    this.name = nameOf(new.target);
     this.code = code;
     this.hint = hint;
     this.details = details;
@@ -137,7 +137,12 @@ export class StorageQuotaError extends WebtuneError {
   }
 }
 
-const classes: Record<string, new (...args: never[]) => WebtuneError> = {
+/**
+ * Every error class, by name: the one registry the worker transfer (worker/errors-transfer.ts) and
+ * its round-trip test are built from. A class added above must be added here; the test fails until
+ * it is (it checks this against the module's exports).
+ */
+export const ERROR_CLASSES = {
   GpuUnavailableError,
   ShaderCompileError,
   GpuOutOfMemoryError,
@@ -149,11 +154,19 @@ const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   DatasetError,
   UsageError,
   StorageQuotaError,
-};
+} as const satisfies Record<string, new (...args: never[]) => WebtuneError>;
+
+export type ErrorName = keyof typeof ERROR_CLASSES;
+
+/** The registry's name of a class: a minifier may rename the class itself, never an object key. */
+function nameOf(cls: Function): string {
+  for (const [name, c] of Object.entries(ERROR_CLASSES)) if (c === cls) return name;
+  return cls.name;
+}
 
 /** Rebuild an error sent across a worker boundary into its class (unknown names become WebtuneError). */
 export function reviveError(data: ErrorData): WebtuneError {
-  const cls = classes[data.name] ?? WebtuneError;
+  const cls: Function = Object.hasOwn(ERROR_CLASSES, data.name) ? ERROR_CLASSES[data.name as ErrorName] : WebtuneError;
   const err = Object.create(cls.prototype) as WebtuneError;
   Object.assign(err, { name: data.name, code: data.code, message: data.message, hint: data.hint, details: data.details ?? {} });
   return err;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu, grid, params } from './runtime.ts';
-import { selfTest } from './selftest.ts';
+import { selfTest } from '../app/selftest.ts';
 import { DeviceLostError, GpuOutOfMemoryError, ShaderCompileError } from '../errors.ts';
 
 const COPY = `

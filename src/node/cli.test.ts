@@ -112,4 +112,15 @@ describe('webtune CLI refuses bad input with a typed, named error', () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain('--rank');
   });
+
+  test('--alpha 0 and an empty --lr= are refused before the model is read', async () => {
+    // A model folder that does not exist: the option check must fail first, naming the flag.
+    const missing = join(tmp, 'no-such-model');
+    const a = await train(missing, ['--alpha', '0']);
+    expect(a.code).toBe(2);
+    expect(a.err).toContain('--alpha');
+    const l = await train(missing, ['--lr=']);
+    expect(l.code).toBe(2);
+    expect(l.err).toContain('--lr');
+  });
 });

@@ -2,23 +2,20 @@
 //   train, generate, eval, bench, data       (webtune COMMAND --help for each)
 // Errors are printed as a message and a hint, never a stack trace, with exit code 2 for bad input.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { openAsBlob } from 'node:fs';
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
-import { Gpu } from '../gpu/runtime.ts';
+import { appendFileSync, openAsBlob } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
 import { UsageError, WebtuneError, formatBytes } from '../errors.ts';
-import { openModelFolder, type ModelFolder } from '../io/model-folder.ts';
-import { directorySources, fileSource, writeFilesAtomic } from './fs-source.ts';
-import { openModel } from '../model/open.ts';
-import { parseModelConfig } from '../model/config.ts';
-import { parseTargets, DEFAULT_LORA, type LoraSpec } from '../model/lora.ts';
-import { exportAdapter, importAdapter } from '../model/adapter.ts';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../io/peft.ts';
+import { adapterFromDir, folderSource, writeFilesAtomic } from './fs-source.ts';
+import { parseTargets } from '../model/lora.ts';
+import { exportAdapter } from '../model/adapter.ts';
 import { prepareDataset } from '../data/pipeline.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
-import { Trainer, DEFAULT_TRAIN, evaluateLoss, type StepLog } from '../train/trainer.ts';
-import { parseSchedule } from '../train/schedule.ts';
-import { loadTokenizerFromDir, dataCommand } from './data-command.ts';
+import type { StepLog } from '../train/trainer.ts';
+import { derive, optionFlags, optionUsage, optionsFromFlags } from '../app/options.ts';
+import { ModelStore } from '../app/model-store.ts';
+import { TrainingRun } from '../app/training-run.ts';
+import { dataCommand } from './data-command.ts';
 import { modelBench } from './model-bench.ts';
 
 type Values = Record<string, string | boolean | undefined>;
@@ -34,7 +31,8 @@ function args(argv: string[], options: NonNullable<ParseArgsConfig['options']>, 
 function num(v: Values, key: string, dflt: number, opts: { min?: number; int?: boolean } = {}): number {
   const raw = v[key];
   if (raw === undefined) return dflt;
-  const n = Number(raw);
+  // Number('') is 0: an empty value (`--seq-len=`) is refused, not read as zero.
+  const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
   if (!Number.isFinite(n) || (opts.int && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min)) {
     throw new UsageError(`--${key} must be ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got "${raw}".`, `Run webtune with --help for the options.`, { field: key });
   }
@@ -51,10 +49,6 @@ function quantOf(v: Values): 'nf4' | 'none' {
   const q = (v.quant as string | undefined) ?? 'nf4';
   if (q !== 'nf4' && q !== 'none') throw new UsageError(`--quant must be nf4 or none, got "${q}".`, 'nf4 = bitsandbytes 4-bit (QLoRA); none = full precision.', { field: 'quant' });
   return q;
-}
-
-async function openFolder(dir: string): Promise<ModelFolder> {
-  return openModelFolder(await directorySources(resolve(dir)));
 }
 
 /** A progress bar on stderr (redrawn in place on a terminal, one line per update otherwise). */
@@ -74,94 +68,60 @@ function eta(seconds: number): string {
 // ------------------------------------------------------------------------------------------ train
 
 const TRAIN_USAGE = `usage: webtune train --model DIR --data FILE --out DIR [--quant nf4|none] [--double-quant]
-  [--targets LIST|all-linear] [--rank 8] [--alpha 32] [--dropout 0.05] [--rslora] [--lr 2e-4]
-  [--epochs 3] [--max-steps N] [--batch 2] [--grad-accum 4] [--seq-len 1024]
-  [--schedule constant|linear|cosine] [--warmup-steps 0] [--weight-decay 0] [--max-grad-norm 1]
-  [--seed 0] [--no-shuffle] [--val-split 0] [--checkpointing] [--init-adapter DIR]
+  [--targets LIST|all-linear] ${optionUsage(['rank', 'alpha', 'dropout', 'rslora', 'lr', 'epochs', 'maxSteps', 'batch', 'gradAccum', 'seqLen'])}
+  [--schedule constant|linear|cosine] ${optionUsage(['warmupSteps', 'weightDecay', 'maxGradNorm', 'seed'])}
+  [--no-shuffle] [--val-split 0] [--checkpointing] [--init-adapter DIR]
   [--template ${TEMPLATE_NAMES.join('|')}] [--log FILE]`;
 
 async function train(argv: string[]): Promise<number> {
   const v = args(argv, {
-    model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, quant: { type: 'string' },
-    'double-quant': { type: 'boolean' }, targets: { type: 'string' }, rank: { type: 'string' }, alpha: { type: 'string' },
-    dropout: { type: 'string' }, rslora: { type: 'boolean' }, lr: { type: 'string' }, epochs: { type: 'string' },
-    'max-steps': { type: 'string' }, batch: { type: 'string' }, 'grad-accum': { type: 'string' }, 'seq-len': { type: 'string' },
-    schedule: { type: 'string' }, 'warmup-steps': { type: 'string' }, 'weight-decay': { type: 'string' },
-    'max-grad-norm': { type: 'string' }, seed: { type: 'string' }, 'no-shuffle': { type: 'boolean' },
-    'val-split': { type: 'string' }, checkpointing: { type: 'boolean' }, 'init-adapter': { type: 'string' },
-    template: { type: 'string' }, log: { type: 'string' },
+    ...optionFlags(), model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, quant: { type: 'string' },
+    'double-quant': { type: 'boolean' }, 'no-shuffle': { type: 'boolean' }, 'val-split': { type: 'string' },
+    'init-adapter': { type: 'string' }, template: { type: 'string' }, log: { type: 'string' },
   }, TRAIN_USAGE);
   if (v.help) return help(TRAIN_USAGE);
   const modelDir = str(v, 'model', TRAIN_USAGE), dataFile = str(v, 'data', TRAIN_USAGE), out = str(v, 'out', TRAIN_USAGE);
   const template = v.template as TemplateName | undefined;
   if (template && !TEMPLATE_NAMES.includes(template)) throw new UsageError(`Unknown template "${template}".`, `Use one of: ${TEMPLATE_NAMES.join(', ')}.`, { field: 'template' });
-  const seqLen = num(v, 'seq-len', 1024, { min: 2, int: true });
-  const cfg = {
-    ...DEFAULT_TRAIN,
-    lr: num(v, 'lr', DEFAULT_TRAIN.lr, { min: 0 }),
-    epochs: num(v, 'epochs', DEFAULT_TRAIN.epochs, { min: 1, int: true }),
-    maxSteps: v['max-steps'] !== undefined ? num(v, 'max-steps', 0, { min: 1, int: true }) : undefined,
-    batch: num(v, 'batch', DEFAULT_TRAIN.batch, { min: 1, int: true }),
-    gradAccum: num(v, 'grad-accum', DEFAULT_TRAIN.gradAccum, { min: 1, int: true }),
-    schedule: parseSchedule((v.schedule as string | undefined) ?? DEFAULT_TRAIN.schedule),
-    warmupSteps: num(v, 'warmup-steps', 0, { min: 0, int: true }),
-    weightDecay: num(v, 'weight-decay', 0, { min: 0 }),
-    maxGradNorm: num(v, 'max-grad-norm', 1, { min: 0 }),
-    seed: num(v, 'seed', 0, { int: true }),
-    shuffle: !v['no-shuffle'],
-  };
+  // Every option is checked here, before any file is read: `--alpha 0` fails now, not after training.
+  const opts = optionsFromFlags(v);
   const valSplit = num(v, 'val-split', 0, { min: 0 });
-  const folder = await openFolder(modelDir);
-  const tok = await loadTokenizerFromDir(resolve(modelDir));
-  let spec: LoraSpec = {
-    rank: num(v, 'rank', DEFAULT_LORA.rank, { min: 1, int: true }),
-    alpha: num(v, 'alpha', DEFAULT_LORA.alpha, { min: 0 }),
-    dropout: num(v, 'dropout', DEFAULT_LORA.dropout, { min: 0 }),
-    rslora: Boolean(v.rslora),
-    targets: parseTargets((v.targets as string | undefined) ?? DEFAULT_LORA.targets.join(',')),
-  };
-  if (spec.dropout >= 1) throw new UsageError('--dropout must be below 1.', TRAIN_USAGE, { field: 'dropout' });
-  let init: Map<string, Float32Array> | undefined;
-  if (v['init-adapter']) {
-    const dir = resolve(v['init-adapter'] as string);
-    const a = await importAdapter(parseModelConfig(folder.config, folder.configFile),
-      await fileSource(join(dir, ADAPTER_CONFIG_FILE)), await fileSource(join(dir, ADAPTER_WEIGHTS_FILE)));
-    spec = a.spec; // the adapter's own rank, alpha and targets win: its weights have those shapes
-    init = a.weights;
-  }
+  const quant = quantOf(v);
+  const store = new ModelStore(); // no cache: the folder is on disk already
+  const files = await store.read(await folderSource(resolve(modelDir)), quant);
+  const init = v['init-adapter'] ? await adapterFromDir(files.config, resolve(v['init-adapter'] as string)) : undefined;
   process.stderr.write(`Reading ${dataFile}...\n`);
-  const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, tok, {
-    template, maxLength: seqLen, validation: valSplit, seed: cfg.seed, shuffle: false, skipBadRows: true,
+  const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, files.tokenizer, {
+    template, maxLength: opts.seqLen, validation: valSplit, seed: opts.seed, shuffle: false, skipBadRows: true,
   });
   for (const p of data.problems.slice(0, 20)) process.stderr.write(`  skipped: ${p.file}${p.line ? `:${p.line}` : ''}${p.row ? ` (row ${p.row})` : ''}: ${p.message}\n`);
   if (data.problems.length > 20) process.stderr.write(`  ... and ${data.problems.length - 20} more skipped rows\n`);
   process.stderr.write(`${data.train.length} training and ${data.validation.length} validation examples (${data.shape}, template ${data.template}).\n`);
+  const steps = derive(opts, data.train.length);
+  process.stderr.write(`${steps.totalSteps} optimizer steps of ${steps.effectiveBatch} examples (batch ${opts.batch} x gradient accumulation ${opts.gradAccum}).\n`);
   // Every file is read and checked before the GPU is touched: bad input fails fast and clearly.
-  const gpu = await Gpu.create();
   try {
-    const { model, lora, plan } = await openModel(gpu, folder, {
-      quant: quantOf(v), doubleQuant: Boolean(v['double-quant']), batch: cfg.batch, seqLen, lora: spec, training: true,
-      checkpointing: Boolean(v.checkpointing), gradAccum: cfg.gradAccum, seed: cfg.seed,
-    }, (p) => progress('Loading', p.done, p.total));
-    if (init) lora!.load(init);
-    process.stderr.write(`GPU memory: ${Object.entries(plan.byCategory()).map(([k, b]) => `${k} ${formatBytes(b)}`).join(', ')}\n`);
-    const trainer = new Trainer(model, lora!, data, cfg, tok.padId);
+    await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), { doubleQuant: Boolean(v['double-quant']), maxPositions: opts.seqLen });
+    const run = await TrainingRun.start(store, opts, data, { datasetFile: basename(dataFile), shuffle: !v['no-shuffle'], init });
+    process.stderr.write(`GPU memory: ${Object.entries(run.model.plan.byCategory()).map(([k, b]) => `${k} ${formatBytes(b)}`).join(', ')}\n`);
     const log = v.log ? resolve(v.log as string) : undefined;
     if (log) await writeFile(log, '');
     const t0 = performance.now();
     let last: StepLog | undefined;
-    for await (const s of trainer.run()) {
-      last = s;
-      if (log) await appendFile(log, JSON.stringify({ step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.grad_norm, tokens: s.tokens, tokens_per_s: s.tokens_per_s, ...(s.val_loss !== undefined ? { val_loss: s.val_loss } : {}) }) + '\n');
+    await run.train((e) => {
+      if (e.type !== 'step') return;
+      const s = (last = e.log);
+      // Synchronous, so the lines land in step order while the loop goes on.
+      if (log) appendFileSync(log, JSON.stringify({ step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.grad_norm, tokens: s.tokens, tokens_per_s: s.tokens_per_s, ...(s.val_loss !== undefined ? { val_loss: s.val_loss } : {}) }) + '\n');
       const perStep = (performance.now() - t0) / 1000 / s.step;
-      progress('Training', s.step, trainer.totalSteps, `loss ${s.loss.toFixed(4)}${s.val_loss !== undefined ? ` val ${s.val_loss.toFixed(4)}` : ''} ${s.tokens_per_s.toFixed(0)} tok/s ETA ${eta(perStep * (trainer.totalSteps - s.step))}`);
-    }
+      progress('Training', s.step, e.totalSteps, `loss ${s.loss.toFixed(4)}${s.val_loss !== undefined ? ` val ${s.val_loss.toFixed(4)}` : ''} ${s.tokens_per_s.toFixed(0)} tok/s ETA ${eta(perStep * (e.totalSteps - s.step))}`);
+    });
     await mkdir(resolve(out), { recursive: true });
-    await writeFilesAtomic(resolve(out), await exportAdapter(lora!, basename(resolve(modelDir))));
-    process.stderr.write(`Adapter written to ${out} (${trainer.totalSteps} steps${last ? `, final loss ${last.loss.toFixed(4)}` : ''}).\n`);
+    await writeFilesAtomic(resolve(out), await exportAdapter(run.model.lora!, basename(resolve(modelDir))));
+    process.stderr.write(`Adapter written to ${out} (${run.totalSteps} steps${last ? `, final loss ${last.loss.toFixed(4)}` : ''}).\n`);
     return 0;
   } finally {
-    gpu.destroy();
+    store.gpu?.destroy();
   }
 }
 
@@ -177,26 +137,22 @@ async function evaluate(argv: string[]): Promise<number> {
   if (v.help) return help(EVAL_USAGE);
   const modelDir = str(v, 'model', EVAL_USAGE), dataFile = str(v, 'data', EVAL_USAGE);
   const seqLen = num(v, 'seq-len', 1024, { min: 2, int: true }), batch = num(v, 'batch', 2, { min: 1, int: true });
-  const gpu = await Gpu.create();
+  const quant = quantOf(v);
+  const store = new ModelStore();
+  const files = await store.read(await folderSource(resolve(modelDir)), quant);
+  const adapter = v.adapter ? await adapterFromDir(files.config, resolve(v.adapter as string)) : undefined;
+  const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, files.tokenizer, {
+    template: v.template as TemplateName | undefined, maxLength: seqLen, shuffle: false, skipBadRows: true,
+  });
   try {
-    const folder = await openFolder(modelDir);
-    const tok = await loadTokenizerFromDir(resolve(modelDir));
-    const config = parseModelConfig(folder.config, folder.configFile);
-    const adapter = v.adapter ? await importAdapter(config, await fileSource(join(resolve(v.adapter as string), ADAPTER_CONFIG_FILE)),
-      await fileSource(join(resolve(v.adapter as string), ADAPTER_WEIGHTS_FILE))) : undefined;
-    const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, tok, {
-      template: v.template as TemplateName | undefined, maxLength: seqLen, shuffle: false, skipBadRows: true,
-    });
-    const { model, lora } = await openModel(gpu, folder, { quant: quantOf(v), doubleQuant: Boolean(v['double-quant']), batch, seqLen, lora: adapter?.spec, training: false },
-      (p) => progress('Loading', p.done, p.total));
-    if (adapter) lora!.load(adapter.weights);
-    const r = await evaluateLoss(model, data.train, batch, tok.padId);
+    await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), { doubleQuant: Boolean(v['double-quant']), maxPositions: seqLen });
+    const r = await TrainingRun.evaluate(store, data.train, { batch, seqLen }, adapter);
     const out = { loss: r.loss, tokens: r.tokens, perplexity: Math.exp(r.loss) };
     if (v.json) console.log(JSON.stringify(out));
     else console.log(`loss ${r.loss.toFixed(6)}  tokens ${r.tokens}  perplexity ${out.perplexity.toFixed(4)}`);
     return 0;
   } finally {
-    gpu.destroy();
+    store.gpu?.destroy();
   }
 }
 
@@ -242,23 +198,22 @@ function help(text: string): number {
   return 0;
 }
 
+/** Every command: one line each. */
+const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
+  train,
+  generate: async (argv) => (await import('./generate-command.ts')).generateCommand(argv),
+  eval: evaluate,
+  bench,
+  data: dataCommand,
+};
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
-    switch (cmd) {
-      case 'train': return await train(rest);
-      case 'eval': return await evaluate(rest);
-      case 'bench': return await bench(rest);
-      case 'data': return await dataCommand(rest);
-      case 'generate': {
-        const { generateCommand } = await import('./generate-command.ts');
-        return await generateCommand(rest);
-      }
-      case undefined: case '--help': case '-h': case 'help':
-        return help(USAGE);
-      default:
-        throw new UsageError(`Unknown command "${cmd}".`, USAGE);
-    }
+    if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') return help(USAGE);
+    const command = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
+    if (!command) throw new UsageError(`Unknown command "${cmd}".`, USAGE);
+    return await command(rest);
   } catch (e) {
     if (e instanceof WebtuneError) {
       process.stderr.write(`\nerror: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ''}`);

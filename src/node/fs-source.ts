@@ -6,6 +6,10 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ModelFileError } from '../errors.ts';
 import { type ByteSource, checkRange, shortRead } from '../io/byte-source.ts';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../io/peft.ts';
+import { importAdapter, type ImportedAdapter } from '../model/adapter.ts';
+import type { DecoderDims } from '../io/hf-names.ts';
+import type { StoreSource } from '../app/model-store.ts';
 
 /** A file as a ByteSource. Each read opens, reads at the offset and closes: a few hundred opens per
  *  model load cost nothing next to the reads, and no handle can leak if the caller stops early. */
@@ -106,4 +110,14 @@ export async function writeFilesAtomic(dir: string, files: Record<string, Uint8A
   } catch {
     /* durability of the directory entry is best effort (Windows cannot fsync a directory) */
   }
+}
+
+/** A model directory as the app layer's ModelStore reads it. */
+export async function folderSource(dir: string): Promise<StoreSource> {
+  return { kind: 'folder', name: basename(dir), files: await directorySources(dir) };
+}
+
+/** A PEFT adapter directory (adapter_config.json, adapter_model.safetensors), checked against the model. */
+export async function adapterFromDir(dims: DecoderDims, dir: string): Promise<ImportedAdapter> {
+  return importAdapter(dims, await fileSource(join(dir, ADAPTER_CONFIG_FILE)), await fileSource(join(dir, ADAPTER_WEIGHTS_FILE)));
 }

@@ -1,17 +1,12 @@
 // `webtune generate`: complete a prompt, streaming the text to stdout as it comes.
 import { parseArgs } from 'node:util';
-import { join, resolve } from 'node:path';
-import { Gpu } from '../gpu/runtime.ts';
+import { resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
-import { openModelFolder } from '../io/model-folder.ts';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../io/peft.ts';
-import { parseModelConfig } from '../model/config.ts';
-import { importAdapter } from '../model/adapter.ts';
-import { openModel } from '../model/open.ts';
 import { checkGenerateOptions } from '../infer/generate.ts';
-import { encodePrompt, generateText } from '../infer/text.ts';
-import { directorySources, fileSource } from './fs-source.ts';
-import { loadTokenizerFromDir } from './data-command.ts';
+import { encodePrompt } from '../infer/text.ts';
+import { ModelStore } from '../app/model-store.ts';
+import { Chat } from '../app/chat.ts';
+import { adapterFromDir, folderSource } from './fs-source.ts';
 
 const USAGE = `usage: webtune generate --model DIR [--adapter DIR] [--quant nf4|none] --prompt TEXT [--chat]
   [--max-new-tokens 64] [--temperature 0] [--top-k K] [--top-p P] [--seed S]`;
@@ -48,27 +43,21 @@ export async function generateCommand(argv: string[]): Promise<number> {
     topP: numOpt('top-p', 1), seed: numOpt('seed', 0),
   };
   checkGenerateOptions(opts);
-  const dir = resolve(v.model);
-  const tok = await loadTokenizerFromDir(dir);
-  const folder = await openModelFolder(await directorySources(dir));
-  const config = parseModelConfig(folder.config, folder.configFile);
+  const store = new ModelStore();
+  const files = await store.read(await folderSource(resolve(v.model)), quant);
   const chat = Boolean(v.chat);
-  const promptIds = encodePrompt(tok.hf, v.prompt, chat);
-  const adapter = v.adapter
-    ? await importAdapter(config, await fileSource(join(resolve(v.adapter as string), ADAPTER_CONFIG_FILE)), await fileSource(join(resolve(v.adapter as string), ADAPTER_WEIGHTS_FILE)))
-    : undefined;
-  const gpu = await Gpu.create();
+  const promptIds = encodePrompt(files.tokenizer.hf, v.prompt, chat);
+  const adapter = v.adapter ? await adapterFromDir(files.config, resolve(v.adapter as string)) : undefined;
   try {
-    const seqLen = promptIds.length + opts.maxNewTokens;
-    const { model, lora } = await openModel(gpu, folder, { quant, batch: 1, seqLen, lora: adapter?.spec, training: false, kvCache: true });
-    if (adapter) lora!.load(adapter.weights);
-    const r = await generateText(model, tok.hf, v.prompt, {
-      ...opts, chat, eosIds: config.eosTokenIds, onText: (piece) => process.stdout.write(piece),
-    });
+    // RoPE rows for exactly the prompt and the new tokens.
+    await store.load(files, quant, undefined, { maxPositions: promptIds.length + opts.maxNewTokens });
+    const generation = new Chat(store);
+    if (adapter) generation.adapter = await store.openAdapter(adapter);
+    const r = await generation.generate(v.prompt, { ...opts, adapter: !!adapter, chat }, (piece) => process.stdout.write(piece));
     process.stdout.write('\n');
     process.stderr.write(`(${r.ids.length} tokens, stopped at ${r.stop === 'eos' ? 'end of sequence' : 'the token limit'})\n`);
     return 0;
   } finally {
-    gpu.destroy();
+    store.gpu?.destroy();
   }
 }

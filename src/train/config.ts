@@ -22,3 +22,18 @@ export const DEFAULT_TRAIN: TrainConfig = {
   lr: 2e-4, epochs: 3, batch: 2, gradAccum: 4, schedule: 'linear', warmupSteps: 0, weightDecay: 0,
   maxGradNorm: 1, seed: 0, shuffle: true,
 };
+
+export interface StepPlan {
+  /** Optimizer steps in one pass over the split (a last short group of micro-batches counts). */
+  stepsPerEpoch: number;
+  /** Optimizer steps the run takes: maxSteps when set, else epochs × stepsPerEpoch (0 without data). */
+  totalSteps: number;
+}
+
+/** The one step-count formula (the trainer's loop, the CLI's progress, the worker's estimate and the
+ *  form's time estimate all use it): micro-batches of `batch`, grouped `gradAccum` to a step. */
+export function planSteps(trainExamples: number, o: Pick<TrainConfig, 'batch' | 'gradAccum' | 'epochs' | 'maxSteps'>): StepPlan {
+  if (trainExamples <= 0) return { stepsPerEpoch: 0, totalSteps: 0 };
+  const stepsPerEpoch = Math.max(1, Math.ceil(Math.ceil(trainExamples / o.batch) / o.gradAccum));
+  return { stepsPerEpoch, totalSteps: o.maxSteps && o.maxSteps > 0 ? o.maxSteps : o.epochs * stepsPerEpoch };
+}

@@ -9,7 +9,7 @@ import { IGNORE_INDEX } from '../kernels/cross_entropy.ts';
 import type { Batch, LlamaModel } from '../model/llama.ts';
 import type { LoraState } from '../model/lora.ts';
 import { lrLambda } from './schedule.ts';
-import type { TrainConfig } from './config.ts';
+import { planSteps, type TrainConfig } from './config.ts';
 import { countTargets, optimizerStep } from './step.ts';
 
 export { DEFAULT_TRAIN, type TrainConfig } from './config.ts';
@@ -87,9 +87,7 @@ export class Trainer {
         'Prepare the dataset without packing: attention would otherwise cross example boundaries.',
       );
     }
-    const micro = Math.ceil(data.train.length / cfg.batch);
-    this.stepsPerEpoch = Math.max(1, Math.ceil(micro / cfg.gradAccum));
-    this.totalSteps = cfg.maxSteps && cfg.maxSteps > 0 ? cfg.maxSteps : cfg.epochs * this.stepsPerEpoch;
+    ({ stepsPerEpoch: this.stepsPerEpoch, totalSteps: this.totalSteps } = planSteps(data.train.length, cfg));
   }
 
   private epochBatches(epoch: number): DataBatch[] {

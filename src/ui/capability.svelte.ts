@@ -1,7 +1,7 @@
 // UI state for the capability check. Components read the $state fields; the engine is handed in
 // by the Studio, which owns the one worker client.
 import { WebtuneError } from '../errors.ts';
-import type { Capabilities, SelfTestResult } from '../gpu/selftest.ts';
+import type { Capabilities, SelfTestResult } from '../app/selftest.ts';
 import type { Engine } from './engine.ts';
 
 export type Phase = 'checking' | 'ready' | 'no-webgpu' | 'failed';

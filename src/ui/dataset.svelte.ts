@@ -1,6 +1,7 @@
 // The dataset step: a file in, the engine's summary out (format, shape, template, token statistics,
 // a preview with trained tokens marked, skipped rows). Changing an option re-reads the same file.
 import type { TemplateName } from '../data/templates.ts';
+import { DEFAULT_OPTIONS } from '../app/options.ts';
 import type { DatasetSummary } from '../worker/api.ts';
 import type { Engine } from './engine.ts';
 import { refuseDatasetPickle } from './files.ts';
@@ -15,7 +16,7 @@ export class Dataset {
   error = $state<Readable | undefined>();
 
   template = $state<TemplateName | 'auto'>('auto');
-  seqLen = $state(1024);
+  seqLen = $state(DEFAULT_OPTIONS.seqLen);
   /** Fraction held out for validation loss (the trainer evaluates it at the end of each epoch). */
   validation = $state(0.05);
   skipBadRows = $state(false);

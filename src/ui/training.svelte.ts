@@ -181,11 +181,6 @@ export class Training {
     }
   }
 
-  /** Test hook (e2e): lose the GPU device as a driver reset would. */
-  async simulateDeviceLoss(): Promise<void> {
-    await this.engine.simulateDeviceLoss();
-  }
-
   async metricsCsv(): Promise<string> {
     return this.engine.metricsCsv();
   }

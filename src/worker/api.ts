@@ -2,50 +2,19 @@
 // the dataset and the training loop; the page holds only what these types carry. Callbacks are
 // comlink proxies (comlink.proxy(fn)) so progress streams while a call is pending. Every failure is
 // a typed WebtuneError rebuilt on the page side (errors-transfer.ts).
-import type { Capabilities, SelfTestResult } from '../gpu/selftest.ts';
+import type { Capabilities, SelfTestResult } from '../app/selftest.ts';
 import type { DataStats, Preview } from '../data/stats.ts';
 import type { Problem } from '../data/types.ts';
 import type { ShapeName } from '../data/shape.ts';
 import type { TemplateName } from '../data/templates.ts';
-import type { StepLog } from '../train/trainer.ts';
 import type { Proj } from '../model/lora.ts';
-import type { Schedule } from '../train/schedule.ts';
+import type { TrainOptions } from '../app/options.ts';
+import type { CachedModel, LoadEvent, ModelInfo, ModelSource } from '../app/model-store.ts';
+import type { CheckpointInfo, Estimate, TrainEvent } from '../app/training-run.ts';
+import type { GenerateOptions } from '../app/chat.ts';
 
-/** Where a base model comes from. */
-export type ModelSource =
-  | { kind: 'demo' } // public/models/demo, shipped with the site
-  | { kind: 'hub'; id: string; revision?: string; token?: string } // Hugging Face, with an optional access token
-  | { kind: 'files'; files: File[] } // a folder the user dropped or picked
-  | { kind: 'cached'; key: string }; // a model already quantized into IndexedDB
-
-export type LoadEvent =
-  | { phase: 'download'; file: string; loaded: number; total: number; bytesPerSecond: number }
-  | { phase: 'quantize'; tensor: string; done: number; total: number }
-  | { phase: 'cache'; done: number; total: number }
-  | { phase: 'upload'; done: number; total: number };
-
-export interface ModelInfo {
-  /** IndexedDB key of the cached quantized model. */
-  key: string;
-  name: string;
-  arch: string;
-  params: number;
-  vocabSize: number;
-  layers: number;
-  hiddenSize: number;
-  quant: 'nf4' | 'none';
-  hasChatTemplate: boolean;
-  /** True when every weight came from IndexedDB (no network, no quantization). */
-  fromCache: boolean;
-}
-
-export interface CachedModel {
-  key: string;
-  name: string;
-  revision: string | null;
-  bytes: number;
-  savedAt: number;
-}
+// The types the calls carry are the application layer's own (src/app/), named here for the page.
+export type { CachedModel, CheckpointInfo, Estimate, GenerateOptions, LoadEvent, ModelInfo, ModelSource, TrainEvent, TrainOptions };
 
 export interface StorageInfo {
   usage: number;
@@ -75,65 +44,6 @@ export interface DatasetSummary {
   validationExamples: number;
 }
 
-export interface TrainOptions {
-  rank: number;
-  alpha: number;
-  dropout: number;
-  rslora: boolean;
-  targets: Proj[];
-  lr: number;
-  epochs: number;
-  maxSteps?: number;
-  batch: number;
-  gradAccum: number;
-  seqLen: number;
-  schedule: Schedule;
-  warmupSteps: number;
-  weightDecay: number;
-  maxGradNorm: number;
-  seed: number;
-  checkpointing: boolean;
-  /** Save a checkpoint to IndexedDB every this many optimizer steps (and at pause). */
-  checkpointEvery: number;
-}
-
-export interface Estimate {
-  /** GPU bytes by category, from the memory plan. */
-  bytes: Record<string, number>;
-  peakBytes: number;
-  /** Whether the plan fits the device's limits. */
-  fits: boolean;
-  totalSteps: number;
-}
-
-export type TrainEvent =
-  | { type: 'step'; log: StepLog; totalSteps: number; gpuBytes: Record<string, number> }
-  | { type: 'checkpoint'; step: number }
-  | { type: 'paused'; step: number }
-  | { type: 'device-lost'; resumedFromStep: number }
-  | { type: 'done'; step: number }
-  | { type: 'stopped'; step: number };
-
-export interface CheckpointInfo {
-  modelKey: string;
-  step: number;
-  totalSteps: number;
-  savedAt: number;
-  options: TrainOptions;
-  datasetFile: string;
-}
-
-export interface GenerateOptions {
-  /** Apply the trained adapter (false = the base model). */
-  adapter: boolean;
-  chat: boolean;
-  maxNewTokens: number;
-  temperature: number;
-  topK: number;
-  topP: number;
-  seed: number;
-}
-
 export interface EngineApi {
   capabilities(): Promise<Capabilities>;
   selfTest(): Promise<SelfTestResult>;
@@ -155,6 +65,4 @@ export interface EngineApi {
   exportAdapter(): Promise<Record<string, Uint8Array>>;
   importAdapter(files: File[]): Promise<{ rank: number; targets: Proj[] }>;
   metricsCsv(): Promise<string>;
-  /** Test hook: destroy the GPU device as a driver reset would (e2e: resume after device loss). */
-  simulateDeviceLoss(): Promise<void>;
 }

@@ -35,15 +35,19 @@ function fakeFetch(log: string[]) {
 }
 
 const gpus: Gpu[] = [];
-function host(store: KeyValueStore, log: string[]): EngineHost {
-  return {
+/** The host's createGpu hands the test each device the engine gets (`gpu`: the latest), so the test
+ *  can lose it the way a driver reset would; the engine's API has no test hook. */
+function host(store: KeyValueStore, log: string[]): EngineHost & { gpu?: Gpu } {
+  const h: EngineHost & { gpu?: Gpu } = {
     store, fetch: fakeFetch(log), demoUrl: DEMO, maxPositions: 256,
     createGpu: async () => {
       const g = await Gpu.create();
       gpus.push(g);
+      h.gpu = g;
       return g;
     },
   };
+  return h;
 }
 afterAll(() => {
   for (const g of gpus) g.destroy();
@@ -178,13 +182,14 @@ describe('engine: training', () => {
     expect(tuned).not.toBe(plain);
 
     // Device loss mid-run: a new device, the model from the cache, the run from its last checkpoint.
-    const e5 = new Engine(host(store, []));
+    const h5 = host(store, []);
+    const e5 = new Engine(h5);
     await e5.loadModel({ kind: 'demo' }, 'nf4', () => {});
     await e5.prepareDataset(file(), DATA);
     const ev5: TrainEvent[] = [];
     await e5.train(TRAIN, (e) => {
       ev5.push(e);
-      if (e.type === 'step' && e.log.step === 3 && !ev5.some((x) => x.type === 'device-lost')) void e5.simulateDeviceLoss();
+      if (e.type === 'step' && e.log.step === 3 && !ev5.some((x) => x.type === 'device-lost')) h5.gpu!.device.destroy();
     });
     expect(ev5.find((e) => e.type === 'device-lost')).toEqual({ type: 'device-lost', resumedFromStep: 2 });
     expect(ev5.at(-1)).toEqual({ type: 'done', step: 4 });

@@ -5,12 +5,14 @@ import { expose } from 'comlink';
 import { idbStore } from '../io/cache.ts';
 import { installErrorTransfer } from './errors-transfer.ts';
 import { Engine } from './engine.ts';
+import { DevEngine } from './dev-hooks.ts';
 
 export type { EngineApi } from './api.ts';
 
 installErrorTransfer();
 
-const engine = new Engine({
+// The dev server's worker also answers the e2e tier's test hooks (dev-hooks.ts); a build never does.
+const engine = new (import.meta.env.DEV ? DevEngine : Engine)({
   store: idbStore(),
   fetch: (input, init) => fetch(input, init),
   // BASE_URL is where the site is served from ("/" in dev, a sub-path on GitHub Pages).

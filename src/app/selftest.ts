@@ -1,7 +1,7 @@
 // A GPU self-test the capability page runs (in the worker) and the e2e test runs in the page too:
 // RMSNorm on the GPU against its CPU twin. It proves the same runtime and kernels work in a page, a
 // worker and Node, and tells the user their GPU computes correctly before they spend an hour training.
-import { Gpu } from './runtime.ts';
+import { Gpu } from '../gpu/runtime.ts';
 import { rmsnormForward } from '../kernels/rmsnorm_forward.ts';
 import { rmsnormForwardRef } from '../kernels/rmsnorm_forward.ref.ts';
 

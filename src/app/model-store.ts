@@ -1,0 +1,384 @@
+// The loaded base model and the GPU device it lives on, for the site's worker and the CLI alike.
+// Three sources (the shipped demo folder, a Hugging Face repo, a local folder: dropped Files in the
+// browser, a directory in Node) are read and checked without the GPU (ModelStore.read), then loaded
+// (NF4-quantized on the GPU) under a weights-only plan, and, where the host gives a key-value store,
+// kept in the IndexedDB cache of per-layer shards so the next visit loads with no network. Runs
+// (training, chat, an imported adapter) are opened over these weights with `open`, so the site can
+// switch between them without reloading the base.
+//
+// A lost device is detected without waiting (isDeviceLoss) and `recover` brings the base back on a
+// new device, from the cache when it is there (from its source otherwise).
+import { Gpu } from '../gpu/runtime.ts';
+import { DeviceLostError, GpuOutOfMemoryError, ModelFileError, UsageError, WebtuneError } from '../errors.ts';
+import { blobSource, type ByteSource } from '../io/byte-source.ts';
+import { ModelCache, type KeyValueStore, type ModelManifest } from '../io/cache.ts';
+import { hubBaseUrl, remoteModel, type DownloadProgress } from '../io/hub.ts';
+import { openModelFolder, type FileList, type ModelFolder } from '../io/model-folder.ts';
+import { parseModelConfig, type ModelConfig } from '../model/config.ts';
+import { loadWeights } from '../model/load.ts';
+import { loadCachedWeights, weightShards } from '../model/load-cached.ts';
+import { openOverWeights, type DerivedModel, type LoadedBase, type OpenOptions } from '../model/open.ts';
+import { Plan } from '../model/plan.ts';
+import { expectedWeights } from '../model/weights.ts';
+import type { ImportedAdapter } from '../model/adapter.ts';
+import { loadTokenizerFromText, type LoadedTokenizer } from '../data/tokenizer.ts';
+import { emit } from './events.ts';
+
+type Fetch = (input: string, init?: RequestInit) => Promise<Response>;
+
+/** Where a base model comes from. */
+export type ModelSource =
+  | { kind: 'demo' } // public/models/demo, shipped with the site
+  | { kind: 'hub'; id: string; revision?: string; token?: string } // Hugging Face, with an optional access token
+  | { kind: 'files'; files: File[] } // a folder the user dropped or picked
+  | { kind: 'cached'; key: string }; // a model already quantized into IndexedDB
+
+/** What the app layer loads from: a ModelSource, or a folder of byte sources (the CLI's directory). */
+export type StoreSource = ModelSource | { kind: 'folder'; name: string; files: FileList };
+
+export type Quant = 'nf4' | 'none';
+
+export type LoadEvent =
+  | { phase: 'download'; file: string; loaded: number; total: number; bytesPerSecond: number }
+  | { phase: 'quantize'; tensor: string; done: number; total: number }
+  | { phase: 'cache'; done: number; total: number }
+  | { phase: 'upload'; done: number; total: number };
+
+export interface ModelInfo {
+  /** IndexedDB key of the cached quantized model. */
+  key: string;
+  name: string;
+  arch: string;
+  params: number;
+  vocabSize: number;
+  layers: number;
+  hiddenSize: number;
+  quant: Quant;
+  hasChatTemplate: boolean;
+  /** True when every weight came from IndexedDB (no network, no quantization). */
+  fromCache: boolean;
+}
+
+export interface CachedModel {
+  key: string;
+  name: string;
+  revision: string | null;
+  bytes: number;
+  savedAt: number;
+}
+
+export interface ModelStoreHost {
+  /** The IndexedDB stand-in the cache lives in; without one nothing is cached (the CLI). */
+  store?: KeyValueStore;
+  fetch?: Fetch;
+  /** Absolute URL of the shipped demo model folder, ending in "/". */
+  demoUrl?: string;
+  createGpu?: () => Promise<Gpu>;
+  /** RoPE rows the base is loaded with (the longest sequence any run may use); default
+   *  min(max_position_embeddings, 4096). */
+  maxPositions?: number;
+}
+
+/** A model's files, read and checked; nothing on the GPU yet. */
+export interface ModelFiles {
+  key: string;
+  name: string;
+  source: StoreSource;
+  revision: string | null;
+  folder: ModelFolder;
+  config: ModelConfig;
+  /** config.json, tokenizer.json, tokenizer_config.json (and generation_config.json) as text: what the cache keeps. */
+  texts: Record<string, string>;
+  tokenizer: LoadedTokenizer;
+}
+
+export interface Base extends LoadedBase {
+  key: string;
+  name: string;
+  source: StoreSource;
+  quant: Quant;
+  tokenizer: LoadedTokenizer;
+  info: ModelInfo;
+}
+
+export interface LoadOptions {
+  /** bitsandbytes double quantization of the NF4 absmax; nf4 only, never cached. */
+  doubleQuant?: boolean;
+  /** RoPE rows to load for (the CLI: its sequence length); default from the host. */
+  maxPositions?: number;
+}
+
+/** The cache key of a model source and quantization. */
+export function cacheKey(source: StoreSource, quant: Quant): string {
+  switch (source.kind) {
+    case 'demo':
+      return `demo:${quant}`;
+    case 'hub':
+      return `hub:${source.id.trim()}@${source.revision || 'main'}:${quant}`;
+    case 'files': {
+      // A dropped folder has no id: its name, and the sizes and dates of its weight files.
+      const sig = source.files.filter((f) => f.name.endsWith('.safetensors')).map((f) => `${f.size}.${f.lastModified}`).sort().join(',');
+      return `files:${folderName(source.files)}:${sig}:${quant}`;
+    }
+    case 'folder':
+      return `folder:${source.name}:${quant}`;
+    case 'cached':
+      return source.key;
+  }
+}
+
+function folderName(files: File[]): string {
+  const rel = (files[0] as File & { webkitRelativePath?: string })?.webkitRelativePath;
+  return rel && rel.includes('/') ? rel.split('/')[0] : 'local model';
+}
+
+export class ModelStore {
+  gpu: Gpu | undefined;
+  base: Base | undefined;
+  readonly cache: ModelCache | undefined;
+  /** Runs opened over the base; freed with it. */
+  private readonly runs = new Set<DerivedModel>();
+
+  constructor(readonly host: ModelStoreHost = {}) {
+    this.cache = host.store ? new ModelCache(host.store) : undefined;
+  }
+
+  // ------------------------------------------------------------------------------------ device
+
+  async device(): Promise<Gpu> {
+    if (!this.gpu || this.gpu.lostError) this.gpu = await (this.host.createGpu ?? (() => Gpu.create()))();
+    return this.gpu;
+  }
+
+  /**
+   * Whether `e` came from a lost device. Free for ordinary failures: WebGPU settles `device.lost`
+   * before any other promise of a lost device (gpuweb/gpuweb#5244), so by the time a failed
+   * mapAsync reaches us the runtime's flag is set. Only an untyped error (a DOMException from the
+   * driver) costs one queue round trip, which on a lost device settles after `lost` too.
+   */
+  async isDeviceLoss(e: unknown): Promise<boolean> {
+    if (e instanceof DeviceLostError) return true;
+    const g = this.gpu;
+    if (!g) return false;
+    if (g.lostError) return true;
+    if (e instanceof WebtuneError) return false;
+    await g.device.queue.onSubmittedWorkDone().catch(() => {});
+    return g.lostError !== undefined;
+  }
+
+  get lost(): boolean {
+    return this.gpu?.lostError !== undefined;
+  }
+
+  requireModel(): Base {
+    if (!this.base) throw new UsageError('No model is loaded.', 'Load a model first (the demo model needs no download).');
+    return this.base;
+  }
+
+  // ------------------------------------------------------------------------------------ cache
+
+  async listCached(): Promise<CachedModel[]> {
+    return (await this.cache?.list() ?? []).map((m) => ({ key: m.key, name: m.name, revision: m.revision, bytes: m.totalBytes, savedAt: m.savedAt }));
+  }
+
+  async deleteCached(key: string): Promise<void> {
+    await this.cache?.delete(key);
+  }
+
+  async isCached(key: string): Promise<boolean> {
+    return !!(await this.cache?.get(key));
+  }
+
+  // ------------------------------------------------------------------------------------ loading
+
+  /** Reads and checks a model's files (config, tokenizer, the weights' headers) without the GPU. */
+  async read(source: StoreSource, quant: Quant = 'nf4', onEvent?: (e: LoadEvent) => void): Promise<ModelFiles> {
+    let files: FileList, texts: Record<string, string> = {}, name: string, revision: string | null = null;
+    const onProgress = (p: DownloadProgress) => void emit(onEvent, { phase: 'download', ...p });
+    if (source.kind === 'demo' || source.kind === 'hub') {
+      if (!this.host.fetch || (source.kind === 'demo' && !this.host.demoUrl)) throw new UsageError('This host cannot download models.', 'Load a local model folder.');
+      const headers: Record<string, string> = source.kind === 'hub' && source.token ? { Authorization: `Bearer ${source.token}` } : {};
+      if (source.kind === 'hub') revision = source.revision || 'main';
+      const url = source.kind === 'demo' ? this.host.demoUrl! : hubBaseUrl(source.id, revision!);
+      ({ files, texts } = await remoteModel(url, { fetch: this.host.fetch, headers, onProgress }));
+      name = source.kind === 'demo' ? 'Demo model (tiny Llama)' : source.id.trim();
+    } else if (source.kind === 'files') {
+      files = source.files.map((f) => blobSource(f, (f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name));
+      name = folderName(source.files);
+    } else if (source.kind === 'folder') {
+      files = source.files;
+      name = source.name;
+    } else {
+      throw new Error('model-store: cached models are read from the cache');
+    }
+    const folder = await openModelFolder(files);
+    const config = parseModelConfig(folder.config, folder.configFile);
+    texts = { ...texts, ...(await folderTexts(folder, texts)) };
+    const tokenizer = loadTokenizerFromText(texts['tokenizer.json'], texts['tokenizer_config.json'], name);
+    return { key: cacheKey(source, quant), name, source, revision, folder, config, texts, tokenizer };
+  }
+
+  /** Loads a base model (from the cache when it is there), replacing the one loaded before. */
+  async load(source: StoreSource | ModelFiles, quant: Quant, onEvent?: (e: LoadEvent) => void, opts: LoadOptions = {}): Promise<ModelInfo> {
+    if (opts.doubleQuant && quant !== 'nf4') {
+      throw new UsageError('Double quantization applies to NF4 weights only.', 'Use --quant nf4 with --double-quant.', { field: 'double-quant' });
+    }
+    const read = 'folder' in source && 'texts' in source ? source : undefined;
+    const src = read ? read.source : (source as StoreSource);
+    const key = read?.key ?? cacheKey(src, quant);
+    const manifest = opts.doubleQuant ? undefined : await this.cache?.get(key);
+    if (src.kind === 'cached' && !manifest) {
+      throw new ModelFileError(`No complete cached model "${key}".`, 'It may have been deleted or never finished caching; load it from its source.', { key, reason: 'not-cached' });
+    }
+    this.unload();
+    if (manifest) {
+      this.base = await this.fromCache(await this.device(), manifest, src, onEvent, opts);
+    } else {
+      // Every file is read and checked before the GPU is touched.
+      const files = read ?? (await this.read(src, quant, onEvent));
+      this.base = await this.fromFiles(await this.device(), files, quant, onEvent, opts);
+    }
+    return this.base.info;
+  }
+
+  private basePlan(gpu: Gpu, cfg: ModelConfig, quant: Quant, opts: LoadOptions): Plan {
+    const maxPositions = opts.maxPositions ?? Math.min(cfg.maxPositionEmbeddings, this.host.maxPositions ?? 4096);
+    return new Plan(cfg, { batch: 1, seqLen: 1, quant, training: false, checkpointing: false, maxPositions, limits: gpu.limits });
+  }
+
+  private info(key: string, name: string, cfg: ModelConfig, quant: Quant, tok: LoadedTokenizer, fromCache: boolean): ModelInfo {
+    const params = expectedWeights(cfg).reduce((s, w) => s + w.shape.reduce((a, b) => a * b, 1), 0);
+    return { key, name, arch: cfg.arch, params, vocabSize: cfg.vocabSize, layers: cfg.numLayers, hiddenSize: cfg.hiddenSize, quant, hasChatTemplate: tok.hasChatTemplate, fromCache };
+  }
+
+  private async fromFiles(gpu: Gpu, f: ModelFiles, quant: Quant, onEvent: ((e: LoadEvent) => void) | undefined, opts: LoadOptions): Promise<Base> {
+    const plan = this.basePlan(gpu, f.config, quant, opts);
+    // Refuse a weight that cannot exist on this device before uploading anything.
+    for (const r of plan.rows) {
+      if (r.phase === 'weights' && r.bytes > gpu.limits.maxBufferSize) throw new GpuOutOfMemoryError(r.name, r.bytes, plan.byCategory(), gpu.limits.maxBufferSize);
+    }
+    const weights = await loadWeights(gpu, f.folder, f.config, plan, (p) => void emit(onEvent, { phase: 'quantize', tensor: p.tensor, done: p.done, total: p.total }), opts.doubleQuant);
+    const base: Base = { key: f.key, name: f.name, source: f.source, quant, config: f.config, plan, weights, tokenizer: f.tokenizer, info: this.info(f.key, f.name, f.config, quant, f.tokenizer, false) };
+    if (this.cache && !opts.doubleQuant) {
+      try {
+        await this.writeCache(gpu, base, f, onEvent);
+      } catch (e) {
+        this.freeBase(base);
+        throw e;
+      }
+    }
+    return base;
+  }
+
+  private async writeCache(gpu: Gpu, base: Base, f: ModelFiles, onEvent?: (e: LoadEvent) => void): Promise<void> {
+    const writer = await this.cache!.begin({
+      key: base.key, name: base.name, source: base.source.kind === 'hub' ? 'hub' : base.source.kind === 'demo' ? 'demo' : 'files',
+      revision: f.revision, quant: base.quant, config: JSON.parse(f.texts['config.json']) as Record<string, unknown>, files: f.texts,
+    });
+    try {
+      const total = base.config.numLayers + 1;
+      let done = 0;
+      for await (const s of weightShards(gpu, base.plan)) {
+        await writer.addShard(s.id, s.pieces, s.data);
+        void emit(onEvent, { phase: 'cache', done: Math.min(++done, total), total: Math.max(total, done) });
+      }
+      await writer.commit();
+    } catch (e) {
+      await writer.abort();
+      throw e;
+    }
+  }
+
+  private async fromCache(gpu: Gpu, m: ModelManifest, source: StoreSource, onEvent: ((e: LoadEvent) => void) | undefined, opts: LoadOptions): Promise<Base> {
+    const cfg = parseModelConfig(m.config, `${m.name}: config.json`);
+    const tokenizer = loadTokenizerFromText(m.files['tokenizer.json'], m.files['tokenizer_config.json'], m.name);
+    const plan = this.basePlan(gpu, cfg, m.quant, opts);
+    const cache = this.cache!;
+    async function* shards() {
+      for (const s of m.shards) yield { id: s.id, pieces: s.pieces, data: await cache.readShard(m, s) };
+    }
+    let weights;
+    try {
+      weights = await loadCachedWeights(gpu, cfg, plan, shards(), (done) => void emit(onEvent, { phase: 'upload', done, total: m.shards.length }));
+      await gpu.check();
+    } catch (e) {
+      for (const r of plan.rows) plan.free(gpu, r.name);
+      if (e instanceof ModelFileError && e.details.reason === 'cache-mismatch') await cache.delete(m.key);
+      throw e;
+    }
+    const src: StoreSource = source.kind === 'cached' ? source : { kind: 'cached', key: m.key };
+    return { key: m.key, name: m.name, source: src, quant: m.quant, config: cfg, plan, weights, tokenizer, info: this.info(m.key, m.name, cfg, m.quant, tokenizer, true) };
+  }
+
+  private freeBase(b: Base): void {
+    if (!this.gpu) return;
+    for (const r of b.plan.rows) b.plan.free(this.gpu, r.name);
+  }
+
+  /** Frees every run and the base. */
+  unload(): void {
+    for (const r of this.runs) r.dispose();
+    this.runs.clear();
+    if (this.base) this.freeBase(this.base);
+    this.base = undefined;
+  }
+
+  // ------------------------------------------------------------------------------------ runs
+
+  /** A run over the loaded weights (training, inference, another LoRA spec); freed by `close`. */
+  async open(opts: Omit<OpenOptions, 'quant'>): Promise<DerivedModel> {
+    const base = this.requireModel();
+    const run = await openOverWeights(await this.device(), base, { ...opts, quant: base.quant });
+    this.runs.add(run);
+    return run;
+  }
+
+  /** An inference run carrying a PEFT adapter read with model/adapter.ts importAdapter. */
+  async openAdapter(a: ImportedAdapter, shape: { batch: number; seqLen: number } = { batch: 1, seqLen: 1 }): Promise<DerivedModel> {
+    const run = await this.open({ ...shape, lora: a.spec, training: false });
+    run.lora!.load(a.weights);
+    return run;
+  }
+
+  close(run: DerivedModel | undefined): void {
+    if (!run || !this.runs.delete(run)) return;
+    run.dispose();
+  }
+
+  /**
+   * After a lost device: a new device and the base back, from the cache (or its source if it never
+   * got cached). Every run died with the old device and is forgotten, not freed.
+   */
+  async recover(): Promise<void> {
+    const base = this.requireModel();
+    const old = this.gpu;
+    this.gpu = undefined;
+    try {
+      old?.destroy();
+    } catch {
+      // already gone
+    }
+    this.runs.clear();
+    this.base = undefined;
+    const cached = await this.isCached(base.key);
+    await this.load(cached ? { kind: 'cached', key: base.key } : base.source, base.quant, undefined, { maxPositions: base.plan.opts.maxPositions });
+  }
+}
+
+/** The small text files a cache entry keeps, read from the folder unless the download gave them. */
+async function folderTexts(folder: ModelFolder, have: Record<string, string>): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const read = async (src: ByteSource | null, file: string, required: boolean) => {
+    if (have[file] !== undefined) return;
+    if (!src) {
+      if (required) throw new ModelFileError(`The model has no ${file}.`, 'Include the tokenizer files (tokenizer.json, tokenizer_config.json) with the model.', { file, reason: 'missing-file' });
+      return;
+    }
+    out[file] = new TextDecoder().decode(await src.read(0, src.size));
+  };
+  await read(folder.tokenizer, 'tokenizer.json', true);
+  await read(folder.tokenizerConfig, 'tokenizer_config.json', true);
+  await read(folder.generationConfig, 'generation_config.json', false);
+  out['config.json'] = have['config.json'] ?? JSON.stringify(folder.config);
+  return out;
+}
