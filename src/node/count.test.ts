@@ -17,6 +17,16 @@ describe('bench --count', () => {
     expect(c.sampleMs).toBeGreaterThan(0);
   }, 60_000);
 
+  test('warm, a training step creates no buffer and no bind group, and a decoded token no buffer', async () => {
+    for (const targets of [['q_proj', 'v_proj'], ['q_proj', 'v_proj', 'o_proj']] as const) {
+      const c = await count('public/models/demo', [...targets]);
+      expect(c.trainStep.buffersCreated).toBe(0);
+      expect(c.trainStep.bindGroupsCreated).toBe(0);
+      expect(c.decodeToken.buffersCreated).toBe(0);
+      expect(c.decodeToken.bindGroupsCreated).toBe(0);
+    }
+  }, 60_000);
+
   test('more LoRA targets, more dispatches: the count follows the model code', async () => {
     const qv = await count('public/models/demo', ['q_proj', 'v_proj']);
     const qvo = await count('public/models/demo', ['q_proj', 'v_proj', 'o_proj']);

@@ -1,7 +1,10 @@
 // `webtune bench --shape NAME|DIR`: a model of a real shape with random weights (no download), run
 // through the same loader and training step as a real one. Prints training and forward tokens/s,
 // dispatches and readbacks per step, GPU bytes by category, and the memory plan's prediction next
-// to the measured peak. `--plan-only` prints the plan without touching a GPU.
+// to the measured peak. `--plan-only` prints the plan without touching a GPU. `--count` runs one
+// training step and one decoded token of the real model code on a device that only counts
+// (src/gpu/counting.ts) and prints what each asks of the GPU:
+// dispatches, passes, submits, readbacks and their bytes, buffers and bind groups created.
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Gpu } from '../gpu/runtime.ts';
