@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm run bench`: kernel timings and dataset preparation throughput as JSON (src/node/bench.ts).
+// `npm run bench`: kernel timings, the counted work of a training step and a decoded token, and
+// dataset preparation throughput, as JSON (src/node/bench.ts).
 import { register } from 'tsx/esm/api';
 
 register();

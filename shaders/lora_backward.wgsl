@@ -26,7 +26,7 @@ struct Params {
   N: u32,
   K: u32,
   R: u32,
-  seed: u32,
+  seedIndex: u32,      // the dropout seed is seeds[seedIndex]: seeds change every step, Params never
   keepThreshold: u32,
   invKeep: f32,
   scale: f32,
@@ -42,6 +42,7 @@ struct Params {
 @group(0) @binding(7) var<storage, read> A: array<f32>;         // (R, K)
 @group(0) @binding(8) var<storage, read> B: array<f32>;         // (N, R)
 @group(0) @binding(9) var<storage, read> U: array<f32>;         // (M, R)  saved by the forward
+@group(0) @binding(10) var<storage, read> seeds: array<u32>;    // per-step dropout seeds (dA, dX only)
 
 var<workgroup> Ls: array<f32, BK * WY * TM>;
 var<workgroup> Rs: array<f32, BK * WX * TN>;
@@ -168,7 +169,7 @@ fn dA_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   let BP = WY * TM;
   let BQ = WX * TN;
   let o = tile_origin(wid, nwg, p.R);
-  let seedHash = pcg(p.seed);
+  let seedHash = pcg(seeds[p.seedIndex]);
   var acc: array<f32, TM * TN>;
   for (var m0 = 0u; m0 < p.M; m0 += BK) {
     for (var e = lid; e < BK * BP; e += WX * WY) {   // x is contiguous along k (the tile rows)
@@ -215,7 +216,7 @@ fn dX_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   let BP = WY * TM;
   let BQ = WX * TN;
   let o = tile_origin(wid, nwg, p.K);
-  let seedHash = pcg(p.seed);
+  let seedHash = pcg(seeds[p.seedIndex]);
   var acc: array<f32, TM * TN>;
   for (var r0 = 0u; r0 < p.R; r0 += BK) {
     for (var e = lid; e < BK * BP; e += WX * WY) {   // dU is contiguous along r

@@ -26,7 +26,7 @@ struct Params {
   N: u32,
   K: u32,
   R: u32,
-  seed: u32,
+  seedIndex: u32,      // the dropout seed is seeds[seedIndex]: seeds change every step, Params never
   keepThreshold: u32,  // floor(p * 2^32): keep when the hash is >= this
   invKeep: f32,        // f32(1 / (1 - p))
   scale: f32,
@@ -38,6 +38,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> x: array<f32>;         // (M, K)
 @group(0) @binding(4) var<storage, read> A: array<f32>;         // (R, K)
 @group(0) @binding(5) var<storage, read> B: array<f32>;         // (N, R)
+@group(0) @binding(6) var<storage, read> seeds: array<u32>;     // per-step dropout seeds (down only)
 
 // Tiles of the two operands, stored [s][row] and [s][col] so the inner loop reads along rows/cols.
 var<workgroup> Ls: array<f32, BK * WY * TM>;
@@ -83,7 +84,7 @@ fn down(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let w = wid.x + wid.y * nwg.x;
   let p0 = (w / tilesQ) * BP;   // first m of the tile; past M for the spare workgroups of the grid
   let q0 = (w % tilesQ) * BQ;   // first r
-  let seedHash = pcg(p.seed);
+  let seedHash = pcg(seeds[p.seedIndex]);
   var acc: array<f32, TM * TN>;
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
     // Both operands are contiguous along k, so consecutive threads take consecutive k.

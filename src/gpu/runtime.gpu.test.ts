@@ -47,6 +47,37 @@ describe('Gpu runtime', () => {
     expect(gpu.counters.readbacks - r0).toBe(1);
   });
 
+  test('scalars: each dispatch sees the values written before it was recorded; no new bind group or buffer', async () => {
+    const n = 256;
+    const xT = gpu.tensor('x', 'activations', new Float32Array(n).fill(1));
+    const y1 = gpu.tensor('y1', 'scratch', n * 4), y2 = gpu.tensor('y2', 'scratch', n * 4);
+    const k = gpu.kernel('copy_test', COPY, { overrides: { WG: 64 } });
+    const run = async (s1: number, s2: number) => {
+      // Two values in one slot within one recording: the second write must not reach the first dispatch.
+      gpu.dispatch(k, [y1, xT], gpu.scalars('test.params', params([n], [s1])), grid(n / 64));
+      gpu.dispatch(k, [y2, xT], gpu.scalars('test.params', params([n], [s2])), grid(n / 64));
+      return [(await gpu.readF32(y1))[n - 1], (await gpu.readF32(y2))[n - 1]];
+    };
+    expect(await run(3, 5)).toEqual([3, 5]);
+    const c0 = { ...gpu.counters };
+    expect(await run(7, 11)).toEqual([7, 11]);
+    // Same buffers, same bind groups; the staging buffers of the readbacks are reused too.
+    expect(gpu.counters.bindGroupsCreated - c0.bindGroupsCreated).toBe(0);
+    expect(gpu.counters.buffersCreated - c0.buffersCreated).toBe(0);
+    expect(gpu.counters.readbackBytes - c0.readbackBytes).toBe(2 * n * 4);
+    for (const t of [xT, y1, y2]) gpu.free(t);
+  });
+
+  test('concurrent readbacks each get their own staging buffer', async () => {
+    const a = gpu.tensor('a', 'scratch', Float32Array.of(1, 2, 3, 4));
+    const b = gpu.tensor('b', 'scratch', Float32Array.of(5, 6, 7, 8));
+    const [ra, rb] = await Promise.all([gpu.readF32(a), gpu.readF32(b)]);
+    expect(Array.from(ra)).toEqual([1, 2, 3, 4]);
+    expect(Array.from(rb)).toEqual([5, 6, 7, 8]);
+    gpu.free(a);
+    gpu.free(b);
+  });
+
   test('caches pipelines by kernel and override constants', () => {
     const a = gpu.kernel('copy_test', COPY, { overrides: { WG: 64 } });
     const b = gpu.kernel('copy_test', COPY, { overrides: { WG: 64 } });

@@ -5,6 +5,9 @@
 //   gpu.dispatch(k, bindings, params, workgroups)
 //                                 recorded into the step's one command encoder and compute pass
 //   gpu.read(t)                   the only way back to the CPU; counted as a readback
+//   gpu.scalars(label, data)      a small buffer of values that change every step (dropout seeds,
+//                                 the optimizer's step, a decode position), rewritten in place so
+//                                 the bind groups holding it are made once
 // Errors from pipeline and buffer creation are captured with error scopes and surface, typed, at
 // the next `await gpu.check()` (which read() calls first).
 import { acquireDevice, type AcquiredDevice, type GrantedFeatures } from './device.ts';
@@ -34,7 +37,16 @@ export interface View {
   size: number;
 }
 
-export type Binding = Tensor | View;
+/** A small persistent buffer of per-step values (see Gpu.scalars): binds as the uniform `params`
+ *  (binding 0) or as a storage binding. Not counted by category: like the content-cached uniforms,
+ *  these few bytes are the runtime's, not the memory plan's. */
+export interface Scalars {
+  readonly buffer: GPUBuffer;
+  readonly size: number;
+  readonly label: string;
+}
+
+export type Binding = Tensor | View | Scalars;
 
 export interface KernelOptions {
   entry?: string;
@@ -51,6 +63,12 @@ export interface Counters {
   dispatches: number;
   readbacks: number;
   submits: number;
+  /** Compute passes begun, bytes read back, GPU buffers and bind groups created (a warm training
+   *  step or decoded token should create none). */
+  passes: number;
+  readbackBytes: number;
+  buffersCreated: number;
+  bindGroupsCreated: number;
 }
 
 /** Uniform parameters: u32 fields first, then f32 fields, matching the WGSL `Params` struct order. */
@@ -78,6 +96,10 @@ export function grid(workgroups: number, maxPerDim = 65535): [number, number] {
 
 const MAX_CACHED_UNIFORMS = 4096;
 
+/** Staging buffers up to this size are kept for the next readback (a logits row is 513 KB at a
+ *  128k vocabulary); larger ones (whole tensors read in tests and exports) are destroyed after use. */
+const MAX_POOLED_STAGING = 4 * 2 ** 20;
+
 function isView(b: Binding): b is View {
   return (b as View).tensor !== undefined;
 }
@@ -89,7 +111,7 @@ export class Gpu {
   readonly requestedLimits: Record<string, number>;
   readonly features: GrantedFeatures;
   readonly limits: GPUSupportedLimits;
-  readonly counters: Counters = { dispatches: 0, readbacks: 0, submits: 0 };
+  readonly counters: Counters = { dispatches: 0, readbacks: 0, submits: 0, passes: 0, readbackBytes: 0, buffersCreated: 0, bindGroupsCreated: 0 };
   /** Live bytes per category, and the peak of their sum. */
   readonly bytes: Record<Category, number> = Object.fromEntries(CATEGORIES.map((c) => [c, 0])) as Record<Category, number>;
   peakBytes = 0;
@@ -101,6 +123,11 @@ export class Gpu {
   private kernels = new Map<string, Kernel>();
   private uniforms = new Map<string, GPUBuffer>();
   private bindGroups = new Map<string, GPUBindGroup>();
+  private scalarSlots = new Map<string, Scalars & { last: Uint8Array }>();
+  /** Scalars buffers bound by work recorded since the last submit: rewriting one flushes first. */
+  private scalarsInEncoder = new Set<GPUBuffer>();
+  /** Free staging buffers by size (powers of two), reused by read(). */
+  private staging = new Map<number, GPUBuffer[]>();
   private bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
   private pending: Promise<WebtuneError | null>[] = [];
@@ -156,6 +183,7 @@ export class Gpu {
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       mappedAtCreation: data !== undefined,
     });
+    this.counters.buffersCreated++;
     const held = { ...this.bytes };
     this.pending.push(
       this.device.popErrorScope().then((e) => (e ? new GpuOutOfMemoryError(label, size, held) : null)),
@@ -242,10 +270,47 @@ export class Gpu {
       });
       new Uint8Array(buf.getMappedRange()).set(bytes);
       buf.unmap();
+      this.counters.buffersCreated++;
       this.uniforms.set(key, buf);
       this.bufferIds.set(buf, this.nextBufferId++);
     }
     return buf;
+  }
+
+  /**
+   * The persistent buffer named `label`, holding `data` from here on in queue order: work recorded
+   * before this call sees the old values, work recorded after it the new ones. For values that
+   * change every step or token, which as content-cached uniforms would make a new buffer and bind
+   * group each time. Created once per (label, size); rewritten (queue.writeBuffer) only when `data`
+   * differs from what it holds, and if work bound to it is still being recorded, that work is
+   * submitted first. Usable as the uniform `params` of a dispatch or as a storage binding.
+   */
+  scalars(label: string, data: ArrayBuffer | ArrayBufferView): Scalars {
+    this.throwIfLost();
+    const bytes = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+    const size = Math.max(16, Math.ceil(bytes.length / 16) * 16);
+    const key = `${label}:${size}`;
+    let slot = this.scalarSlots.get(key);
+    if (!slot) {
+      const buffer = this.device.createBuffer({
+        label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, mappedAtCreation: true,
+      });
+      new Uint8Array(buffer.getMappedRange()).set(bytes);
+      buffer.unmap();
+      this.counters.buffersCreated++;
+      this.bufferIds.set(buffer, this.nextBufferId++);
+      slot = { buffer, size, label, last: bytes.slice() };
+      this.scalarSlots.set(key, slot);
+      return slot;
+    }
+    const last = slot.last;
+    let same = true;
+    for (let i = 0; i < bytes.length && same; i++) same = bytes[i] === last[i];
+    if (same) return slot;
+    if (this.scalarsInEncoder.has(slot.buffer)) this.flush();
+    this.device.queue.writeBuffer(slot.buffer, 0, bytes.buffer, bytes.byteOffset, bytes.length);
+    last.set(bytes);
+    return slot;
   }
 
   /**
@@ -256,7 +321,7 @@ export class Gpu {
   dispatch(
     k: Kernel,
     bindings: (Binding | undefined)[],
-    uniforms: ArrayBuffer | undefined,
+    uniforms: ArrayBuffer | Scalars | undefined,
     workgroups: [number, number?, number?],
   ): void {
     this.throwIfLost();
@@ -267,13 +332,16 @@ export class Gpu {
     const entries: GPUBindGroupEntry[] = [];
     let key = k.key;
     if (uniforms) {
-      const ub = this.uniform(uniforms);
+      const slot = (uniforms as Scalars).buffer !== undefined ? (uniforms as Scalars) : undefined;
+      const ub = slot ? slot.buffer : this.uniform(uniforms as ArrayBuffer);
+      if (slot) this.scalarsInEncoder.add(ub);
       entries.push({ binding: 0, resource: { buffer: ub } });
       key += `|u${this.bufferIds.get(ub)}@`;
     }
     bindings.forEach((b, i) => {
       if (!b) return;
       const buffer = isView(b) ? b.tensor.buffer : b.buffer;
+      if (!isView(b) && !('category' in b)) this.scalarsInEncoder.add(buffer);
       const offset = isView(b) ? b.offset : 0;
       const size = isView(b) ? b.size : b.size;
       entries.push({ binding: i + 1, resource: { buffer, offset, size } });
@@ -282,10 +350,14 @@ export class Gpu {
     let group = this.bindGroups.get(key);
     if (!group) {
       group = this.device.createBindGroup({ label: `${k.name}.bindgroup`, layout: k.pipeline.getBindGroupLayout(0), entries });
+      this.counters.bindGroupsCreated++;
       this.bindGroups.set(key, group);
     }
     if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: 'runtime.step' });
-    if (!this.pass) this.pass = this.encoder.beginComputePass({ label: 'runtime.step.pass' });
+    if (!this.pass) {
+      this.pass = this.encoder.beginComputePass({ label: 'runtime.step.pass' });
+      this.counters.passes++;
+    }
     this.pass.setPipeline(k.pipeline);
     this.pass.setBindGroup(0, group);
     this.pass.dispatchWorkgroups(x, y, z);
@@ -321,9 +393,10 @@ export class Gpu {
     if (!this.encoder) return;
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = undefined;
+    this.scalarsInEncoder.clear();
     this.counters.submits++;
-    // Uniforms that change every step (a scheduled learning rate) would grow the cache without
-    // bound; past a cap, start over. Destroying after submit is safe: submitted work keeps them.
+    // Uniforms that change every step would grow the cache without bound (such values belong in
+    // scalars(), which is rewritten in place); past a cap, start over. Destroying after submit is safe: submitted work keeps them.
     if (this.uniforms.size > MAX_CACHED_UNIFORMS) {
       for (const b of this.uniforms.values()) b.destroy();
       this.uniforms.clear();
@@ -356,23 +429,36 @@ export class Gpu {
   async read(t: Tensor, offset = 0, size = t.size - offset): Promise<ArrayBuffer> {
     await this.check();
     this.endPass();
-    const staging = this.device.createBuffer({
-      label: `${t.label}.readback`,
-      size,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
+    // A pooled staging buffer of the next power of two: reads in flight at once each take their own.
+    const cap = Math.max(256, 2 ** Math.ceil(Math.log2(size)));
+    const pooled = cap <= MAX_POOLED_STAGING;
+    let staging = pooled ? this.staging.get(cap)?.pop() : undefined;
+    if (!staging) {
+      staging = this.device.createBuffer({
+        label: pooled ? 'runtime.readback' : `${t.label}.readback`,
+        size: pooled ? cap : size,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      this.counters.buffersCreated++;
+    }
     if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: 'runtime.step' });
     this.encoder.copyBufferToBuffer(t.buffer, offset, staging, 0, size);
     this.flush();
     this.counters.readbacks++;
+    this.counters.readbackBytes += size;
     try {
-      await staging.mapAsync(GPUMapMode.READ);
+      await staging.mapAsync(GPUMapMode.READ, 0, size);
     } catch (e) {
       this.throwIfLost();
       throw e;
     }
-    const out = staging.getMappedRange().slice(0);
-    staging.destroy();
+    const out = staging.getMappedRange(0, size).slice(0);
+    staging.unmap();
+    if (pooled) {
+      const free = this.staging.get(cap) ?? [];
+      free.push(staging);
+      this.staging.set(cap, free);
+    } else staging.destroy();
     await this.check();
     return out;
   }
@@ -388,6 +474,10 @@ export class Gpu {
   destroy(): void {
     for (const b of this.uniforms.values()) b.destroy();
     this.uniforms.clear();
+    for (const s of this.scalarSlots.values()) s.buffer.destroy();
+    this.scalarSlots.clear();
+    for (const list of this.staging.values()) for (const b of list) b.destroy();
+    this.staging.clear();
     this.bindGroups.clear();
     this.device.destroy();
   }

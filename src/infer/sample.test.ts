@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { argmax, Rng, sampleToken, samplingDistribution } from './sample.ts';
+import { argmax, Rng, sampleToken, samplingDistribution, type SamplingOptions } from './sample.ts';
 
 describe('sampling', () => {
   test('greedy is the first index of the maximum, whatever the other options', () => {
@@ -52,5 +52,139 @@ describe('sampling', () => {
     expect(Math.abs(freq[0] - 0.6)).toBeLessThan(0.03);
     expect(Math.abs(freq[1] - 0.3)).toBeLessThan(0.03);
     expect(Math.abs(freq[2] - 0.1)).toBeLessThan(0.02);
+  });
+});
+
+// The sampler as it was before the selection rewrite: a full stable sort of the vocabulary per token.
+// It defines the behaviour the fast sampler must keep (same distribution, same ids per seed).
+function referenceDistribution(logits: ArrayLike<number>, o: SamplingOptions): { ids: number[]; probs: Float64Array } {
+  const V = logits.length, t = o.temperature;
+  let ids = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b);
+  const topK = o.topK ?? 0;
+  if (topK > 0 && topK < V) {
+    const kth = logits[ids[topK - 1]];
+    let n = topK;
+    while (n < V && logits[ids[n]] === kth) n++;
+    ids = ids.slice(0, n);
+  }
+  const scaled = ids.map((i) => logits[i] / t);
+  let probs = Float64Array.from(scaled, (x) => Math.exp(x - scaled[0]));
+  let sum = probs.reduce((a, x) => a + x, 0);
+  for (let i = 0; i < probs.length; i++) probs[i] /= sum;
+  const topP = o.topP ?? 1;
+  if (topP < 1) {
+    let cum = 0, cut = probs.length;
+    for (let i = probs.length - 1; i > 0; i--) {
+      cum += probs[i];
+      if (cum <= 1 - topP) cut = i;
+      else break;
+    }
+    ids = ids.slice(0, cut);
+    probs = probs.slice(0, cut);
+    sum = probs.reduce((a, x) => a + x, 0);
+    for (let i = 0; i < probs.length; i++) probs[i] /= sum;
+  }
+  return { ids, probs };
+}
+
+/** The reference draw from a reference distribution (computed once per setting: the full sort is slow). */
+function referenceDraw({ ids, probs }: { ids: number[]; probs: Float64Array }, rng: Rng): number {
+  const u = rng.next();
+  let cum = 0;
+  for (let i = 0; i < ids.length; i++) {
+    cum += probs[i];
+    if (u < cum) return ids[i];
+  }
+  return ids[ids.length - 1];
+}
+
+/** Normal logits times `scale`; `levels` > 0 rounds them to that many steps per unit, making ties. */
+function randomLogits(V: number, seed: number, scale = 3, levels = 0): Float32Array {
+  const r = new Rng(seed);
+  const out = new Float32Array(V);
+  for (let i = 0; i < V; i++) {
+    const z = Math.sqrt(-2 * Math.log(1 - r.next())) * Math.cos(2 * Math.PI * r.next());
+    out[i] = levels ? Math.round(z * scale * levels) / levels : z * scale;
+  }
+  return out;
+}
+
+const SETTINGS: SamplingOptions[] = [];
+for (const temperature of [0.5, 0.8, 1.7]) {
+  for (const topK of [0, 1, 3, 50, 1000]) for (const topP of [1, 0.95, 0.9, 0.5, 0.05]) SETTINGS.push({ temperature, topK, topP });
+}
+
+describe('the selection sampler equals the full-sort sampler', () => {
+  test('same ids and probabilities, bit for bit when top-k is on', () => {
+    for (const [V, levels] of [[7, 0], [200, 0], [200, 2], [3000, 0], [3000, 4]] as const) {
+      for (let seed = 1; seed <= 3; seed++) {
+        const logits = randomLogits(V, seed * 101 + V, 3, levels);
+        for (const o of SETTINGS) {
+          const ref = referenceDistribution(logits, o), got = samplingDistribution(logits, o);
+          expect(got.ids, JSON.stringify({ V, levels, seed, o })).toEqual(ref.ids);
+          if ((o.topK ?? 0) > 0 && (o.topK ?? 0) < V) expect(Array.from(got.probs)).toEqual(Array.from(ref.probs));
+          else got.probs.forEach((p, i) => expect(Math.abs(p - ref.probs[i])).toBeLessThan(1e-12));
+        }
+      }
+    }
+  });
+
+  test('same ids for a fixed seed, over many draws and settings (ties included)', () => {
+    for (const [V, levels] of [[50, 0], [500, 1], [4000, 0]] as const) {
+      const logits = randomLogits(V, V, 2, levels);
+      for (const o of SETTINGS) {
+        const a = new Rng(7), b = new Rng(7);
+        const got = Array.from({ length: 200 }, () => sampleToken(logits, o, a));
+        const dist = referenceDistribution(logits, o);
+        const ref = Array.from({ length: 200 }, () => referenceDraw(dist, b));
+        expect(got, JSON.stringify({ V, levels, o })).toEqual(ref);
+      }
+    }
+  });
+
+  test('at a Llama 3 vocabulary (128,256) with top-k 50 and top-p 0.9, and with top-p or temperature alone', () => {
+    const logits = randomLogits(128256, 3);
+    for (const o of [{ temperature: 0.8, topK: 50, topP: 0.9 }, { temperature: 0.8, topP: 0.9 }, { temperature: 0.8 }]) {
+      const a = new Rng(11), b = new Rng(11);
+      const got = Array.from({ length: 5 }, () => sampleToken(logits, o, a));
+      const dist = referenceDistribution(logits, o);
+      const ref = Array.from({ length: 5 }, () => referenceDraw(dist, b));
+      expect(got).toEqual(ref);
+    }
+  });
+
+  test('ties: the k-th value keeps all its ties; top-p and the draw rank equal logits by id', () => {
+    const logits = [1, 2, 2, 2, 0, 2];
+    expect(samplingDistribution(logits, { temperature: 1, topK: 2 }).ids).toEqual([1, 2, 3, 5]);
+    // Four equal tokens at 0.25 each: a nucleus of 0.5 removes the two with the highest ids.
+    const flat = [0, 0, 0, 0];
+    expect(samplingDistribution(flat, { temperature: 1, topP: 0.5 }).ids).toEqual([0, 1]);
+    expect(samplingDistribution(flat, { temperature: 1, topP: 0.5 }).ids).toEqual(referenceDistribution(flat, { temperature: 1, topP: 0.5 }).ids);
+    // Temperature alone over equal logits: u in [0.25k, 0.25(k+1)) draws id k.
+    const fixed = (u: number) => ({ next: () => u }) as Rng;
+    expect([0.1, 0.3, 0.6, 0.9].map((u) => sampleToken(flat, { temperature: 1 }, fixed(u)))).toEqual([0, 1, 2, 3]);
+    expect(sampleToken([5, 1, 5], { temperature: 1 }, fixed(0.4))).toBe(0);
+    expect(sampleToken([5, 1, 5], { temperature: 1 }, fixed(0.6))).toBe(2);
+  });
+
+  test('frequencies over 10,000 draws match the exact distribution', () => {
+    const logits = [2.1, 0.3, 1.7, -0.5, 1.7, 0.9, 2.4, -1.2, 0.0, 1.1, 0.6, 1.7];
+    const n = 10_000;
+    for (const o of [{ temperature: 1 }, { temperature: 0.7, topP: 0.8 }, { temperature: 1.3, topK: 5 }, { temperature: 0.9, topK: 6, topP: 0.9 }]) {
+      // The exact distribution, computed here from its definition (softmax, then the cuts).
+      const { ids, probs } = referenceDistribution(logits, o);
+      const r = new Rng(2024);
+      const hits = new Map<number, number>();
+      for (let i = 0; i < n; i++) {
+        const id = sampleToken(logits, o, r);
+        hits.set(id, (hits.get(id) ?? 0) + 1);
+      }
+      expect([...hits.keys()].every((id) => ids.includes(id))).toBe(true); // nothing outside the kept set
+      ids.forEach((id, i) => {
+        // Each count is binomial(n, p): within 4.5 standard deviations (a false failure about 1 in 150,000 per token).
+        const p = probs[i], sd = Math.sqrt(n * p * (1 - p));
+        expect(Math.abs((hits.get(id) ?? 0) - n * p), JSON.stringify({ o, id, p })).toBeLessThanOrEqual(4.5 * sd + 1);
+      });
+    }
   });
 });

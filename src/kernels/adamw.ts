@@ -42,5 +42,7 @@ export function adamw(
   n = b.param.size / 4,
 ): void {
   const k = gpu.kernel('adamw', shader, { overrides: { WG } });
-  gpu.dispatch(k, [b.param, b.m, b.v, b.grad, b.norm], adamwParams(n, c), grid(Math.ceil(n / WG)));
+  // The step and learning rate change every call: a persistent uniform rewritten in place keeps the
+  // dispatch's bind group the same from step to step.
+  gpu.dispatch(k, [b.param, b.m, b.v, b.grad, b.norm], gpu.scalars('adamw.params', adamwParams(n, c)), grid(Math.ceil(n / WG)));
 }

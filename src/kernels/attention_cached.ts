@@ -27,5 +27,7 @@ export function attentionCached(
   }
   if (q.size < Tn * H * D * 4 || o.size < Tn * H * D * 4) throw new RangeError(`attention_cached: q or o is smaller than (${Tn}, ${H}, ${D})`);
   const kern = gpu.kernel('attention_cached', shader, { overrides: { WG: threads, D } });
-  gpu.dispatch(kern, [o, q, k, v], params([Tn, H, Hkv, pos0], [scale]), grid(Tn * H));
+  // pos0 moves with every decoded token: a persistent uniform rewritten in place (all layers of one
+  // token share it) instead of a new uniform buffer and bind group per token.
+  gpu.dispatch(kern, [o, q, k, v], gpu.scalars('attention_cached.params', params([Tn, H, Hkv, pos0], [scale])), grid(Tn * H));
 }

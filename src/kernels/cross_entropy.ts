@@ -17,7 +17,9 @@ export function crossEntropy(
   gpu: Gpu, loss: Binding, logits: Binding, targets: Binding, Tc: number, V: number, gradScale: number,
 ): void {
   const k = gpu.kernel('cross_entropy', shader, { overrides: { WG } });
-  gpu.dispatch(k, [loss, logits, targets], params([Tc, V], [gradScale]), grid(Tc));
+  // gradScale changes with every step's token count: a persistent uniform per chunk shape, rewritten
+  // in place, keeps the bind groups from step to step.
+  gpu.dispatch(k, [loss, logits, targets], gpu.scalars(`cross_entropy.params.${Tc}x${V}`, params([Tc, V], [gradScale])), grid(Tc));
 }
 
 /**

@@ -16,6 +16,16 @@ export interface LoraOptions {
   dropout?: number;
   /** Dropout seed; use a distinct one per (step, micro-batch, module): the backward needs the same. */
   seed?: number;
+  /** Or the seed as seeds.table[seeds.index] (u32), a table of per-step seeds the caller rewrites each
+   *  step (Gpu.scalars): the uniform then never changes, nor the bind groups. Wins over `seed`. */
+  seeds?: { table: Binding; index: number };
+}
+
+/** The seed table binding and the uniform fields of lora_forward.wgsl and lora_backward.wgsl (same
+ *  Params struct). A bare `seed` goes into a one-entry table of its own. */
+export function loraBindings(gpu: Gpu, d: LoraDims, o: LoraOptions): { seeds: Binding; u: ArrayBuffer } {
+  const seeds = o.seeds ?? { table: gpu.scalars('lora.seed', Uint32Array.of((o.seed ?? 0) >>> 0)), index: 0 };
+  return { seeds: seeds.table, u: loraParams(d, { ...o, seedIndex: seeds.index }) };
 }
 
 /** The dropout's uniform fields: keep iff hash >= keepThreshold (probability 1 - p), kept values times invKeep. */
@@ -25,9 +35,9 @@ export function dropoutUniforms(p: number): { keepThreshold: number; invKeep: nu
 }
 
 /** The shared uniform of lora_forward.wgsl and lora_backward.wgsl (same Params struct). */
-export function loraParams(d: LoraDims, o: LoraOptions): ArrayBuffer {
+export function loraParams(d: LoraDims, o: LoraOptions & { seedIndex: number }): ArrayBuffer {
   const { keepThreshold, invKeep } = dropoutUniforms(o.dropout ?? 0);
-  return params([d.M, d.N, d.K, d.R, (o.seed ?? 0) >>> 0, keepThreshold], [invKeep, o.scale]);
+  return params([d.M, d.N, d.K, d.R, o.seedIndex, keepThreshold], [invKeep, o.scale]);
 }
 
 /** Outputs per thread along each tile axis: TM = TN = 4, consts in both WGSL files. */
@@ -50,9 +60,9 @@ export function tiles(rows: number, cols: number, t: { WX: number; WY: number })
 export function loraForward(
   gpu: Gpu, Y: Binding, U: Binding, x: Binding, A: Binding, B: Binding, d: LoraDims, o: LoraOptions,
 ): void {
-  const u = loraParams(d, o);
+  const { seeds, u } = loraBindings(gpu, d, o);
   const down = gpu.kernel('lora_forward', shader, { entry: 'down', overrides: NARROW });
-  gpu.dispatch(down, [undefined, U, x, A], u, tiles(d.M, d.R, NARROW));
+  gpu.dispatch(down, [undefined, U, x, A, undefined, seeds], u, tiles(d.M, d.R, NARROW));
   const up = gpu.kernel('lora_forward', shader, { entry: 'up', overrides: SQUARE });
   gpu.dispatch(up, [Y, U, undefined, undefined, B], u, tiles(d.M, d.N, SQUARE));
 }

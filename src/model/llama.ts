@@ -8,7 +8,7 @@
 //   h' = h2 + m·Wdᵀ (+LoRA)
 // Residual adds are free: the output buffer starts as a copy of the residual and every matmul
 // accumulates into it.
-import type { Binding, Gpu, Tensor, View } from '../gpu/runtime.ts';
+import type { Binding, Gpu, Scalars, Tensor, View } from '../gpu/runtime.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { matmulNf4 } from '../kernels/matmul_nf4.ts';
 import { matmulNf4Backward } from '../kernels/matmul_nf4_backward.ts';
@@ -89,6 +89,10 @@ function moduleSeed(seed: number, layer: number, p: number): number {
 }
 
 export class LlamaModel {
+  /** The dropout seed of every (layer, projection), rewritten once per training micro-batch: the
+   *  LoRA kernels read theirs from it, so their uniforms and bind groups never change. */
+  private seedTable: Scalars | undefined;
+
   constructor(
     readonly gpu: Gpu,
     readonly dims: ModelDims,
@@ -96,6 +100,11 @@ export class LlamaModel {
     readonly plan: Plan,
     readonly lora: LoraState | undefined,
   ) {}
+
+  private seeds(l: number, p: Proj): { table: Scalars; index: number } {
+    this.seedTable ??= this.gpu.scalars('llama.lora_seeds', new Uint32Array(this.dims.numLayers * PROJS.length));
+    return { table: this.seedTable, index: l * PROJS.length + PROJS.indexOf(p) };
+  }
 
   private t(name: string): Tensor {
     return this.plan.tensor(name);
@@ -133,7 +142,7 @@ export class LlamaModel {
     const Bm = lo.entry(l, p, 'B')!;
     loraForward(this.gpu, y, this.act(`U.${p}`, l), x, lo.view(lo.params, A), lo.view(lo.params, Bm),
       { M, N: lin.N, K: lin.K, R: lo.spec.rank },
-      { scale: this.plan.loraScale, dropout: o.training ? lo.spec.dropout : 0, seed: moduleSeed(o.seed, l, PROJS.indexOf(p)) });
+      { scale: this.plan.loraScale, dropout: o.training ? lo.spec.dropout : 0, seeds: this.seeds(l, p) });
   }
 
   /** dx (=|+=) dy·W + LoRA's dX, and LoRA's dA, dB added into the gradient buffer. */
@@ -147,7 +156,7 @@ export class LlamaModel {
     loraBackward(this.gpu, dx, lo.view(lo.grads, A), lo.view(lo.grads, Bm), this.t('grad.dU'), dy, x,
       lo.view(lo.params, A), lo.view(lo.params, Bm), this.act(`U.${p}`, l),
       { M, N: lin.N, K: lin.K, R: lo.spec.rank },
-      { scale: this.plan.loraScale, dropout: lo.spec.dropout, seed: moduleSeed(o.seed, l, PROJS.indexOf(p)), accumulate: true });
+      { scale: this.plan.loraScale, dropout: lo.spec.dropout, seeds: this.seeds(l, p), accumulate: true });
   }
 
   /** One decoder layer over the batch; with `cache`, attention also sees the cached past and this
@@ -223,6 +232,11 @@ export class LlamaModel {
     g.upload(this.t('ids'), b.ids);
     g.upload(this.t('positions'), b.positions);
     g.upload(this.t('targets'), b.targets);
+    if (o.training && this.lora) {
+      const seeds = new Uint32Array(L * PROJS.length);
+      for (let l = 0; l < L; l++) for (let p = 0; p < PROJS.length; p++) seeds[l * PROJS.length + p] = moduleSeed(o.seed, l, p);
+      this.seedTable = g.scalars('llama.lora_seeds', seeds);
+    }
     embedding(g, this.t('h.0'), this.t('ids'), this.weights.embed, N);
     for (let l = 0; l < L; l++) this.layerForward(l, b, o);
     const xf = this.t('final.x'), rstdF = this.t('final.rstd');

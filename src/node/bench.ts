@@ -6,6 +6,7 @@ import { Gpu } from '../gpu/runtime.ts';
 import type { BenchCase, BenchFamily } from '../kernels/bench-case.ts';
 import { families } from '../kernels/benches.ts';
 import { benchDataPrep } from '../data/bench.ts';
+import { modelBench } from './model-bench.ts';
 
 interface Args {
   mode: 'full' | 'small' | 'auto';
@@ -79,6 +80,13 @@ async function main(): Promise<void> {
     adapterFeatures: gpu.adapterFeatures,
     limits: gpu.requestedLimits,
     kernels: results,
+    // What a Llama-3.2-1B training step (512 tokens, LoRA r 8 on q_proj and v_proj) and a decoded
+    // token ask of the GPU, counted on a device that only counts (the same on every machine), and
+    // the CPU time of sampling one token over its 128,256-token vocabulary.
+    count: args.filter && !'count'.includes(args.filter) ? undefined : await modelBench({
+      shape: 'llama-3.2-1b', seqLen: 512, batch: 1, steps: 1, quant: 'nf4', rank: 8, targets: ['q_proj', 'v_proj'],
+      checkpointing: false, planOnly: false, count: true,
+    }),
     // Dataset preparation (read, detect, template, tokenize with the Llama 3 tokenizer) on the CPU.
     data: args.filter && !'data'.includes(args.filter) ? undefined : await benchDataPrep(),
   };

@@ -164,7 +164,7 @@ async function bench(argv: string[]): Promise<number> {
   const v = args(argv, {
     shape: { type: 'string' }, 'seq-len': { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' },
     quant: { type: 'string' }, rank: { type: 'string' }, targets: { type: 'string' }, checkpointing: { type: 'boolean' },
-    'plan-only': { type: 'boolean' },
+    'plan-only': { type: 'boolean' }, count: { type: 'boolean' },
   }, BENCH_USAGE);
   if (v.help) return help(BENCH_USAGE);
   const result = await modelBench({
@@ -176,7 +176,7 @@ async function bench(argv: string[]): Promise<number> {
     rank: num(v, 'rank', 8, { min: 1, int: true }),
     targets: parseTargets((v.targets as string | undefined) ?? 'all-linear'),
     checkpointing: Boolean(v.checkpointing),
-    planOnly: Boolean(v['plan-only']),
+    planOnly: Boolean(v['plan-only']), count: Boolean(v.count),
   });
   console.log(JSON.stringify(result, null, 2));
   return 0;

@@ -1,7 +1,10 @@
 // `webtune bench --shape NAME|DIR`: a model of a real shape with random weights (no download), run
 // through the same loader and training step as a real one. Prints training and forward tokens/s,
 // dispatches and readbacks per step, GPU bytes by category, and the memory plan's prediction next
-// to the measured peak. `--plan-only` prints the plan without touching a GPU.
+// to the measured peak. `--plan-only` prints the plan without touching a GPU. `--count` runs one
+// training step and one decoded token of the real model code on a device that only counts
+// (src/gpu/counting.ts) and prints what each asks of the GPU:
+// dispatches, passes, submits, readbacks and their bytes, buffers and bind groups created.
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Gpu } from '../gpu/runtime.ts';
@@ -11,11 +14,16 @@ import { parseModelConfig } from '../model/config.ts';
 import { expectedWeights } from '../model/weights.ts';
 import { Plan } from '../model/plan.ts';
 import { openModel } from '../model/open.ts';
-import type { Proj } from '../model/lora.ts';
+import type { LoraSpec, Proj } from '../model/lora.ts';
 import type { Batch } from '../model/llama.ts';
 import { optimizerStep } from '../train/step.ts';
 import { generationModel } from '../infer/kv-open.ts';
 import { generate } from '../infer/generate.ts';
+import { Rng, sampleToken } from '../infer/sample.ts';
+import { countingGpu, diffCounts, type DeviceCounts } from '../gpu/counting.ts';
+import { assembleWeights } from '../model/load-cached.ts';
+import { LoraState } from '../model/lora.ts';
+import { LlamaModel } from '../model/llama.ts';
 
 /** config.json of the named shapes (values from the models' Hub configs). */
 export const SHAPES: Record<string, Record<string, unknown>> = {
@@ -34,6 +42,18 @@ export const SHAPES: Record<string, Record<string, unknown>> = {
     num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64, rms_norm_eps: 1e-5,
     rope_theta: 500000, max_position_embeddings: 131072, tie_word_embeddings: true, bos_token_id: 128000, eos_token_id: 128001,
     rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+  },
+  'llama-3.2-3b': {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 128256, hidden_size: 3072, intermediate_size: 8192,
+    num_hidden_layers: 28, num_attention_heads: 24, num_key_value_heads: 8, head_dim: 128, rms_norm_eps: 1e-5,
+    rope_theta: 500000, max_position_embeddings: 131072, tie_word_embeddings: true, bos_token_id: 128000, eos_token_id: 128001,
+    rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+  },
+  // The seed's model (meta-llama/Meta-Llama-3-8B): no rope_scaling, an untied head.
+  'llama-3-8b': {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 128256, hidden_size: 4096, intermediate_size: 14336,
+    num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, rms_norm_eps: 1e-5,
+    rope_theta: 500000, max_position_embeddings: 8192, tie_word_embeddings: false, bos_token_id: 128000, eos_token_id: 128001,
   },
 };
 
@@ -85,6 +105,8 @@ export interface ModelBenchOptions {
   targets: Proj[];
   checkpointing: boolean;
   planOnly: boolean;
+  /** Count what a training step and a decoded token ask of the GPU, on a device that only counts. */
+  count?: boolean;
 }
 
 async function shapeConfig(shape: string): Promise<Record<string, unknown>> {
@@ -116,6 +138,7 @@ export async function modelBench(o: ModelBenchOptions): Promise<Record<string, u
     batch: o.batch, seqLen: o.seqLen, quant: o.quant, lora, training: true, checkpointing: o.checkpointing,
     gradAccum: 1, maxPositions: o.seqLen, limits,
   });
+  if (o.count) return { ...shape, count: await countRun(cfg, lora, o) };
   if (o.planOnly) {
     const plan = planFor({ maxStorageBufferBindingSize: 2 ** 31 - 4, maxBufferSize: 2 ** 32 });
     return { ...shape, plan: { peakBytes: plan.peakBytes(), byCategory: plan.byCategory(), lossChunkTokens: plan.lossChunk } };
@@ -173,4 +196,70 @@ export async function modelBench(o: ModelBenchOptions): Promise<Record<string, u
   } finally {
     gpu.destroy();
   }
+}
+
+/** What one warm step asks of the GPU (see src/gpu/counting.ts). */
+export type StepCount = Pick<DeviceCounts, 'dispatches' | 'passes' | 'submits' | 'readbacks' | 'readbackBytes' | 'buffersCreated' | 'bindGroupsCreated' | 'copies' | 'writes' | 'writeBytes'>;
+
+function stepCount(c: DeviceCounts): StepCount {
+  const { dispatches, passes, submits, readbacks, readbackBytes, buffersCreated, bindGroupsCreated, copies, writes, writeBytes } = c;
+  return { dispatches, passes, submits, readbacks, readbackBytes, buffersCreated, bindGroupsCreated, copies, writes, writeBytes };
+}
+
+/** CPU milliseconds per sampled token at temperature 0.8, top-k 50, top-p 0.9 over V random logits
+ *  (standard normal, times 3: a peaked distribution like a trained model's). The process's CPU time
+ *  (user + system), not wall time: on a shared machine the wall clock mostly measures the others. */
+export function sampleMs(V: number, tokens = 50): number {
+  const r = new Rng(1);
+  const rows = Array.from({ length: 4 }, () => {
+    const row = new Float32Array(V);
+    for (let i = 0; i < V; i++) row[i] = 3 * Math.sqrt(-2 * Math.log(1 - r.next())) * Math.cos(2 * Math.PI * r.next());
+    return row;
+  });
+  const o = { temperature: 0.8, topK: 50, topP: 0.9 };
+  const draws = new Rng(2);
+  for (const row of rows) sampleToken(row, o, draws); // warm-up (JIT)
+  const t = process.cpuUsage();
+  for (let i = 0; i < tokens; i++) sampleToken(rows[i % rows.length], o, draws);
+  const { user, system } = process.cpuUsage(t);
+  return (user + system) / 1000 / tokens;
+}
+
+/**
+ * One optimizer step and one decoded token of the real model code (llama.ts, train/step.ts,
+ * infer/generate.ts) against the counting device, each counted warm: the first runs, the second is
+ * counted. Weights are allocated from the plan without data (a counting device holds none).
+ */
+async function countRun(cfg: ReturnType<typeof parseModelConfig>, lora: LoraSpec, o: ModelBenchOptions): Promise<Record<string, unknown>> {
+  const { gpu, counts } = countingGpu();
+  const plan = new Plan(cfg, {
+    batch: o.batch, seqLen: o.seqLen, quant: o.quant, lora, training: true, checkpointing: o.checkpointing,
+    gradAccum: 1, maxPositions: o.seqLen, limits: gpu.limits,
+  });
+  for (const r of plan.rows) if (r.phase === 'weights' && !r.name.startsWith('rope.')) plan.alloc(gpu, r.name);
+  const weights = assembleWeights(gpu, cfg, plan);
+  const state = new LoraState(gpu, cfg, lora, (n) => plan.alloc(gpu, n), true);
+  plan.allocRun(gpu);
+  state.init(0);
+  const model = new LlamaModel(gpu, cfg, weights, plan, state);
+  const b = randomBatch(o.batch, o.seqLen, cfg.vocabSize);
+  const step = () => optimizerStep(model, state, [b], { lr: 1e-4, weightDecay: 0, maxGradNorm: 1, seed: 0 });
+  await step();
+  let c0 = { ...counts };
+  await step();
+  const trainStep = stepCount(diffCounts(counts, c0));
+  // A decoded token: generating n + 1 tokens costs one decode step more than generating n. Both
+  // include the prompt's prefill; the counted token sits at a position no earlier step has used.
+  const prompt = Array.from(b.ids.subarray(0, Math.min(16, o.seqLen - 4)));
+  const gen = generationModel(gpu, { config: cfg, plan, model, lora: state }, Math.min(o.seqLen, prompt.length + 3));
+  await generate(gen.model, prompt, { maxNewTokens: 2 }); // warm-up
+  c0 = { ...counts };
+  await generate(gen.model, prompt, { maxNewTokens: 2 });
+  const two = diffCounts(counts, c0);
+  c0 = { ...counts };
+  await generate(gen.model, prompt, { maxNewTokens: 3 });
+  const decodeToken = stepCount(diffCounts(diffCounts(counts, c0), two));
+  gen.dispose();
+  gpu.destroy();
+  return { trainStep, decodeToken, sampleMs: Number(sampleMs(cfg.vocabSize).toFixed(3)) };
 }

@@ -1,0 +1,82 @@
+// Work per step on a real device (SwiftShader here): once warm, a training step creates no bind
+// group and no buffer (per-step values live in Gpu.scalars buffers rewritten in place), and a
+// decoded token creates no buffer (its readback reuses a pooled staging buffer). The same figures
+// for a 1B model come from `webtune bench --count` (src/gpu/counting.ts).
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Gpu, type Counters } from '../gpu/runtime.ts';
+import { randomFolder } from '../node/model-bench.ts';
+import { openModel } from './open.ts';
+import { optimizerStep } from '../train/step.ts';
+import type { Batch } from './llama.ts';
+import { generationModel } from '../infer/kv-open.ts';
+import { generate } from '../infer/generate.ts';
+
+const CONFIG = {
+  architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 96, hidden_size: 32, intermediate_size: 48,
+  num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000,
+  max_position_embeddings: 64, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
+};
+
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await Gpu.create();
+});
+afterAll(() => gpu?.destroy());
+
+function batch(T: number, masked: number, shift: number): Batch {
+  const b: Batch = { B: 1, T, ids: new Uint32Array(T), positions: new Uint32Array(T), targets: new Int32Array(T) };
+  for (let i = 0; i < T; i++) {
+    b.ids[i] = (i * 37 + shift) % 96;
+    b.positions[i] = i;
+    b.targets[i] = i < masked || i === T - 1 ? -100 : ((i + 1) * 37 + shift) % 96;
+  }
+  return b;
+}
+
+const created = (c0: Counters) => ({
+  bindGroups: gpu.counters.bindGroupsCreated - c0.bindGroupsCreated,
+  buffers: gpu.counters.buffersCreated - c0.buffersCreated,
+});
+
+describe('work per warm step', () => {
+  test('a warm training step (dropout on, two micro-batches, a new learning rate and token count each step) creates no bind group and no buffer', async () => {
+    const opened = await openModel(gpu, randomFolder(CONFIG, 3), {
+      quant: 'nf4', batch: 1, seqLen: 16, training: true, gradAccum: 2,
+      lora: { rank: 4, alpha: 8, dropout: 0.1, rslora: false, targets: ['q_proj', 'v_proj', 'down_proj'] },
+    });
+    const { model, lora } = opened;
+    // Each step differs from the last in everything a uniform used to hold: dropout seeds (the
+    // step number), the learning rate (a schedule), the bias corrections, and gradScale (how many
+    // targets the step trains).
+    const step = (i: number) => optimizerStep(model, lora!, [batch(16, i % 5, i), batch(16, 2, 7 * i)],
+      { lr: 1e-3 * (1 - i / 10), weightDecay: 0.01, maxGradNorm: 1, seed: 5 });
+    const first = await step(0);
+    expect(Number.isFinite(first.loss)).toBe(true);
+    for (let i = 1; i <= 3; i++) {
+      const c0 = { ...gpu.counters };
+      const r = await step(i);
+      expect(Number.isFinite(r.loss)).toBe(true);
+      expect(created(c0), `step ${i}`).toEqual({ bindGroups: 0, buffers: 0 });
+      expect(gpu.counters.readbacks - c0.readbacks).toBe(1);
+    }
+  }, 300_000);
+
+  test('a decoded token creates no buffer and no bind group', async () => {
+    const opened = await openModel(gpu, randomFolder(CONFIG, 4), {
+      quant: 'nf4', batch: 1, seqLen: 24, training: false,
+      lora: { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: ['q_proj', 'v_proj'] },
+    });
+    const gen = generationModel(gpu, opened);
+    const prompt = [1, 5, 9, 13];
+    const opts = { maxNewTokens: 6, temperature: 0.8, topK: 20, topP: 0.9, seed: 3 };
+    const a = await generate(gen.model, prompt, opts);
+    // Later tokens sit at positions the first run never reached: the decode position is a value
+    // rewritten in place, not a new uniform.
+    const c0 = { ...gpu.counters };
+    const b = await generate(gen.model, prompt, { ...opts, maxNewTokens: 10 });
+    expect(b.slice(0, 6)).toEqual(a); // same seed, same tokens
+    expect(created(c0)).toEqual({ bindGroups: 0, buffers: 0 });
+    expect(gpu.counters.readbacks - c0.readbacks).toBe(10);
+    gen.dispose();
+  }, 300_000);
+});
