@@ -28,9 +28,10 @@ import { loraBackward } from '../kernels/lora_backward.ts';
 import { PROJS, type LoraState, type Proj } from './lora.ts';
 import type { ModelDims, Plan } from './plan.ts';
 
-/** A frozen base projection: NF4 (packed codes + f32 absmax) or full precision, with an optional bias. */
+/** A frozen base projection: NF4 (packed codes + f32 absmax, or its double quantization) or full
+ *  precision, with an optional bias. */
 export type BaseLinear =
-  | { kind: 'nf4'; packed: Tensor; absmax: Tensor; bias?: Tensor; N: number; K: number }
+  | { kind: 'nf4'; packed: Tensor; absmax: Tensor; doubleQuant?: boolean; bias?: Tensor; N: number; K: number }
   | { kind: 'f32'; w: Tensor; bias?: Tensor; N: number; K: number };
 
 export interface LayerWeights {
@@ -110,7 +111,7 @@ export class LlamaModel {
   linearForward(y: Binding, x: Binding, lin: BaseLinear, M: number, accumulate: boolean): void {
     const g = this.gpu;
     if (lin.kind === 'nf4') {
-      matmulNf4(g, y, x, lin.packed, lin.absmax, lin.bias, M, lin.N, lin.K, { accumulate });
+      matmulNf4(g, y, x, lin.packed, lin.absmax, lin.bias, M, lin.N, lin.K, { accumulate, doubleQuant: lin.doubleQuant });
       return;
     }
     matmul(g, y, x, lin.w, M, lin.N, lin.K, { transB: true, accumulate });
@@ -119,7 +120,7 @@ export class LlamaModel {
   }
 
   linearBackward(dx: Binding, dy: Binding, lin: BaseLinear, M: number, accumulate: boolean): void {
-    if (lin.kind === 'nf4') matmulNf4Backward(this.gpu, dx, dy, lin.packed, lin.absmax, M, lin.N, lin.K, { accumulate });
+    if (lin.kind === 'nf4') matmulNf4Backward(this.gpu, dx, dy, lin.packed, lin.absmax, M, lin.N, lin.K, { accumulate, doubleQuant: lin.doubleQuant });
     else matmul(this.gpu, dx, dy, lin.w, M, lin.K, lin.N, { accumulate });
   }
 

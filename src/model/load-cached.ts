@@ -132,7 +132,7 @@ export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWe
       const pre = `layers.${l}.${p}`;
       const bias = has(`${pre}.bias`) ? plan.tensor(`${pre}.bias`) : undefined;
       proj[p] = quant === 'nf4'
-        ? { kind: 'nf4', packed: plan.tensor(`${pre}.weight`), absmax: plan.tensor(`${pre}.absmax`), bias, N, K }
+        ? { kind: 'nf4', packed: plan.tensor(`${pre}.weight`), absmax: plan.tensor(`${pre}.absmax`), doubleQuant: plan.opts.doubleQuant ?? false, bias, N, K }
         : { kind: 'f32', w: plan.tensor(`${pre}.weight`), bias, N, K };
     }
     layers.push({ inputNorm: plan.tensor(`layers.${l}.input_layernorm`), postNorm: plan.tensor(`layers.${l}.post_attention_layernorm`), proj });

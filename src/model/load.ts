@@ -8,7 +8,7 @@ import type { ModelFolder } from '../io/model-folder.ts';
 import { ropeConfig, type ModelConfig } from './config.ts';
 import { checkWeights } from './weights.ts';
 import { nf4Quantize } from '../kernels/nf4_quantize.ts';
-import { doubleDequantize, doubleQuantize } from '../quant/nf4.ts';
+import { doubleQuantWords } from '../quant/nf4.ts';
 import { ropeInvFreq, ropeTables } from '../kernels/rope_forward.ts';
 import { embeddingChunks, embeddingViews, type EmbeddingTable } from '../kernels/embedding.ts';
 import { PROJS, type Proj } from './lora.ts';
@@ -30,7 +30,7 @@ function tooBig(what: string, bytes: number, limit: number): ModelFileError {
 }
 
 export async function loadWeights(
-  gpu: Gpu, folder: ModelFolder, cfg: ModelConfig, plan: Plan, onProgress?: (p: LoadProgress) => void, doubleQuant = false,
+  gpu: Gpu, folder: ModelFolder, cfg: ModelConfig, plan: Plan, onProgress?: (p: LoadProgress) => void,
 ): Promise<ModelWeights> {
   const index = await folder.tensorIndex();
   const check = checkWeights(cfg, index);
@@ -43,13 +43,14 @@ export async function loadWeights(
       { file: folder.shards[0], tensor: check.problems[0].name, problems: check.problems },
     );
   }
-  const quant = plan.opts.quant;
+  const quant = plan.opts.quant, doubleQuant = quant === 'nf4' && (plan.opts.doubleQuant ?? false);
   const V = cfg.vocabSize, C = cfg.hiddenSize;
   const binding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
   // The logits matmul binds the whole (V, C) head; the gather can use chunks of it.
   if (V * C * 4 > binding) throw tooBig(cfg.tieWordEmbeddings ? 'tied embedding / lm_head' : 'lm_head', V * C * 4, binding);
 
   const staging = quant === 'nf4' ? plan.alloc(gpu, 'load.staging') : undefined;
+  const absmaxF32 = doubleQuant ? plan.alloc(gpu, 'load.absmax') : undefined;
   const layers: Partial<LayerWeights>[] = Array.from({ length: cfg.numLayers }, () => ({ proj: {} as Record<Proj, BaseLinear> }));
   let embed: EmbeddingTable | undefined, head: Tensor | undefined, norm: Tensor | undefined;
   const wanted = new Set(index.keys());
@@ -89,14 +90,16 @@ export async function loadWeights(
       if (quant === 'nf4') {
         gpu.upload(staging!, data);
         const packed = plan.alloc(gpu, `layers.${l}.${p}.weight`), absmax = plan.alloc(gpu, `layers.${l}.${p}.absmax`);
-        nf4Quantize(gpu, packed, absmax, { tensor: staging!, offset: 0, size: N * K * 4 }, N * K);
-        if (doubleQuant) {
+        const blocks = Math.ceil((N * K) / 64);
+        const f32Absmax = absmaxF32 ? { tensor: absmaxF32, offset: 0, size: blocks * 4 } : absmax;
+        nf4Quantize(gpu, packed, f32Absmax, { tensor: staging!, offset: 0, size: N * K * 4 }, N * K);
+        if (absmaxF32) {
           // bitsandbytes compress_statistics: absmax itself quantized to 8 bits (blocks of 256, offset =
-          // mean). The kernels keep f32 absmax, so we store the double-quantized values dequantized:
-          // the same numbers bnb computes with, without the memory saving (0.4 of 4.5 bits/weight).
-          gpu.upload(absmax, doubleDequantize(doubleQuantize(await gpu.readF32(absmax))));
+          // mean), coded on the CPU (1/64 of the weight count) and kept in that form: the NF4 kernels
+          // decode it per block (0.127 instead of 0.5 bits per weight).
+          gpu.upload(absmax, doubleQuantWords(new Float32Array(await gpu.read(absmaxF32, 0, blocks * 4))));
         }
-        lin = { kind: 'nf4', packed, absmax, N, K };
+        lin = { kind: 'nf4', packed, absmax, doubleQuant, N, K };
       } else {
         lin = { kind: 'f32', w: upload(`layers.${l}.${p}.weight`, data), N, K };
       }
@@ -109,6 +112,7 @@ export async function loadWeights(
   const ropeCos = upload('rope.cos', cos), ropeSin = upload('rope.sin', sin);
   gpu.flush();
   if (staging) plan.free(gpu, 'load.staging');
+  if (absmaxF32) plan.free(gpu, 'load.absmax');
   await gpu.check();
   for (const [l, w] of layers.entries()) {
     for (const p of PROJS) {
