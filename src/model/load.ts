@@ -11,6 +11,7 @@ import { nf4Quantize } from '../kernels/nf4_quantize.ts';
 import { doubleQuantWords } from '../quant/nf4.ts';
 import { ropeInvFreq, ropeTables } from '../kernels/rope_forward.ts';
 import { embeddingChunks, embeddingViews, type EmbeddingTable } from '../kernels/embedding.ts';
+import { packF16 } from '../kernels/matmul_packed_f16.ref.ts';
 import { PROJS, type Proj } from './lora.ts';
 import type { BaseLinear, LayerWeights, ModelWeights } from './llama.ts';
 import type { Plan } from './plan.ts';
@@ -45,9 +46,11 @@ export async function loadWeights(
   }
   const quant = plan.opts.quant, doubleQuant = quant === 'nf4' && (plan.opts.doubleQuant ?? false);
   const V = cfg.vocabSize, C = cfg.hiddenSize;
+  // f16 storage: the embedding and head are rounded to f16 here as torch's .half() does, and packed.
+  const f16 = plan.opts.storage === 'f16', bytes = f16 ? 2 : 4;
   const binding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
   // The logits matmul binds the whole (V, C) head; the gather can use chunks of it.
-  if (V * C * 4 > binding) throw tooBig(cfg.tieWordEmbeddings ? 'tied embedding / lm_head' : 'lm_head', V * C * 4, binding);
+  if (V * C * bytes > binding) throw tooBig(cfg.tieWordEmbeddings ? 'tied embedding / lm_head' : 'lm_head', V * C * bytes, binding);
 
   const staging = quant === 'nf4' ? plan.alloc(gpu, 'load.staging') : undefined;
   const absmaxF32 = doubleQuant ? plan.alloc(gpu, 'load.absmax') : undefined;
@@ -56,7 +59,7 @@ export async function loadWeights(
   const wanted = new Set(index.keys());
   const biases = new Map<string, Tensor>(); // `${layer}.${proj}`: attached once every tensor is in
   let done = 0;
-  const upload = (name: string, data: Float32Array) => {
+  const upload = (name: string, data: Float32Array | Uint32Array) => {
     const t = plan.alloc(gpu, name);
     gpu.upload(t, data);
     return t;
@@ -67,11 +70,11 @@ export async function loadWeights(
     const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.(weight|bias)$/.exec(t.name);
     const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight$/.exec(t.name);
     if (t.name === 'model.embed_tokens.weight') {
-      const table = upload('embed', data);
-      embed = embeddingViews(table, V, C, embeddingChunks(V, C, gpu.limits));
+      const table = upload('embed', f16 ? packF16(data) : data);
+      embed = embeddingViews(table, V, C, embeddingChunks(V, C, gpu.limits, bytes), 256, f16);
       if (cfg.tieWordEmbeddings) head = table;
     } else if (t.name === 'lm_head.weight') {
-      if (!cfg.tieWordEmbeddings) head = upload('head', data);
+      if (!cfg.tieWordEmbeddings) head = upload('head', f16 ? packF16(data) : data);
     } else if (t.name === 'model.norm.weight') {
       norm = upload('norm', data);
     } else if (n) {
@@ -120,5 +123,5 @@ export async function loadWeights(
       w.proj![p].bias = biases.get(`${l}.${p}`);
     }
   }
-  return { embed: embed!, head: head!, norm: norm!, layers: layers as LayerWeights[], ropeCos, ropeSin };
+  return { embed: embed!, head: head!, headF16: f16, norm: norm!, layers: layers as LayerWeights[], ropeCos, ropeSin };
 }

@@ -33,6 +33,8 @@ export interface PlanOptions {
   quant: 'nf4' | 'none';
   /** NF4 absmax double-quantized on the GPU (8-bit codes + absmax2 per 256 blocks + offset). */
   doubleQuant?: boolean;
+  /** Element storage of the embedding and an untied lm_head: f16 pairs in u32 words, or f32 (default). */
+  storage?: 'f16' | 'f32';
   /** LoRA adapter, or undefined for the bare base model. */
   lora?: LoraSpec;
   /** Backward pass buffers (gradients, optimizer state) are only planned when training. */
@@ -104,8 +106,9 @@ export class Plan {
       this.byName.set(name, r);
     };
     // Weights (allocated by the loader under these names).
-    add('embed', 'weights', f32(V * C), 'weights');
-    if (!d.tieWordEmbeddings) add('head', 'weights', f32(V * C), 'weights');
+    const table = o.storage === 'f16' ? Math.ceil((V * C) / 2) * 4 : f32(V * C);
+    add('embed', 'weights', table, 'weights');
+    if (!d.tieWordEmbeddings) add('head', 'weights', table, 'weights');
     add('norm', 'weights', f32(C), 'weights');
     add('rope.cos', 'weights', f32((o.maxPositions * D) / 2), 'weights');
     add('rope.sin', 'weights', f32((o.maxPositions * D) / 2), 'weights');
