@@ -1,6 +1,7 @@
 // Loading a Hugging Face checkpoint onto the GPU, one tensor at a time: each tensor is read,
-// converted to f32 (from F16/BF16), uploaded, and, for the seven linear projections under NF4,
-// quantized on the GPU through one staging buffer. The JS heap holds at most one tensor; the GPU
+// converted to f32 (from F16/BF16), uploaded (the embedding and lm_head as f16 pairs under storage
+// 'f16'), and, for the seven linear projections under NF4, quantized on the GPU through one staging
+// buffer (with double quantization, its absmax then coded to 8 bits on the CPU). The JS heap holds at most one tensor; the GPU
 // never holds a quantized weight in full precision beyond that staging buffer.
 import type { Gpu, Tensor } from '../gpu/runtime.ts';
 import { ModelFileError } from '../errors.ts';
