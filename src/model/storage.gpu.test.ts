@@ -15,6 +15,9 @@ import { countTargets, optimizerStep } from '../train/step.ts';
 import { PROJS } from './lora.ts';
 import type { Batch } from './llama.ts';
 import { openModel, type OpenedModel, type OpenOptions } from './open.ts';
+import { loadCachedWeights, weightShards } from './load-cached.ts';
+import { LlamaModel } from './llama.ts';
+import { Plan } from './plan.ts';
 
 type Golden = Record<string, any>;
 const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral'];
@@ -129,4 +132,18 @@ test('the memory plan with f16 storage (and double quantization) is what the GPU
   } finally {
     fresh.destroy();
   }
+});
+
+test('an f16 + double-quantized model read back as cache shards loads to the same logits', async () => {
+  const golden = loadGolden('model_tiny-llama') as Golden;
+  const b = batchOf(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
+  const a = await open(gpu, 'tiny-llama', golden, { storage: 'f16', doubleQuant: true, lora: undefined });
+  const shards = [];
+  for await (const s of weightShards(gpu, a.plan)) shards.push(s);
+  const plan = new Plan(a.config, a.plan.opts);
+  const weights = await loadCachedWeights(gpu, a.config, plan, (async function* () { yield* shards; })());
+  plan.allocRun(gpu);
+  const cached = new LlamaModel(gpu, a.config, weights, plan, undefined);
+  const n = b.B * b.T * a.config.vocabSize;
+  expect(await gpu.readF32(cached.forwardLogits(b), 0, n)).toEqual(await gpu.readF32(a.model.forwardLogits(b), 0, n));
 });
