@@ -243,7 +243,7 @@ export class ModelStore {
 
   private basePlan(gpu: Gpu, cfg: ModelConfig, quant: Quant, opts: LoadOptions): Plan {
     const maxPositions = opts.maxPositions ?? Math.min(cfg.maxPositionEmbeddings, this.host.maxPositions ?? 4096);
-    return new Plan(cfg, { batch: 1, seqLen: 1, quant, training: false, checkpointing: false, maxPositions, limits: gpu.limits });
+    return new Plan(cfg, { batch: 1, seqLen: 1, quant, doubleQuant: opts.doubleQuant, training: false, checkpointing: false, maxPositions, limits: gpu.limits });
   }
 
   private info(key: string, name: string, cfg: ModelConfig, quant: Quant, tok: LoadedTokenizer, fromCache: boolean): ModelInfo {
@@ -257,7 +257,7 @@ export class ModelStore {
     for (const r of plan.rows) {
       if (r.phase === 'weights' && r.bytes > gpu.limits.maxBufferSize) throw new GpuOutOfMemoryError(r.name, r.bytes, plan.byCategory(), gpu.limits.maxBufferSize);
     }
-    const weights = await loadWeights(gpu, f.folder, f.config, plan, (p) => void emit(onEvent, { phase: 'quantize', tensor: p.tensor, done: p.done, total: p.total }), opts.doubleQuant);
+    const weights = await loadWeights(gpu, f.folder, f.config, plan, (p) => void emit(onEvent, { phase: 'quantize', tensor: p.tensor, done: p.done, total: p.total }));
     const base: Base = { key: f.key, name: f.name, source: f.source, quant, config: f.config, plan, weights, tokenizer: f.tokenizer, info: this.info(f.key, f.name, f.config, quant, f.tokenizer, false) };
     if (this.cache && !opts.doubleQuant) {
       try {

@@ -1,5 +1,6 @@
 // CPU twin of shaders/embedding.wgsl: the definition of correct, on the whole table (the GPU's
-// chunking must not change the result).
+// chunking must not change the result). For f16 storage (main_f16) the table is the f16 values
+// widened to f32 (unpackF16 in matmul_packed_f16.ref.ts): a gather copies them exactly.
 
 export function embeddingRef(
   x: Float32Array, // (N, C) out

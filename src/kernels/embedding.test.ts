@@ -3,6 +3,7 @@ import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, rand, randInts } from '../testing/compare.ts';
 import { embedding, embeddingChunks, embeddingViews, uploadEmbedding } from './embedding.ts';
 import { embeddingRef } from './embedding.ref.ts';
+import { packF16, unpackF16 } from './matmul_packed_f16.ref.ts';
 
 const MiB = 1 << 20;
 
@@ -68,6 +69,32 @@ describe('embedding kernel', () => {
     expect(gpu.counters.dispatches - before).toBe(chunks.length);
     const x = new Float32Array(N * C);
     embeddingRef(x, ids, E, N, C, V);
+    assertClose('x', await gpu.readF32(xT), x, { atol: 0, rtol: 0 });
+  });
+
+  // f16 storage: packed pairs, rows starting mid-word (odd C), chunk views whose last one ends on a
+  // half word, chunk tensors. The gather copies the f16 values exactly.
+  test.each([
+    [9, 5, 30, 140, 'tensors'], // 14 rows per 140-byte chunk at 2 bytes: 3 chunks, odd C
+    [23, 3, 301, 136 * 6, 'views'], // 128-row chunks of 3 f16 as 768-byte aligned views; 301·3 is odd
+    [17, 131, 50, 0, 'views'], // one chunk; odd C, odd V·C
+    [40, 64, 1000, 200 * 128, 'tensors'],
+  ])('f16 storage equals its twin on the f16 table at N=%i C=%i V=%i limit=%i (%s)', async (N, C, V, limit, kind) => {
+    const E = rand(V * C, V + C + 1, -3, 3);
+    const packed = packF16(E);
+    const ids = randInts(N, V, N + V + 1);
+    ids[0] = V - 1;
+    if (N > 3) ids[2] = V; // out of range: zeros
+    const limits = limit ? { maxStorageBufferBindingSize: limit, maxBufferSize: gpu.limits.maxBufferSize } : gpu.limits;
+    const chunks = embeddingChunks(V, C, limits, 2);
+    if (limit) expect(chunks.length).toBeGreaterThan(1);
+    const table = kind === 'views'
+      ? embeddingViews(gpu.tensor('E16', 'weights', packed), V, C, chunks, gpu.limits.minStorageBufferOffsetAlignment, true)
+      : uploadEmbedding(gpu, 'E16', E, V, C, chunks, true);
+    const xT = gpu.tensor('x', 'activations', rand(N * C, 78));
+    embedding(gpu, xT, gpu.tensor('ids', 'activations', ids), table, N);
+    const x = new Float32Array(N * C);
+    embeddingRef(x, ids, unpackF16(packed, V * C), N, C, V);
     assertClose('x', await gpu.readF32(xT), x, { atol: 0, rtol: 0 });
   });
 });

@@ -7,15 +7,15 @@ export function matmulNf4Ref(
   Y: Float32Array, // (M, N) out; added to when accumulate
   X: Float32Array, // (M, K)
   Wq: Uint32Array, // (ceil(N*K / 8)) packed NF4 of W (N, K)
-  absmax: Float32Array, // (ceil(N*K / blocksize))
+  absmax: Float32Array | Uint32Array, // (ceil(N*K / blocksize)) f32, or the DQ words when doubleQuant
   bias: Float32Array | undefined, // (N)
   M: number,
   N: number,
   K: number,
-  opts: { accumulate?: boolean; blocksize?: number } = {},
+  opts: { accumulate?: boolean; blocksize?: number; doubleQuant?: boolean } = {},
 ): void {
   const W = new Float32Array(N * K); // (N, K): fine on the CPU, never done on the GPU
-  nf4DequantizeRef(W, Wq, absmax, N * K, opts.blocksize ?? NF4_BLOCKSIZE);
+  nf4DequantizeRef(W, Wq, absmax, N * K, opts.blocksize ?? NF4_BLOCKSIZE, opts.doubleQuant);
   for (let m = 0; m < M; m++) {
     for (let n = 0; n < N; n++) {
       let s = 0;

@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
-import { packWords, quantizeNF4 } from '../quant/nf4.ts';
+import { dqAbsmax, doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
 import { matmulNf4 } from './matmul_nf4.ts';
 import { matmulNf4Ref } from './matmul_nf4.ref.ts';
 
@@ -51,6 +51,30 @@ describe('matmul_nf4 kernel', () => {
     const y = y0.slice();
     matmulNf4Ref(y, X, Wq, absmax, bias, M, N, K, { accumulate, blocksize });
     assertClose('y', await gpu.readF32(yT), y, TOL);
+  });
+
+  // DQ on ragged shapes (blocks crossing rows, runs of 256 blocks crossing tiles): against the twin,
+  // and bit for bit against the same kernel fed the decoded f32 absmax (same scales, same order).
+  test.each([
+    [5, 7, 100, false, true, 64],
+    [70, 130, 200, true, false, 64],
+    [17, 33, 50, true, true, 32],
+  ])('double-quantized absmax at M=%i N=%i K=%i accumulate=%s bias=%s blocksize=%i', async (M, N, K, accumulate, hasBias, blocksize) => {
+    const { packed, absmax } = quantizeNF4(rand(N * K, N * K + 2, -0.2, 0.2), blocksize);
+    const Wq = packWords(packed, N * K), dq = doubleQuantWords(absmax);
+    const X = rand(M * K, M + K, -1, 1);
+    const bias = hasBias ? rand(N, 3 * N, -1, 1) : undefined;
+    const y0 = rand(M * N, M * N + 1, -1, 1);
+    const yT = gpu.tensor('y', 'activations', y0), yPlain = gpu.tensor('y.plain', 'activations', y0);
+    const xT = gpu.tensor('x', 'activations', X), wT = gpu.tensor('wq', 'weights', Wq), bT = bias && gpu.tensor('bias', 'weights', bias);
+    matmulNf4(gpu, yT, xT, wT, gpu.tensor('absmax.dq', 'weights', dq), bT, M, N, K, { accumulate, blocksize, doubleQuant: true });
+    const f32Absmax = gpu.tensor('absmax', 'weights', dqAbsmax(dq, Math.ceil((N * K) / blocksize)));
+    matmulNf4(gpu, yPlain, xT, wT, f32Absmax, bT, M, N, K, { accumulate, blocksize });
+    const y = y0.slice();
+    matmulNf4Ref(y, X, Wq, dq, bias, M, N, K, { accumulate, blocksize, doubleQuant: true });
+    const got = await gpu.readF32(yT);
+    assertClose('y', got, y, TOL);
+    expect(got).toEqual(await gpu.readF32(yPlain));
   });
 
   test('reproduces the torch golden end to end (golden packed weights, bias)', async () => {

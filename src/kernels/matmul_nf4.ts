@@ -9,10 +9,13 @@ export interface MatmulNf4Options {
   /** Y += X·Wᵀ (+ bias) instead of Y = ... */
   accumulate?: boolean;
   blocksize?: number;
+  /** absmax is the double-quantized words of src/quant/nf4.ts packDoubleQuant, not f32. */
+  doubleQuant?: boolean;
 }
 
 /**
- * Y (M, N) = X (M, K) · dequant(W)ᵀ (+ bias (N)), W (N, K) NF4-packed (`Wq` u32 words + f32 absmax).
+ * Y (M, N) = X (M, K) · dequant(W)ᵀ (+ bias (N)), W (N, K) NF4-packed (`Wq` u32 words + f32 absmax,
+ * or double-quantized absmax words with opts.doubleQuant).
  * Pass `bias` undefined for a Linear without bias.
  */
 export function matmulNf4(
@@ -34,7 +37,7 @@ export function matmulNf4Tiled(
   M: number, N: number, K: number, opts: MatmulNf4Options = {},
 ): void {
   const k = gpu.kernel('matmul_nf4', shader, {
-    overrides: { ACCUMULATE: opts.accumulate ?? false, HAS_BIAS: bias !== undefined, BS: opts.blocksize ?? NF4_BLOCKSIZE },
+    overrides: { ACCUMULATE: opts.accumulate ?? false, HAS_BIAS: bias !== undefined, BS: opts.blocksize ?? NF4_BLOCKSIZE, DQ: opts.doubleQuant ?? false },
   });
   const tiles = Math.ceil(M / TM) * Math.ceil(N / TN);
   // The WGSL reads `bias` only under `if (HAS_BIAS)`, but it is still statically used, so the 'auto'

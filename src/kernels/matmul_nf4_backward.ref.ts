@@ -7,14 +7,14 @@ export function matmulNf4BackwardRef(
   dX: Float32Array, // (M, K) out; added to when accumulate
   dY: Float32Array, // (M, N)
   Wq: Uint32Array, // (ceil(N*K / 8)) packed NF4 of W (N, K)
-  absmax: Float32Array, // (ceil(N*K / blocksize))
+  absmax: Float32Array | Uint32Array, // (ceil(N*K / blocksize)) f32, or the DQ words when doubleQuant
   M: number,
   N: number,
   K: number,
-  opts: { accumulate?: boolean; blocksize?: number } = {},
+  opts: { accumulate?: boolean; blocksize?: number; doubleQuant?: boolean } = {},
 ): void {
   const W = new Float32Array(N * K);
-  nf4DequantizeRef(W, Wq, absmax, N * K, opts.blocksize ?? NF4_BLOCKSIZE);
+  nf4DequantizeRef(W, Wq, absmax, N * K, opts.blocksize ?? NF4_BLOCKSIZE, opts.doubleQuant);
   for (let m = 0; m < M; m++) {
     for (let k = 0; k < K; k++) {
       let s = 0;

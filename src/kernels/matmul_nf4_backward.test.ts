@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, finiteDifference, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
-import { dequantizeNF4, packWords, quantizeNF4 } from '../quant/nf4.ts';
+import { dequantizeNF4, dqAbsmax, doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
 import { matmulNf4Backward } from './matmul_nf4_backward.ts';
 import { matmulNf4BackwardRef } from './matmul_nf4_backward.ref.ts';
 
@@ -68,6 +68,28 @@ describe('matmul_nf4_backward kernel', () => {
     const dx = dx0.slice();
     matmulNf4BackwardRef(dx, dY, Wq, absmax, M, N, K, { accumulate, blocksize });
     assertClose('dx', await gpu.readF32(dxT), dx, TOL);
+  });
+
+  // DQ: against the twin, and bit for bit against the kernel fed the decoded f32 absmax.
+  test.each([
+    [5, 7, 100, true, 64],
+    [70, 130, 200, false, 64],
+    [17, 33, 50, true, 32],
+  ])('double-quantized absmax at M=%i N=%i K=%i accumulate=%s blocksize=%i', async (M, N, K, accumulate, blocksize) => {
+    const { packed, absmax } = quantizeNF4(rand(N * K, N * K + 9, -0.2, 0.2), blocksize);
+    const Wq = packWords(packed, N * K), dq = doubleQuantWords(absmax);
+    const dY = rand(M * N, M * N, -1, 1);
+    const dx0 = rand(M * K, M * K + 3, -1, 1);
+    const dxT = gpu.tensor('dx', 'activations', dx0), dxPlain = gpu.tensor('dx.plain', 'activations', dx0);
+    const dyT = gpu.tensor('dy', 'activations', dY), wT = gpu.tensor('wq', 'weights', Wq);
+    matmulNf4Backward(gpu, dxT, dyT, wT, gpu.tensor('absmax.dq', 'weights', dq), M, N, K, { accumulate, blocksize, doubleQuant: true });
+    const f32Absmax = gpu.tensor('absmax', 'weights', dqAbsmax(dq, Math.ceil((N * K) / blocksize)));
+    matmulNf4Backward(gpu, dxPlain, dyT, wT, f32Absmax, M, N, K, { accumulate, blocksize });
+    const dx = dx0.slice();
+    matmulNf4BackwardRef(dx, dY, Wq, dq, M, N, K, { accumulate, blocksize, doubleQuant: true });
+    const got = await gpu.readF32(dxT);
+    assertClose('dx', got, dx, TOL);
+    expect(got).toEqual(await gpu.readF32(dxPlain));
   });
 
   test('reproduces the PyTorch autograd golden end to end', async () => {

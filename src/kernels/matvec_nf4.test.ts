@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { Gpu, grid } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
-import { packWords, quantizeNF4 } from '../quant/nf4.ts';
+import { dqAbsmax, doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
 import shader from '../../shaders/matvec_nf4.wgsl?raw';
 import { matvecNf4, matvecNf4Launch } from './matvec_nf4.ts';
 import { matvecNf4Ref } from './matvec_nf4.ref.ts';
@@ -66,6 +66,31 @@ describe('matvec_nf4 kernel', () => {
     const y = y0.slice();
     matvecNf4Ref(y, X, Wq, absmax, bias, M, N, K, { accumulate, blocksize });
     assertClose('y', await gpu.readF32(yT), y, TOL);
+  });
+
+  // DQ through both entry points (scalar: K ragged; vec4: K % 64 == 0, 1280 = more chunks than
+  // lanes; blocksize 32): against the twin, and bit for bit against the kernel fed decoded f32 absmax.
+  test.each([
+    [3, 65, 67, true, true, 64],
+    [4, 33, 96, false, true, 64],
+    [3, 17, 1280, true, false, 64],
+    [2, 17, 640, true, true, 32],
+  ])('double-quantized absmax at M=%i N=%i K=%i accumulate=%s bias=%s blocksize=%i', async (M, N, K, accumulate, hasBias, blocksize) => {
+    const { Wq, absmax } = weights(N, K, blocksize);
+    const dq = doubleQuantWords(absmax);
+    const X = rand(M * K, M + K, -1, 1);
+    const bias = hasBias ? rand(N, 3 * N, -1, 1) : undefined;
+    const y0 = rand(M * N, M * N + 1, -1, 1);
+    const yT = gpu.tensor('y', 'activations', y0), yPlain = gpu.tensor('y.plain', 'activations', y0);
+    const xT = gpu.tensor('x', 'activations', X), wT = gpu.tensor('wq', 'weights', Wq), bT = bias && gpu.tensor('bias', 'weights', bias);
+    matvecNf4(gpu, yT, xT, wT, gpu.tensor('absmax.dq', 'weights', dq), bT, M, N, K, { accumulate, blocksize, doubleQuant: true });
+    const f32Absmax = gpu.tensor('absmax', 'weights', dqAbsmax(dq, Math.ceil((N * K) / blocksize)));
+    matvecNf4(gpu, yPlain, xT, wT, f32Absmax, bT, M, N, K, { accumulate, blocksize });
+    const y = y0.slice();
+    matvecNf4Ref(y, X, Wq, dq, bias, M, N, K, { accumulate, blocksize, doubleQuant: true });
+    const got = await gpu.readF32(yT);
+    assertClose('y', got, y, TOL);
+    expect(got).toEqual(await gpu.readF32(yPlain));
   });
 
   test('both entry points: vec4 codes for K % 32 == 0 and blocksize % 32 == 0, scalar otherwise', () => {

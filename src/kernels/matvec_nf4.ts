@@ -30,7 +30,7 @@ export function matvecNf4Launch(
   const WG_K = matvecLanes(vec4 ? K / 32 : K), GROUPS = WG / WG_K, columns = GROUPS * COLS;
   return {
     entry: vec4 ? 'main' : 'main_scalar',
-    overrides: { WG_K, GROUPS, ACCUMULATE: opts.accumulate ?? false, HAS_BIAS: hasBias, BS },
+    overrides: { WG_K, GROUPS, ACCUMULATE: opts.accumulate ?? false, HAS_BIAS: hasBias, BS, DQ: opts.doubleQuant ?? false },
     uniform: params([M, N, K]),
     workgroups: Math.ceil(N / columns),
     columns,

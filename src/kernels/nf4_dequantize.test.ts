@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertEqualInts, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
-import { nf4Words, packWords, quantizeNF4 } from '../quant/nf4.ts';
+import { dqAbsmax, doubleDequantize, doubleQuantize, doubleQuantWords, nf4Words, packWords, quantizeNF4 } from '../quant/nf4.ts';
 import { nf4Dequantize } from './nf4_dequantize.ts';
 import { nf4DequantizeRef } from './nf4_dequantize.ref.ts';
 
@@ -24,6 +24,16 @@ describe('nf4_dequantize twin', () => {
     const wm = new Float32Array(N * K);
     nf4DequantizeRef(wm, packWords(ints(mm.packed), N * K), goldenArray(mm.absmax), N * K);
     assertEqualInts('mm_small.w bits', bitsOf(wm), bitsOf(goldenArray(mm.w)));
+  });
+
+  test('double-quantized words give the weights of the CPU DQ codec (doubleDequantize), bit for bit', () => {
+    const n = 300 * 70; // 329 blocks: two runs of 256, a code word half full
+    const { packed, absmax } = quantizeNF4(rand(n, 5, -2, 2));
+    const words = packWords(packed, n);
+    const w = new Float32Array(n), expected = new Float32Array(n);
+    nf4DequantizeRef(w, words, doubleQuantWords(absmax), n, 64, true);
+    nf4DequantizeRef(expected, words, doubleDequantize(doubleQuantize(absmax)), n);
+    assertEqualInts('w bits', bitsOf(w), bitsOf(expected));
   });
 });
 
@@ -52,6 +62,28 @@ describe('nf4_dequantize kernel', () => {
     const w = new Float32Array(n);
     nf4DequantizeRef(w, words, absmax, n, blocksize);
     assertEqualInts('w bits', bitsOf(await gpu.readF32(wT)), bitsOf(w));
+  });
+
+  // DQ: 1 to 1030 blocks (past 4 runs of 256), blocksizes 64 and 32. The kernel must equal its twin
+  // and the plain kernel fed the decoded f32 absmax, bit for bit: DQ changes storage, not numbers.
+  test.each([
+    [1, 1, 64],
+    [33, 67, 64],
+    [129, 511, 64],
+    [9, 37, 32],
+  ])('double-quantized absmax: equals its twin and the f32-absmax kernel bit for bit at N=%i K=%i blocksize=%i', async (N, K, blocksize) => {
+    const n = N * K;
+    const { packed, absmax } = quantizeNF4(rand(n, n + 1, -2, 2), blocksize);
+    const words = packWords(packed, n), dq = doubleQuantWords(absmax);
+    const pT = gpu.tensor('packed', 'weights', words);
+    const wT = gpu.tensor('w', 'scratch', n * 4), wPlain = gpu.tensor('w.plain', 'scratch', n * 4);
+    nf4Dequantize(gpu, wT, pT, gpu.tensor('absmax.dq', 'weights', dq), n, blocksize, true);
+    nf4Dequantize(gpu, wPlain, pT, gpu.tensor('absmax', 'weights', dqAbsmax(dq, Math.ceil(n / blocksize))), n, blocksize);
+    const w = new Float32Array(n);
+    nf4DequantizeRef(w, words, dq, n, blocksize, true);
+    const got = bitsOf(await gpu.readF32(wT));
+    assertEqualInts('w bits vs twin', got, bitsOf(w));
+    assertEqualInts('w bits vs f32 absmax', got, bitsOf(await gpu.readF32(wPlain)));
   });
 
   test('round-trips the golden quantization to torch values', async () => {

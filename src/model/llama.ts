@@ -9,7 +9,8 @@
 // Residual adds are free: the output buffer starts as a copy of the residual and every matmul
 // accumulates into it.
 import type { Binding, Gpu, Scalars, Tensor, View } from '../gpu/runtime.ts';
-import { matmul } from '../kernels/matmul.ts';
+import { matmul, type MatmulOptions } from '../kernels/matmul.ts';
+import { matmulPackedF16 } from '../kernels/matmul_packed_f16.ts';
 import { matmulNf4 } from '../kernels/matmul_nf4.ts';
 import { matmulNf4Backward } from '../kernels/matmul_nf4_backward.ts';
 import { rmsnormForward } from '../kernels/rmsnorm_forward.ts';
@@ -28,9 +29,10 @@ import { loraBackward } from '../kernels/lora_backward.ts';
 import { PROJS, type LoraState, type Proj } from './lora.ts';
 import type { ModelDims, Plan } from './plan.ts';
 
-/** A frozen base projection: NF4 (packed codes + f32 absmax) or full precision, with an optional bias. */
+/** A frozen base projection: NF4 (packed codes + f32 absmax, or its double quantization) or full
+ *  precision, with an optional bias. */
 export type BaseLinear =
-  | { kind: 'nf4'; packed: Tensor; absmax: Tensor; bias?: Tensor; N: number; K: number }
+  | { kind: 'nf4'; packed: Tensor; absmax: Tensor; doubleQuant?: boolean; bias?: Tensor; N: number; K: number }
   | { kind: 'f32'; w: Tensor; bias?: Tensor; N: number; K: number };
 
 export interface LayerWeights {
@@ -41,8 +43,10 @@ export interface LayerWeights {
 
 export interface ModelWeights {
   embed: EmbeddingTable;
-  /** (V, C) f32, bound whole for the logits matmul; the embedding's own tensor when tied. */
+  /** (V, C) f32, or f16 pairs when headF16, bound whole for the logits matmul; the embedding's own
+   *  tensor when tied. */
   head: Tensor;
+  headF16?: boolean;
   norm: Tensor;
   layers: LayerWeights[];
   /** RoPE cos/sin tables (maxPositions, D/2). */
@@ -116,10 +120,16 @@ export class LlamaModel {
     return this.plan.tensor(this.plan.perLayerActivations ? `act.${l}.${name}` : `act.${name}`);
   }
 
+  /** c (M, N) = a · head (ᵀ with transB), through the kernel that reads the head's storage. */
+  private headMatmul(c: Binding, a: Binding, M: number, N: number, K: number, opts: MatmulOptions = {}): void {
+    if (this.weights.headF16) matmulPackedF16(this.gpu, c, a, this.weights.head, M, N, K, opts);
+    else matmul(this.gpu, c, a, this.weights.head, M, N, K, opts);
+  }
+
   linearForward(y: Binding, x: Binding, lin: BaseLinear, M: number, accumulate: boolean): void {
     const g = this.gpu;
     if (lin.kind === 'nf4') {
-      matmulNf4(g, y, x, lin.packed, lin.absmax, lin.bias, M, lin.N, lin.K, { accumulate });
+      matmulNf4(g, y, x, lin.packed, lin.absmax, lin.bias, M, lin.N, lin.K, { accumulate, doubleQuant: lin.doubleQuant });
       return;
     }
     matmul(g, y, x, lin.w, M, lin.N, lin.K, { transB: true, accumulate });
@@ -128,7 +138,7 @@ export class LlamaModel {
   }
 
   linearBackward(dx: Binding, dy: Binding, lin: BaseLinear, M: number, accumulate: boolean): void {
-    if (lin.kind === 'nf4') matmulNf4Backward(this.gpu, dx, dy, lin.packed, lin.absmax, M, lin.N, lin.K, { accumulate });
+    if (lin.kind === 'nf4') matmulNf4Backward(this.gpu, dx, dy, lin.packed, lin.absmax, M, lin.N, lin.K, { accumulate, doubleQuant: lin.doubleQuant });
     else matmul(this.gpu, dx, dy, lin.w, M, lin.K, lin.N, { accumulate });
   }
 
@@ -247,9 +257,9 @@ export class LlamaModel {
     for (let t0 = 0; t0 < N; t0 += Tc) {
       const n = Math.min(Tc, N - t0);
       const lg = view(logits, 0, n * V);
-      matmul(g, lg, view(xf, t0 * C, n * C), this.weights.head, n, V, C, { transB: true });
+      this.headMatmul(lg, view(xf, t0 * C, n * C), n, V, C, { transB: true });
       crossEntropy(g, view(this.t('loss'), t0, n), lg, view(this.t('targets'), t0, n), n, V, o.gradScale);
-      if (dxf) matmul(g, view(dxf, t0 * C, n * C), lg, this.weights.head, n, C, V);
+      if (dxf) this.headMatmul(view(dxf, t0 * C, n * C), lg, n, C, V);
     }
     if (!dxf) return;
     rmsnormBackward(g, this.t('grad.dh'), dxf, this.t(`h.${L}`), this.weights.norm, rstdF, N, C, false);
@@ -271,7 +281,7 @@ export class LlamaModel {
     const xf = this.t('final.x');
     rmsnormForward(g, xf, this.t('final.rstd'), this.t(`h.${d.numLayers}`), this.weights.norm, N, C, d.rmsNormEps);
     const logits = this.t('logits');
-    matmul(g, view(logits, 0, N * V), xf, this.weights.head, N, V, C, { transB: true });
+    this.headMatmul(view(logits, 0, N * V), xf, N, V, C, { transB: true });
     return logits;
   }
 
@@ -301,7 +311,7 @@ export class LlamaModel {
     g.copy(this.t(`h.${L}`), (n - 1) * C * 4, hl, 0, C * 4);
     rmsnormForward(g, xl, this.t('last.rstd'), hl, this.weights.norm, 1, C, d.rmsNormEps);
     const logits = this.t('logits');
-    matmul(g, view(logits, 0, V), xl, this.weights.head, 1, V, C, { transB: true });
+    this.headMatmul(view(logits, 0, V), xl, 1, V, C, { transB: true });
     return logits;
   }
 }

@@ -131,13 +131,14 @@ export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWe
       const pre = `layers.${l}.${p}`;
       const bias = has(`${pre}.bias`) ? plan.tensor(`${pre}.bias`) : undefined;
       proj[p] = quant === 'nf4'
-        ? { kind: 'nf4', packed: plan.tensor(`${pre}.weight`), absmax: plan.tensor(`${pre}.absmax`), bias, N, K }
+        ? { kind: 'nf4', packed: plan.tensor(`${pre}.weight`), absmax: plan.tensor(`${pre}.absmax`), doubleQuant: plan.opts.doubleQuant ?? false, bias, N, K }
         : { kind: 'f32', w: plan.tensor(`${pre}.weight`), bias, N, K };
     }
     layers.push({ inputNorm: plan.tensor(`layers.${l}.input_layernorm`), postNorm: plan.tensor(`layers.${l}.post_attention_layernorm`), proj });
   }
-  const table = plan.tensor('embed');
-  const embed = embeddingViews(table, cfg.vocabSize, cfg.hiddenSize, embeddingChunks(cfg.vocabSize, cfg.hiddenSize, gpu.limits));
+  const table = plan.tensor('embed'), f16 = plan.opts.storage === 'f16';
+  const chunks = embeddingChunks(cfg.vocabSize, cfg.hiddenSize, gpu.limits, f16 ? 2 : 4);
+  const embed = embeddingViews(table, cfg.vocabSize, cfg.hiddenSize, chunks, 256, f16);
   const head = cfg.tieWordEmbeddings ? table : plan.tensor('head');
-  return { embed, head, norm: plan.tensor('norm'), layers, ropeCos, ropeSin };
+  return { embed, head, headF16: f16, norm: plan.tensor('norm'), layers, ropeCos, ropeSin };
 }

@@ -1,6 +1,7 @@
 // Loading a Hugging Face checkpoint onto the GPU, one tensor at a time: each tensor is read,
-// converted to f32 (from F16/BF16), uploaded, and, for the seven linear projections under NF4,
-// quantized on the GPU through one staging buffer. The JS heap holds at most one tensor; the GPU
+// converted to f32 (from F16/BF16), uploaded (the embedding and lm_head as f16 pairs under storage
+// 'f16'), and, for the seven linear projections under NF4, quantized on the GPU through one staging
+// buffer (with double quantization, its absmax then coded to 8 bits on the CPU). The JS heap holds at most one tensor; the GPU
 // never holds a quantized weight in full precision beyond that staging buffer.
 import type { Gpu, Tensor } from '../gpu/runtime.ts';
 import { ModelFileError } from '../errors.ts';
@@ -9,8 +10,9 @@ import type { ModelConfig } from './config.ts';
 import { ropeTablesFor } from './rope.ts';
 import { checkWeights } from './weights.ts';
 import { nf4Quantize } from '../kernels/nf4_quantize.ts';
-import { doubleDequantize, doubleQuantize } from '../quant/nf4.ts';
+import { doubleQuantWords } from '../quant/nf4.ts';
 import { embeddingChunks, embeddingViews, type EmbeddingTable } from '../kernels/embedding.ts';
+import { packF16 } from '../kernels/matmul_packed_f16.ref.ts';
 import { PROJS, type Proj } from './lora.ts';
 import type { BaseLinear, LayerWeights, ModelWeights } from './llama.ts';
 import type { Plan } from './plan.ts';
@@ -30,7 +32,7 @@ function tooBig(what: string, bytes: number, limit: number): ModelFileError {
 }
 
 export async function loadWeights(
-  gpu: Gpu, folder: ModelFolder, cfg: ModelConfig, plan: Plan, onProgress?: (p: LoadProgress) => void, doubleQuant = false,
+  gpu: Gpu, folder: ModelFolder, cfg: ModelConfig, plan: Plan, onProgress?: (p: LoadProgress) => void,
 ): Promise<ModelWeights> {
   const index = await folder.tensorIndex();
   const check = checkWeights(cfg, index);
@@ -43,19 +45,22 @@ export async function loadWeights(
       { file: folder.shards[0], tensor: check.problems[0].name, problems: check.problems },
     );
   }
-  const quant = plan.opts.quant;
+  const quant = plan.opts.quant, doubleQuant = quant === 'nf4' && (plan.opts.doubleQuant ?? false);
   const V = cfg.vocabSize, C = cfg.hiddenSize;
+  // f16 storage: the embedding and head are rounded to f16 here as torch's .half() does, and packed.
+  const f16 = plan.opts.storage === 'f16', bytes = f16 ? 2 : 4;
   const binding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
   // The logits matmul binds the whole (V, C) head; the gather can use chunks of it.
-  if (V * C * 4 > binding) throw tooBig(cfg.tieWordEmbeddings ? 'tied embedding / lm_head' : 'lm_head', V * C * 4, binding);
+  if (V * C * bytes > binding) throw tooBig(cfg.tieWordEmbeddings ? 'tied embedding / lm_head' : 'lm_head', V * C * bytes, binding);
 
   const staging = quant === 'nf4' ? plan.alloc(gpu, 'load.staging') : undefined;
+  const absmaxF32 = doubleQuant ? plan.alloc(gpu, 'load.absmax') : undefined;
   const layers: Partial<LayerWeights>[] = Array.from({ length: cfg.numLayers }, () => ({ proj: {} as Record<Proj, BaseLinear> }));
   let embed: EmbeddingTable | undefined, head: Tensor | undefined, norm: Tensor | undefined;
   const wanted = new Set(index.keys());
   const biases = new Map<string, Tensor>(); // `${layer}.${proj}`: attached once every tensor is in
   let done = 0;
-  const upload = (name: string, data: Float32Array) => {
+  const upload = (name: string, data: Float32Array | Uint32Array) => {
     const t = plan.alloc(gpu, name);
     gpu.upload(t, data);
     return t;
@@ -66,11 +71,11 @@ export async function loadWeights(
     const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.(weight|bias)$/.exec(t.name);
     const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight$/.exec(t.name);
     if (t.name === 'model.embed_tokens.weight') {
-      const table = upload('embed', data);
-      embed = embeddingViews(table, V, C, embeddingChunks(V, C, gpu.limits));
+      const table = upload('embed', f16 ? packF16(data) : data);
+      embed = embeddingViews(table, V, C, embeddingChunks(V, C, gpu.limits, bytes), 256, f16);
       if (cfg.tieWordEmbeddings) head = table;
     } else if (t.name === 'lm_head.weight') {
-      if (!cfg.tieWordEmbeddings) head = upload('head', data);
+      if (!cfg.tieWordEmbeddings) head = upload('head', f16 ? packF16(data) : data);
     } else if (t.name === 'model.norm.weight') {
       norm = upload('norm', data);
     } else if (n) {
@@ -89,14 +94,16 @@ export async function loadWeights(
       if (quant === 'nf4') {
         gpu.upload(staging!, data);
         const packed = plan.alloc(gpu, `layers.${l}.${p}.weight`), absmax = plan.alloc(gpu, `layers.${l}.${p}.absmax`);
-        nf4Quantize(gpu, packed, absmax, { tensor: staging!, offset: 0, size: N * K * 4 }, N * K);
-        if (doubleQuant) {
+        const blocks = Math.ceil((N * K) / 64);
+        const f32Absmax = absmaxF32 ? { tensor: absmaxF32, offset: 0, size: blocks * 4 } : absmax;
+        nf4Quantize(gpu, packed, f32Absmax, { tensor: staging!, offset: 0, size: N * K * 4 }, N * K);
+        if (absmaxF32) {
           // bitsandbytes compress_statistics: absmax itself quantized to 8 bits (blocks of 256, offset =
-          // mean). The kernels keep f32 absmax, so we store the double-quantized values dequantized:
-          // the same numbers bnb computes with, without the memory saving (0.4 of 4.5 bits/weight).
-          gpu.upload(absmax, doubleDequantize(doubleQuantize(await gpu.readF32(absmax))));
+          // mean), coded on the CPU (1/64 of the weight count) and kept in that form: the NF4 kernels
+          // decode it per block (0.127 instead of 0.5 bits per weight).
+          gpu.upload(absmax, doubleQuantWords(new Float32Array(await gpu.read(absmaxF32, 0, blocks * 4))));
         }
-        lin = { kind: 'nf4', packed, absmax, N, K };
+        lin = { kind: 'nf4', packed, absmax, doubleQuant, N, K };
       } else {
         lin = { kind: 'f32', w: upload(`layers.${l}.${p}.weight`, data), N, K };
       }
@@ -108,6 +115,7 @@ export async function loadWeights(
   const ropeCos = upload('rope.cos', cos), ropeSin = upload('rope.sin', sin);
   gpu.flush();
   if (staging) plan.free(gpu, 'load.staging');
+  if (absmaxF32) plan.free(gpu, 'load.absmax');
   await gpu.check();
   for (const [l, w] of layers.entries()) {
     for (const p of PROJS) {
@@ -115,5 +123,5 @@ export async function loadWeights(
       w.proj![p].bias = biases.get(`${l}.${p}`);
     }
   }
-  return { embed: embed!, head: head!, norm: norm!, layers: layers as LayerWeights[], ropeCos, ropeSin };
+  return { embed: embed!, head: head!, headF16: f16, norm: norm!, layers: layers as LayerWeights[], ropeCos, ropeSin };
 }

@@ -14,6 +14,9 @@ export interface OpenOptions {
   quant: 'nf4' | 'none';
   /** bitsandbytes double quantization of the NF4 absmax (QLoRA's "DQ"); nf4 only. */
   doubleQuant?: boolean;
+  /** Storage of the embedding and an untied lm_head: 'f16' (rounded as torch's .half(), f32
+   *  arithmetic) or 'f32' (default, the exact path). */
+  storage?: 'f16' | 'f32';
   /** Micro-batch shape the buffers are planned for; shorter batches reuse them. */
   batch: number;
   seqLen: number;
@@ -56,6 +59,8 @@ export async function openModel(
     batch: opts.batch,
     seqLen: opts.seqLen,
     quant: opts.quant,
+    doubleQuant: opts.doubleQuant,
+    storage: opts.storage,
     lora: opts.lora,
     training: opts.training,
     checkpointing: opts.checkpointing ?? false,
@@ -71,7 +76,7 @@ export async function openModel(
   if (opts.doubleQuant && opts.quant !== 'nf4') {
     throw new UsageError('Double quantization applies to NF4 weights only.', 'Use --quant nf4 with --double-quant.', { field: 'double-quant' });
   }
-  const weights = await loadWeights(gpu, folder, config, plan, onProgress, opts.doubleQuant);
+  const weights = await loadWeights(gpu, folder, config, plan, onProgress);
   const lora = opts.lora ? new LoraState(gpu, config, opts.lora, (n) => plan.alloc(gpu, n), opts.training) : undefined;
   plan.allocRun(gpu);
   lora?.init(opts.seed ?? 0);
@@ -95,8 +100,9 @@ export interface DerivedModel extends OpenedModel {
 /**
  * A run (training, inference, another LoRA spec) over weights that are already loaded, so the site
  * can train, chat and import adapters without reloading the base model. The new plan adopts every
- * weight buffer of `base`; only LoRA and run buffers are allocated. Quantization and maxPositions
- * are the base's (opts.quant and opts.maxPositions are ignored).
+ * weight buffer of `base`; only LoRA and run buffers are allocated. Quantization (double quantization
+ * included), storage and maxPositions are the base's (opts.quant, opts.doubleQuant, opts.storage and
+ * opts.maxPositions are ignored).
  */
 export async function openOverWeights(gpu: Gpu, base: LoadedBase, opts: OpenOptions): Promise<DerivedModel> {
   const maxPositions = base.plan.opts.maxPositions;
@@ -106,7 +112,7 @@ export async function openOverWeights(gpu: Gpu, base: LoadedBase, opts: OpenOpti
       `Use a sequence length of ${maxPositions} or less.`, { field: 'seqLen' });
   }
   const plan = new Plan(base.config, {
-    batch: opts.batch, seqLen: opts.seqLen, quant: base.plan.opts.quant, lora: opts.lora, training: opts.training,
+    batch: opts.batch, seqLen: opts.seqLen, quant: base.plan.opts.quant, doubleQuant: base.plan.opts.doubleQuant, storage: base.plan.opts.storage, lora: opts.lora, training: opts.training,
     checkpointing: opts.checkpointing ?? false, gradAccum: opts.gradAccum, kvCache: opts.kvCache, maxPositions, limits: gpu.limits,
   });
   for (const r of plan.rows) {

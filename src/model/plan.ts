@@ -4,7 +4,7 @@
 // "will it fit" is answered before the first byte is uploaded.
 import type { Category, Gpu, Tensor } from '../gpu/runtime.ts';
 import { GpuOutOfMemoryError } from '../errors.ts';
-import { nf4Words } from '../quant/nf4.ts';
+import { dqWords, nf4Words } from '../quant/nf4.ts';
 import { loraScaling, loraTable, PROJS, type LoraSpec, type Proj } from './lora.ts';
 import { linearShape } from '../io/hf-names.ts';
 import { gradNormPartials } from '../kernels/grad_norm.ts';
@@ -31,6 +31,10 @@ export interface PlanOptions {
   batch: number;
   seqLen: number;
   quant: 'nf4' | 'none';
+  /** NF4 absmax double-quantized on the GPU (8-bit codes + absmax2 per 256 blocks + offset). */
+  doubleQuant?: boolean;
+  /** Element storage of the embedding and an untied lm_head: f16 pairs in u32 words, or f32 (default). */
+  storage?: 'f16' | 'f32';
   /** LoRA adapter, or undefined for the bare base model. */
   lora?: LoraSpec;
   /** Backward pass buffers (gradients, optimizer state) are only planned when training. */
@@ -60,8 +64,9 @@ const LOGITS_BUDGET = 64 * 2 ** 20;
 
 const f32 = (n: number) => Math.max(4, Math.ceil(n) * 4);
 
-export function linearBytes(quant: 'nf4' | 'none', N: number, K: number): { w: number; absmax: number } {
-  return quant === 'nf4' ? { w: nf4Words(N * K) * 4, absmax: f32(Math.ceil((N * K) / 64)) } : { w: f32(N * K), absmax: 0 };
+export function linearBytes(quant: 'nf4' | 'none', N: number, K: number, doubleQuant = false): { w: number; absmax: number } {
+  const blocks = Math.ceil((N * K) / 64);
+  return quant === 'nf4' ? { w: nf4Words(N * K) * 4, absmax: doubleQuant ? dqWords(blocks) * 4 : f32(blocks) } : { w: f32(N * K), absmax: 0 };
 }
 
 export class Plan {
@@ -101,8 +106,9 @@ export class Plan {
       this.byName.set(name, r);
     };
     // Weights (allocated by the loader under these names).
-    add('embed', 'weights', f32(V * C), 'weights');
-    if (!d.tieWordEmbeddings) add('head', 'weights', f32(V * C), 'weights');
+    const table = o.storage === 'f16' ? Math.ceil((V * C) / 2) * 4 : f32(V * C);
+    add('embed', 'weights', table, 'weights');
+    if (!d.tieWordEmbeddings) add('head', 'weights', table, 'weights');
     add('norm', 'weights', f32(C), 'weights');
     add('rope.cos', 'weights', f32((o.maxPositions * D) / 2), 'weights');
     add('rope.sin', 'weights', f32((o.maxPositions * D) / 2), 'weights');
@@ -112,7 +118,7 @@ export class Plan {
       add(`layers.${l}.post_attention_layernorm`, 'weights', f32(C), 'weights');
       for (const p of PROJS) {
         const [n, k] = linearShape(d, p);
-        const b = linearBytes(o.quant, n, k);
+        const b = linearBytes(o.quant, n, k, o.doubleQuant);
         add(`layers.${l}.${p}.weight`, 'weights', b.w, 'weights');
         if (b.absmax) add(`layers.${l}.${p}.absmax`, 'weights', b.absmax, 'weights');
         const biased = p === 'o_proj' ? d.oProjBias : d.attentionBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj');
@@ -122,6 +128,8 @@ export class Plan {
     }
     // The f32 staging buffer a linear weight passes through on its way to NF4; freed after loading.
     if (o.quant === 'nf4') add('load.staging', 'scratch', f32(largest), 'load');
+    // Double quantization starts from the f32 absmax the quantize kernel writes (read back, coded on the CPU).
+    if (o.quant === 'nf4' && o.doubleQuant) add('load.absmax', 'scratch', f32(Math.ceil(largest / 64)), 'load');
     // LoRA and optimizer.
     if (o.lora) {
       const { totalFloats } = loraTable(d, o.lora);

@@ -158,13 +158,13 @@ async function evaluate(argv: string[]): Promise<number> {
 
 // ------------------------------------------------------------------------------------------ bench
 
-const BENCH_USAGE = 'usage: webtune bench --shape smollm2-135m|qwen2.5-0.5b|llama-3.2-1b|DIR [--seq-len 512] [--batch 1] [--steps N] [--quant nf4|none] [--rank 8] [--targets all-linear] [--checkpointing] [--plan-only]';
+const BENCH_USAGE = 'usage: webtune bench --shape smollm2-135m|qwen2.5-0.5b|llama-3.2-1b|DIR [--seq-len 512] [--batch 1] [--steps N] [--quant nf4|none] [--double-quant] [--rank 8] [--targets all-linear] [--checkpointing] [--plan-only] [--count]';
 
 async function bench(argv: string[]): Promise<number> {
   const v = args(argv, {
     shape: { type: 'string' }, 'seq-len': { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' },
     quant: { type: 'string' }, rank: { type: 'string' }, targets: { type: 'string' }, checkpointing: { type: 'boolean' },
-    'plan-only': { type: 'boolean' }, count: { type: 'boolean' },
+    'plan-only': { type: 'boolean' }, count: { type: 'boolean' }, 'double-quant': { type: 'boolean' },
   }, BENCH_USAGE);
   if (v.help) return help(BENCH_USAGE);
   const result = await modelBench({
@@ -172,7 +172,7 @@ async function bench(argv: string[]): Promise<number> {
     seqLen: num(v, 'seq-len', 512, { min: 2, int: true }),
     batch: num(v, 'batch', 1, { min: 1, int: true }),
     steps: num(v, 'steps', 3, { min: 1, int: true }),
-    quant: quantOf(v),
+    quant: quantOf(v), doubleQuant: Boolean(v['double-quant']),
     rank: num(v, 'rank', 8, { min: 1, int: true }),
     targets: parseTargets((v.targets as string | undefined) ?? 'all-linear'),
     checkpointing: Boolean(v.checkpointing),

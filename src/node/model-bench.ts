@@ -101,6 +101,10 @@ export interface ModelBenchOptions {
   batch: number;
   steps: number;
   quant: 'nf4' | 'none';
+  /** NF4 absmax double-quantized (bitsandbytes compress_statistics); nf4 only. */
+  doubleQuant?: boolean;
+  /** Storage of the embedding and lm_head (default f32). */
+  storage?: 'f16' | 'f32';
   rank: number;
   targets: Proj[];
   checkpointing: boolean;
@@ -132,10 +136,10 @@ export async function modelBench(o: ModelBenchOptions): Promise<Record<string, u
   const config = await shapeConfig(o.shape);
   const cfg = parseModelConfig(config);
   const lora = { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, rslora: false, targets: o.targets };
-  const shape = { shape: o.shape, seqLen: o.seqLen, batch: o.batch, quant: o.quant, rank: o.rank, targets: o.targets, checkpointing: o.checkpointing };
+  const shape = { shape: o.shape, seqLen: o.seqLen, batch: o.batch, quant: o.quant, doubleQuant: o.doubleQuant ?? false, storage: o.storage ?? 'f32', rank: o.rank, targets: o.targets, checkpointing: o.checkpointing };
   // Planning needs binding limits; without a device, assume a desktop GPU's (Dawn's top tiers).
   const planFor = (limits: Plan['opts']['limits']) => new Plan(cfg, {
-    batch: o.batch, seqLen: o.seqLen, quant: o.quant, lora, training: true, checkpointing: o.checkpointing,
+    batch: o.batch, seqLen: o.seqLen, quant: o.quant, doubleQuant: o.doubleQuant, storage: o.storage, lora, training: true, checkpointing: o.checkpointing,
     gradAccum: 1, maxPositions: o.seqLen, limits,
   });
   if (o.count) return { ...shape, count: await countRun(cfg, lora, o) };
@@ -147,7 +151,7 @@ export async function modelBench(o: ModelBenchOptions): Promise<Record<string, u
   try {
     const t0 = performance.now();
     const { model, lora: state, plan } = await openModel(gpu, randomFolder(config), {
-      quant: o.quant, batch: o.batch, seqLen: o.seqLen, lora, training: true, checkpointing: o.checkpointing, gradAccum: 1,
+      quant: o.quant, doubleQuant: o.doubleQuant, storage: o.storage, batch: o.batch, seqLen: o.seqLen, lora, training: true, checkpointing: o.checkpointing, gradAccum: 1,
     });
     await gpu.sync();
     const loadSeconds = (performance.now() - t0) / 1000;

@@ -1,6 +1,8 @@
 // Unit tests of the CPU NF4 reference (src/quant/nf4.ts) against docs/nf4.md (bitsandbytes) and the PyTorch golden
 // (scripts/goldens/nf4.py -> fixtures/goldens/nf4.json).
 import { describe, expect, test } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { assertClose, assertEqualInts, goldenArray, loadGolden, type GoldenTensor } from '../testing/compare.ts';
 import {
   DYNAMIC_MAP,
@@ -12,6 +14,9 @@ import {
   doubleDequantize,
   doubleQuantize,
   doubleQuantizeWithOffset,
+  dqAbsmax,
+  dqWords,
+  packDoubleQuant,
   nf4Code,
   packWords,
   quantizeNF4,
@@ -138,7 +143,7 @@ describe('NF4 quantize / dequantize vs PyTorch (bitsandbytes torch reference)', 
   });
 });
 
-describe('double quantization (CPU only; the GPU keeps f32 absmax)', () => {
+describe('double quantization', () => {
   const c = golden.dq;
   const absmax = goldenArray(c.absmax);
   const torchMap = goldenArray(c.code);
@@ -179,5 +184,43 @@ describe('double quantization (CPU only; the GPU keeps f32 absmax)', () => {
     // 8-bit dynamic code near the block max: relative step ~1/70 of absmax2.
     assertClose('absmax round trip', back, absmax, { atol: 0.02 * Math.max(...s.absmax2), rtol: 0 });
     assertClose('absmax vs torch', back, goldenArray(c.absmax_dq), { atol: 1e-3 * Math.max(...s.absmax2), rtol: 1e-5 });
+  });
+});
+
+describe('double quantization, GPU form (packDoubleQuant / dqAbsmax)', () => {
+  const absmax = goldenArray(golden.dq.absmax);
+  // Block counts around the packing (4 codes per word) and the 256-code second level.
+  test.each([1, 3, 4, 255, 256, 257, 1023, absmax.length])('%i blocks: dqAbsmax reads back doubleDequantize bit for bit', (nb) => {
+    const a = Float32Array.from({ length: nb }, (_, i) => absmax[i % absmax.length] * (1 + (i % 7) / 13));
+    const s = doubleQuantize(a);
+    const words = packDoubleQuant(s);
+    expect(words.length).toBe(dqWords(nb));
+    assertEqualInts('absmax bits', bitsOf(dqAbsmax(words, nb)), bitsOf(doubleDequantize(s)));
+  });
+
+  test('layout: codes little-endian 4 per word, then absmax2, then offset', () => {
+    const qabsmax = Uint8Array.from({ length: 257 }, (_, i) => (i * 37 + 11) & 0xff);
+    const absmax2 = Float32Array.of(0.5, 0.25);
+    const words = packDoubleQuant({ qabsmax, absmax2, offset: 0.125, code: DYNAMIC_MAP });
+    expect(words.length).toBe(65 + 2 + 1);
+    expect(words[0]).toBe((qabsmax[0] | (qabsmax[1] << 8) | (qabsmax[2] << 16) | (qabsmax[3] << 24)) >>> 0);
+    expect(words[64]).toBe(qabsmax[256]); // the last word's unused bytes stay 0
+    const f = new Float32Array(words.buffer);
+    expect([f[65], f[66], f[67]]).toEqual([0.5, 0.25, 0.125]);
+    expect(dqAbsmax(words, 257)[256]).toBe(Math.fround(Math.fround(DYNAMIC_MAP[qabsmax[256]] * 0.25) + 0.125));
+  });
+
+  test('refuses a code table other than the dynamic map (the kernels hold that one)', () => {
+    const s = doubleQuantize(absmax);
+    expect(() => packDoubleQuant({ ...s, code: goldenArray(golden.dq.code) })).toThrow(/dynamic map/);
+  });
+
+  // WGSL has no includes: each NF4 kernel carries the map as hex. Keep every copy equal to DYNAMIC_MAP.
+  test.each(['matmul_nf4', 'matmul_nf4_backward', 'matvec_nf4', 'nf4_dequantize'])('shaders/%s.wgsl holds the dynamic map bit for bit', (stem) => {
+    const src = readFileSync(fileURLToPath(new URL(`../../shaders/${stem}.wgsl`, import.meta.url)), 'utf8');
+    const m = /const DMAP = array<u32, 256>\(([^)]*)\)/.exec(src);
+    expect(m, 'DMAP table').not.toBeNull();
+    const table = m![1].split(',').map((x) => x.trim()).filter(Boolean).map((x) => Number.parseInt(x.replace(/u$/, ''), 16));
+    expect(table).toEqual(Array.from(bitsOf(DYNAMIC_MAP)));
   });
 });

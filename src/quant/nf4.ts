@@ -117,10 +117,10 @@ export function unpackWords(words: Uint32Array, n: number): Uint8Array {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Double quantization (QLoRA "DQ"; docs/nf4.md#double-quantization): absmax itself is quantized to 8 bits with the
-// bitsandbytes dynamic map, in blocks of 256, after subtracting its mean. This is CPU-only: absmax is
-// 1/64 of the weight count, and the GPU kernels always consume f32 absmax (dequantized once at load),
-// so nothing on the GPU ever sees the 8-bit form.
+// Double quantization (QLoRA "DQ", bitsandbytes compress_statistics; docs/nf4.md#double-quantization): absmax itself is quantized to
+// 8 bits with the bitsandbytes dynamic map, in blocks of 256, after subtracting its mean. The
+// quantization runs here on the CPU at load (absmax is 1/64 of the weight count); the GPU keeps the
+// 8-bit codes and dequantizes them inside the NF4 kernels (packDoubleQuant below has the layout).
 
 /**
  * bitsandbytes create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8), computed the way
@@ -232,4 +232,60 @@ export function doubleDequantize(s: DoubleQuantState, blocksize = 256): Float32A
   const out = dequantizeBlockwise(s.qabsmax, s.absmax2, s.code, blocksize);
   for (let i = 0; i < out.length; i++) out[i] = Math.fround(out[i] + s.offset);
   return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The GPU form of a double-quantized absmax: one u32 array per weight, nb = ceil(n / 64) blocks.
+//   words [0, ceil(nb / 4))            the 8-bit codes, block b in byte (b & 3) of word b >> 2
+//                                      (little-endian: the bytes of bitsandbytes' uint8 tensor)
+//   next ceil(nb / 256) words          absmax2, the f32 scale of each run of 256 codes (state2.absmax)
+//   last word                          offset, the f32 mean added back (bitsandbytes `offset`)
+// The code table is not stored: it is always DYNAMIC_MAP, which the kernels hold as a constant.
+// 1 byte per 64 weights plus 4 bytes per 16384 weights, against 4 bytes per 64 for f32 absmax.
+
+export const DQ_BLOCKSIZE = 256;
+
+/** u32 words of the GPU form for nBlocks first-level blocks. */
+export function dqWords(nBlocks: number): number {
+  return Math.ceil(nBlocks / 4) + Math.ceil(nBlocks / DQ_BLOCKSIZE) + 1;
+}
+
+/** A DoubleQuantState (blocks of 256, the dynamic map) as the u32 words the NF4 kernels read. */
+export function packDoubleQuant(s: DoubleQuantState): Uint32Array {
+  const nb = s.qabsmax.length;
+  if (s.code.length !== DYNAMIC_MAP.length || s.code.some((v, i) => !Object.is(v, DYNAMIC_MAP[i]))) {
+    throw new RangeError('packDoubleQuant: the kernels decode with the bitsandbytes dynamic map only');
+  }
+  if (s.absmax2.length !== Math.ceil(nb / DQ_BLOCKSIZE)) {
+    throw new RangeError(`packDoubleQuant: ${s.absmax2.length} second-level scales for ${nb} codes, expected blocks of ${DQ_BLOCKSIZE}`);
+  }
+  const words = new Uint32Array(dqWords(nb));
+  const q = Math.ceil(nb / 4);
+  for (let b = 0; b < nb; b++) words[b >> 2] |= s.qabsmax[b] << (8 * (b & 3));
+  const f = new Float32Array(words.buffer);
+  f.set(s.absmax2, q);
+  f[q + s.absmax2.length] = s.offset;
+  return words;
+}
+
+/**
+ * The f32 absmax of every block, read from the GPU form the way the kernels read it:
+ * fround(fround(DYNAMIC_MAP[code] * absmax2[b / 256]) + offset). The CPU twins use this.
+ */
+export function dqAbsmax(words: Uint32Array, nBlocks: number): Float32Array {
+  const q = Math.ceil(nBlocks / 4), nb2 = Math.ceil(nBlocks / DQ_BLOCKSIZE);
+  if (words.length < q + nb2 + 1) throw new RangeError(`dqAbsmax: ${words.length} words hold fewer than ${nBlocks} blocks`);
+  const f = new Float32Array(words.buffer, words.byteOffset, words.length);
+  const offset = f[q + nb2];
+  const out = new Float32Array(nBlocks);
+  for (let b = 0; b < nBlocks; b++) {
+    const code = (words[b >> 2] >>> (8 * (b & 3))) & 0xff;
+    out[b] = Math.fround(Math.fround(DYNAMIC_MAP[code] * f[q + Math.floor(b / DQ_BLOCKSIZE)]) + offset);
+  }
+  return out;
+}
+
+/** f32 absmax -> its double quantization (offset = mean, dynamic map) in the GPU form. */
+export function doubleQuantWords(absmax: Float32Array): Uint32Array {
+  return packDoubleQuant(doubleQuantize(absmax));
 }

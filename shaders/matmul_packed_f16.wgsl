@@ -1,0 +1,136 @@
+// Dense matmul with b stored as packed f16 pairs, f32 a, f32 accumulation and f32 c, optionally batched:
+//   c[b] = alpha * op(a[b]) · op(f32(b[b]))  (+ c[b] when ACCUMULATE)
+// Shapes as shaders/matmul.wgsl: c (M, N); a (M, K), or (K, M) when TRANS_A; b (K, N), or (N, K) when
+// TRANS_B, counted in f16 elements. b is an array<u32> holding two f16 per word, element e in the
+// low half of word e/2 when e is even (pack2x16float order, i.e. a little-endian Uint16Array), so it
+// needs no shader-f16: unpack2x16float widens each value to f32 exactly.
+// Why: the embedding / lm_head table (V, C) is the largest f32 buffer of a small model (Llama-3.2-1B:
+// 1002 MiB); stored as f16 it is half that, and the logits matmul reads half the bytes. Reference op:
+// torch.matmul(a, b.half().float()) (.T for the transposed variants): the product of the f16-rounded
+// table, accumulated in f32.
+// Version 1: matmul.wgsl's tiling and summation order, only the staging load of b differs, so on a
+// table of f16-representable values both kernels agree to the last bit (modulo compiler contraction).
+
+override BM: u32 = 64;            // output rows per workgroup tile (a multiple of TM)
+override BN: u32 = 64;            // output columns per workgroup tile (a multiple of TN)
+override BK: u32 = 16;            // reduction depth staged per barrier pair
+override TRANS_A: bool = false;   // a stored (K, M)
+override TRANS_B: bool = false;   // b stored (N, K), i.e. X·Wᵀ as nn.Linear computes it
+override ACCUMULATE: bool = false;
+
+const TM = 4u;                    // output rows per thread
+const TN = 4u;                    // output columns per thread (one vec4)
+// Derived from the tile; not meant to be overridden on their own.
+override WG_X: u32 = BN / TN;     // threads along n
+override WG_Y: u32 = BM / TM;     // threads along m
+override WG: u32 = WG_X * WG_Y;
+
+struct Params {
+  M: u32,
+  N: u32,
+  K: u32,
+  batch: u32,
+  strideA: u32,   // elements between batch entries of a (0 broadcasts one a over the batch)
+  strideB: u32,
+  strideC: u32,
+  alpha: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> c: array<f32>;   // (batch, M, N)
+@group(0) @binding(2) var<storage, read> a: array<f32>;         // (batch, M, K) or (batch, K, M)
+@group(0) @binding(3) var<storage, read> b: array<u32>;         // (batch, K, N) or (batch, N, K) f16, two per word
+
+// f16 element e of b, widened to f32.
+fn bAt(e: u32) -> f32 {
+  return unpack2x16float(b[e >> 1u])[e & 1u];
+}
+
+// k-major tiles: for a fixed k, a thread reads its 4 rows of a and its 4 columns of b as one vec4
+// each, so the inner loop is 2 workgroup loads per 16 FMAs. BK·(BM+BN)·4 bytes = 8 KiB at the
+// defaults, half the portable 16 KiB. The non-transposed a tile is written with a stride of BM
+// floats between neighbouring threads (bank conflicts on the store); padding is left for tuning.
+var<workgroup> As: array<vec4<f32>, BK * BM / 4>;   // As[k * BM/4 + m/4][m % 4] = op(a)[m, k]
+var<workgroup> Bs: array<vec4<f32>, BK * BN / 4>;   // Bs[k * BN/4 + n/4][n % 4] = op(b)[k, n]
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_id) tid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  // The grid may be split over x and y (more than 65535 tiles); rebuild the linear tile id.
+  let tilesN = (p.N + BN - 1u) / BN;
+  let tilesM = (p.M + BM - 1u) / BM;
+  let w = wid.x + wid.y * nwg.x;
+  let bi = w / (tilesM * tilesN);
+  let t = w % (tilesM * tilesN);
+  let m0 = (t / tilesN) * BM;
+  let n0 = (t % tilesN) * BN;
+  // No early return: a workgroup past the last tile still walks the K loop and its barriers, it
+  // just loads zeros and stores nothing.
+  let live = bi < p.batch;
+  let aBase = bi * p.strideA;
+  let bBase = bi * p.strideB;
+  let cBase = bi * p.strideC;
+
+  var acc: array<vec4<f32>, TM>;
+  for (var i = 0u; i < TM; i++) { acc[i] = vec4<f32>(0.0); }
+
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+    // Stage op(a)[m0.., k0..] as BM×BK. Adjacent threads take adjacent elements of the *stored*
+    // contiguous dimension (k for a (M, K) a, m for a (K, M) one), so global reads coalesce either way.
+    for (var e = lid; e < BM * BK; e += WG) {
+      var mm: u32;
+      var kk: u32;
+      if (TRANS_A) { mm = e % BM; kk = e / BM; } else { kk = e % BK; mm = e / BK; }
+      let m = m0 + mm;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (live && m < p.M && k < p.K) {
+        if (TRANS_A) { v = a[aBase + k * p.M + m]; } else { v = a[aBase + m * p.K + k]; }
+      }
+      As[kk * (BM / 4u) + mm / 4u][mm % 4u] = v;
+    }
+    // Stage op(b)[k0.., n0..] as BK×BN, coalesced along n for a (K, N) b and along k for (N, K).
+    for (var e = lid; e < BK * BN; e += WG) {
+      var nn: u32;
+      var kk: u32;
+      if (TRANS_B) { kk = e % BK; nn = e / BK; } else { nn = e % BN; kk = e / BN; }
+      let n = n0 + nn;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (live && n < p.N && k < p.K) {
+        if (TRANS_B) { v = bAt(bBase + n * p.K + k); } else { v = bAt(bBase + k * p.N + n); }
+      }
+      Bs[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
+    }
+    workgroupBarrier();
+
+    // Outer product over the slice: rows tid.y*4.., columns tid.x*4... Zero padding past K makes the
+    // ragged last slice exact without a bound on kk.
+    for (var kk = 0u; kk < BK; kk++) {
+      let av = As[kk * (BM / 4u) + tid.y];
+      let bv = Bs[kk * (BN / 4u) + tid.x];
+      for (var i = 0u; i < TM; i++) {
+        acc[i] = fma(vec4<f32>(av[i]), bv, acc[i]);
+      }
+    }
+    // The next iteration overwrites the tiles: everyone must be done reading them.
+    workgroupBarrier();
+  }
+
+  if (live) {
+    for (var i = 0u; i < TM; i++) {
+      let m = m0 + tid.y * TM + i;
+      if (m < p.M) {
+        for (var j = 0u; j < TN; j++) {
+          let n = n0 + tid.x * TN + j;
+          if (n < p.N) {
+            let idx = cBase + m * p.N + n;
+            var v = p.alpha * acc[i][j];
+            if (ACCUMULATE) { v += c[idx]; }
+            c[idx] = v;
+          }
+        }
+      }
+    }
+  }
+}
