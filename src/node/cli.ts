@@ -4,16 +4,15 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { openAsBlob } from 'node:fs';
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { Gpu } from '../gpu/runtime.ts';
 import { UsageError, WebtuneError, formatBytes } from '../errors.ts';
 import { openModelFolder, type ModelFolder } from '../io/model-folder.ts';
-import { directorySources, fileSource, writeFilesAtomic } from './fs-source.ts';
+import { adapterSources, directorySources, writeFilesAtomic } from './fs-source.ts';
 import { openModel } from '../model/open.ts';
 import { parseModelConfig } from '../model/config.ts';
 import { parseTargets, DEFAULT_LORA, type LoraSpec } from '../model/lora.ts';
 import { exportAdapter, importAdapter } from '../model/adapter.ts';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../io/peft.ts';
 import { prepareDataset } from '../data/pipeline.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import { Trainer, DEFAULT_TRAIN, evaluateLoss, type StepLog } from '../train/trainer.ts';
@@ -124,8 +123,7 @@ async function train(argv: string[]): Promise<number> {
   let init: Map<string, Float32Array> | undefined;
   if (v['init-adapter']) {
     const dir = resolve(v['init-adapter'] as string);
-    const a = await importAdapter(parseModelConfig(folder.config, folder.configFile),
-      await fileSource(join(dir, ADAPTER_CONFIG_FILE)), await fileSource(join(dir, ADAPTER_WEIGHTS_FILE)));
+    const a = await importAdapter(parseModelConfig(folder.config, folder.configFile), ...(await adapterSources(dir)));
     spec = a.spec; // the adapter's own rank, alpha and targets win: its weights have those shapes
     init = a.weights;
   }
@@ -182,8 +180,7 @@ async function evaluate(argv: string[]): Promise<number> {
     const folder = await openFolder(modelDir);
     const tok = await loadTokenizerFromDir(resolve(modelDir));
     const config = parseModelConfig(folder.config, folder.configFile);
-    const adapter = v.adapter ? await importAdapter(config, await fileSource(join(resolve(v.adapter as string), ADAPTER_CONFIG_FILE)),
-      await fileSource(join(resolve(v.adapter as string), ADAPTER_WEIGHTS_FILE))) : undefined;
+    const adapter = v.adapter ? await importAdapter(config, ...(await adapterSources(resolve(v.adapter as string)))) : undefined;
     const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, tok, {
       template: v.template as TemplateName | undefined, maxLength: seqLen, shuffle: false, skipBadRows: true,
     });

@@ -1,16 +1,15 @@
 // `webtune generate`: complete a prompt, streaming the text to stdout as it comes.
 import { parseArgs } from 'node:util';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { Gpu } from '../gpu/runtime.ts';
 import { UsageError } from '../errors.ts';
 import { openModelFolder } from '../io/model-folder.ts';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../io/peft.ts';
 import { parseModelConfig } from '../model/config.ts';
 import { importAdapter } from '../model/adapter.ts';
 import { openModel } from '../model/open.ts';
 import { checkGenerateOptions } from '../infer/generate.ts';
 import { encodePrompt, generateText } from '../infer/text.ts';
-import { directorySources, fileSource } from './fs-source.ts';
+import { adapterSources, directorySources } from './fs-source.ts';
 import { loadTokenizerFromDir } from './data-command.ts';
 
 const USAGE = `usage: webtune generate --model DIR [--adapter DIR] [--quant nf4|none] --prompt TEXT [--chat]
@@ -55,7 +54,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
   const chat = Boolean(v.chat);
   const promptIds = encodePrompt(tok.hf, v.prompt, chat);
   const adapter = v.adapter
-    ? await importAdapter(config, await fileSource(join(resolve(v.adapter as string), ADAPTER_CONFIG_FILE)), await fileSource(join(resolve(v.adapter as string), ADAPTER_WEIGHTS_FILE)))
+    ? await importAdapter(config, ...(await adapterSources(resolve(v.adapter as string))))
     : undefined;
   const gpu = await Gpu.create();
   try {
