@@ -137,6 +137,15 @@ export class StorageQuotaError extends WebtuneError {
   }
 }
 
+/** A file or folder we cannot read or write: missing, a folder where a file belongs (or the reverse),
+ *  no permission, a full or read-only disk, a kernel file system. `details.path` names it and
+ *  `details.errno` gives the system's code (ENOENT, EACCES, ...). */
+export class FileSystemError extends WebtuneError {
+  constructor(message: string, hint: string, details: Record<string, unknown> = {}) {
+    super('file-system', message, hint, details);
+  }
+}
+
 const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   GpuUnavailableError,
   ShaderCompileError,
@@ -149,6 +158,7 @@ const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   DatasetError,
   UsageError,
   StorageQuotaError,
+  FileSystemError,
 };
 
 /** Rebuild an error sent across a worker boundary into its class (unknown names become WebtuneError). */

@@ -19,6 +19,7 @@ import { Trainer, DEFAULT_TRAIN, evaluateLoss, type StepLog } from '../train/tra
 import { parseSchedule } from '../train/schedule.ts';
 import { loadTokenizerFromDir, dataCommand } from './data-command.ts';
 import { modelBench } from './model-bench.ts';
+import { checkOutputDir, checkReadableFile, checkWritableFile, fsError, isFsError } from './preflight.ts';
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -110,6 +111,10 @@ async function train(argv: string[]): Promise<number> {
     shuffle: !v['no-shuffle'],
   };
   const valSplit = num(v, 'val-split', 0, { min: 0 });
+  // Paths before any work: a bad --out must not surface only after the whole training.
+  await checkReadableFile(dataFile, '--data');
+  await checkOutputDir(out, '--out');
+  if (v.log) await checkWritableFile(v.log as string, '--log');
   const folder = await openFolder(modelDir);
   const tok = await loadTokenizerFromDir(resolve(modelDir));
   let spec: LoraSpec = {
@@ -175,6 +180,7 @@ async function evaluate(argv: string[]): Promise<number> {
   if (v.help) return help(EVAL_USAGE);
   const modelDir = str(v, 'model', EVAL_USAGE), dataFile = str(v, 'data', EVAL_USAGE);
   const seqLen = num(v, 'seq-len', 1024, { min: 2, int: true }), batch = num(v, 'batch', 2, { min: 1, int: true });
+  await checkReadableFile(dataFile, '--data');
   const gpu = await Gpu.create();
   try {
     const folder = await openFolder(modelDir);
@@ -256,7 +262,8 @@ export async function main(argv: string[]): Promise<number> {
       default:
         throw new UsageError(`Unknown command "${cmd}".`, USAGE);
     }
-  } catch (e) {
+  } catch (caught) {
+    const e = isFsError(caught) ? fsError(caught) : caught; // any file-system error names its path
     if (e instanceof WebtuneError) {
       process.stderr.write(`\nerror: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ''}`);
       return 2;

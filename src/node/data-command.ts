@@ -10,6 +10,7 @@ import { SHAPES, type ColumnMapping, type Field, type ShapeName } from '../data/
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import { loadTokenizerFromText, type LoadedTokenizer } from '../data/tokenizer.ts';
 import { ModelFileError, UsageError, WebtuneError } from '../errors.ts';
+import { checkReadableFile } from './preflight.ts';
 
 const USAGE = `usage: webtune data --data FILE --model DIR [--template ${TEMPLATE_NAMES.join('|')}] [--seq-len N] [--json]
        [--shape ${Object.keys(SHAPES).join('|')}] [--map FIELD=COLUMN]... [--skip-bad-rows] [--packing]
@@ -113,6 +114,7 @@ export async function dataCommand(argv: string[]): Promise<number> {
   try {
     args = parseArgs(argv);
     const tok = await loadTokenizerFromDir(args.model);
+    await checkReadableFile(args.data, '--data');
     let blob: Blob;
     try {
       // openAsBlob reads lazily: a 200 MB file is streamed, never loaded whole.

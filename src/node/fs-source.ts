@@ -6,6 +6,7 @@ import { basename, dirname, join } from 'node:path';
 import { ModelFileError } from '../errors.ts';
 import { type ByteSource, checkRange, shortRead } from '../io/byte-source.ts';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../io/peft.ts';
+import { fsError } from './preflight.ts';
 
 /** A file as a ByteSource. Each read opens, reads at the offset and closes: a few hundred opens per
  *  model load cost nothing next to the reads, and no handle can leak if the caller stops early. */
@@ -147,6 +148,14 @@ export async function recoverStaged(dir: string): Promise<void> {
  *  (once recoverStaged has run) holds either all the old files or all the new ones. An error
  *  before the commit point leaves the folder as it was. */
 export async function writeFilesAtomic(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
+  try {
+    await publish(dir, files);
+  } catch (e) {
+    throw fsError(e, dir);
+  }
+}
+
+async function publish(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
   const staging = join(dir, STAGING_DIR);
   fsStep();
   await mkdir(dir, { recursive: true });
