@@ -146,6 +146,20 @@ export class FileSystemError extends WebtuneError {
   }
 }
 
+/** A training step gave a NaN or infinite loss or gradient norm. Training stops at that step; the
+ *  adapter is not written, so whatever was saved before (the output folder, the last checkpoint)
+ *  is what remains. */
+export class TrainingDivergedError extends WebtuneError {
+  constructor(step: number, loss: number, gradNorm: number) {
+    super(
+      'training-diverged',
+      `Training diverged at step ${step}: the loss is ${loss} and the gradient norm ${gradNorm}. Training stopped and no adapter was written.`,
+      'Lower the learning rate, keep gradient clipping on (max grad norm 1), or resume from the last checkpoint with a smaller learning rate.',
+      { step, loss, gradNorm },
+    );
+  }
+}
+
 const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   GpuUnavailableError,
   ShaderCompileError,
@@ -159,6 +173,7 @@ const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   UsageError,
   StorageQuotaError,
   FileSystemError,
+  TrainingDivergedError,
 };
 
 /** Rebuild an error sent across a worker boundary into its class (unknown names become WebtuneError). */

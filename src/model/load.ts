@@ -7,6 +7,7 @@ import { ModelFileError } from '../errors.ts';
 import type { ModelFolder } from '../io/model-folder.ts';
 import { ropeConfig, type ModelConfig } from './config.ts';
 import { checkWeights } from './weights.ts';
+import { checkFiniteWeight } from './finite.ts';
 import { nf4Quantize } from '../kernels/nf4_quantize.ts';
 import { doubleDequantize, doubleQuantize } from '../quant/nf4.ts';
 import { ropeInvFreq, ropeTables } from '../kernels/rope_forward.ts';
@@ -63,6 +64,7 @@ export async function loadWeights(
   for await (const t of folder.tensors()) {
     if (!wanted.has(t.name)) continue;
     const data = await t.readFloat32();
+    checkFiniteWeight(data, t.name, t.file);
     const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.(weight|bias)$/.exec(t.name);
     const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight$/.exec(t.name);
     if (t.name === 'model.embed_tokens.weight') {

@@ -158,4 +158,22 @@ describe('webtune CLI refuses bad input with a typed, named error', () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
   });
+
+  test('an all-NaN --init-adapter is refused naming the tensor, before the GPU', async () => {
+    const dir = await modelDir('nan-adapter-base');
+    const ad = join(tmp, 'nan-adapter');
+    await mkdir(ad, { recursive: true });
+    await writeFile(join(ad, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['q_proj'], task_type: 'CAUSAL_LM' }));
+    const { writeSafetensors } = await import('../io/safetensors.ts');
+    const tensors: [string, { dtype: 'F32'; shape: number[]; data: Float32Array }][] = [];
+    for (let l = 0; l < 2; l++) {
+      tensors.push([`base_model.model.model.layers.${l}.self_attn.q_proj.lora_A.weight`, { dtype: 'F32', shape: [2, 64], data: new Float32Array(128).fill(NaN) }]);
+      tensors.push([`base_model.model.model.layers.${l}.self_attn.q_proj.lora_B.weight`, { dtype: 'F32', shape: [64, 2], data: new Float32Array(128).fill(NaN) }]);
+    }
+    await writeFile(join(ad, 'adapter_model.safetensors'), writeSafetensors(tensors, { format: 'pt' }));
+    const r = await train(dir, ['--init-adapter', ad]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/layers\.0\.self_attn\.q_proj\.lora_A\.weight" holds NaN at index 0/);
+    expect(r.err).not.toMatch(/Loading/);
+  });
 });
