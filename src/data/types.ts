@@ -29,6 +29,7 @@ export type ProblemKind =
   | 'empty-field'
   | 'ragged-row'
   | 'unterminated-quote'
+  | 'bad-quote'
   | 'row-too-long'
   | 'bad-role'
   | 'render-failed';

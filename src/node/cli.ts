@@ -78,7 +78,7 @@ const TRAIN_USAGE = `usage: webtune train --model DIR --data FILE --out DIR [--q
   [--epochs 3] [--max-steps N] [--batch 2] [--grad-accum 4] [--seq-len 1024]
   [--schedule constant|linear|cosine] [--warmup-steps 0] [--weight-decay 0] [--max-grad-norm 1]
   [--seed 0] [--no-shuffle] [--val-split 0] [--checkpointing] [--init-adapter DIR]
-  [--template ${TEMPLATE_NAMES.join('|')}] [--log FILE]`;
+  [--template ${TEMPLATE_NAMES.join('|')}] [--encoding latin1|utf-16le|...] [--log FILE]`;
 
 async function train(argv: string[]): Promise<number> {
   const v = args(argv, {
@@ -89,7 +89,7 @@ async function train(argv: string[]): Promise<number> {
     schedule: { type: 'string' }, 'warmup-steps': { type: 'string' }, 'weight-decay': { type: 'string' },
     'max-grad-norm': { type: 'string' }, seed: { type: 'string' }, 'no-shuffle': { type: 'boolean' },
     'val-split': { type: 'string' }, checkpointing: { type: 'boolean' }, 'init-adapter': { type: 'string' },
-    template: { type: 'string' }, log: { type: 'string' },
+    template: { type: 'string' }, log: { type: 'string' }, encoding: { type: 'string' },
   }, TRAIN_USAGE);
   if (v.help) return help(TRAIN_USAGE);
   const modelDir = str(v, 'model', TRAIN_USAGE), dataFile = str(v, 'data', TRAIN_USAGE), out = str(v, 'out', TRAIN_USAGE);
@@ -134,7 +134,7 @@ async function train(argv: string[]): Promise<number> {
   }
   process.stderr.write(`Reading ${dataFile}...\n`);
   const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, tok, {
-    template, maxLength: seqLen, validation: valSplit, seed: cfg.seed, shuffle: false, skipBadRows: true,
+    template, maxLength: seqLen, validation: valSplit, seed: cfg.seed, shuffle: false, skipBadRows: true, encoding: v.encoding as string | undefined,
   });
   for (const p of data.problems.slice(0, 20)) process.stderr.write(`  skipped: ${p.file}${p.line ? `:${p.line}` : ''}${p.row ? ` (row ${p.row})` : ''}: ${p.message}\n`);
   if (data.problems.length > 20) process.stderr.write(`  ... and ${data.problems.length - 20} more skipped rows\n`);
@@ -170,12 +170,13 @@ async function train(argv: string[]): Promise<number> {
 
 // ------------------------------------------------------------------------------------------- eval
 
-const EVAL_USAGE = 'usage: webtune eval --model DIR [--adapter DIR] [--quant nf4|none] [--double-quant] --data FILE [--seq-len N] [--batch N] [--template NAME] [--json]';
+const EVAL_USAGE = 'usage: webtune eval --model DIR [--adapter DIR] [--quant nf4|none] [--double-quant] --data FILE [--seq-len N] [--batch N] [--template NAME] [--encoding NAME] [--json]';
 
 async function evaluate(argv: string[]): Promise<number> {
   const v = args(argv, {
     model: { type: 'string' }, adapter: { type: 'string' }, quant: { type: 'string' }, 'double-quant': { type: 'boolean' },
     data: { type: 'string' }, 'seq-len': { type: 'string' }, batch: { type: 'string' }, template: { type: 'string' }, json: { type: 'boolean' },
+    encoding: { type: 'string' },
   }, EVAL_USAGE);
   if (v.help) return help(EVAL_USAGE);
   const modelDir = str(v, 'model', EVAL_USAGE), dataFile = str(v, 'data', EVAL_USAGE);
@@ -188,7 +189,7 @@ async function evaluate(argv: string[]): Promise<number> {
     const config = parseModelConfig(folder.config, folder.configFile);
     const adapter = v.adapter ? await importAdapter(config, ...(await adapterSources(resolve(v.adapter as string)))) : undefined;
     const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, tok, {
-      template: v.template as TemplateName | undefined, maxLength: seqLen, shuffle: false, skipBadRows: true,
+      template: v.template as TemplateName | undefined, maxLength: seqLen, shuffle: false, skipBadRows: true, encoding: v.encoding as string | undefined,
     });
     const { model, lora } = await openModel(gpu, folder, { quant: quantOf(v), doubleQuant: Boolean(v['double-quant']), batch, seqLen, lora: adapter?.spec, training: false },
       (p) => progress('Loading', p.done, p.total));

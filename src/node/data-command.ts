@@ -14,7 +14,7 @@ import { checkReadableFile } from './preflight.ts';
 
 const USAGE = `usage: webtune data --data FILE --model DIR [--template ${TEMPLATE_NAMES.join('|')}] [--seq-len N] [--json]
        [--shape ${Object.keys(SHAPES).join('|')}] [--map FIELD=COLUMN]... [--skip-bad-rows] [--packing]
-       [--validation F] [--examples N]`;
+       [--validation F] [--examples N] [--encoding latin1|utf-16le|...]`;
 
 interface Args {
   data: string;
@@ -79,6 +79,9 @@ function parseArgs(argv: string[]): Args {
         break;
       case '--examples':
         examples = Math.floor(number(value(++i, a), a, 0));
+        break;
+      case '--encoding':
+        opts.encoding = value(++i, a);
         break;
       case '--skip-bad-rows':
         opts.skipBadRows = true;
