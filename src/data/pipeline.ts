@@ -152,3 +152,4 @@ function isProblem(x: Example | Problem): x is Problem {
 }
 
 export { makeBatches, type Batch };
+export { checkTrainedTokens } from './stats.ts';

@@ -176,4 +176,12 @@ describe('webtune CLI refuses bad input with a typed, named error', () => {
     expect(r.err).toMatch(/layers\.0\.self_attn\.q_proj\.lora_A\.weight" holds NaN at index 0/);
     expect(r.err).not.toMatch(/Loading/);
   });
+
+  test('a run whose examples all lose their trained tokens to truncation is refused before the GPU', async () => {
+    const r = await run(['train', '--model', await modelDir('seq-len'), '--data', join(samples, 'baking-cups-to-grams.jsonl'), '--out', join(tmp, 'o-seq'), '--seq-len', '20']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/all 150 examples lose every trained token to truncation at sequence length 20/);
+    expect(r.err).toContain('--seq-len 34');
+    expect(r.err).not.toMatch(/Loading|Training/);
+  });
 });

@@ -13,7 +13,7 @@ import { openModel } from '../model/open.ts';
 import { parseModelConfig } from '../model/config.ts';
 import { parseTargets, DEFAULT_LORA, type LoraSpec } from '../model/lora.ts';
 import { exportAdapter, importAdapter } from '../model/adapter.ts';
-import { prepareDataset } from '../data/pipeline.ts';
+import { checkTrainedTokens, prepareDataset } from '../data/pipeline.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import { Trainer, DEFAULT_TRAIN, evaluateLoss, type StepLog } from '../train/trainer.ts';
 import { parseSchedule } from '../train/schedule.ts';
@@ -139,6 +139,8 @@ async function train(argv: string[]): Promise<number> {
   for (const p of data.problems.slice(0, 20)) process.stderr.write(`  skipped: ${p.file}${p.line ? `:${p.line}` : ''}${p.row ? ` (row ${p.row})` : ''}: ${p.message}\n`);
   if (data.problems.length > 20) process.stderr.write(`  ... and ${data.problems.length - 20} more skipped rows\n`);
   process.stderr.write(`${data.train.length} training and ${data.validation.length} validation examples (${data.shape}, template ${data.template}).\n`);
+  const lost = checkTrainedTokens(data.stats, basename(dataFile), seqLen); // throws when nothing would train
+  if (lost) process.stderr.write(`warning: ${lost}\n`);
   // Every file is read and checked before the GPU is touched: bad input fails fast and clearly.
   const gpu = await Gpu.create();
   try {

@@ -5,7 +5,7 @@
 import { openAsBlob } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { prepareDataset, type PrepareOptions } from '../data/pipeline.ts';
+import { checkTrainedTokens, prepareDataset, type PrepareOptions } from '../data/pipeline.ts';
 import { SHAPES, type ColumnMapping, type Field, type ShapeName } from '../data/shape.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import { loadTokenizerFromText, type LoadedTokenizer } from '../data/tokenizer.ts';
@@ -142,6 +142,13 @@ export async function dataCommand(argv: string[]): Promise<number> {
     out.push(`rows read ${r.rowsRead}, usable examples ${s.examples}, problems ${r.problems.length}`);
     out.push(`tokens ${s.tokens}, trained tokens ${s.trainedTokens}, truncated examples ${s.truncatedExamples} (seq-len ${r.seqLen})`);
     out.push(`length min ${s.minLength}, mean ${s.meanLength.toFixed(1)}, max ${s.maxLength}; sequences train ${r.train.length}, validation ${r.validation.length}`);
+    try {
+      const lost = checkTrainedTokens(s, r.file, r.seqLen);
+      if (lost) out.push(`warning: ${lost}`);
+    } catch (e) {
+      if (!(e instanceof WebtuneError)) throw e;
+      out.push(`warning: ${e.message} ${e.hint}`); // `data` reports; `train` refuses
+    }
     const peak = Math.max(1, ...s.histogram.map((b) => b.count));
     for (const b of s.histogram) out.push(`  ${`${b.from}-${b.to}`.padStart(11)} ${String(b.count).padStart(7)} ${'#'.repeat(Math.round((40 * b.count) / peak))}`);
     for (const p of r.preview) {
