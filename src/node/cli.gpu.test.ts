@@ -88,8 +88,11 @@ describe('webtune train / generate / eval', () => {
     // lr 3e38 (near f32's largest): Adam moves each lora_B weight by about lr in step 1, so step 2's
     // forward overflows to Inf and the norms after it to NaN. (At 1e30 the RMSNorms scale the huge
     // activations back and the loss stays at ln(V): not a divergence test.)
-    const t = await run(['train', '--model', demo, '--data', data, '--out', out, '--seq-len', '32', '--batch', '2',
-      '--grad-accum', '1', '--max-steps', '2', '--lr', '3e38', '--max-grad-norm', '0']);
+    // Two short rows, one per step: both train tokens at seq-len 32, and each step is half the work.
+    const two = join(tmp, 'two.jsonl');
+    await writeFile(two, (await readFile(data, 'utf8')).split('\n').slice(0, 2).join('\n'));
+    const t = await run(['train', '--model', demo, '--data', two, '--out', out, '--seq-len', '32', '--batch', '1',
+      '--grad-accum', '1', '--max-steps', '2', '--lr', '3e38', '--max-grad-norm', '0', '--no-shuffle']);
     expect(t.code).toBe(2);
     expect(t.err).toMatch(/Training diverged at step 2: the loss is NaN and the gradient norm NaN/);
     expect(await readFile(join(out, 'adapter_config.json'), 'utf8')).toBe('the last good config');

@@ -17,9 +17,10 @@ const SAMPLE_TIMEOUT_MS = 240_000;
 
 test('a save killed at every step or at random leaves the old adapter or the new one, whole', async () => {
   const r = await killLoop({ workdir, random: 5, everyStep: true });
-  expect(r.steps).toBeGreaterThanOrEqual(15);
-  // Every step is killed once per scenario; random kills may land after the save finished.
-  expect(r.kills).toBeGreaterThanOrEqual(2 * r.steps!);
+  // mkdir, 3 per file (open, write, fsync) x 2, COMMIT, 2 renames, 3 fsyncs of folders, cleanup.
+  expect(r.steps.fresh).toBeGreaterThanOrEqual(15);
+  expect(r.steps.existing).toBe(r.steps.fresh + 1); // + removing the old version's temporary
+  expect(r.kills).toBe(r.steps.fresh + r.steps.existing + 2 * 5);
   // Fresh folder: nothing before the commit point, the new adapter after it; never the old.
   expect(r.found.fresh.none).toBeGreaterThan(0);
   expect(r.found.fresh.new).toBeGreaterThan(0);

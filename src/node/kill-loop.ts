@@ -24,7 +24,8 @@ export type Found = 'old' | 'new' | 'none';
 
 export interface KillLoopOptions {
   workdir: string;
-  /** Kills at random moments, per scenario (fresh folder, existing adapter). */
+  /** Kills at random moments, per scenario (fresh folder, existing adapter); delays that miss the
+   *  save are drawn again, so this many kills happen. */
   random: number;
   /** Also kill before every file-system step of the save, per scenario. */
   everyStep: boolean;
@@ -39,8 +40,8 @@ export interface KillLoopResult {
   kills: number;
   /** What the folder held after each kill, by scenario. */
   found: Record<'fresh' | 'existing', Record<Found, number>>;
-  /** File-system steps in one save (from the every-step sweep). */
-  steps?: number;
+  /** File-system steps of one save, each killed once in the every-step sweep. */
+  steps: Record<'fresh' | 'existing', number>;
   saveMs: number;
 }
 
@@ -116,7 +117,7 @@ export async function killLoop(o: KillLoopOptions): Promise<KillLoopResult> {
   }
   const newDir = join(o.workdir, 'sets', 'new');
   const result: KillLoopResult = {
-    trials: 0, kills: 0, saveMs: 0,
+    trials: 0, kills: 0, saveMs: 0, steps: { fresh: 0, existing: 0 },
     found: { fresh: { old: 0, new: 0, none: 0 }, existing: { old: 0, new: 0, none: 0 } },
   };
   let trial = 0;
@@ -165,11 +166,14 @@ export async function killLoop(o: KillLoopOptions): Promise<KillLoopResult> {
           return killed;
         });
       }
-      result.steps = Math.max(result.steps ?? 0, steps);
+      result.steps[scenario] = steps;
     }
     for (let k = 0; k < o.random; k++) {
-      const delayMs = r() * result.saveMs * 1.2;
-      jobs.push(() => once(scenario, { delayMs }));
+      // A delay past the end of the save kills nothing; draw again (the finished save is checked too).
+      jobs.push(async () => {
+        for (let attempt = 0; attempt < 5; attempt++) if (await once(scenario, { delayMs: r() * result.saveMs })) return true;
+        throw new Error(`${scenario}: five random delays under ${result.saveMs} ms all came after the save finished`);
+      });
     }
   }
   // A few children at once: each spends most of its life starting Node, not saving.

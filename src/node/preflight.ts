@@ -141,6 +141,8 @@ export async function checkOutputDir(path: string, role: string): Promise<void> 
 /** `path` is a file we can create or append to (its content is left as it is). */
 export async function checkWritableFile(path: string, role: string): Promise<void> {
   const abs = resolve(path);
+  // Not even an existing file there: as root, a log line written to /proc/sys/... changes the kernel.
+  kernelFs(abs, role);
   await bounded((async () => {
     const near = await nearestExisting(abs);
     if (near.path === abs) {
