@@ -215,7 +215,7 @@ function countByte(b: Uint8Array, x: number): number {
  *  of the first invalid sequence. `tail` is the 4 bytes before the chunk, which may hold the start
  *  of the character that went wrong; `newlines` counts the line breaks before `chunk`. */
 function invalidText(file: string, encoding: string, chunk: Uint8Array, tail: Uint8Array, offset: number, newlines: number): DatasetError {
-  const hint = 'Save the file as UTF-8 (any text editor can), or name its encoding: --encoding latin1 (windows-1252), iso-8859-2, utf-16le, ...';
+  const hint = 'Save the file as UTF-8 (any text editor can), or name its encoding (webtune: --encoding latin1, windows-1252, iso-8859-2, utf-16le, ...).';
   if (encoding !== 'utf-8') {
     return new DatasetError(`${file}: text that is not valid ${encoding}, at or after line ${newlines + 1}.`, hint, { file, line: newlines + 1, encoding });
   }

@@ -15,7 +15,7 @@ export function firstNonFinite(data: Float32Array): number {
   return -1;
 }
 
-function describe(data: Float32Array, first: number): string {
+function summary(data: Float32Array, first: number): string {
   let n = 0;
   for (let i = first; i < data.length; i++) if (!Number.isFinite(data[i])) n++;
   return `${data[first]} at index ${first}${n > 1 ? ` (${n.toLocaleString('en-US')} of ${data.length.toLocaleString('en-US')} values are NaN or infinite)` : ''}`;
@@ -26,7 +26,7 @@ export function checkFiniteWeight(data: Float32Array, tensor: string, file: stri
   const i = firstNonFinite(data);
   if (i < 0) return;
   throw new ModelFileError(
-    `${file}: tensor "${tensor}" holds ${describe(data, i)}.`,
+    `${file}: tensor "${tensor}" holds ${summary(data, i)}.`,
     'The checkpoint is corrupt or was saved after training diverged; download it again or use another checkpoint.',
     { file, tensor, index: i, reason: 'non-finite' },
   );
@@ -37,7 +37,7 @@ export function checkFiniteAdapter(data: Float32Array, tensor: string, file: str
   const i = firstNonFinite(data);
   if (i < 0) return;
   throw new AdapterFileError(
-    `${file}: tensor "${tensor}" holds ${describe(data, i)}.`,
+    `${file}: tensor "${tensor}" holds ${summary(data, i)}.`,
     'The adapter was saved after training diverged or is corrupt; use an earlier adapter or train a new one.',
     { file, tensor, index: i, reason: 'non-finite' },
   );
