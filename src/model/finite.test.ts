@@ -11,6 +11,14 @@ describe('non-finite values', () => {
       a[617] = bad;
       a[900] = bad;
       expect(firstNonFinite(a)).toBe(617);
+      // Every position of a short array, so each of the four sums and the tail are covered.
+      for (let len = 1; len <= 9; len++) {
+        for (let k = 0; k < len; k++) {
+          const b = new Float32Array(len).fill(1.5);
+          b[k] = bad;
+          expect(firstNonFinite(b), `${bad} at ${k} of ${len}`).toBe(k);
+        }
+      }
     }
   });
 
