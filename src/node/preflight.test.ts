@@ -5,9 +5,9 @@ import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { FileSystemError } from '../errors.ts';
-import { checkOutputDir, checkReadableFile, checkWritableFile, fsError, isFsError } from './preflight.ts';
+import { bounded, CHECK_TIMEOUT_MS, checkOutputDir, checkReadableFile, checkWritableFile, fsError, isFsError } from './preflight.ts';
 
 let dir: string;
 let file: string;
@@ -124,5 +124,22 @@ describe('fsError', () => {
     const real = await readFile(join(dir, 'missing')).catch((x: unknown) => x);
     expect(fsError(real).message).toContain(join(dir, 'missing'));
     expect(isFsError(new Error('plain'))).toBe(false);
+  });
+});
+
+describe('bounded', () => {
+  test('a file-system call that never answers becomes a FileSystemError after the time limit', async () => {
+    vi.useFakeTimers();
+    try {
+      const stuck = bounded(new Promise<never>(() => {}), '/mnt/nfs/out', '--out');
+      const seen = stuck.then(() => null, (e: unknown) => e);
+      await vi.advanceTimersByTimeAsync(CHECK_TIMEOUT_MS);
+      const e = await seen;
+      expect(e).toBeInstanceOf(FileSystemError);
+      expect((e as FileSystemError).message).toBe(`--out /mnt/nfs/out: the file system did not answer within ${CHECK_TIMEOUT_MS / 1000} s.`);
+      expect((e as FileSystemError).details).toMatchObject({ errno: 'ETIMEDOUT', path: '/mnt/nfs/out' });
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

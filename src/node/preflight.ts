@@ -45,7 +45,9 @@ export function isFsError(e: unknown): e is NodeJS.ErrnoException {
 /** How long one check may take before we give up on the path. */
 export const CHECK_TIMEOUT_MS = 10_000;
 
-async function bounded<T>(p: Promise<T>, path: string, role: string): Promise<T> {
+/** `p`, or a FileSystemError naming `path` if it has not settled within CHECK_TIMEOUT_MS. (The
+ *  stuck system call itself cannot be cancelled; the command reports and ends instead of waiting.) */
+export async function bounded<T>(p: Promise<T>, path: string, role: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new FileSystemError(
