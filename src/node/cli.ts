@@ -19,7 +19,7 @@ import { Trainer, DEFAULT_TRAIN, evaluateLoss, type StepLog } from '../train/tra
 import { parseSchedule } from '../train/schedule.ts';
 import { loadTokenizerFromDir, dataCommand } from './data-command.ts';
 import { modelBench } from './model-bench.ts';
-import { checkOutputDir, checkReadableFile, checkWritableFile, fsError, isFsError } from './preflight.ts';
+import { checkFreeSpace, checkOutputDir, checkReadableFile, checkWritableFile, fsError, isFsError } from './preflight.ts';
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -149,6 +149,7 @@ async function train(argv: string[]): Promise<number> {
       checkpointing: Boolean(v.checkpointing), gradAccum: cfg.gradAccum, seed: cfg.seed,
     }, (p) => progress('Loading', p.done, p.total));
     if (init) lora!.load(init);
+    await checkFreeSpace(out, lora!.totalFloats * 4, '--out'); // a full disk must not cost the run
     process.stderr.write(`GPU memory: ${Object.entries(plan.byCategory()).map(([k, b]) => `${k} ${formatBytes(b)}`).join(', ')}\n`);
     const trainer = new Trainer(model, lora!, data, cfg, tok.padId);
     const log = v.log ? resolve(v.log as string) : undefined;

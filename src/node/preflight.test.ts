@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { FileSystemError } from '../errors.ts';
-import { bounded, CHECK_TIMEOUT_MS, checkOutputDir, checkReadableFile, checkWritableFile, fsError, isFsError } from './preflight.ts';
+import { bounded, CHECK_TIMEOUT_MS, checkFreeSpace, checkOutputDir, checkReadableFile, checkWritableFile, fsError, isFsError } from './preflight.ts';
 
 let dir: string;
 let file: string;
@@ -143,3 +143,12 @@ describe('bounded', () => {
     }
   });
 });
+
+describe('checkFreeSpace', () => {
+  test('passes what fits and refuses what cannot, naming the folder and both sizes', async () => {
+    await checkFreeSpace(dir, 1024, '--out');
+    const e = await refused(checkFreeSpace(dir, 2 ** 60, '--out'), dir, 'ENOSPC');
+    expect(e.message).toMatch(/free on its disk, the adapter needs 1024\.0 PiB|free on its disk, the adapter needs [\d.]+ TiB/);
+  });
+});
+

@@ -7,7 +7,7 @@ import { constants, statfs } from 'node:fs';
 import { access, mkdir, open, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { FileSystemError, WebtuneError } from '../errors.ts';
+import { FileSystemError, WebtuneError, formatBytes } from '../errors.ts';
 
 const CAUSES: Record<string, [what: string, hint: string]> = {
   ENOENT: ['does not exist', 'Check the path; a relative path starts from the current folder.'],
@@ -165,3 +165,22 @@ export async function checkWritableFile(path: string, role: string): Promise<voi
     await rm(abs, { force: true });
   })(), abs, role);
 }
+
+/** The folder's disk has room for `bytes` more (with a margin for the staging copy's metadata): a
+ *  full disk found at the end of training would lose the run. Unknown free space passes. */
+export async function checkFreeSpace(dir: string, bytes: number, role: string): Promise<void> {
+  const abs = resolve(dir);
+  let free: number;
+  try {
+    const st = await bounded(promisify(statfs)(abs), abs, role);
+    free = st.bavail * st.bsize;
+  } catch {
+    return; // statfs missing (some platforms) or failing: the save itself reports what goes wrong
+  }
+  const need = bytes + 64 * 1024;
+  if (free < need) {
+    throw new FileSystemError(`${role} ${abs}: ${formatBytes(free)} free on its disk, the adapter needs ${formatBytes(need)} (ENOSPC).`,
+      'Free disk space, or choose a folder on another disk.', { path: abs, errno: 'ENOSPC', field: role, free, need });
+  }
+}
+
