@@ -87,10 +87,10 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
 /** The staging folder of writeFilesAtomic inside the target folder. */
 export const STAGING_DIR = '.webtune-staging';
 const COMMIT = 'COMMIT';
-const OLD_TEMP = /^\..+\.tmp-\d+-[0-9a-f]+$/;
+const OLD_TEMP = /^\..+\.tmp-\d+-[0-9a-f]{8}$/; // `.${name}.tmp-${pid}-${4 random bytes in hex}`
 
 // Test seam: WEBTUNE_KILL_AT_FS_STEP=N makes the process SIGKILL itself just before the Nth
-// file-system step of a save (scripts/kill-loop.ts kills at every step this way). Unset: no effect.
+// file-system step of a save (src/node/kill-loop.ts kills at every step this way). Unset: no effect.
 const killAtStep = Number(process.env.WEBTUNE_KILL_AT_FS_STEP ?? 0) || 0;
 let fsSteps = 0;
 function fsStep(): void {
