@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import {
-  DeviceLostError, GpuOutOfMemoryError, ShaderCompileError, WebtuneError, formatBytes, reviveError,
+  DeviceLostError, FileSystemError, GpuOutOfMemoryError, ShaderCompileError, TrainingDivergedError, WebtuneError, formatBytes, reviveError,
 } from './errors.ts';
 
 describe('typed errors', () => {
@@ -9,6 +9,8 @@ describe('typed errors', () => {
       new ShaderCompileError('matmul_nf4', ['matmul_nf4.wgsl:3:1: bad']),
       new GpuOutOfMemoryError('layer.0.q', 1 << 30, { weights: 5 << 20, lora: 0 }),
       new DeviceLostError('unknown', 'GPU hung'),
+      new TrainingDivergedError(12, NaN, Infinity),
+      new FileSystemError('--out /x: permission denied (EACCES).', 'h', { path: '/x', errno: 'EACCES' }),
     ];
     for (const e of cases) {
       const wire = structuredClone(e.toJSON());

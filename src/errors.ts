@@ -137,6 +137,29 @@ export class StorageQuotaError extends WebtuneError {
   }
 }
 
+/** A file or folder we cannot read or write: missing, a folder where a file belongs (or the reverse),
+ *  no permission, a full or read-only disk, a kernel file system. `details.path` names it and
+ *  `details.errno` gives the system's code (ENOENT, EACCES, ...). */
+export class FileSystemError extends WebtuneError {
+  constructor(message: string, hint: string, details: Record<string, unknown> = {}) {
+    super('file-system', message, hint, details);
+  }
+}
+
+/** A training step gave a NaN or infinite loss or gradient norm. Training stops at that step; the
+ *  adapter is not written, so whatever was saved before (the output folder, the last checkpoint)
+ *  is what remains. */
+export class TrainingDivergedError extends WebtuneError {
+  constructor(step: number, loss: number, gradNorm: number) {
+    super(
+      'training-diverged',
+      `Training diverged at step ${step}: the loss is ${loss} and the gradient norm ${gradNorm}. Training stopped and no adapter was written.`,
+      'Lower the learning rate, keep gradient clipping on (max grad norm 1), or resume from the last checkpoint with a smaller learning rate.',
+      { step, loss, gradNorm },
+    );
+  }
+}
+
 /**
  * Every error class, by name: the one registry the worker transfer (worker/errors-transfer.ts) and
  * its round-trip test are built from. A class added above must be added here; the test fails until
@@ -154,6 +177,8 @@ export const ERROR_CLASSES = {
   DatasetError,
   UsageError,
   StorageQuotaError,
+  FileSystemError,
+  TrainingDivergedError,
 } as const satisfies Record<string, new (...args: never[]) => WebtuneError>;
 
 export type ErrorName = keyof typeof ERROR_CLASSES;

@@ -1,7 +1,9 @@
 // RFC 4180 CSV (and TSV), streamed: quoted fields may hold delimiters, doubled quotes and line
 // breaks; CRLF or LF ends a record. Records are yielded with the line they start on, so a ragged row
-// or an unclosed quote is reported where the user will look for it. We are lenient where RFC 4180 is
-// silent in practice (a quote inside an unquoted field is kept as text, as Excel and PapaParse do).
+// or an unclosed quote is reported where the user will look for it. A quote RFC 4180 does not allow
+// (inside an unquoted field, or text after a closing quote) is kept as text but flagged with its
+// line: such a row was almost always meant differently (an unbalanced quote that swallowed or split
+// fields), and the reader reports it instead of training on a guess.
 
 export interface CsvRecord {
   fields: string[];
@@ -11,6 +13,9 @@ export interface CsvRecord {
   tooLong?: number;
   /** Set when the file ended inside a quoted field. */
   unterminated?: boolean;
+  /** The line of the first misplaced quote: in an unquoted field (`5" pipe`), or followed by more
+   *  text after it closed a quoted field (`"a"b`). */
+  badQuote?: number;
 }
 
 const enum S {
@@ -30,6 +35,7 @@ export async function* csvRecords(chunks: AsyncIterable<string>, delimiter: stri
   let recordLine = 1;
   let tooLong = 0;
   let pendingCR = false;
+  let badQuote = 0;
 
   const endField = () => {
     if (!tooLong) fields.push(field);
@@ -39,11 +45,12 @@ export async function* csvRecords(chunks: AsyncIterable<string>, delimiter: stri
     endField();
     // A blank line is one empty field: skip it rather than call it a ragged row.
     if (!(fields.length === 1 && fields[0] === '' && !tooLong)) {
-      yield tooLong ? { fields, line: recordLine, tooLong: size } : { fields, line: recordLine };
+      yield tooLong ? { fields, line: recordLine, tooLong: size } : badQuote ? { fields, line: recordLine, badQuote } : { fields, line: recordLine };
     }
     fields = [];
     size = 0;
     tooLong = 0;
+    badQuote = 0;
     state = S.FieldStart;
     recordLine = line;
   }
@@ -74,7 +81,8 @@ export async function* csvRecords(chunks: AsyncIterable<string>, delimiter: stri
             state = S.Quoted;
             continue;
           }
-          // Closing quote: what follows must be a delimiter or a line end; anything else is kept.
+          // Closing quote: what follows must be a delimiter or a line end; anything else is kept, flagged.
+          if (c !== d && c !== 0x0a && c !== 0x0d && !badQuote) badQuote = line;
           state = S.Unquoted;
           break;
         case S.FieldStart:
@@ -85,6 +93,7 @@ export async function* csvRecords(chunks: AsyncIterable<string>, delimiter: stri
           state = S.Unquoted;
           break;
         case S.Unquoted:
+          if (c === 0x22 && !badQuote) badQuote = line;
           break;
       }
       // Unquoted context.

@@ -50,4 +50,16 @@ describe('webtune data', () => {
     expect(await dataCommand(['--data', 'x', '--model', 'y', '--template', 'nope'])).toBe(2);
     expect(err).toContain('Unknown template "nope"');
   });
+  it('text that is not UTF-8 is refused by line; --encoding reads it; a CSV quoting error names its line', async () => {
+    const latin1 = ['--data', root('fixtures/data/latin1.csv'), '--model', fixtureDir('llama3')];
+    expect(await dataCommand(latin1)).toBe(2);
+    expect(err).toMatch(/^error: latin1\.csv line 2: bytes that are not valid UTF-8 \(0xE9/);
+    expect(err).toContain('--encoding latin1');
+    expect(await dataCommand([...latin1, '--encoding', 'latin1', '--examples', '2'])).toBe(0);
+    expect(out).toMatch(/^latin1\.csv: csv \(windows-1252\)/);
+    expect(out).toContain('⟦café');
+    expect(await dataCommand(['--data', root('fixtures/data/unbalanced-quote.csv'), '--model', fixtureDir('llama3')])).toBe(1);
+    expect(out).toContain('unbalanced-quote.csv line 2 (row 1): a quote where CSV does not allow one');
+    expect(out).toContain('unbalanced-quote.csv line 3 (row 2): a quote where CSV does not allow one');
+  });
 });

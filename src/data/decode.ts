@@ -3,7 +3,7 @@
 // out lines. Nothing here holds more than one chunk plus one partial line, so a 200 MB JSONL file is
 // never in memory twice. A line longer than the limit is skipped (and reported with its number)
 // instead of growing a string until the tab dies.
-import { DatasetError } from '../errors.ts';
+import { DatasetError, UsageError } from '../errors.ts';
 import type { DataInput } from './types.ts';
 
 export interface ReadLimits {
@@ -17,7 +17,9 @@ export interface ReadLimits {
 // without trouble; 512 Mi characters is near V8's maximum string length.
 export const DEFAULT_LIMITS: ReadLimits = { maxLineChars: 16 * 2 ** 20, maxWholeChars: 500 * 2 ** 20 };
 
-export type TextEncodingName = 'utf-8' | 'utf-16le' | 'utf-16be';
+/** 'utf-8', 'utf-16le' or 'utf-16be' when detected; any WHATWG encoding label the user names
+ *  (windows-1252, iso-8859-2, shift_jis, ...) when given explicitly. */
+export type TextEncodingName = string;
 
 const SNIFF_BYTES = 8192;
 const SLICE_BYTES = 1 << 20;
@@ -134,7 +136,7 @@ function concat(parts: Uint8Array[], total: number): Uint8Array {
 }
 
 /** Decoded text chunks (BOM removed) plus what was detected. Empty files are refused here. */
-export async function decodeText(input: DataInput, file: string): Promise<{ encoding: TextEncodingName; chunks: AsyncGenerator<string> }> {
+export async function decodeText(input: DataInput, file: string, encoding?: string): Promise<{ encoding: TextEncodingName; chunks: AsyncGenerator<string> }> {
   if (typeof input === 'string') {
     if (input.length === 0) throw emptyFile(file);
     const text = input.charCodeAt(0) === 0xfeff ? input.slice(1) : input;
@@ -146,25 +148,131 @@ export async function decodeText(input: DataInput, file: string): Promise<{ enco
     };
   }
   const { head, chunks } = await peekBytes(input);
-  return decodeBytes(head, chunks, file);
+  return decodeBytes(head, chunks, file, encoding);
 }
 
-/** As decodeText, for bytes already peeked with peekBytes. */
-export function decodeBytes(head: Uint8Array, chunks: AsyncIterable<Uint8Array>, file: string): { encoding: TextEncodingName; chunks: AsyncGenerator<string> } {
-  const { encoding, bom } = sniffEncoding(head, file);
-  if (head.length <= bom) throw emptyFile(file);
-  // The default (ignoreBOM: false) strips a BOM that matches the encoding; for BOM-less UTF-16 there
-  // is none to strip. fatal stays off: a stray invalid byte becomes U+FFFD rather than losing the file.
-  const decoder = new TextDecoder(encoding);
+/** A decoder for an encoding the user named, or a UsageError listing a few that exist. */
+function decoderFor(label: string): TextDecoder {
+  try {
+    return new TextDecoder(label, { fatal: true });
+  } catch {
+    throw new UsageError(`Unknown text encoding "${label}".`, 'Use an encoding label such as utf-8, latin1 (windows-1252), iso-8859-2, utf-16le, utf-16be or shift_jis.', { field: 'encoding', encoding: label });
+  }
+}
+
+/** As decodeText, for bytes already peeked with peekBytes. Text must be valid in its encoding: a
+ *  byte sequence that is not is refused with its line (the TextDecoder is fatal), since replacement
+ *  characters would be trained on without a word. With an explicit `encoding` the sniffing is
+ *  skipped and the file decoded as the user says (a BOM of that encoding is still removed). */
+export function decodeBytes(head: Uint8Array, chunks: AsyncIterable<Uint8Array>, file: string, encoding?: string): { encoding: TextEncodingName; chunks: AsyncGenerator<string> } {
+  let decoder: TextDecoder;
+  if (encoding !== undefined) {
+    decoder = decoderFor(encoding);
+    if (head.length === 0) throw emptyFile(file);
+  } else {
+    const sniffed = sniffEncoding(head, file);
+    if (head.length <= sniffed.bom) throw emptyFile(file);
+    // The default (ignoreBOM: false) strips a BOM that matches the encoding; for BOM-less UTF-16
+    // there is none to strip.
+    decoder = new TextDecoder(sniffed.encoding, { fatal: true });
+  }
+  const name = decoder.encoding;
   async function* text(): AsyncGenerator<string> {
+    let newlines = 0; // line breaks before the current chunk (0x0A bytes for UTF-8, decoded \n otherwise)
+    let tail: Uint8Array = new Uint8Array(0); // the last 4 bytes before this chunk, where a split character starts
+    let offset = 0; // file offset of the current chunk
     for await (const c of chunks) {
-      const s = decoder.decode(c, { stream: true });
+      let s: string;
+      try {
+        s = decoder.decode(c, { stream: true });
+      } catch {
+        throw invalidText(file, name, c, tail, offset, newlines);
+      }
+      if (name === 'utf-8') newlines += countByte(c, 0x0a);
+      else for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) newlines++;
+      tail = c.length >= 4 ? c.subarray(c.length - 4) : concat([tail, c], tail.length + c.length).slice(-4);
+      offset += c.length;
       if (s.length > 0) yield s;
     }
-    const tail = decoder.decode();
-    if (tail.length > 0) yield tail;
+    let rest: string;
+    try {
+      rest = decoder.decode();
+    } catch {
+      throw invalidText(file, name, new Uint8Array(0), tail, offset, newlines);
+    }
+    if (rest.length > 0) yield rest;
   }
-  return { encoding, chunks: text() };
+  return { encoding: name, chunks: text() };
+}
+
+function countByte(b: Uint8Array, x: number): number {
+  let n = 0;
+  for (let i = b.indexOf(x); i >= 0; i = b.indexOf(x, i + 1)) n++;
+  return n;
+}
+
+/** The error for a chunk the fatal decoder refused, with the line (and for UTF-8 the exact byte)
+ *  of the first invalid sequence. `tail` is the 4 bytes before the chunk, which may hold the start
+ *  of the character that went wrong; `newlines` counts the line breaks before `chunk`. */
+function invalidText(file: string, encoding: string, chunk: Uint8Array, tail: Uint8Array, offset: number, newlines: number): DatasetError {
+  const hint = 'Save the file as UTF-8 (any text editor can), or name its encoding (webtune: --encoding latin1, windows-1252, iso-8859-2, utf-16le, ...).';
+  if (encoding !== 'utf-8') {
+    return new DatasetError(`${file}: text that is not valid ${encoding}, at or after line ${newlines + 1}.`, hint, { file, line: newlines + 1, encoding });
+  }
+  // Start at a character boundary: the last lead byte of the previous chunk's tail (a character
+  // has at most 3 continuation bytes, so the last 4 bytes hold one if the text was valid so far).
+  let start = tail.length;
+  for (let i = tail.length - 1; i >= 0; i--) {
+    if ((tail[i] & 0xc0) !== 0x80) {
+      start = i;
+      break;
+    }
+  }
+  const joined = new Uint8Array(tail.length - start + chunk.length);
+  joined.set(tail.subarray(start));
+  joined.set(chunk, tail.length - start);
+  const at = firstInvalidUtf8(joined);
+  const pre = tail.length - start; // bytes of joined that belong to the previous chunk
+  // Line breaks between the invalid byte and the end of the previous chunk were already counted.
+  const line = 1 + newlines - countByte(joined.subarray(Math.min(at, pre), pre), 0x0a) + countByte(chunk.subarray(0, Math.max(0, at - pre)), 0x0a);
+  const pos = offset - pre + at;
+  const bytes = Array.from(joined.subarray(at, at + 4), (b) => `0x${b.toString(16).toUpperCase().padStart(2, '0')}`).join(' ');
+  return new DatasetError(
+    `${file} line ${line}: bytes that are not valid UTF-8 (${bytes} at byte ${pos}).`,
+    hint,
+    { file, line, offset: pos, encoding },
+  );
+}
+
+/** Index of the first byte that starts an invalid UTF-8 sequence (WHATWG rules: no overlong forms,
+ *  no surrogates, nothing above U+10FFFF) or one cut short by the end of `b`; the length if none. */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const x = b[i];
+    if (x < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number, lo = 0x80, hi = 0xbf;
+    if (x >= 0xc2 && x <= 0xdf) need = 1;
+    else if (x >= 0xe0 && x <= 0xef) {
+      need = 2;
+      if (x === 0xe0) lo = 0xa0;
+      if (x === 0xed) hi = 0x9f;
+    } else if (x >= 0xf0 && x <= 0xf4) {
+      need = 3;
+      if (x === 0xf0) lo = 0x90;
+      if (x === 0xf4) hi = 0x8f;
+    } else return i;
+    for (let k = 1; k <= need; k++) {
+      if (i + k >= b.length) return i;
+      const y = b[i + k];
+      if (y < (k === 1 ? lo : 0x80) || y > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += need + 1;
+  }
+  return b.length;
 }
 
 export function emptyFile(file: string): DatasetError {

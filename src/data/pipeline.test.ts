@@ -129,3 +129,49 @@ describe('statistics, split and packing', () => {
     expect(a.train.map((s) => Array.from(s.input_ids))).toEqual(b.train.map((s) => Array.from(s.input_ids)));
   });
 });
+
+describe('examples that lose every trained token to truncation', () => {
+  it('char tokenizer: counted with their rows and the smallest seq-len that keeps a target in each', async () => {
+    // Rendered by the seed template, "### Instruction:\nq\n### Response:\n" is 34 characters before the
+    // answer: a long question pushes its answer past seq-len 48.
+    const data = [{ instruction: 'q', response: 'a' }, { instruction: 'x'.repeat(20), response: 'b' }].map((r) => JSON.stringify(r)).join('\n');
+    const r = await prepareDataset({ name: 'two.jsonl', data }, chars, { maxLength: 48, shuffle: false });
+    expect(r.stats.lostTargetExamples).toBe(1);
+    expect(r.stats.lostTargetRows).toEqual([2]);
+    const keep = r.stats.seqLenToKeepTargets;
+    const at = await prepareDataset({ name: 'two.jsonl', data }, chars, { maxLength: keep, shuffle: false });
+    const below = await prepareDataset({ name: 'two.jsonl', data }, chars, { maxLength: keep - 1, shuffle: false });
+    expect([at.stats.lostTargetExamples, below.stats.lostTargetExamples]).toEqual([0, 1]);
+  });
+
+  it('the baking sample with the seed template and the demo (Llama 2) tokenizer: a warning at seq-len 32, a refusal at 20', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { loadTokenizerFromText } = await import('./tokenizer.ts');
+    const { checkTrainedTokens } = await import('./pipeline.ts');
+    const root = (p: string) => new URL(`../../${p}`, import.meta.url);
+    const tok = loadTokenizerFromText(await readFile(root('public/models/demo/tokenizer.json'), 'utf8'), await readFile(root('public/models/demo/tokenizer_config.json'), 'utf8'), 'demo');
+    const data = await readFile(root('public/samples/baking-cups-to-grams.jsonl'), 'utf8');
+    const at = (maxLength: number) => prepareDataset({ name: 'baking-cups-to-grams.jsonl', data }, tok, { maxLength, template: 'seed', shuffle: false });
+
+    const r32 = await at(32);
+    expect(r32.stats.lostTargetExamples).toBe(9);
+    expect(r32.stats.trainedTokens).toBeGreaterThan(0);
+    expect(checkTrainedTokens(r32.stats, r32.file, 32)).toBe(
+      'baking-cups-to-grams.jsonl: 9 of 150 examples (rows 4, 9, 22, 79, 84, 97, 134, 140, 144) lose every trained token to truncation at sequence length 32 and will train nothing; --seq-len 34 keeps at least one trained token in each.');
+    // 34 is the smallest that works.
+    expect((await at(34)).stats.lostTargetExamples).toBe(0);
+    expect((await at(33)).stats.lostTargetExamples).toBeGreaterThan(0);
+
+    const r20 = await at(20);
+    expect(r20.stats.trainedTokens).toBe(0);
+    expect(() => checkTrainedTokens(r20.stats, r20.file, 20)).toThrow(DatasetError);
+    expect(() => checkTrainedTokens(r20.stats, r20.file, 20)).toThrow(/^baking-cups-to-grams\.jsonl: all 150 examples lose every trained token to truncation at sequence length 20/);
+    try {
+      checkTrainedTokens(r20.stats, r20.file, 20);
+    } catch (e) {
+      expect((e as DatasetError).hint).toContain('--seq-len 34');
+      expect((e as DatasetError).details).toMatchObject({ lostTargetExamples: 150, seqLenToKeepTargets: 34 });
+    }
+    expect(checkTrainedTokens((await at(1024)).stats, 'x', 1024)).toBeNull();
+  });
+});

@@ -28,6 +28,8 @@ export interface PrepareOptions extends Partial<TokenizeOptions> {
   validation?: number;
   previewCount?: number;
   limits?: Partial<ReadLimits>;
+  /** The file's text encoding when it is not UTF-8 or UTF-16 (see OpenOptions.encoding). */
+  encoding?: string;
   /** Called every 1,000 rows with the rows read so far. */
   onProgress?: (rows: number) => void;
 }
@@ -59,7 +61,7 @@ export async function prepareDataset(source: DataSource, tok: TextTokenizer, opt
     assistantOnlyLoss: opts.assistantOnlyLoss ?? DEFAULT_TOKENIZE.assistantOnlyLoss,
   };
   const file = source.name;
-  const opened = await openDataset(source, { format: opts.format, limits: opts.limits });
+  const opened = await openDataset(source, { format: opts.format, limits: opts.limits, encoding: opts.encoding });
 
   // Shape detection looks at the first rows; they are then processed like the rest.
   const head: SourceRecord[] = [];
@@ -150,3 +152,4 @@ function isProblem(x: Example | Problem): x is Problem {
 }
 
 export { makeBatches, type Batch };
+export { checkTrainedTokens } from './stats.ts';

@@ -1,8 +1,10 @@
 // Every bad input the issue lists, each asserting that the message names the line or row.
 import { describe, expect, it } from 'vitest';
-import { DatasetError } from '../errors.ts';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { DatasetError, UsageError } from '../errors.ts';
 import { csvRecords } from './csv.ts';
-import { lines, sniffEncoding } from './decode.ts';
+import { firstInvalidUtf8, lines, sniffEncoding } from './decode.ts';
 import { findJsonFault } from './json-locate.ts';
 import { writeParquet } from '../testing/parquet-fixture.ts';
 import { openDataset } from './readers.ts';
@@ -276,5 +278,85 @@ describe('plain text and Parquet', () => {
       const e = await fails(readAll('c.parquet', bad));
       expect(e.message).toMatch(/^c\.parquet is not a Parquet file we can read/);
     }
+  });
+});
+
+describe('text that is not UTF-8', () => {
+  const fixture = (name: string) => readFile(fileURLToPath(new URL(`../../fixtures/data/${name}`, import.meta.url)));
+
+  it('an invalid UTF-8 byte is refused with its line and byte, in any chunking', async () => {
+    const bytes = await fixture('invalid-utf8.jsonl');
+    for (const size of [1, 3, 7, 1 << 20]) {
+      const e = await fails(readAll('invalid-utf8.jsonl', trickle(bytes, size)));
+      expect(e.message, `chunks of ${size}`).toBe('invalid-utf8.jsonl line 3: bytes that are not valid UTF-8 (0xE9 0x20 0x69 0x73 at byte 54).');
+      expect(e.details).toMatchObject({ line: 3, offset: 54 });
+      expect(e.hint).toMatch(/--encoding latin1/);
+    }
+  });
+
+  it('a file ending inside a character, and a Latin-1 CSV, are refused too', async () => {
+    const cut = enc('{"text": "a"}\n{"text": "é"}').slice(0, -3); // ends after the first byte of é
+    expect((await fails(readAll('cut.jsonl', cut))).message).toMatch(/^cut\.jsonl line 2: bytes that are not valid UTF-8 \(0xC3 at byte 24\)\.$/);
+    expect((await fails(readAll('latin1.csv', await fixture('latin1.csv')))).message).toMatch(/^latin1\.csv line 2: /);
+  });
+
+  it('an explicit encoding decodes Latin-1 (windows-1252) and UTF-16 exactly', async () => {
+    const o = await openDataset({ name: 'latin1.csv', data: await fixture('latin1.csv') }, { encoding: 'latin1' });
+    const rows = [];
+    for await (const r of o.records) rows.push(r.value);
+    expect(o.encoding).toBe('windows-1252');
+    expect(rows).toEqual([{ instruction: 'How do you say coffee in French?', response: 'café' }, { instruction: 'And cream?', response: 'crème fraîche – 20 €' }]);
+    const u = await openDataset({ name: 'u.jsonl', data: utf16('{"text":"Thủ đô"}\n', true, false) }, { encoding: 'utf-16le' });
+    for await (const r of u.records) expect(r.value).toEqual({ text: 'Thủ đô' });
+  });
+
+  it('an unknown encoding name is a usage error', async () => {
+    const e = await openDataset({ name: 'x.csv', data: enc('a,b\n') }, { encoding: 'klingon' }).then(() => null, (x: unknown) => x);
+    expect(e).toBeInstanceOf(UsageError);
+    expect((e as UsageError).message).toBe('Unknown text encoding "klingon".');
+  });
+
+  it('firstInvalidUtf8 follows the WHATWG decoder on every 1- to 3-byte sequence', () => {
+    const fatal = new TextDecoder('utf-8', { fatal: true });
+    const valid = (b: Uint8Array) => {
+      try {
+        fatal.decode(b);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let x = 0x80; x < 0x100; x++) {
+      for (const y of [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff]) {
+        for (const z of [0x41, 0x80, 0xbf, 0xc0]) {
+          const b = Uint8Array.of(x, y, z, 0x80, 0x80);
+          for (const len of [2, 3, 4]) {
+            const s = b.subarray(0, len);
+            expect(firstInvalidUtf8(s) === s.length, `${[...s].map((v) => v.toString(16))}`).toBe(valid(s));
+          }
+        }
+      }
+    }
+  });
+});
+
+describe('CSV quoting errors', () => {
+  it('a stray quote in an unquoted field, or text after a closing quote, is reported by line and the row skipped', async () => {
+    const bytes = await readFile(fileURLToPath(new URL('../../fixtures/data/unbalanced-quote.csv', import.meta.url)));
+    const r = await readAll('unbalanced-quote.csv', bytes);
+    expect(r.rows.map((x) => x.value)).toEqual([{ instruction: 'plain', response: 'row' }]);
+    expect(r.problems.map((p) => [p.kind, p.line, p.row])).toEqual([['bad-quote', 2, 1], ['bad-quote', 3, 2]]);
+    expect(r.problems[0].message).toMatch(/^unbalanced-quote\.csv line 2 \(row 1\): a quote where CSV does not allow one/);
+  });
+
+  it('a quote that opens a field and never closes is still the unterminated-quote problem, at its line', async () => {
+    const r = await readAll('u.csv', 'instruction,response\na,b\n"c,d\ne,f\n');
+    expect(r.problems.map((p) => [p.kind, p.line])).toEqual([['unterminated-quote', 3]]);
+  });
+
+  it('a bad quote in a multi-line record is reported at the line where it is', async () => {
+    const r = await readAll('m.csv', 'instruction,response\n"two\nlines"x,y\nok,fine\n');
+    expect(r.problems.map((p) => [p.kind, p.line, p.row])).toEqual([['bad-quote', 3, 1]]);
+    expect(r.rows.map((x) => x.value)).toEqual([{ instruction: 'ok', response: 'fine' }]);
   });
 });

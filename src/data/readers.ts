@@ -23,6 +23,9 @@ export interface OpenOptions {
   /** Force a format instead of detecting it from the name and content. */
   format?: FileFormat;
   limits?: Partial<ReadLimits>;
+  /** Decode text in this encoding (a WHATWG label: latin1, windows-1252, utf-16le, ...) instead of
+   *  detecting UTF-8 or UTF-16. */
+  encoding?: string;
 }
 
 const EXT: Record<string, FileFormat> = {
@@ -58,7 +61,7 @@ export async function openDataset(source: DataSource, opts: OpenOptions = {}): P
     if (opts.format === 'parquet' || (opts.format === undefined && (byExt === 'parquet' || isPar1))) {
       return openParquet(source.data, chunks, file);
     }
-    const text = decodeBytes(head, chunks, file);
+    const text = decodeBytes(head, chunks, file, opts.encoding);
     return openText(text.chunks, text.encoding, file, opts.format ?? byExt, limits);
   }
   if (source.data.length === 0) throw emptyFile(file);
@@ -236,8 +239,8 @@ async function* csvDataRecords(
   const kind = delimiter === '\t' ? 'TSV' : 'CSV';
   for await (const r of csvRecords(chunks, delimiter, limits.maxLineChars)) {
     if (header === null) {
-      if (r.tooLong || r.unterminated) {
-        throw new DatasetError(`${file} line ${r.line}: the ${kind} header row is malformed (${r.unterminated ? 'a quote is never closed' : 'it is far too long'}).`, 'The first row must name the columns, e.g. instruction,response.', { file, line: r.line });
+      if (r.tooLong || r.unterminated || r.badQuote) {
+        throw new DatasetError(`${file} line ${r.line}: the ${kind} header row is malformed (${r.unterminated ? 'a quote is never closed' : r.badQuote ? `a misplaced quote on line ${r.badQuote}` : 'it is far too long'}).`, 'The first row must name the columns, e.g. instruction,response.', { file, line: r.line });
       }
       // Header names lose surrounding spaces: " response" never matches what the user meant.
       header = r.fields.map((h) => h.trim());
@@ -253,6 +256,10 @@ async function* csvDataRecords(
     }
     if (r.unterminated) {
       problems.push({ kind: 'unterminated-quote', file, line: r.line, row, message: `${file} line ${r.line} (row ${row}): a quoted field opened here is never closed, so the rest of the file was swallowed by it.` });
+      continue;
+    }
+    if (r.badQuote) {
+      problems.push({ kind: 'bad-quote', file, line: r.badQuote, row, message: `${file} line ${r.badQuote} (row ${row}): a quote where ${kind} does not allow one (inside an unquoted field, or text after a closing quote), so its fields are in doubt. Quote the whole field and double the quotes inside it: "5"" pipe".` });
       continue;
     }
     if (r.fields.length !== header.length) {

@@ -4,6 +4,7 @@ import type { Rendered } from './templates.ts';
 import { renderedText } from './templates.ts';
 import { trainedTokens } from './tokenize.ts';
 import type { TextTokenizer } from './tokenizer.ts';
+import { DatasetError } from '../errors.ts';
 import { IGNORE_INDEX, type TokenizedExample } from './types.ts';
 
 export interface HistogramBin {
@@ -19,6 +20,12 @@ export interface DataStats {
   /** Tokens that are loss targets (labels != -100, excluding each example's first position). */
   trainedTokens: number;
   truncatedExamples: number;
+  /** Examples that had trained tokens and lost every one of them to truncation: they cost compute
+   *  and train nothing. The first rows of them, and the smallest sequence length that would keep at
+   *  least one trained token in each (0 when none lost them). */
+  lostTargetExamples: number;
+  lostTargetRows: number[];
+  seqLenToKeepTargets: number;
   minLength: number;
   maxLength: number;
   meanLength: number;
@@ -36,11 +43,20 @@ export function computeStats(examples: readonly TokenizedExample[], maxLength: n
   let truncated = 0;
   let min = Infinity;
   let max = 0;
+  let lost = 0;
+  const lostRows: number[] = [];
+  let keep = 0;
   for (const ex of examples) {
     const n = ex.input_ids.length;
     tokens += n;
-    trained += trainedTokens(ex.labels);
+    const t = trainedTokens(ex.labels);
+    trained += t;
     if (ex.truncated) truncated++;
+    if (t === 0 && ex.firstTarget !== undefined && ex.firstTarget >= n) {
+      lost++;
+      if (lostRows.length < 20) lostRows.push(ex.row);
+      keep = Math.max(keep, ex.firstTarget + 1);
+    }
     min = Math.min(min, n);
     max = Math.max(max, n);
     const bin = histogram.find((b) => n <= b.to) ?? histogram[histogram.length - 1];
@@ -51,11 +67,32 @@ export function computeStats(examples: readonly TokenizedExample[], maxLength: n
     tokens,
     trainedTokens: trained,
     truncatedExamples: truncated,
+    lostTargetExamples: lost,
+    lostTargetRows: lostRows,
+    seqLenToKeepTargets: keep,
     minLength: examples.length ? min : 0,
     maxLength: max,
     meanLength: examples.length ? tokens / examples.length : 0,
     histogram,
   };
+}
+
+/** Before training: refuses a dataset whose truncation left no trained token at all (the run
+ *  would step at loss 0 and change nothing), and returns a warning when some examples lost all of
+ *  theirs (null when none did). Both name the count and the sequence length that keeps them. */
+export function checkTrainedTokens(stats: DataStats, file: string, seqLen: number): string | null {
+  if (stats.lostTargetExamples === 0) return null;
+  const n = stats.lostTargetExamples;
+  const rows = `row${stats.lostTargetRows.length === 1 ? '' : 's'} ${stats.lostTargetRows.join(', ')}${n > stats.lostTargetRows.length ? ', ...' : ''}`;
+  const fix = `--seq-len ${stats.seqLenToKeepTargets} keeps at least one trained token in each`;
+  if (stats.trainedTokens === 0) {
+    throw new DatasetError(
+      `${file}: all ${n} example${n === 1 ? '' : 's'} lose every trained token to truncation at sequence length ${seqLen}, so training would change nothing.`,
+      `Raise the sequence length: ${fix}; longer keeps more of each answer.`,
+      { file, lostTargetExamples: n, seqLen, seqLenToKeepTargets: stats.seqLenToKeepTargets, row: stats.lostTargetRows[0] },
+    );
+  }
+  return `${file}: ${n} of ${stats.examples} examples (${rows}) lose every trained token to truncation at sequence length ${seqLen} and will train nothing; ${fix}.`;
 }
 
 export interface PreviewToken {

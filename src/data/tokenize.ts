@@ -45,6 +45,9 @@ export function tokenizeRendered(r: Rendered, tok: TextTokenizer, opts: Tokenize
     }
     mask = (i) => trained[i];
   }
+  // Position 0 is never a target (the model shifts labels by one), as in trainedTokens().
+  let firstTarget = -1;
+  for (let i = 1; i < ids.length && firstTarget < 0; i++) if (mask(i)) firstTarget = i;
   const truncated = ids.length > opts.maxLength;
   const n = Math.min(ids.length, opts.maxLength);
   const input_ids = new Int32Array(n);
@@ -53,7 +56,7 @@ export function tokenizeRendered(r: Rendered, tok: TextTokenizer, opts: Tokenize
     input_ids[i] = ids[i];
     labels[i] = mask(i) ? ids[i] : IGNORE_INDEX;
   }
-  return { input_ids, labels, row, line, truncated };
+  return { input_ids, labels, row, line, truncated, fullLength: ids.length, firstTarget };
 }
 
 /** Tokens that contribute to the loss. Labels are shifted inside the model, so position 0 never is a

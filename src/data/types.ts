@@ -29,6 +29,7 @@ export type ProblemKind =
   | 'empty-field'
   | 'ragged-row'
   | 'unterminated-quote'
+  | 'bad-quote'
   | 'row-too-long'
   | 'bad-role'
   | 'render-failed';
@@ -61,6 +62,10 @@ export interface TokenizedExample {
   row: number;
   line?: number;
   truncated: boolean;
+  /** Before truncation: the length, and the first position that is a loss target (-1 if none).
+   *  The example keeps a trained token iff firstTarget < maxLength. */
+  fullLength?: number;
+  firstTarget?: number;
 }
 
 /** A training sequence: one example, or several packed together. position_ids restart at 0 at each

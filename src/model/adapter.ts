@@ -5,6 +5,7 @@ import { encodeAdapter, loraConfig, readAdapter, type LoraConfig } from '../io/p
 import type { ByteSource } from '../io/byte-source.ts';
 import type { DecoderDims } from '../io/hf-names.ts';
 import { PROJS, type LoraSpec, type LoraState, type Proj } from './lora.ts';
+import { checkFiniteAdapter } from './finite.ts';
 
 export function loraConfigOf(spec: LoraSpec, baseModel: string | null = null): LoraConfig {
   return loraConfig({
@@ -32,6 +33,7 @@ export interface ImportedAdapter {
  *  layer, so adapters limited to some layers are refused with the reason. */
 export async function importAdapter(dims: DecoderDims, config: ByteSource | string, weights: ByteSource): Promise<ImportedAdapter> {
   const a = await readAdapter(dims, config, weights);
+  for (const [key, w] of a.weights) checkFiniteAdapter(w, key, weights.name);
   const modules = new Map<Proj, Set<number>>();
   for (const s of a.specs) {
     const m = s.module as Proj;

@@ -9,6 +9,7 @@ import type { ModelFolder } from '../io/model-folder.ts';
 import type { ModelConfig } from './config.ts';
 import { ropeTablesFor } from './rope.ts';
 import { checkWeights } from './weights.ts';
+import { checkFiniteWeight } from './finite.ts';
 import { nf4Quantize } from '../kernels/nf4_quantize.ts';
 import { doubleQuantWords } from '../quant/nf4.ts';
 import { embeddingChunks, embeddingViews, type EmbeddingTable } from '../kernels/embedding.ts';
@@ -68,6 +69,7 @@ export async function loadWeights(
   for await (const t of folder.tensors()) {
     if (!wanted.has(t.name)) continue;
     const data = await t.readFloat32();
+    checkFiniteWeight(data, t.name, t.file);
     const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.(weight|bias)$/.exec(t.name);
     const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight$/.exec(t.name);
     if (t.name === 'model.embed_tokens.weight') {

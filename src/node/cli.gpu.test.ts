@@ -1,15 +1,18 @@
 // The CLI end to end on the demo model (tiny Llama, genuine Llama 2 tokenizer): train writes a PEFT
 // adapter and a JSON log, generate and eval use it, and --init-adapter continues from it.
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { main } from './cli.ts';
+import { writeFilesAtomic } from './fs-source.ts';
 
 const demo = fileURLToPath(new URL('../../public/models/demo', import.meta.url));
 const data = fileURLToPath(new URL('../../public/samples/baking-cups-to-grams.jsonl', import.meta.url));
 let tmp: string;
+// Two training steps of the demo model on SwiftShader, on two busy cores: about a minute each.
+const DIVERGE_TIMEOUT_MS = 300_000;
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '', err = '';
@@ -61,4 +64,38 @@ describe('webtune train / generate / eval', () => {
     const cfg = JSON.parse(await readFile(join(tmp, 'adapter2', 'adapter_config.json'), 'utf8'));
     expect(cfg.r).toBe(4); // the initial adapter's rank, not the default 8
   });
+
+  test('NaN in a base weight is refused at load, naming the tensor', async () => {
+    const model = join(tmp, 'nan-model');
+    await cp(demo, model, { recursive: true });
+    const file = join(model, 'model.safetensors');
+    const bytes = await readFile(file);
+    const n = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
+    const name = 'model.layers.1.mlp.down_proj.weight';
+    expect(header[name].dtype).toBe('BF16');
+    bytes.writeUInt16LE(0x7fc0, 8 + n + header[name].data_offsets[0] + 2 * 5); // element 5 := NaN (BF16)
+    await writeFile(file, bytes);
+    const t = await run(['train', '--model', model, '--data', data, '--out', join(tmp, 'nan-out'), '--seq-len', '32', '--max-steps', '1']);
+    expect(t.code).toBe(2);
+    expect(t.err).toContain(`tensor "${name}" holds NaN at index 5`);
+    expect(t.err).not.toMatch(/Training \[/);
+  });
+
+  test('a diverging run stops with a typed error and leaves the adapter already in --out as it was', async () => {
+    const out = join(tmp, 'kept');
+    await writeFilesAtomic(out, { 'adapter_config.json': 'the last good config', 'adapter_model.safetensors': 'the last good weights' });
+    // lr 3e38 (near f32's largest): Adam moves each lora_B weight by about lr in step 1, so step 2's
+    // forward overflows to Inf and the norms after it to NaN. (At 1e30 the RMSNorms scale the huge
+    // activations back and the loss stays at ln(V): not a divergence test.)
+    // Two short rows, one per step: both train tokens at seq-len 32, and each step is half the work.
+    const two = join(tmp, 'two.jsonl');
+    await writeFile(two, (await readFile(data, 'utf8')).split('\n').slice(0, 2).join('\n'));
+    const t = await run(['train', '--model', demo, '--data', two, '--out', out, '--seq-len', '32', '--batch', '1',
+      '--grad-accum', '1', '--max-steps', '2', '--lr', '3e38', '--max-grad-norm', '0', '--no-shuffle']);
+    expect(t.code).toBe(2);
+    expect(t.err).toMatch(/Training diverged at step 2: the loss is NaN and the gradient norm NaN/);
+    expect(await readFile(join(out, 'adapter_config.json'), 'utf8')).toBe('the last good config');
+    expect(await readFile(join(out, 'adapter_model.safetensors'), 'utf8')).toBe('the last good weights');
+  }, DIVERGE_TIMEOUT_MS);
 });

@@ -1,7 +1,8 @@
 // Bad input at the command line: each case exits with code 2 and a message naming the file, tensor
 // or field, before any GPU work starts (so these run in the unit tier).
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { copyFile, mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, copyFile, mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +11,7 @@ import { main } from './cli.ts';
 const fixtures = fileURLToPath(new URL('../../fixtures/models/', import.meta.url));
 const demo = fileURLToPath(new URL('../../public/models/demo/', import.meta.url));
 const samples = fileURLToPath(new URL('../../public/samples/', import.meta.url));
+const bin = fileURLToPath(new URL('../../bin/webtune.mjs', import.meta.url));
 let tmp: string;
 
 /** A copy of tiny-llama with the demo model's tokenizer files, then `edit` applied. */
@@ -122,5 +124,75 @@ describe('webtune CLI refuses bad input with a typed, named error', () => {
     const l = await train(missing, ['--lr=']);
     expect(l.code).toBe(2);
     expect(l.err).toContain('--lr');
+  });
+
+  test('bad paths are refused before any work, naming the path, without a stack trace', async () => {
+    const model = await modelDir('paths');
+    const data = join(samples, 'baking-cups-to-grams.jsonl');
+    const file = join(tmp, 'a-file');
+    await writeFile(file, 'x');
+    const cases: [string[], string, RegExp][] = [
+      [['--data', join(tmp, 'missing.jsonl'), '--out', join(tmp, 'o1')], join(tmp, 'missing.jsonl'), /--data .*does not exist/],
+      [['--data', tmp, '--out', join(tmp, 'o2')], tmp, /--data .*folder/],
+      [['--data', data, '--out', file], file, /--out .*is a file, not a folder/],
+      [['--data', data, '--out', join(file, 'sub')], file, /no folder can be made under it/],
+      [['--data', data, '--out', '/proc/webtune-out'], '/proc/webtune-out', /kernel file system/],
+      [['--data', data, '--out', join(tmp, 'o3'), '--log', tmp], tmp, /--log .*folder/],
+      [['--data', data, '--out', join(tmp, 'o4'), '--log', join(file, 'log.jsonl')], file, /--log .*not a folder/],
+    ];
+    for (const [args, path, message] of cases) {
+      const r = await run(['train', '--model', model, ...args]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.err).toContain(path);
+      expect(r.err).toMatch(message);
+      expect(r.err).not.toMatch(/\n\s+at /); // no stack frames
+      expect(r.err).not.toMatch(/Loading|Training/); // nothing started
+    }
+    const r = await run(['eval', '--model', model, '--data', join(tmp, 'missing.jsonl')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(join(tmp, 'missing.jsonl'));
+  });
+
+  test('an unwritable --out or --log is refused at once by the real command (run as an unprivileged user)', async () => {
+    const model = await modelDir('paths-ro');
+    const ro = join(tmp, 'read-only');
+    await mkdir(ro);
+    await chmod(tmp, 0o777); // the unprivileged user creates --out o5 here
+    await chmod(ro, 0o555);
+    const data = join(samples, 'baking-cups-to-grams.jsonl');
+    for (const [extra, path] of [[['--out', join(ro, 'out')], join(ro, 'out')], [['--out', join(tmp, 'o5'), '--log', join(ro, 'log.jsonl')], join(ro, 'log.jsonl')]] as const) {
+      const r = spawnSync(process.execPath, [bin, 'train', '--model', model, '--data', data, ...extra], {
+        encoding: 'utf8', timeout: 60_000, ...(process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}),
+      });
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`${path}: permission denied (EACCES)`);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  test('an all-NaN --init-adapter is refused naming the tensor, before the GPU', async () => {
+    const dir = await modelDir('nan-adapter-base');
+    const ad = join(tmp, 'nan-adapter');
+    await mkdir(ad, { recursive: true });
+    await writeFile(join(ad, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['q_proj'], task_type: 'CAUSAL_LM' }));
+    const { writeSafetensors } = await import('../io/safetensors.ts');
+    const tensors: [string, { dtype: 'F32'; shape: number[]; data: Float32Array }][] = [];
+    for (let l = 0; l < 2; l++) {
+      tensors.push([`base_model.model.model.layers.${l}.self_attn.q_proj.lora_A.weight`, { dtype: 'F32', shape: [2, 64], data: new Float32Array(128).fill(NaN) }]);
+      tensors.push([`base_model.model.model.layers.${l}.self_attn.q_proj.lora_B.weight`, { dtype: 'F32', shape: [64, 2], data: new Float32Array(128).fill(NaN) }]);
+    }
+    await writeFile(join(ad, 'adapter_model.safetensors'), writeSafetensors(tensors, { format: 'pt' }));
+    const r = await train(dir, ['--init-adapter', ad]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/layers\.0\.self_attn\.q_proj\.lora_A\.weight" holds NaN at index 0/);
+    expect(r.err).not.toMatch(/Loading/);
+  });
+
+  test('a run whose examples all lose their trained tokens to truncation is refused before the GPU', async () => {
+    const r = await run(['train', '--model', await modelDir('seq-len'), '--data', join(samples, 'baking-cups-to-grams.jsonl'), '--out', join(tmp, 'o-seq'), '--seq-len', '20']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/all 150 examples lose every trained token to truncation at sequence length 20/);
+    expect(r.err).toContain('--seq-len 34');
+    expect(r.err).not.toMatch(/Loading|Training/);
   });
 });

@@ -9,7 +9,7 @@ import { UsageError, WebtuneError, formatBytes } from '../errors.ts';
 import { adapterFromDir, folderSource, writeFilesAtomic } from './fs-source.ts';
 import { parseTargets } from '../model/lora.ts';
 import { exportAdapter } from '../model/adapter.ts';
-import { prepareDataset } from '../data/pipeline.ts';
+import { checkTrainedTokens, prepareDataset } from '../data/pipeline.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import type { StepLog } from '../train/trainer.ts';
 import { derive, optionFlags, optionUsage, optionsFromFlags } from '../app/options.ts';
@@ -17,6 +17,7 @@ import { ModelStore } from '../app/model-store.ts';
 import { TrainingRun } from '../app/training-run.ts';
 import { dataCommand } from './data-command.ts';
 import { modelBench } from './model-bench.ts';
+import { checkFreeSpace, checkOutputDir, checkReadableFile, checkWritableFile, fsError, isFsError } from './preflight.ts';
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -71,13 +72,13 @@ const TRAIN_USAGE = `usage: webtune train --model DIR --data FILE --out DIR [--q
   [--targets LIST|all-linear] ${optionUsage(['rank', 'alpha', 'dropout', 'rslora', 'lr', 'epochs', 'maxSteps', 'batch', 'gradAccum', 'seqLen'])}
   [--schedule constant|linear|cosine] ${optionUsage(['warmupSteps', 'weightDecay', 'maxGradNorm', 'seed'])}
   [--no-shuffle] [--val-split 0] [--checkpointing] [--init-adapter DIR]
-  [--template ${TEMPLATE_NAMES.join('|')}] [--log FILE]`;
+  [--template ${TEMPLATE_NAMES.join('|')}] [--encoding latin1|utf-16le|...] [--log FILE]`;
 
 async function train(argv: string[]): Promise<number> {
   const v = args(argv, {
     ...optionFlags(), model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, quant: { type: 'string' },
     'double-quant': { type: 'boolean' }, 'no-shuffle': { type: 'boolean' }, 'val-split': { type: 'string' },
-    'init-adapter': { type: 'string' }, template: { type: 'string' }, log: { type: 'string' },
+    'init-adapter': { type: 'string' }, template: { type: 'string' }, log: { type: 'string' }, encoding: { type: 'string' },
   }, TRAIN_USAGE);
   if (v.help) return help(TRAIN_USAGE);
   const modelDir = str(v, 'model', TRAIN_USAGE), dataFile = str(v, 'data', TRAIN_USAGE), out = str(v, 'out', TRAIN_USAGE);
@@ -86,23 +87,30 @@ async function train(argv: string[]): Promise<number> {
   // Every option is checked here, before any file is read: `--alpha 0` fails now, not after training.
   const opts = optionsFromFlags(v);
   const valSplit = num(v, 'val-split', 0, { min: 0 });
+  // Paths before any work: a bad --out must not surface only after the whole training.
+  await checkReadableFile(dataFile, '--data');
+  await checkOutputDir(out, '--out');
+  if (v.log) await checkWritableFile(v.log as string, '--log');
   const quant = quantOf(v);
   const store = new ModelStore(); // no cache: the folder is on disk already
   const files = await store.read(await folderSource(resolve(modelDir)), quant);
   const init = v['init-adapter'] ? await adapterFromDir(files.config, resolve(v['init-adapter'] as string)) : undefined;
   process.stderr.write(`Reading ${dataFile}...\n`);
   const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, files.tokenizer, {
-    template, maxLength: opts.seqLen, validation: valSplit, seed: opts.seed, shuffle: false, skipBadRows: true,
+    template, maxLength: opts.seqLen, validation: valSplit, seed: opts.seed, shuffle: false, skipBadRows: true, encoding: v.encoding as string | undefined,
   });
   for (const p of data.problems.slice(0, 20)) process.stderr.write(`  skipped: ${p.file}${p.line ? `:${p.line}` : ''}${p.row ? ` (row ${p.row})` : ''}: ${p.message}\n`);
   if (data.problems.length > 20) process.stderr.write(`  ... and ${data.problems.length - 20} more skipped rows\n`);
   process.stderr.write(`${data.train.length} training and ${data.validation.length} validation examples (${data.shape}, template ${data.template}).\n`);
   const steps = derive(opts, data.train.length);
   process.stderr.write(`${steps.totalSteps} optimizer steps of ${steps.effectiveBatch} examples (batch ${opts.batch} x gradient accumulation ${opts.gradAccum}).\n`);
+  const lost = checkTrainedTokens(data.stats, basename(dataFile), opts.seqLen); // throws when nothing would train
+  if (lost) process.stderr.write(`warning: ${lost}\n`);
   // Every file is read and checked before the GPU is touched: bad input fails fast and clearly.
   try {
     await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), { doubleQuant: Boolean(v['double-quant']), maxPositions: opts.seqLen });
     const run = await TrainingRun.start(store, opts, data, { datasetFile: basename(dataFile), shuffle: !v['no-shuffle'], init });
+    await checkFreeSpace(out, run.model.plan.byCategory().lora ?? 0, '--out'); // a full disk must not cost the run
     process.stderr.write(`GPU memory: ${Object.entries(run.model.plan.byCategory()).map(([k, b]) => `${k} ${formatBytes(b)}`).join(', ')}\n`);
     const log = v.log ? resolve(v.log as string) : undefined;
     if (log) await writeFile(log, '');
@@ -127,22 +135,24 @@ async function train(argv: string[]): Promise<number> {
 
 // ------------------------------------------------------------------------------------------- eval
 
-const EVAL_USAGE = 'usage: webtune eval --model DIR [--adapter DIR] [--quant nf4|none] [--double-quant] --data FILE [--seq-len N] [--batch N] [--template NAME] [--json]';
+const EVAL_USAGE = 'usage: webtune eval --model DIR [--adapter DIR] [--quant nf4|none] [--double-quant] --data FILE [--seq-len N] [--batch N] [--template NAME] [--encoding NAME] [--json]';
 
 async function evaluate(argv: string[]): Promise<number> {
   const v = args(argv, {
     model: { type: 'string' }, adapter: { type: 'string' }, quant: { type: 'string' }, 'double-quant': { type: 'boolean' },
     data: { type: 'string' }, 'seq-len': { type: 'string' }, batch: { type: 'string' }, template: { type: 'string' }, json: { type: 'boolean' },
+    encoding: { type: 'string' },
   }, EVAL_USAGE);
   if (v.help) return help(EVAL_USAGE);
   const modelDir = str(v, 'model', EVAL_USAGE), dataFile = str(v, 'data', EVAL_USAGE);
   const seqLen = num(v, 'seq-len', 1024, { min: 2, int: true }), batch = num(v, 'batch', 2, { min: 1, int: true });
+  await checkReadableFile(dataFile, '--data');
   const quant = quantOf(v);
   const store = new ModelStore();
   const files = await store.read(await folderSource(resolve(modelDir)), quant);
   const adapter = v.adapter ? await adapterFromDir(files.config, resolve(v.adapter as string)) : undefined;
   const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, files.tokenizer, {
-    template: v.template as TemplateName | undefined, maxLength: seqLen, shuffle: false, skipBadRows: true,
+    template: v.template as TemplateName | undefined, maxLength: seqLen, shuffle: false, skipBadRows: true, encoding: v.encoding as string | undefined,
   });
   try {
     await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), { doubleQuant: Boolean(v['double-quant']), maxPositions: seqLen });
@@ -214,7 +224,8 @@ export async function main(argv: string[]): Promise<number> {
     const command = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
     if (!command) throw new UsageError(`Unknown command "${cmd}".`, USAGE);
     return await command(rest);
-  } catch (e) {
+  } catch (caught) {
+    const e = isFsError(caught) ? fsError(caught) : caught; // any file-system error names its path
     if (e instanceof WebtuneError) {
       process.stderr.write(`\nerror: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ''}`);
       return 2;

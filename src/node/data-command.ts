@@ -5,15 +5,16 @@
 import { openAsBlob } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { prepareDataset, type PrepareOptions } from '../data/pipeline.ts';
+import { checkTrainedTokens, prepareDataset, type PrepareOptions } from '../data/pipeline.ts';
 import { SHAPES, type ColumnMapping, type Field, type ShapeName } from '../data/shape.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import { loadTokenizerFromText, type LoadedTokenizer } from '../data/tokenizer.ts';
 import { ModelFileError, UsageError, WebtuneError } from '../errors.ts';
+import { checkReadableFile } from './preflight.ts';
 
 const USAGE = `usage: webtune data --data FILE --model DIR [--template ${TEMPLATE_NAMES.join('|')}] [--seq-len N] [--json]
        [--shape ${Object.keys(SHAPES).join('|')}] [--map FIELD=COLUMN]... [--skip-bad-rows] [--packing]
-       [--validation F] [--examples N]`;
+       [--validation F] [--examples N] [--encoding latin1|utf-16le|...]`;
 
 interface Args {
   data: string;
@@ -79,6 +80,9 @@ function parseArgs(argv: string[]): Args {
       case '--examples':
         examples = Math.floor(number(value(++i, a), a, 0));
         break;
+      case '--encoding':
+        opts.encoding = value(++i, a);
+        break;
       case '--skip-bad-rows':
         opts.skipBadRows = true;
         break;
@@ -113,6 +117,7 @@ export async function dataCommand(argv: string[]): Promise<number> {
   try {
     args = parseArgs(argv);
     const tok = await loadTokenizerFromDir(args.model);
+    await checkReadableFile(args.data, '--data');
     let blob: Blob;
     try {
       // openAsBlob reads lazily: a 200 MB file is streamed, never loaded whole.
@@ -137,6 +142,13 @@ export async function dataCommand(argv: string[]): Promise<number> {
     out.push(`rows read ${r.rowsRead}, usable examples ${s.examples}, problems ${r.problems.length}`);
     out.push(`tokens ${s.tokens}, trained tokens ${s.trainedTokens}, truncated examples ${s.truncatedExamples} (seq-len ${r.seqLen})`);
     out.push(`length min ${s.minLength}, mean ${s.meanLength.toFixed(1)}, max ${s.maxLength}; sequences train ${r.train.length}, validation ${r.validation.length}`);
+    try {
+      const lost = checkTrainedTokens(s, r.file, r.seqLen);
+      if (lost) out.push(`warning: ${lost}`);
+    } catch (e) {
+      if (!(e instanceof WebtuneError)) throw e;
+      out.push(`warning: ${e.message} ${e.hint}`); // `data` reports; `train` refuses
+    }
     const peak = Math.max(1, ...s.histogram.map((b) => b.count));
     for (const b of s.histogram) out.push(`  ${`${b.from}-${b.to}`.padStart(11)} ${String(b.count).padStart(7)} ${'#'.repeat(Math.round((40 * b.count) / peak))}`);
     for (const p of r.preview) {

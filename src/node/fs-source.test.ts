@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ModelFileError } from '../errors.ts';
 import { openModelFolder } from '../io/model-folder.ts';
 import { writeSafetensors } from '../io/safetensors.ts';
-import { directorySources, fileSource, writeFileAtomic, writeFilesAtomic } from './fs-source.ts';
+import { mkdir } from 'node:fs/promises';
+import { adapterSources, directorySources, fileSource, STAGING_DIR, writeFileAtomic, writeFilesAtomic } from './fs-source.ts';
 
 let dir: string;
 beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'webtune-fs-')); });
@@ -48,5 +49,28 @@ describe('fs-source', () => {
     await expect(writeFilesAtomic(out, { 'adapter_model.safetensors': 'new weights', 'no/such/dir.json': 'x' })).rejects.toThrow();
     expect(await readFile(join(out, 'adapter_model.safetensors'), 'utf8')).toBe('old weights');
     expect((await readdir(out)).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+  });
+
+  test('a committed save cut short is finished by the next reader; an uncommitted one is ignored, then cleaned', async () => {
+    const out = join(dir, 'half-saved');
+    await writeFilesAtomic(out, { 'adapter_config.json': 'old config', 'adapter_model.safetensors': 'old weights', 'train.jsonl': 'log' });
+    // As a kill between the two renames leaves it: the weights moved, the config still staged.
+    const staging = join(out, STAGING_DIR);
+    await mkdir(staging);
+    await writeFile(join(staging, 'adapter_config.json'), 'new config');
+    await writeFile(join(staging, 'COMMIT'), '');
+    await writeFile(join(out, 'adapter_model.safetensors'), 'new weights');
+    const [c, w] = await adapterSources(out);
+    expect(new TextDecoder().decode(await c.read(0, c.size))).toBe('new config');
+    expect(new TextDecoder().decode(await w.read(0, w.size))).toBe('new weights');
+    expect((await readdir(out)).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'train.jsonl']);
+    // Killed before the commit point: readers see the old files; the next save removes the staging.
+    await mkdir(staging);
+    await writeFile(join(staging, 'adapter_config.json'), 'newer, half written');
+    const [c2] = await adapterSources(out);
+    expect(new TextDecoder().decode(await c2.read(0, c2.size))).toBe('new config');
+    await writeFilesAtomic(out, { 'adapter_config.json': 'newest' });
+    expect((await readdir(out)).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'train.jsonl']);
+    expect(await readFile(join(out, 'train.jsonl'), 'utf8')).toBe('log');
   });
 });

@@ -3,13 +3,13 @@
 
 import { open, readdir, rename, rm, stat, mkdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { ModelFileError } from '../errors.ts';
 import { type ByteSource, checkRange, shortRead } from '../io/byte-source.ts';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../io/peft.ts';
 import { importAdapter, type ImportedAdapter } from '../model/adapter.ts';
 import type { DecoderDims } from '../io/hf-names.ts';
 import type { StoreSource } from '../app/model-store.ts';
+import { fsError } from './preflight.ts';
 
 /** A file as a ByteSource. Each read opens, reads at the offset and closes: a few hundred opens per
  *  model load cost nothing next to the reads, and no handle can leak if the caller stops early. */
@@ -68,48 +68,140 @@ export async function directorySources(dir: string): Promise<[string, ByteSource
 }
 
 /** Writes `bytes` to `path` so that `path` is either the old file or the complete new one, never a
- *  partial write: write to a temporary name in the same folder, fsync, rename over the target. */
+ *  partial write (through writeFilesAtomic, so the same recovery applies). */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   await writeFilesAtomic(dirname(path), { [basename(path)]: bytes });
 }
 
-/** Several files into `dir` (created if needed), each via temp-name-then-rename. All temporaries
- *  are written and synced before the first rename, so an error while writing leaves the folder as it
- *  was. Renames go in the given order: put the file that marks the set as valid last (an adapter's
- *  adapter_config.json after adapter_model.safetensors). */
+// ---- Publishing a set of files as one unit ------------------------------------------------------
+// A PEFT adapter is two files read together. Renaming them one after the other leaves a window in
+// which a kill gives the old adapter_config.json beside the new weights (a wrong alpha that still
+// loads). So a save is a small redo log inside DIR:
+//   1. stale staging is removed; the new files are written and fsynced into DIR/.webtune-staging/;
+//   2. an empty COMMIT file is created there and the staging folder fsynced: the commit point;
+//   3. each staged file is renamed over its target, and DIR fsynced;
+//   4. COMMIT and the staging folder are removed.
+// Before the commit point DIR's own files are untouched (the old set); after it, recoverStaged()
+// finishes step 3 whatever happened, so every reader (recoverStaged runs first in adapterSources)
+// sees the complete new set. Other files in DIR (a training log, a README) are never touched, which a
+// swap of the whole folder could not promise. Temporaries of older webtune versions
+// (.NAME.tmp-PID-RAND) are removed by the next save.
+
+/** The staging folder of writeFilesAtomic inside the target folder. */
+export const STAGING_DIR = '.webtune-staging';
+const COMMIT = 'COMMIT';
+const OLD_TEMP = /^\..+\.tmp-\d+-[0-9a-f]{8}$/; // `.${name}.tmp-${pid}-${4 random bytes in hex}`
+
+// Test seam: WEBTUNE_KILL_AT_FS_STEP=N makes the process SIGKILL itself just before the Nth
+// file-system step of a save (src/node/kill-loop.ts kills at every step this way). Unset: no effect.
+const killAtStep = Number(process.env.WEBTUNE_KILL_AT_FS_STEP ?? 0) || 0;
+let fsSteps = 0;
+function fsStep(): void {
+  if (++fsSteps === killAtStep) process.kill(process.pid, 'SIGKILL');
+}
+/** File-system steps taken by saves so far in this process (the kill loop's step count). */
+export const savedFsSteps = (): number => fsSteps;
+
+async function fsyncPath(path: string): Promise<void> {
+  fsStep();
+  try {
+    const h = await open(path, 'r');
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  } catch {
+    /* a folder's own durability is best effort (Windows cannot open a directory to fsync it) */
+  }
+}
+
+const isMissing = (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT';
+
+/** Finishes a committed save left half-done by a crash (idempotent; safe to run while nothing is
+ *  being saved, which is how readers use it). An uncommitted staging folder is left for the next
+ *  save to remove: it may belong to a save still in progress. */
+export async function recoverStaged(dir: string): Promise<void> {
+  const staging = join(dir, STAGING_DIR);
+  let names: string[];
+  try {
+    names = await readdir(staging);
+  } catch (e) {
+    if (isMissing(e)) return;
+    throw e;
+  }
+  if (!names.includes(COMMIT)) return;
+  for (const name of names) {
+    if (name === COMMIT) continue;
+    fsStep();
+    try {
+      await rename(join(staging, name), join(dir, name));
+    } catch (e) {
+      if (!isMissing(e)) throw e; // another process finished this one
+    }
+  }
+  await fsyncPath(dir);
+  fsStep();
+  await rm(join(staging, COMMIT), { force: true });
+  fsStep();
+  await rm(staging, { recursive: true, force: true });
+}
+
+/** Several files into `dir` (created if needed) as one unit: after a crash at any point, `dir`
+ *  (once recoverStaged has run) holds either all the old files or all the new ones. An error
+ *  before the commit point leaves the folder as it was. */
 export async function writeFilesAtomic(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
+  try {
+    await publish(dir, files);
+  } catch (e) {
+    throw fsError(e, dir);
+  }
+}
+
+async function publish(dir: string, files: Record<string, Uint8Array | string>): Promise<void> {
+  const staging = join(dir, STAGING_DIR);
+  fsStep();
   await mkdir(dir, { recursive: true });
-  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
-  const temps: [string, string][] = [];
+  await recoverStaged(dir); // a committed earlier save is finished before this one starts
+  for (const name of await readdir(dir)) {
+    if (OLD_TEMP.test(name)) {
+      fsStep();
+      await rm(join(dir, name), { force: true });
+    }
+  }
+  fsStep();
+  await rm(staging, { recursive: true, force: true });
+  fsStep();
+  await mkdir(staging);
   try {
     for (const [name, data] of Object.entries(files)) {
-      const target = join(dir, name);
-      const tmp = join(dir, `.${name}.tmp-${tag}`);
-      temps.push([tmp, target]);
-      const fh = await open(tmp, 'w');
+      fsStep();
+      const fh = await open(join(staging, name), 'w');
       try {
+        fsStep();
         await fh.writeFile(typeof data === 'string' ? new TextEncoder().encode(data) : data);
+        fsStep();
         await fh.sync();
       } finally {
         await fh.close();
       }
     }
-    for (const [tmp, target] of temps) await rename(tmp, target);
   } catch (e) {
-    for (const [tmp] of temps) await rm(tmp, { force: true });
+    await rm(staging, { recursive: true, force: true });
     throw e;
   }
-  // Make the renames durable too; best effort, since some platforms cannot open a directory.
-  try {
-    const dh = await open(dir, 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
-  } catch {
-    /* durability of the directory entry is best effort (Windows cannot fsync a directory) */
-  }
+  await fsyncPath(staging);
+  fsStep();
+  await (await open(join(staging, COMMIT), 'w')).close();
+  await fsyncPath(staging);
+  await recoverStaged(dir);
+}
+
+/** A saved adapter's two files (adapter_config.json, adapter_model.safetensors), after finishing a
+ *  save that a crash interrupted, so they always come from the same save. */
+export async function adapterSources(dir: string): Promise<[config: ByteSource, weights: ByteSource]> {
+  await recoverStaged(dir);
+  return [await fileSource(join(dir, ADAPTER_CONFIG_FILE)), await fileSource(join(dir, ADAPTER_WEIGHTS_FILE))];
 }
 
 /** A model directory as the app layer's ModelStore reads it. */
@@ -119,5 +211,5 @@ export async function folderSource(dir: string): Promise<StoreSource> {
 
 /** A PEFT adapter directory (adapter_config.json, adapter_model.safetensors), checked against the model. */
 export async function adapterFromDir(dims: DecoderDims, dir: string): Promise<ImportedAdapter> {
-  return importAdapter(dims, await fileSource(join(dir, ADAPTER_CONFIG_FILE)), await fileSource(join(dir, ADAPTER_WEIGHTS_FILE)));
+  return importAdapter(dims, ...(await adapterSources(dir)));
 }

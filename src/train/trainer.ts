@@ -4,7 +4,7 @@
 // worker) decides where records go.
 import { makeBatches, shuffled, type Batch as DataBatch } from '../data/batch.ts';
 import type { Sequence } from '../data/types.ts';
-import { UsageError } from '../errors.ts';
+import { TrainingDivergedError, UsageError } from '../errors.ts';
 import { IGNORE_INDEX } from '../kernels/cross_entropy.ts';
 import type { Batch, LlamaModel } from '../model/llama.ts';
 import type { LoraState } from '../model/lora.ts';
@@ -111,6 +111,9 @@ export class Trainer {
         const r = await optimizerStep(this.model, this.lora, group.map(toModelBatch), {
           lr, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm, seed: c.seed,
         });
+        // torch's clip_grad_norm_(error_if_nonfinite=True) stops here too: one NaN step poisons the
+        // adapter and Adam's moments for good. The position stays at the last good step.
+        if (!Number.isFinite(r.loss) || !Number.isFinite(r.gradNorm)) throw new TrainingDivergedError(this.position.step + 1, r.loss, r.gradNorm);
         const tokens = group.reduce((s, b) => s + inputTokens(b), 0);
         this.position.micro += group.length;
         this.position.step++;

@@ -5,6 +5,7 @@ import * as errors from '../errors.ts';
 import {
   AdapterFileError, DatasetError, DeviceLostError, ERROR_CLASSES, GpuFeatureMissingError, GpuOutOfMemoryError, GpuUnavailableError,
   GpuValidationError, ModelFileError, ShaderCompileError, StorageQuotaError, UsageError, WebtuneError, type ErrorName,
+  FileSystemError, TrainingDivergedError,
 } from '../errors.ts';
 
 /** One real instance of each class, as the code that raises it builds it. Keyed by the registry's
@@ -21,6 +22,8 @@ const SAMPLES: Record<ErrorName, () => WebtuneError> = {
   DatasetError: () => new DatasetError('Line 3 is not JSON.', 'Fix the line.', { file: 'd.jsonl', line: 3 }),
   UsageError: () => new UsageError('Invalid training option alpha: 0.', 'alpha must be above 0.', { field: 'alpha', value: 0 }),
   StorageQuotaError: () => new StorageQuotaError('the quantized model', { bytes: 5 << 20 }),
+  FileSystemError: () => new FileSystemError('/out/adapter: permission denied (EACCES).', 'Choose a folder you can write to.', { path: '/out/adapter', errno: 'EACCES' }),
+  TrainingDivergedError: () => new TrainingDivergedError(7, NaN, Infinity),
 };
 
 /** Across comlink as the worker sends it: serialize, structured clone (postMessage), deserialize. */
