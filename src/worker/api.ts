@@ -121,6 +121,9 @@ export interface CheckpointInfo {
   savedAt: number;
   options: TrainOptions;
   datasetFile: string;
+  /** The template the run's examples were rendered with: after a reload the chat frames prompts the
+   *  same way. Absent in checkpoints saved before it was recorded. */
+  template?: TemplateName;
 }
 
 export interface GenerateOptions {

@@ -31,6 +31,7 @@ import type { LoraSpec } from '../model/lora.ts';
 import { loadTokenizerFromText, type LoadedTokenizer } from '../data/tokenizer.ts';
 import { prepareDataset as runPipeline } from '../data/pipeline.ts';
 import type { Sequence } from '../data/types.ts';
+import type { TemplateName } from '../data/templates.ts';
 import { Trainer, type StepLog, type TrainConfig } from '../train/trainer.ts';
 import { CheckpointStore, type CheckpointState } from '../train/checkpoint.ts';
 import { generationModel, type GenerationModel } from '../infer/kv-open.ts';
@@ -72,6 +73,8 @@ interface Base extends LoadedBase {
 interface Session {
   opts: TrainOptions;
   datasetFile: string;
+  /** Recorded in checkpoints for the chat's framing; unknown for checkpoints saved before that. */
+  template: TemplateName | undefined;
   data: { train: Sequence[]; validation: Sequence[] };
   run: DerivedModel;
   trainer: Trainer;
@@ -80,6 +83,7 @@ interface Session {
 
 interface Dataset {
   file: string;
+  template: TemplateName;
   train: Sequence[];
   validation: Sequence[];
   seqLen: number;
@@ -431,7 +435,7 @@ export class Engine implements EngineApi {
       template: opts.template, shape: opts.shape, maxLength: opts.seqLen, validation: opts.validation,
       skipBadRows: opts.skipBadRows, seed: opts.seed, shuffle: true,
     });
-    this.dataset = { file: d.file, train: d.train, validation: d.validation, seqLen: d.seqLen };
+    this.dataset = { file: d.file, template: d.template, train: d.train, validation: d.validation, seqLen: d.seqLen };
     return {
       file: d.file, format: d.format, shape: d.shape, template: d.template, columns: d.columns, stats: d.stats, preview: d.preview,
       problems: d.problems, trainExamples: d.train.length, validationExamples: d.validation.length,
@@ -457,7 +461,7 @@ export class Engine implements EngineApi {
   }
 
   /** A fresh run over the loaded weights: training plan, LoRA initialised from the seed. */
-  private async newSession(opts: TrainOptions, data: { train: Sequence[]; validation: Sequence[] }, datasetFile: string): Promise<Session> {
+  private async newSession(opts: TrainOptions, data: { train: Sequence[]; validation: Sequence[] }, datasetFile: string, template: TemplateName | undefined): Promise<Session> {
     const base = this.requireModel();
     const gpu = await this.device();
     const longest = Math.max(0, ...data.train.map((s) => s.input_ids.length), ...data.validation.map((s) => s.input_ids.length));
@@ -473,7 +477,7 @@ export class Engine implements EngineApi {
     });
     this.run = run;
     const trainer = new Trainer(run.model, run.lora!, data, trainConfig(opts), base.tokenizer.padId);
-    return { opts, datasetFile, data, run, trainer, logs: [] };
+    return { opts, datasetFile, template, data, run, trainer, logs: [] };
   }
 
   async train(opts: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<void> {
@@ -483,7 +487,7 @@ export class Engine implements EngineApi {
     await this.ensureAlive();
     const ds = this.dataset;
     if (!ds) throw new UsageError('No dataset is prepared.', 'Drop a dataset file first.');
-    this.session = await this.newSession(opts, { train: ds.train, validation: ds.validation }, ds.file);
+    this.session = await this.newSession(opts, { train: ds.train, validation: ds.validation }, ds.file, ds.template);
     await this.checkpoints.clear(); // a new run replaces the old run's checkpoint
     await this.loop(onEvent);
   }
@@ -524,7 +528,7 @@ export class Engine implements EngineApi {
 
   /** Rebuilds the session from a checkpoint on the current device. */
   private async restore(ck: CheckpointState<CheckpointInfo>): Promise<void> {
-    const s = await this.newSession(ck.info.options, { train: ck.train, validation: ck.validation }, ck.info.datasetFile);
+    const s = await this.newSession(ck.info.options, { train: ck.train, validation: ck.validation }, ck.info.datasetFile, ck.info.template);
     const lora = s.run.lora!, gpu = this.gpu!;
     if (ck.params.length !== lora.totalFloats) {
       throw new ModelFileError(`The checkpoint's adapter has ${ck.params.length} values; this model's has ${lora.totalFloats}.`,
@@ -543,7 +547,7 @@ export class Engine implements EngineApi {
     const s = this.session!, base = this.base!, gpu = this.gpu!, lora = s.run.lora!;
     const [params, m, v] = [await gpu.readF32(lora.params, 0, lora.totalFloats), await gpu.readF32(lora.m, 0, lora.totalFloats), await gpu.readF32(lora.v, 0, lora.totalFloats)];
     await this.checkpoints.save({
-      info: { modelKey: base.key, step: s.trainer.position.step, totalSteps: s.trainer.totalSteps, savedAt: Date.now(), options: s.opts, datasetFile: s.datasetFile },
+      info: { modelKey: base.key, step: s.trainer.position.step, totalSteps: s.trainer.totalSteps, savedAt: Date.now(), options: s.opts, datasetFile: s.datasetFile, template: s.template },
       position: { ...s.trainer.position }, loraStep: lora.step, logs: s.logs, params, m, v, train: s.data.train, validation: s.data.validation,
     });
   }
@@ -613,7 +617,7 @@ export class Engine implements EngineApi {
       await this.restore(ck);
       return ck.info.step;
     }
-    this.session = await this.newSession(session.opts, session.data, session.datasetFile);
+    this.session = await this.newSession(session.opts, session.data, session.datasetFile, session.template);
     return 0;
   }
 
