@@ -16,8 +16,8 @@ const SHOTS = 'docs/screenshots';
 
 test.use({ viewport: { width: 1280, height: 800 } });
 
-async function open(page: Page): Promise<void> {
-  await page.goto('/');
+async function open(page: Page, path = '/'): Promise<void> {
+  await page.goto(path);
   await expect(page.locator('main[data-state="ready"]')).toBeVisible();
 }
 
@@ -285,7 +285,7 @@ test('a bad dataset shows its line-numbered error, bad rows can be skipped, and 
 test('a GPU device lost mid-training resumes from the last checkpoint', async ({ page }) => {
   test.setTimeout(GUARD_MS);
   const pace = new Pace('training');
-  await open(page);
+  await open(page, '/?test-hooks'); // the production build exposes simulateDeviceLoss only when asked
   await loadDemo(page);
   await useSample(page);
   await setSmallRun(page, 24, 5);
