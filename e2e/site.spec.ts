@@ -1,19 +1,23 @@
 import { readFileSync } from 'node:fs';
 import { expect, test, type Download, type Page } from 'playwright/test';
+import { Pace, untilDone, type Progress } from './pace.ts';
 
 // The site, end to end, in Chromium with WebGPU on SwiftShader: issue 5's "What must be shown".
 // Every wait is on an explicit signal (data-state / data-step attributes the panels set), never a
 // sleep. Training options are tiny (sequence 64, batch 2, no accumulation, lr 1e-2, all targets), yet
-// the demo model's 32,000-token logits make a step take seconds on SwiftShader: the main flow runs
-// about 4 minutes, hence the per-test timeouts.
+// the demo model's 32,000-token logits make a step take seconds on SwiftShader, and several times
+// that on a busy machine. So the long waits (training steps, streamed answers) follow the page's
+// progress with budgets from the pace measured on the run itself (pace.ts), each extending the test
+// timeout by its own budget; GUARD_MS bounds the rest (page loads, the dataset, exports).
+const GUARD_MS = 10 * 60_000;
 
 const SAMPLE = 'public/samples/baking-cups-to-grams.jsonl';
 const SHOTS = 'docs/screenshots';
 
 test.use({ viewport: { width: 1280, height: 800 } });
 
-async function open(page: Page): Promise<void> {
-  await page.goto('/');
+async function open(page: Page, path = '/'): Promise<void> {
+  await page.goto(path);
   await expect(page.locator('main[data-state="ready"]')).toBeVisible();
 }
 
@@ -53,18 +57,43 @@ async function stepOf(page: Page): Promise<number> {
   return Number(await page.getByTestId('training').getAttribute('data-step'));
 }
 
+/** Training progress: the step, done once `done` holds for the panel's state and step. */
+function training(page: Page, done: (state: string, step: number) => boolean): () => Promise<Progress> {
+  const panel = page.getByTestId('training');
+  return async () => {
+    const [state, step] = await Promise.all([panel.getAttribute('data-state'), panel.getAttribute('data-step')]);
+    const failed = state === 'failed' ? ((await page.getByTestId('train-error').textContent()) ?? 'failed') : undefined;
+    return { value: Number(step), done: done(state ?? '', Number(step)), failed };
+  };
+}
+
+/** Whether the page would ask before being unloaded (the handler prevents a cancellable beforeunload). */
+async function guardsUnload(page: Page): Promise<boolean> {
+  return page.evaluate(() => {
+    const e = new Event('beforeunload', { cancelable: true });
+    window.dispatchEvent(e);
+    return e.defaultPrevented;
+  });
+}
+
 async function setMaxNewTokens(page: Page, n: number): Promise<void> {
   await page.getByTestId('sampling').evaluate((d) => ((d as HTMLDetailsElement).open = true));
   await page.getByTestId('max-new-tokens').fill(String(n));
 }
 
-async function chat(page: Page, text: string): Promise<{ base: string; tuned: string }> {
-  const turns = Number(await page.getByTestId('chat').getAttribute('data-turns'));
+/** Sends a message and waits for both answers, for as long as text keeps streaming in at `pace`. */
+async function chat(page: Page, pace: Pace, text: string): Promise<{ base: string; tuned: string }> {
+  const panel = page.getByTestId('chat');
+  const turns = Number(await panel.getAttribute('data-turns'));
   await page.getByTestId('chat-input').fill(text);
   await page.getByTestId('chat-input').press('Enter'); // keyboard path: Enter sends
-  await expect(page.getByTestId('chat')).toHaveAttribute('data-turns', String(turns + 1));
-  await expect(page.getByTestId('chat')).toHaveAttribute('data-state', 'idle');
+  await expect(panel).toHaveAttribute('data-turns', String(turns + 1));
   const last = page.getByTestId('turns').locator('.turn').last();
+  await untilDone('the chat answer', pace, async () => {
+    const [state, streamed] = await Promise.all([panel.getAttribute('data-state'), last.locator('.answer p').allTextContents()]);
+    const failed = state === 'failed' ? ((await page.getByTestId('chat-error').textContent()) ?? 'failed') : undefined;
+    return { value: streamed.join('').length, done: state === 'idle', failed };
+  });
   const side = async (id: string) => ((await last.getByTestId(id).count()) ? ((await last.getByTestId(id).locator('p').textContent()) ?? '') : '');
   return { base: await side('answer-base'), tuned: await side('answer-tuned') };
 }
@@ -107,7 +136,8 @@ function csvRows(csv: string): Record<string, number>[] {
 }
 
 test('demo model, sample dataset, training, reload and resume from the cache, chat, export and import', async ({ page, context }) => {
-  test.setTimeout(360_000);
+  test.setTimeout(GUARD_MS);
+  const pace = new Pace('training');
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   const t0 = Date.now();
@@ -121,18 +151,28 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   await expect(page.getByTestId('data-shape')).toContainText('seed');
   await expect(page.getByTestId('data-template')).toHaveText('seed');
   await expect(page.getByTestId('preview').first().locator('mark').first()).toBeVisible(); // trained tokens marked
+  // Exactly the text the model sees, spaces included (Llama 2's SentencePiece pieces once lost
+  // theirs here), with the trained run being the response.
+  const preview = page.getByTestId('preview-text').first();
+  expect(await preview.textContent()).toBe(
+    '<s> ### Instruction:\nHow much does 1/4 cup of all-purpose flour weigh in grams?\n### Response:\n1/4 cup of all-purpose flour weighs about 30 g. (Baking rule: 1 cup of all-purpose flour ≈',
+  );
+  expect(await preview.locator('mark').allTextContents()).toEqual(['1/4 cup of all-purpose flour weighs about 30 g. (Baking rule: 1 cup of all-purpose flour ≈']);
   await setSmallRun(page, 30, 5);
   await page.screenshot({ path: `${SHOTS}/model-and-dataset.png` });
 
   lap('model and dataset ready');
   // Train, then pause after the first checkpoints.
+  expect(await guardsUnload(page)).toBe(false);
   await page.getByTestId('start').click();
   await expect(page.getByTestId('training')).toHaveAttribute('data-state', 'running');
-  await expect.poll(() => stepOf(page), { timeout: 120_000 }).toBeGreaterThanOrEqual(8);
+  expect(await guardsUnload(page)).toBe(true); // leaving now would lose the steps since the last checkpoint
+  await untilDone('training to step 8', pace, training(page, (_, step) => step >= 8));
   await page.getByTestId('pause').click();
-  await expect(page.getByTestId('training')).toHaveAttribute('data-state', 'paused');
+  await untilDone('pausing', pace, training(page, (state) => state === 'paused'), { going: true });
   const pausedAt = await stepOf(page);
-  lap(`paused at step ${pausedAt}`);
+  lap(`paused at step ${pausedAt} (${pace})`);
+  expect(await guardsUnload(page)).toBe(false); // the checkpoint at pause is written: a reload resumes
   await expect(page.getByTestId('training')).toHaveAttribute('data-checkpoint', String(pausedAt));
   await page.getByTestId('training').scrollIntoViewIfNeeded();
   await page.screenshot({ path: `${SHOTS}/training.png` });
@@ -149,10 +189,13 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   await expect(page.getByTestId('model')).toHaveAttribute('data-state', 'ready');
   await expect(page.getByTestId('model-info')).toHaveAttribute('data-from-cache', 'true');
   await expect(page.getByTestId('training')).toHaveAttribute('data-state', /running|done/);
-  await expect(page.getByTestId('training')).toHaveAttribute('data-state', 'done', { timeout: 180_000 });
+  // The run comes back with the sequence length and template its data was prepared with.
+  await expect(page.getByTestId('seq-len')).toHaveValue('64');
+  await expect(page.getByTestId('format-trained')).toHaveText('As in training (seed)');
+  await untilDone('the resumed run', pace, training(page, (state) => state === 'done'));
   expect(await stepOf(page)).toBe(30);
   expect(weightRequests).toEqual([]);
-  lap('resumed run done');
+  lap(`resumed run done (${pace})`);
 
   // The metrics cover the whole run, before and after the reload, and the loss fell.
   const metrics = await downloads(page, 1, () => page.getByTestId('metrics-csv').click());
@@ -168,13 +211,14 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
 
   // Chat: the fine-tuned answer differs from the base model's.
   await setMaxNewTokens(page, 20);
-  const a = await chat(page, 'How much does 1 cup of all-purpose flour weigh in grams?');
+  const decoding = new Pace('decoding', pace);
+  const a = await chat(page, decoding, 'How much does 1 cup of all-purpose flour weigh in grams?');
   expect(a.tuned.length).toBeGreaterThan(0);
   expect(a.base).not.toEqual(a.tuned);
   await page.getByTestId('chat').scrollIntoViewIfNeeded();
   await page.screenshot({ path: `${SHOTS}/chat.png` });
 
-  lap('chat answered');
+  lap(`chat answered (${decoding})`);
   // 3. Export: PEFT files with the right keys, shapes and config; import gives back the same weights.
   const files = await downloads(page, 2, () => page.getByTestId('export').click());
   const config = JSON.parse(files.get('adapter_config.json')!.toString('utf8'));
@@ -196,7 +240,7 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   await expect(page.getByTestId('imported')).toContainText('rank 8');
   const again = await downloads(page, 2, () => page.getByTestId('export').click());
   expect(again.get('adapter_model.safetensors')!.equals(weights)).toBe(true);
-  const b = await chat(page, 'How much does 1 cup of all-purpose flour weigh in grams?');
+  const b = await chat(page, decoding, 'How much does 1 cup of all-purpose flour weigh in grams?');
   expect(b.tuned).toEqual(a.tuned); // the imported adapter answers exactly as the trained one
 
   // The layout holds in a narrow window.
@@ -239,26 +283,38 @@ test('a bad dataset shows its line-numbered error, bad rows can be skipped, and 
 });
 
 test('a GPU device lost mid-training resumes from the last checkpoint', async ({ page }) => {
-  test.setTimeout(240_000);
-  await open(page);
+  test.setTimeout(GUARD_MS);
+  const pace = new Pace('training');
+  await open(page, '/?test-hooks'); // the production build exposes simulateDeviceLoss only when asked
   await loadDemo(page);
   await useSample(page);
   await setSmallRun(page, 24, 5);
   await page.getByTestId('start').click();
-  await expect(page.getByTestId('training')).toHaveAttribute('data-checkpoint', /^(5|10|15)$/, { timeout: 120_000 });
-  const checkpoint = Number(await page.getByTestId('training').getAttribute('data-checkpoint'));
+  const panel = page.getByTestId('training');
+  const step = training(page, () => false);
+  await untilDone('training to the first checkpoint', pace, async () => ({
+    ...(await step()),
+    done: /^(5|10|15)$/.test((await panel.getAttribute('data-checkpoint')) ?? ''),
+  }));
+  const checkpoint = Number(await panel.getAttribute('data-checkpoint'));
   await page.evaluate(() => (globalThis as unknown as { __webtuneHooks: { simulateDeviceLoss(): Promise<void> } }).__webtuneHooks.simulateDeviceLoss());
-  await expect(page.getByTestId('training')).toHaveAttribute('data-device-losses', '1', { timeout: 120_000 });
+  // Recovery is a start again (a new device, the model from the cache, pipelines compiled anew),
+  // reported once the run is rebuilt: one wait within the start budget.
+  await untilDone('recovery from the lost device', pace, async () => ({
+    ...(await step()),
+    value: 0,
+    done: (await panel.getAttribute('data-device-losses')) === '1',
+  }));
   const notice = (await page.getByTestId('train-notice').textContent()) ?? '';
   const resumed = Number(/step (\d+)/.exec(notice)?.[1]);
   expect(resumed).toBeGreaterThanOrEqual(checkpoint); // at most one checkpoint interval lost
-  await expect(page.getByTestId('training')).toHaveAttribute('data-state', 'done', { timeout: 180_000 });
+  await untilDone('the recovered run', pace, training(page, (state) => state === 'done'));
   expect(await stepOf(page)).toBe(24);
   await expect(page.getByTestId('train-error')).toHaveCount(0);
 });
 
 test('with the network cut after the first visit, the app opens, loads the cached model and chats', async ({ page, context }) => {
-  test.setTimeout(180_000);
+  test.setTimeout(GUARD_MS);
   await open(page);
   await loadDemo(page);
   // The service worker controls the page and has the shell; the model is in IndexedDB.
@@ -272,7 +328,7 @@ test('with the network cut after the first visit, the app opens, loads the cache
   await expect(page.getByTestId('model')).toHaveAttribute('data-state', 'ready');
   await expect(page.getByTestId('model-info')).toHaveAttribute('data-from-cache', 'true');
   await setMaxNewTokens(page, 8);
-  const a = await chat(page, 'Hello');
+  const a = await chat(page, new Pace('decoding'), 'Hello');
   expect(a.base.length).toBeGreaterThan(0);
   await context.setOffline(false);
 });

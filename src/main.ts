@@ -8,10 +8,12 @@ import type { EngineTestHooks } from './worker/dev-hooks.ts';
 
 // The service worker first, so the engine worker started below is fetched through it and cached.
 await registerServiceWorker();
-const engine = 'gpu' in navigator ? connectEngine() : undefined;
+const TEST_HOOKS = new URLSearchParams(location.search).has('test-hooks');
+const engine = 'gpu' in navigator ? connectEngine(TEST_HOOKS) : undefined;
 const studio = new Studio(engine);
 mount(App, { target: document.getElementById('app')!, props: { studio } });
 studio.init();
-// The e2e tests read the studio and drive the dev worker's test hooks (worker/dev-hooks.ts) through
-// these; dev server only.
-if (import.meta.env.DEV) Object.assign(globalThis, { __webtune: studio, __webtuneHooks: engine as unknown as Remote<EngineTestHooks> | undefined });
+// The e2e tests read the studio and drive the worker's test hooks (worker/dev-hooks.ts) through
+// these: on the dev server, and in a production build only when the page is opened with ?test-hooks
+// (the site's e2e runs against the build).
+if (import.meta.env.DEV || TEST_HOOKS) Object.assign(globalThis, { __webtune: studio, __webtuneHooks: engine as unknown as Remote<EngineTestHooks> | undefined });

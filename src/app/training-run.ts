@@ -9,6 +9,7 @@ import type { Sequence } from '../data/types.ts';
 import type { DerivedModel } from '../model/open.ts';
 import type { ImportedAdapter } from '../model/adapter.ts';
 import type { LoraSpec } from '../model/lora.ts';
+import type { TemplateName } from '../data/templates.ts';
 import { Plan } from '../model/plan.ts';
 import type { CheckpointState, CheckpointStore } from '../train/checkpoint.ts';
 import { Trainer, evaluateLoss, type StepLog, type TrainConfig } from '../train/trainer.ts';
@@ -40,6 +41,9 @@ export interface CheckpointInfo {
   savedAt: number;
   options: TrainOptions;
   datasetFile: string;
+  /** The template the run's examples were rendered with: after a reload the chat frames prompts the
+   *  same way. Absent in checkpoints saved before it was recorded. */
+  template?: TemplateName;
 }
 
 export interface RunData {
@@ -50,6 +54,8 @@ export interface RunData {
 export interface RunSetup {
   /** The dataset's file name, kept with checkpoints. */
   datasetFile: string;
+  /** The template the examples were rendered with, kept with checkpoints. */
+  template?: TemplateName;
   /** Shuffle each epoch (seeded); default true. */
   shuffle?: boolean;
   /** Start from this adapter (its own rank, alpha and targets win: its weights have those shapes). */
@@ -116,7 +122,7 @@ export class TrainingRun {
 
   /** A run rebuilt from a checkpoint on the store's model (after a reload). */
   static async resume(store: ModelStore, ck: CheckpointState<CheckpointInfo>): Promise<TrainingRun> {
-    const r = await TrainingRun.start(store, ck.info.options, { train: ck.train, validation: ck.validation }, { datasetFile: ck.info.datasetFile });
+    const r = await TrainingRun.start(store, ck.info.options, { train: ck.train, validation: ck.validation }, { datasetFile: ck.info.datasetFile, template: ck.info.template });
     r.restore(ck);
     return r;
   }
@@ -184,7 +190,7 @@ export class TrainingRun {
     const lora = this.run.lora!, gpu = this.run.model.gpu, base = this.store.requireModel();
     const [params, m, v] = [await gpu.readF32(lora.params, 0, lora.totalFloats), await gpu.readF32(lora.m, 0, lora.totalFloats), await gpu.readF32(lora.v, 0, lora.totalFloats)];
     return {
-      info: { modelKey: base.key, step: this.step, totalSteps: this.totalSteps, savedAt: Date.now(), options: this.opts, datasetFile: this.setup.datasetFile },
+      info: { modelKey: base.key, step: this.step, totalSteps: this.totalSteps, savedAt: Date.now(), options: this.opts, datasetFile: this.setup.datasetFile, template: this.setup.template },
       position: { ...this.trainer.position }, loraStep: lora.step, logs: this.logs, params, m, v, train: this.data.train, validation: this.data.validation,
     };
   }

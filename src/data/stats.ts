@@ -97,7 +97,16 @@ export function checkTrainedTokens(stats: DataStats, file: string, seqLen: numbe
 
 export interface PreviewToken {
   id: number;
+  /** The text this token adds in context (see tokenPieces): '' for a token whose bytes finish only in
+   *  a later token, whose piece then holds the whole character. */
   piece: string;
+  trained: boolean;
+}
+
+/** A stretch of consecutive tokens that are all trained or all not: what the site highlights and what
+ *  `webtune data` wraps in ⟦ ⟧. */
+export interface PreviewRun {
+  text: string;
   trained: boolean;
 }
 
@@ -107,22 +116,70 @@ export interface Preview {
   /** The full string the template produced (EOS included where TRL appends it). */
   text: string;
   tokens: PreviewToken[];
-  /** The decoded tokens with each trained run wrapped in ⟦ ⟧. */
+  /** The decoded tokens, trained and untrained runs in order; their texts joined are decode(ids). */
+  runs: PreviewRun[];
+  /** The runs as one string with each trained run wrapped in ⟦ ⟧ (what `webtune data` prints). */
   marked: string;
   truncated: boolean;
 }
 
+/**
+ * What each token adds to the decoded text, read in context, so that the pieces joined are exactly
+ * decode(ids). Decoding tokens one by one is not: SentencePiece decoders (Llama 2) strip the leading
+ * space of the first token of whatever they are given, so every "▁word" loses its space, and byte
+ * tokens (<0xE1> in Llama 2, byte-level BPE in Llama 3) can hold part of a UTF-8 character.
+ *
+ * This is the incremental detokenization of HF text-generation-inference (`decode_token` in
+ * server/text_generation_server/models/model.py): decode a window that starts one emitted token
+ * back, and the new token's text is what the window adds to the window without it. The earlier token
+ * absorbs the leading-space strip in both decodes. A window that ends in U+FFFD ends inside a
+ * character: the token gets '' and the next one carries the whole character. Cost: two decodes of a
+ * few tokens per token.
+ */
+export function tokenPieces(ids: readonly number[], decode: (ids: number[]) => string): string[] {
+  const pieces: string[] = ids.map(() => '');
+  let from = 0; // window start: a token boundary where the decoded text ended on a whole character
+  let read = 0; // the tokens before this one have their pieces
+  let before = ''; // decode(ids[from, read))
+  for (let i = 0; i < ids.length; i++) {
+    const text = decode(ids.slice(from, i + 1));
+    const last = i === ids.length - 1;
+    // A decoder that rewrote text already given out (none of the ones we ship once cleanup is off,
+    // see tokenizer.ts) is also waited out: the next token may bring it back in line.
+    if (!last && (text.endsWith('\uFFFD') || !text.startsWith(before))) continue;
+    pieces[i] = text.slice(commonPrefix(text, before));
+    from = read;
+    read = i + 1;
+    before = decode(ids.slice(from, read));
+  }
+  return pieces;
+}
+
+function commonPrefix(a: string, b: string): number {
+  let k = 0;
+  while (k < a.length && k < b.length && a[k] === b[k]) k++;
+  return k;
+}
+
+/** Consecutive tokens with the same trained flag, their pieces joined. */
+export function previewRuns(tokens: readonly PreviewToken[]): PreviewRun[] {
+  const runs: PreviewRun[] = [];
+  for (const t of tokens) {
+    if (t.piece === '') continue; // part of a character the next token completes
+    const last = runs[runs.length - 1];
+    if (last && last.trained === t.trained) last.text += t.piece;
+    else runs.push({ text: t.piece, trained: t.trained });
+  }
+  return runs;
+}
+
+/** The preview of one example. The site (DatasetPanel) shows `runs`, `webtune data` prints `marked`:
+ *  both are this one rendering. */
 export function makePreview(ex: TokenizedExample, rendered: Rendered, tok: TextTokenizer): Preview {
   const ids = Array.from(ex.input_ids);
-  const tokens = ids.map((id, i) => ({ id, piece: tok.decode([id]), trained: ex.labels[i] !== IGNORE_INDEX }));
-  // Decode whole runs, not single tokens: a byte-level token can hold half a UTF-8 character.
-  let marked = '';
-  for (let i = 0; i < ids.length; ) {
-    let j = i;
-    while (j < ids.length && tokens[j].trained === tokens[i].trained) j++;
-    const s = tok.decode(ids.slice(i, j));
-    marked += tokens[i].trained ? `⟦${s}⟧` : s;
-    i = j;
-  }
-  return { row: ex.row, line: ex.line, text: renderedText(rendered, tok), tokens, marked, truncated: ex.truncated };
+  const pieces = tokenPieces(ids, (w) => tok.decode(w));
+  const tokens = ids.map((id, i) => ({ id, piece: pieces[i], trained: ex.labels[i] !== IGNORE_INDEX }));
+  const runs = previewRuns(tokens);
+  const marked = runs.map((r) => (r.trained ? `⟦${r.text}⟧` : r.text)).join('');
+  return { row: ex.row, line: ex.line, text: renderedText(rendered, tok), tokens, runs, marked, truncated: ex.truncated };
 }

@@ -20,6 +20,7 @@ export interface TextTokenizer {
   readonly padId: number;
   /** Special tokens that close a turn (EOS, <|eot_id|>, <|im_end|>, ...): trained with the reply. */
   readonly endOfTurnTokens: string[];
+  /** The text of `ids`, special tokens included, exactly as the model sees it (no clean-up). */
   decode(ids: number[]): string;
 }
 
@@ -87,7 +88,10 @@ function wrap(tok: PreTrainedTokenizer, json: Record<string, unknown>): LoadedTo
     bosId: typeof tok.bos_token_id === 'number' ? tok.bos_token_id : null,
     padId: typeof tok.pad_token_id === 'number' ? tok.pad_token_id : tok.eos_token_id,
     endOfTurnTokens,
-    decode: (ids) => tok.decode(ids, { skip_special_tokens: false }),
+    // No clean_up_tokenization_spaces: that display heuristic (on in Llama 3's tokenizer_config)
+    // turns "x ." into "x." and "do n't" into "don't", which is not the text the model was given.
+    // transformers.js refuses an empty list; its text is ''.
+    decode: (ids) => (ids.length ? tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false }) : ''),
     hf: tok,
   };
 }

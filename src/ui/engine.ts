@@ -6,8 +6,9 @@ import { startEngine } from '../worker/client.ts';
 
 export type Engine = Remote<EngineApi>;
 
-export function connectEngine(): Engine {
-  return startEngine();
+/** testHooks: the worker also answers the e2e tier's test hooks (worker/dev-hooks.ts). */
+export function connectEngine(testHooks = false): Engine {
+  return startEngine(testHooks);
 }
 
 /** Callbacks must cross as comlink proxies so events stream while the call is pending. */

@@ -105,7 +105,7 @@ describe('Studio resume after reload', () => {
       selfTest: async () => ({ ok: true, kernel: 'rmsnorm', maxAbsError: 0, ms: 1 }),
       listCachedModels: async () => [{ key: 'k1', name: 'demo', revision: null, bytes: 5, savedAt: 1 }],
       storage: async () => ({ usage: 5, quota: 100, persisted: true }),
-      pendingCheckpoint: async () => ({ modelKey: 'k1', step: 7, totalSteps: 20, savedAt: 0, options: { seqLen: 64 } as never, datasetFile: 'd.jsonl' }),
+      pendingCheckpoint: async () => ({ modelKey: 'k1', step: 7, totalSteps: 20, savedAt: 0, options: { seqLen: 64 } as never, datasetFile: 'd.jsonl', template: 'alpaca' }),
       loadModel: async (src) => {
         calls.push(`load ${JSON.stringify(src)}`);
         return { key: 'k1', name: 'demo', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4', hasChatTemplate: false, fromCache: true };
@@ -127,6 +127,45 @@ describe('Studio resume after reload', () => {
     expect(s.models.info?.fromCache).toBe(true);
     expect(s.training.logs.map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(s.training.phase).toBe('done');
+    // The run's sequence length and template are back, and the chat frames prompts with them.
+    expect(s.dataset.seqLen).toBe(64);
+    expect(s.dataset.template).toBe('alpaca');
+    expect(s.dataset.summary).toBeUndefined();
+    expect(s.chatTemplate).toBe('alpaca');
+  });
+});
+
+describe('Studio guards against leaving mid-work', () => {
+  it('asks before unloading while a run trains or pauses (checkpoint writes) or a model loads, not otherwise', async () => {
+    let emit: (e: TrainEvent) => void = () => {};
+    let finish: () => void = () => {};
+    let loaded: () => void = () => {};
+    const s = new Studio(fake({
+      train: (_o, on) => new Promise<void>((res) => { emit = on; finish = res; }),
+      pause: async () => {},
+      loadModel: () => new Promise((res) => { loaded = () => res({ key: 'k', name: 'demo', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4', hasChatTemplate: false, fromCache: false }); }),
+      storage: async () => ({ usage: 0, quota: 1, persisted: true }),
+      listCachedModels: async () => [],
+    }));
+    expect(s.unloadWouldLoseWork).toBe(false);
+    const loading = s.loadModel({ kind: 'demo' }, 'demo');
+    expect(s.unloadWouldLoseWork).toBe(true); // downloading, quantizing, caching
+    loaded();
+    await loading;
+    expect(s.unloadWouldLoseWork).toBe(false);
+    const run = s.training.start(64, 'seed');
+    emit({ type: 'step', log: log(1, 3), totalSteps: 9, gpuBytes: {} });
+    expect(s.unloadWouldLoseWork).toBe(true);
+    const pausing = s.training.pause();
+    expect(s.training.phase).toBe('pausing');
+    expect(s.unloadWouldLoseWork).toBe(true); // the checkpoint at pause is being written
+    await pausing;
+    emit({ type: 'paused', step: 1 });
+    finish();
+    await run;
+    expect(s.training.phase).toBe('paused');
+    expect(s.unloadWouldLoseWork).toBe(false); // saved: a reload resumes from here
+    expect(s.chatTemplate).toBe('seed');
   });
 });
 

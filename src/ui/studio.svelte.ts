@@ -1,5 +1,6 @@
 // The application's state: one engine worker and the state of each step of the user's path.
 // Components get this object and read its fields; only the classes below talk to the engine.
+import type { TemplateName } from '../data/templates.ts';
 import type { ModelSource } from '../worker/api.ts';
 import { Adapter } from './adapter.svelte.ts';
 import { CapabilityCheck } from './capability.svelte.ts';
@@ -53,7 +54,23 @@ export class Studio {
       await this.loadModel({ kind: 'cached', key: p.modelKey }, cached?.name ?? p.modelKey);
       if (this.models.phase !== 'ready') return;
     }
+    // The run's sequence length and template come back with it: the dataset panel shows what the
+    // run was prepared with, and the chat frames prompts as the adapter was trained.
+    this.dataset.seqLen = p.options.seqLen;
+    if (p.template) this.dataset.template = p.template;
     await this.training.resume();
+  }
+
+  /** How "as in training" frames a chat message: the template of the run that made the adapter,
+   *  else (an imported adapter, or none yet) the prepared dataset's. */
+  get chatTemplate(): TemplateName | undefined {
+    return (this.training.running ? this.training.template : undefined) ?? this.dataset.summary?.template;
+  }
+
+  /** Work a page unload would lose or cut short: a training run (its checkpoint writes included,
+   *  the one at pause too) or a model being downloaded, quantized and written to IndexedDB. */
+  get unloadWouldLoseWork(): boolean {
+    return this.training.active || this.models.phase === 'loading';
   }
 
   /** Whether the chat can answer with a fine-tuned adapter (trained here or imported). */

@@ -1,6 +1,7 @@
 // Training state: the form, the engine's estimate, the run's phase and its step log. The engine
 // drives the loop and reports events; this class only records them, so the chart, the ETA and the
 // buttons all read one source.
+import type { TemplateName } from '../data/templates.ts';
 import type { StepLog } from '../train/trainer.ts';
 import type { CheckpointInfo, Estimate, TrainEvent, TrainOptions } from '../worker/api.ts';
 import { callback, type Engine } from './engine.ts';
@@ -28,6 +29,9 @@ export class Training {
   pending = $state<CheckpointInfo | null>(null);
   /** The options of the current (or last) run, for exporting and for the summary line. */
   running = $state<TrainOptions | undefined>();
+  /** The template the current (or last) run's examples were rendered with; the chat frames prompts
+   *  the same way, also after a reload (the checkpoint records it). */
+  template = $state<TemplateName | undefined>();
 
   private clock = new StepClock();
   /** After a reload the engine first replays the logged steps up to the checkpoint; those are
@@ -72,9 +76,10 @@ export class Training {
     }
   }
 
-  async start(seqLen: number): Promise<void> {
+  async start(seqLen: number, template?: TemplateName): Promise<void> {
     if (this.active || Object.keys(this.formErrors).length) return;
     const opts = toTrainOptions(this.form, seqLen);
+    this.template = template;
     this.logs = [];
     this.step = 0;
     this.lastCheckpoint = undefined;
@@ -90,6 +95,7 @@ export class Training {
     if (this.active) return;
     if (this.pending) {
       this.running = this.pending.options;
+      this.template = this.pending.template;
       this.totalSteps = this.pending.totalSteps;
       this.step = this.pending.step;
       this.lastCheckpoint = this.pending.step;

@@ -17,6 +17,7 @@ import type { DerivedModel } from '../model/open.ts';
 import type { Proj } from '../model/lora.ts';
 import { prepareDataset as runPipeline } from '../data/pipeline.ts';
 import type { Sequence } from '../data/types.ts';
+import type { TemplateName } from '../data/templates.ts';
 import { CheckpointStore } from '../train/checkpoint.ts';
 import { sink } from '../app/events.ts';
 import { ModelStore, type ModelStoreHost } from '../app/model-store.ts';
@@ -42,6 +43,7 @@ export interface EngineHost extends ModelStoreHost {
 
 interface Dataset {
   file: string;
+  template: TemplateName;
   train: Sequence[];
   validation: Sequence[];
 }
@@ -152,7 +154,7 @@ export class Engine implements EngineApi {
       template: opts.template, shape: opts.shape, maxLength: opts.seqLen, validation: opts.validation,
       skipBadRows: opts.skipBadRows, seed: opts.seed, shuffle: true,
     });
-    this.dataset = { file: d.file, train: d.train, validation: d.validation };
+    this.dataset = { file: d.file, template: d.template, train: d.train, validation: d.validation };
     return {
       file: d.file, format: d.format, shape: d.shape, template: d.template, columns: d.columns, stats: d.stats, preview: d.preview,
       problems: d.problems, trainExamples: d.train.length, validationExamples: d.validation.length,
@@ -173,7 +175,7 @@ export class Engine implements EngineApi {
     const ds = this.dataset;
     if (!ds) throw new UsageError('No dataset is prepared.', 'Drop a dataset file first.');
     this.dropRuns(); // the new run needs the memory
-    this.run = await TrainingRun.start(this.models, opts, ds, { datasetFile: ds.file });
+    this.run = await TrainingRun.start(this.models, opts, ds, { datasetFile: ds.file, template: ds.template });
     this.chat.adapter = this.run.model;
     await this.checkpoints.clear(); // a new run replaces the old run's checkpoint
     await this.loop(onEvent);
