@@ -20,6 +20,7 @@ import { Trainer, DEFAULT_TRAIN, evaluateLoss, type StepLog } from '../train/tra
 import { parseSchedule } from '../train/schedule.ts';
 import { loadTokenizerFromDir, dataCommand } from './data-command.ts';
 import { modelBench } from './model-bench.ts';
+import { runRecordFile } from './run-record.ts';
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -150,14 +151,17 @@ async function train(argv: string[]): Promise<number> {
     if (log) await writeFile(log, '');
     const t0 = performance.now();
     let last: StepLog | undefined;
+    const history: StepLog[] = [];
     for await (const s of trainer.run()) {
       last = s;
+      history.push(s);
       if (log) await appendFile(log, JSON.stringify({ step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.grad_norm, tokens: s.tokens, tokens_per_s: s.tokens_per_s, ...(s.val_loss !== undefined ? { val_loss: s.val_loss } : {}) }) + '\n');
       const perStep = (performance.now() - t0) / 1000 / s.step;
       progress('Training', s.step, trainer.totalSteps, `loss ${s.loss.toFixed(4)}${s.val_loss !== undefined ? ` val ${s.val_loss.toFixed(4)}` : ''} ${s.tokens_per_s.toFixed(0)} tok/s ETA ${eta(perStep * (trainer.totalSteps - s.step))}`);
     }
     await mkdir(resolve(out), { recursive: true });
-    await writeFilesAtomic(resolve(out), await exportAdapter(lora!, basename(resolve(modelDir))));
+    const record = await runRecordFile({ modelDir, folder, dataFile, data, lora: spec, train: cfg, seqLen, valSplit, quant: quantOf(v), options: v, totalSteps: trainer.totalSteps, history });
+    await writeFilesAtomic(resolve(out), { ...record, ...(await exportAdapter(lora!, basename(resolve(modelDir)))) });
     process.stderr.write(`Adapter written to ${out} (${trainer.totalSteps} steps${last ? `, final loss ${last.loss.toFixed(4)}` : ''}).\n`);
     return 0;
   } finally {
