@@ -239,7 +239,8 @@ usage: webtune <command> [options]     (webtune <command> --help for its options
   generate   complete a prompt with a model, with or without an adapter
   eval       mean loss and perplexity of a model (and adapter) on a dataset
   bench      training and inference speed and memory for a model shape
-  data       check a dataset: format, shape, statistics, rendered examples, problems`;
+  data       check a dataset: format, shape, statistics, rendered examples, problems
+  export     an adapter as GGUF for llama.cpp, a merged model folder, or a TRL project`;
 
 function help(text: string): number {
   console.log(text);
@@ -254,6 +255,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'eval': return await evaluate(rest);
       case 'bench': return await bench(rest);
       case 'data': return await dataCommand(rest);
+      case 'export': return await (await import('./export-command.ts')).exportCommand(rest);
       case 'generate': {
         const { generateCommand } = await import('./generate-command.ts');
         return await generateCommand(rest);

@@ -1,0 +1,111 @@
+// `webtune export`: a trained PEFT adapter in the formats people run models with.
+//   --format gguf    a GGUF LoRA adapter for llama.cpp (`--lora`, `llama-export-lora`)
+// Nothing is half-written: a file goes to a temporary name and is renamed into place; a folder is
+// built under a temporary name beside the target and renamed as a whole. An existing --out is
+// replaced only with --force.
+import { parseArgs } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { UsageError } from '../errors.ts';
+import { openModelFolder, type ModelFolder } from '../io/model-folder.ts';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, readAdapter, type LoadedAdapter } from '../io/peft.ts';
+import { parseModelConfig, type ModelConfig } from '../model/config.ts';
+import { adapterToGguf } from '../export/gguf-lora.ts';
+import { directorySources, fileSource, writeFileAtomic } from './fs-source.ts';
+
+const FORMATS = ['gguf'] as const;
+type Format = (typeof FORMATS)[number];
+
+const USAGE = `usage: webtune export --model DIR --adapter DIR --format ${FORMATS.join('|')} --out PATH [--force]
+  gguf:   --out FILE.gguf [--type f32|f16]      LoRA adapter for llama.cpp (--lora, llama-export-lora)`;
+
+type Values = Record<string, string | boolean | undefined>;
+
+export interface ExportInputs {
+  modelDir: string;
+  folder: ModelFolder;
+  config: ModelConfig;
+  adapterDir: string;
+  adapter: LoadedAdapter;
+}
+
+export async function exportCommand(argv: string[]): Promise<number> {
+  let v: Values;
+  try {
+    v = parseArgs({
+      args: argv, strict: true, allowPositionals: false,
+      options: {
+        model: { type: 'string' }, adapter: { type: 'string' }, format: { type: 'string' }, out: { type: 'string' },
+        type: { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (e) {
+    throw new UsageError((e as Error).message.split('\n')[0], USAGE);
+  }
+  if (v.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  for (const k of ['model', 'adapter', 'format', 'out']) {
+    if (typeof v[k] !== 'string' || !v[k]) throw new UsageError(`--${k} is required.`, USAGE, { field: k });
+  }
+  const format = v.format as Format;
+  if (!FORMATS.includes(format)) throw new UsageError(`Unknown export format "${format}".`, `Use one of: ${FORMATS.join(', ')}.`, { field: 'format' });
+  const out = resolve(v.out as string);
+  await refuseExisting(out, Boolean(v.force));
+  const inputs = await readInputs(v.model as string, v.adapter as string);
+
+  switch (format) {
+    case 'gguf': {
+      const type = ((v.type as string | undefined) ?? 'f32').toUpperCase();
+      if (type !== 'F32' && type !== 'F16') throw new UsageError(`--type must be f32 or f16, got "${v.type}".`, USAGE, { field: 'type' });
+      const bytes = adapterToGguf(inputs.config, inputs.adapter.config, inputs.adapter.specs, inputs.adapter.weights, { type, name: basename(inputs.adapterDir) });
+      await writeFileAtomic(out, bytes);
+      process.stderr.write(`GGUF LoRA adapter written to ${out} (${inputs.adapter.specs.length} tensors, ${bytes.length} bytes).\n`);
+      return 0;
+    }
+  }
+}
+
+/** The base folder and the adapter, read and checked against each other (io/peft.ts names any
+ *  tensor or setting that does not fit the base). */
+export async function readInputs(modelDir: string, adapterDir: string): Promise<ExportInputs> {
+  const folder = await openModelFolder(await directorySources(resolve(modelDir)));
+  const config = parseModelConfig(folder.config, folder.configFile);
+  const dir = resolve(adapterDir);
+  const adapter = await readAdapter(config, await fileSource(join(dir, ADAPTER_CONFIG_FILE)), await fileSource(join(dir, ADAPTER_WEIGHTS_FILE)));
+  return { modelDir: resolve(modelDir), folder, config, adapterDir: dir, adapter };
+}
+
+async function refuseExisting(out: string, force: boolean): Promise<void> {
+  const exists = await stat(out).then(() => true, () => false);
+  if (exists && !force) {
+    throw new UsageError(`${out} already exists.`, 'Choose another --out, or add --force to replace it.', { field: 'out', file: out });
+  }
+}
+
+/** Builds a folder under a temporary name next to `out`, then swaps it into place: a failure at any
+ *  point leaves `out` as it was (absent, or the old folder with --force). */
+export async function writeFolderAtomic(out: string, fill: (dir: string) => Promise<void>): Promise<void> {
+  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = join(dirname(out), `.${basename(out)}.tmp-${tag}`);
+  const old = join(dirname(out), `.${basename(out)}.old-${tag}`);
+  await mkdir(tmp, { recursive: true });
+  try {
+    await fill(tmp);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  const had = await stat(out).then(() => true, () => false);
+  if (had) await rename(out, old);
+  try {
+    await rename(tmp, out);
+  } catch (e) {
+    if (had) await rename(old, out);
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  if (had) await rm(old, { recursive: true, force: true });
+}
