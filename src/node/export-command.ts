@@ -1,24 +1,29 @@
 // `webtune export`: a trained PEFT adapter in the formats people run models with.
 //   --format gguf    a GGUF LoRA adapter for llama.cpp (`--lora`, `llama-export-lora`)
+//   --format merged  the base with the adapter merged in, as a Hugging Face model folder
 // Nothing is half-written: a file goes to a temporary name and is renamed into place; a folder is
 // built under a temporary name beside the target and renamed as a whole. An existing --out is
 // replaced only with --force.
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
 import { openModelFolder, type ModelFolder } from '../io/model-folder.ts';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, readAdapter, type LoadedAdapter } from '../io/peft.ts';
 import { parseModelConfig, type ModelConfig } from '../model/config.ts';
 import { adapterToGguf } from '../export/gguf-lora.ts';
+import { DEFAULT_MAX_SHARD_SIZE, writeMergedWeights, type FileSink } from '../export/merge.ts';
 import { directorySources, fileSource, writeFileAtomic } from './fs-source.ts';
 
-const FORMATS = ['gguf'] as const;
+const FORMATS = ['gguf', 'merged'] as const;
 type Format = (typeof FORMATS)[number];
 
 const USAGE = `usage: webtune export --model DIR --adapter DIR --format ${FORMATS.join('|')} --out PATH [--force]
-  gguf:   --out FILE.gguf [--type f32|f16]      LoRA adapter for llama.cpp (--lora, llama-export-lora)`;
+  gguf:   --out FILE.gguf [--type f32|f16]      LoRA adapter for llama.cpp (--lora, llama-export-lora)
+  merged: --out DIR [--from-nf4 [--double-quant]] [--max-shard-size 2GB]
+          Hugging Face model folder in the base's dtype; --from-nf4 merges into the NF4-dequantized
+          base the QLoRA run trained against`;
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -37,7 +42,8 @@ export async function exportCommand(argv: string[]): Promise<number> {
       args: argv, strict: true, allowPositionals: false,
       options: {
         model: { type: 'string' }, adapter: { type: 'string' }, format: { type: 'string' }, out: { type: 'string' },
-        type: { type: 'string' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+        type: { type: 'string' }, force: { type: 'boolean' }, 'from-nf4': { type: 'boolean' }, 'double-quant': { type: 'boolean' },
+        'max-shard-size': { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     }).values;
   } catch (e) {
@@ -65,7 +71,56 @@ export async function exportCommand(argv: string[]): Promise<number> {
       process.stderr.write(`GGUF LoRA adapter written to ${out} (${inputs.adapter.specs.length} tensors, ${bytes.length} bytes).\n`);
       return 0;
     }
+    case 'merged': {
+      if (v['double-quant'] && !v['from-nf4']) throw new UsageError('--double-quant only applies with --from-nf4.', USAGE, { field: 'double-quant' });
+      const maxShardSize = v['max-shard-size'] ? parseSize(v['max-shard-size'] as string) : DEFAULT_MAX_SHARD_SIZE;
+      let result: Awaited<ReturnType<typeof writeMergedWeights>> | undefined;
+      await writeFolderAtomic(out, async (dir) => {
+        result = await writeMergedWeights(inputs.folder, inputs.config, inputs.adapter, (name) => fileSink(join(dir, name)), {
+          fromNf4: Boolean(v['from-nf4']), doubleQuant: Boolean(v['double-quant']), maxShardSize,
+        });
+        for (const f of await sideFiles(inputs.modelDir)) await copyFile(join(inputs.modelDir, f), join(dir, f));
+      });
+      process.stderr.write(`Merged model written to ${out} (${result!.merged.length} tensors changed, ${result!.files.join(', ')}).\n`);
+      return 0;
+    }
   }
+}
+
+/** Files of a model folder that a merged copy keeps as they are: the config and the tokenizer. */
+const SIDE_FILES = new Set([
+  'config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model',
+  'vocab.json', 'merges.txt', 'added_tokens.json', 'chat_template.jinja', 'chat_template.json',
+]);
+
+async function sideFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir, { withFileTypes: true })).filter((e) => (e.isFile() || e.isSymbolicLink()) && SIDE_FILES.has(e.name)).map((e) => e.name).sort();
+}
+
+/** "2GB", "500MB", "64KB" or bytes; decimal units, as huggingface_hub's parse_size_to_int. */
+function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB)?$/i.exec(s.trim());
+  const n = m ? Math.floor(Number(m[1]) * 1000 ** ['B', 'KB', 'MB', 'GB', 'TB'].indexOf((m[2] ?? 'B').toUpperCase())) : NaN;
+  if (!(n > 0)) throw new UsageError(`--max-shard-size must be a size such as 2GB or 500MB, got "${s}".`, USAGE, { field: 'max-shard-size' });
+  return n;
+}
+
+/** A file written front to back, synced before it is closed. */
+async function fileSink(path: string): Promise<FileSink> {
+  const fh = await open(path, 'w');
+  return {
+    async write(chunk) {
+      let done = 0;
+      while (done < chunk.length) done += (await fh.write(chunk, done, chunk.length - done)).bytesWritten;
+    },
+    async close() {
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    },
+  };
 }
 
 /** The base folder and the adapter, read and checked against each other (io/peft.ts names any
