@@ -1,14 +1,24 @@
 // `webtune export`: a trained PEFT adapter in the formats people run models with.
 //   --format gguf    a GGUF LoRA adapter for llama.cpp (`--lora`, `llama-export-lora`)
 //   --format merged  the base with the adapter merged in, as a Hugging Face model folder
+//   --format trl     a transformers + PEFT + TRL project that reruns the training (webtune-run.json)
 // Nothing is half-written: a file goes to a temporary name and is renamed into place; a folder is
 // built under a temporary name beside the target and renamed as a whole. An existing --out is
 // replaced only with --force.
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { openAsBlob } from 'node:fs';
+import { copyFile, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { UsageError } from '../errors.ts';
+import { AdapterFileError, UsageError } from '../errors.ts';
+import { prepareDataset } from '../data/pipeline.ts';
+import { splitValidation } from '../data/batch.ts';
+import type { TemplateName } from '../data/templates.ts';
+import { readJsonSource } from '../io/byte-source.ts';
+import { RUN_RECORD_FILE, parseRunRecord } from '../export/run-record.ts';
+import { trlProjectFiles, trlRow, type TrlRow } from '../export/trl.ts';
+import { loadTokenizerFromDir } from './data-command.ts';
+import { fileDigest } from './run-record.ts';
 import { openModelFolder, type ModelFolder } from '../io/model-folder.ts';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, readAdapter, type LoadedAdapter } from '../io/peft.ts';
 import { parseModelConfig, type ModelConfig } from '../model/config.ts';
@@ -16,14 +26,17 @@ import { adapterToGguf } from '../export/gguf-lora.ts';
 import { DEFAULT_MAX_SHARD_SIZE, writeMergedWeights, type FileSink } from '../export/merge.ts';
 import { directorySources, fileSource, writeFileAtomic } from './fs-source.ts';
 
-const FORMATS = ['gguf', 'merged'] as const;
+const FORMATS = ['gguf', 'merged', 'trl'] as const;
 type Format = (typeof FORMATS)[number];
 
 const USAGE = `usage: webtune export --model DIR --adapter DIR --format ${FORMATS.join('|')} --out PATH [--force]
   gguf:   --out FILE.gguf [--type f32|f16]      LoRA adapter for llama.cpp (--lora, llama-export-lora)
   merged: --out DIR [--from-nf4 [--double-quant]] [--max-shard-size 2GB]
           Hugging Face model folder in the base's dtype; --from-nf4 merges into the NF4-dequantized
-          base the QLoRA run trained against`;
+          base the QLoRA run trained against
+  trl:    --out DIR [--data FILE]               train.py (transformers + PEFT + bitsandbytes + TRL),
+          the run's rows as JSONL, requirements.txt, accelerate configs (DDP, FSDP), README;
+          needs the adapter's webtune-run.json; --data defaults to the file the run used`;
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -43,7 +56,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
       options: {
         model: { type: 'string' }, adapter: { type: 'string' }, format: { type: 'string' }, out: { type: 'string' },
         type: { type: 'string' }, force: { type: 'boolean' }, 'from-nf4': { type: 'boolean' }, 'double-quant': { type: 'boolean' },
-        'max-shard-size': { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        'max-shard-size': { type: 'string' }, data: { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
     }).values;
   } catch (e) {
@@ -84,7 +97,50 @@ export async function exportCommand(argv: string[]): Promise<number> {
       process.stderr.write(`Merged model written to ${out} (${result!.merged.length} tensors changed, ${result!.files.join(', ')}).\n`);
       return 0;
     }
+    case 'trl': {
+      const files = await trlProject(inputs, v.data as string | undefined);
+      await writeFolderAtomic(out, async (dir) => {
+        for (const [name, text] of Object.entries(files)) {
+          await mkdir(dirname(join(dir, name)), { recursive: true });
+          await writeFile(join(dir, name), text);
+        }
+      });
+      process.stderr.write(`TRL project written to ${out}: run it with \`accelerate launch --config_file accelerate/ddp.yaml train.py\` (see README.md).\n`);
+      return 0;
+    }
   }
+}
+
+/** The project's files: the run record next to the adapter, and the run's rows re-read from the
+ *  dataset (checked against the record's SHA-256) and split as the run split them. */
+async function trlProject(inputs: ExportInputs, dataArg: string | undefined): Promise<Record<string, string>> {
+  const recordFile = join(inputs.adapterDir, RUN_RECORD_FILE);
+  const record = parseRunRecord(await readJsonSource(await fileSource(recordFile).catch(() => {
+    throw new AdapterFileError(`${recordFile} is missing: the TRL export rebuilds the run from it.`, 'Train with `webtune train --out DIR`, which writes it beside the adapter.', { file: recordFile });
+  }), (m, h, d) => new AdapterFileError(m, h, d)), recordFile);
+  const given = dataArg ?? (typeof record.options.data === 'string' ? record.options.data : undefined);
+  if (!given) throw new UsageError('--data is required: the run record does not say where the dataset was.', USAGE, { field: 'data' });
+  const dataFile = resolve(given);
+  const digest = await fileDigest(dataFile).catch(() => {
+    throw new UsageError(`Cannot read the dataset ${dataFile}.`, `Pass the file the run trained on (${record.dataset.file}) with --data.`, { field: 'data', file: dataFile });
+  });
+  if (digest.sha256 !== record.dataset.sha256) {
+    throw new UsageError(`${dataFile} is not the dataset of this run: its SHA-256 is ${digest.sha256}, the run record says ${record.dataset.sha256} (${record.dataset.file}).`,
+      'Pass the exact file the run trained on with --data.', { field: 'data', file: dataFile });
+  }
+  const tok = await loadTokenizerFromDir(inputs.modelDir);
+  const rows: TrlRow[] = [];
+  await prepareDataset({ name: record.dataset.file, data: await openAsBlob(dataFile) }, tok, {
+    template: record.dataset.template as TemplateName, maxLength: record.settings.seqLen, shuffle: false, skipBadRows: true,
+    onExample: (ex, rendered) => rows.push(trlRow(ex, rendered)),
+  });
+  // The CLI prepares without shuffling and splits the validation rows off the end (webtune train).
+  const split = splitValidation(rows, record.settings.valSplit);
+  if (split.train.length !== record.dataset.trainExamples || split.validation.length !== record.dataset.validationExamples) {
+    throw new UsageError(`The dataset gives ${split.train.length} training and ${split.validation.length} validation rows, the run had ${record.dataset.trainExamples} and ${record.dataset.validationExamples}.`,
+      'The model folder\'s tokenizer differs from the run\'s; use the same --model.', { field: 'model' });
+  }
+  return trlProjectFiles(record, split);
 }
 
 /** Files of a model folder that a merged copy keeps as they are: the config and the tokenizer. */
