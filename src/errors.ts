@@ -137,6 +137,13 @@ export class StorageQuotaError extends WebtuneError {
   }
 }
 
+/** An upload to the Hugging Face Hub that failed (auth, network, server); nothing was committed. */
+export class HubUploadError extends WebtuneError {
+  constructor(message: string, hint: string, details: Record<string, unknown> = {}) {
+    super('hub-upload', message, hint, details);
+  }
+}
+
 const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   GpuUnavailableError,
   ShaderCompileError,
@@ -149,6 +156,7 @@ const classes: Record<string, new (...args: never[]) => WebtuneError> = {
   DatasetError,
   UsageError,
   StorageQuotaError,
+  HubUploadError,
 };
 
 /** Rebuild an error sent across a worker boundary into its class (unknown names become WebtuneError). */

@@ -240,7 +240,8 @@ usage: webtune <command> [options]     (webtune <command> --help for its options
   eval       mean loss and perplexity of a model (and adapter) on a dataset
   bench      training and inference speed and memory for a model shape
   data       check a dataset: format, shape, statistics, rendered examples, problems
-  export     an adapter as GGUF for llama.cpp, a merged model folder, or a TRL project`;
+  export     an adapter as GGUF for llama.cpp, a merged model folder, or a TRL project
+  push       upload an adapter with a model card to the Hugging Face Hub`;
 
 function help(text: string): number {
   console.log(text);
@@ -256,6 +257,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'bench': return await bench(rest);
       case 'data': return await dataCommand(rest);
       case 'export': return await (await import('./export-command.ts')).exportCommand(rest);
+      case 'push': return await (await import('./push-command.ts')).pushCommand(rest);
       case 'generate': {
         const { generateCommand } = await import('./generate-command.ts');
         return await generateCommand(rest);
