@@ -60,6 +60,9 @@ describe('webtune export --format gguf', () => {
     expect(f16.code, f16.err).toBe(0);
     expect((await gguf(out, { allowLocalFile: true })).tensorInfos[0].dtype).toBe(1);
     expect((await readdir(tmp)).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    const intoFolder = await run([...args.slice(0, -1), tmp, '--force']);
+    expect(intoFolder.code).toBe(2);
+    expect(intoFolder.err).toMatch(/is a folder/);
   });
 
   test('an adapter made for another base is refused by tensor name, and nothing is written', async () => {

@@ -72,7 +72,7 @@ export async function exportCommand(argv: string[]): Promise<number> {
   const format = v.format as Format;
   if (!FORMATS.includes(format)) throw new UsageError(`Unknown export format "${format}".`, `Use one of: ${FORMATS.join(', ')}.`, { field: 'format' });
   const out = resolve(v.out as string);
-  await refuseExisting(out, Boolean(v.force));
+  await refuseExisting(out, Boolean(v.force), format === 'gguf' ? 'file' : 'folder');
   const inputs = await readInputs(v.model as string, v.adapter as string);
 
   switch (format) {
@@ -189,10 +189,13 @@ export async function readInputs(modelDir: string, adapterDir: string): Promise<
   return { modelDir: resolve(modelDir), folder, config, adapterDir: dir, adapter };
 }
 
-async function refuseExisting(out: string, force: boolean): Promise<void> {
-  const exists = await stat(out).then(() => true, () => false);
-  if (exists && !force) {
+async function refuseExisting(out: string, force: boolean, kind: 'file' | 'folder'): Promise<void> {
+  const st = await stat(out).catch(() => null);
+  if (st && !force) {
     throw new UsageError(`${out} already exists.`, 'Choose another --out, or add --force to replace it.', { field: 'out', file: out });
+  }
+  if (st?.isDirectory() && kind === 'file') {
+    throw new UsageError(`${out} is a folder; this format writes a single file.`, 'Give a file name such as adapter.gguf.', { field: 'out', file: out });
   }
 }
 
