@@ -160,6 +160,13 @@ export class TrainingDivergedError extends WebtuneError {
   }
 }
 
+/** An upload to the Hugging Face Hub that failed (auth, network, server); nothing was committed. */
+export class HubUploadError extends WebtuneError {
+  constructor(message: string, hint: string, details: Record<string, unknown> = {}) {
+    super('hub-upload', message, hint, details);
+  }
+}
+
 /**
  * Every error class, by name: the one registry the worker transfer (worker/errors-transfer.ts) and
  * its round-trip test are built from. A class added above must be added here; the test fails until
@@ -179,6 +186,7 @@ export const ERROR_CLASSES = {
   StorageQuotaError,
   FileSystemError,
   TrainingDivergedError,
+  HubUploadError,
 } as const satisfies Record<string, new (...args: never[]) => WebtuneError>;
 
 export type ErrorName = keyof typeof ERROR_CLASSES;

@@ -64,11 +64,11 @@ export interface RunSetup {
 
 export type Checkpoints = CheckpointStore<CheckpointInfo>;
 
-function loraSpec(o: TrainOptions): LoraSpec {
+export function loraSpec(o: TrainOptions): LoraSpec {
   return { rank: o.rank, alpha: o.alpha, dropout: o.dropout, rslora: o.rslora, targets: [...o.targets] };
 }
 
-function trainConfig(o: TrainOptions, shuffle: boolean): TrainConfig {
+export function trainConfig(o: TrainOptions, shuffle: boolean): TrainConfig {
   return {
     lr: o.lr, epochs: o.epochs, maxSteps: o.maxSteps, batch: o.batch, gradAccum: o.gradAccum, schedule: o.schedule,
     warmupSteps: o.warmupSteps, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm, seed: o.seed, shuffle,

@@ -8,7 +8,7 @@ import type { ReadLimits } from './decode.ts';
 import { openDataset } from './readers.ts';
 import { detectShape, toExample, type ColumnMapping, type Example, type ShapeName } from './shape.ts';
 import { computeStats, makePreview, type DataStats, type Preview } from './stats.ts';
-import { checkTemplate, defaultTemplate, render, type TemplateName } from './templates.ts';
+import { checkTemplate, defaultTemplate, render, type Rendered, type TemplateName } from './templates.ts';
 import { DEFAULT_TOKENIZE, tokenizeRendered, type TokenizeOptions } from './tokenize.ts';
 import type { TextTokenizer } from './tokenizer.ts';
 import type { DataSource, FileFormat, Problem, Sequence, SourceRecord, TokenizedExample } from './types.ts';
@@ -32,6 +32,9 @@ export interface PrepareOptions extends Partial<TokenizeOptions> {
   encoding?: string;
   /** Called every 1,000 rows with the rows read so far. */
   onProgress?: (rows: number) => void;
+  /** Called for each usable row, in the order of the examples before shuffling and splitting (the
+   *  TRL export writes the rows back out from here). */
+  onExample?: (example: Example, rendered: Rendered) => void;
 }
 
 export interface PreparedDataset {
@@ -105,6 +108,7 @@ export async function prepareDataset(source: DataSource, tok: TextTokenizer, opt
       problems.push({ kind: 'render-failed', file, row: rec.row, line: rec.line, message: `${file}${where}: the ${template} template could not render this row: ${e instanceof Error ? e.message : String(e)}.` });
       return;
     }
+    opts.onExample?.(ex, rendered);
     const t = tokenizeRendered(rendered, tok, topts, rec.row, rec.line);
     examples.push(t);
     if (preview.length < previewCount) preview.push(makePreview(t, rendered, tok));

@@ -70,7 +70,8 @@ function fill(template: string, vars: Record<string, string>): string {
   return template.replace(/\{(\w+)\}/g, (m, k: string) => (k in vars ? vars[k] : m));
 }
 
-function userTurn(instruction: string, input: string): string {
+/** The user's turn for instruction data: the instruction, then the input after a blank line. */
+export function userTurn(instruction: string, input: string): string {
   return input.trim().length > 0 ? `${instruction}\n\n${input}` : instruction;
 }
 

@@ -364,11 +364,19 @@ export interface TensorToWrite {
   data: ArrayBufferView;
 }
 
-export interface SafetensorsPlan {
+/** What planning needs of a tensor: its dtype, shape and byte length. A streaming writer passes
+ *  `{ byteLength }` for data it will read only when the tensor's turn comes. */
+export interface TensorLayout {
+  dtype: DType;
+  shape: readonly number[];
+  data: { readonly byteLength: number };
+}
+
+export interface SafetensorsPlan<T extends TensorLayout = TensorToWrite> {
   /** The 8-byte length followed by the padded header. */
   head: Uint8Array;
   /** Tensors in the order their bytes follow the header. */
-  order: { name: string; tensor: TensorToWrite }[];
+  order: { name: string; tensor: T }[];
   /** Total file size. */
   size: number;
 }
@@ -383,11 +391,11 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 
 /** Lays out a file exactly as the Python/Rust library does, without touching tensor data, so a
  *  caller can stream the tensors after `head` in `order` (large files) or use writeSafetensors. */
-export function planSafetensors(
-  tensors: Record<string, TensorToWrite> | Iterable<readonly [string, TensorToWrite]>,
+export function planSafetensors<T extends TensorLayout = TensorToWrite>(
+  tensors: Record<string, T> | Iterable<readonly [string, T]>,
   metadata: Record<string, string> | null = { format: 'pt' },
-): SafetensorsPlan {
-  const entries = Symbol.iterator in tensors ? [...(tensors as Iterable<readonly [string, TensorToWrite]>)] : Object.entries(tensors);
+): SafetensorsPlan<T> {
+  const entries = Symbol.iterator in tensors ? [...(tensors as Iterable<readonly [string, T]>)] : Object.entries(tensors);
   const seen = new Set<string>();
   const keyed = entries.map(([name, tensor]) => {
     const bad = (what: string) => new ModelFileError(`Cannot write tensor "${name}": ${what}.`, 'This is a bug in the caller of writeSafetensors.', { tensor: name });

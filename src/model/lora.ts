@@ -43,6 +43,11 @@ export function loraScaling(spec: Pick<LoraSpec, 'rank' | 'alpha' | 'rslora'>): 
   return spec.rslora ? spec.alpha / Math.sqrt(spec.rank) : spec.alpha / spec.rank;
 }
 
+/** loraScaling of a PEFT adapter_config.json's fields (r, lora_alpha, use_rslora). */
+export function peftScaling(cfg: { r: number; loraAlpha: number; useRslora?: boolean }): number {
+  return loraScaling({ rank: cfg.r, alpha: cfg.loraAlpha, rslora: Boolean(cfg.useRslora) });
+}
+
 export interface LoraEntry {
   key: string;
   layer: number;

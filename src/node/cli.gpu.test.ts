@@ -39,9 +39,17 @@ describe('webtune train / generate / eval', () => {
     const t = await run(['train', '--model', demo, '--data', data, '--out', out, '--seq-len', '32', '--batch', '2',
       '--grad-accum', '1', '--max-steps', '2', '--rank', '4', '--targets', 'q_proj,v_proj', '--log', log]);
     expect(t.code, t.err).toBe(0);
-    expect((await readdir(out)).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+    expect((await readdir(out)).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'webtune-run.json']);
+    const record = JSON.parse(await readFile(join(out, 'webtune-run.json'), 'utf8'));
+    expect(record.settings.lora).toEqual({ r: 4, alpha: 32, dropout: 0.05, rslora: false, targets: ['q_proj', 'v_proj'] });
+    expect(record.settings.train).toMatchObject({ maxSteps: 2, batch: 2, gradAccum: 1 });
+    expect(record.settings.seqLen).toBe(32);
+    expect(record.dataset.file).toBe('baking-cups-to-grams.jsonl');
+    expect(record.options['max-steps']).toBe('2');
     const lines = (await readFile(log, 'utf8')).trim().split('\n').map((s) => JSON.parse(s));
     expect(lines.map((l) => l.step)).toEqual([1, 2]);
+    expect(record.history.map((h: { loss: number }) => h.loss)).toEqual(lines.map((l) => l.loss));
+    expect(record.final.loss).toBe(lines[1].loss);
     for (const l of lines) for (const k of ['loss', 'lr', 'grad_norm', 'tokens', 'tokens_per_s']) expect(Number.isFinite(l[k]), k).toBe(true);
     expect(t.err).toMatch(/Training \[/);
 

@@ -14,10 +14,11 @@ import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import type { StepLog } from '../train/trainer.ts';
 import { derive, optionFlags, optionUsage, optionsFromFlags } from '../app/options.ts';
 import { ModelStore } from '../app/model-store.ts';
-import { TrainingRun } from '../app/training-run.ts';
+import { TrainingRun, loraSpec, trainConfig } from '../app/training-run.ts';
 import { dataCommand } from './data-command.ts';
 import { modelBench } from './model-bench.ts';
 import { checkFreeSpace, checkOutputDir, checkReadableFile, checkWritableFile, fsError, isFsError } from './preflight.ts';
+import { runRecordFile } from './run-record.ts';
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -116,16 +117,22 @@ async function train(argv: string[]): Promise<number> {
     if (log) await writeFile(log, '');
     const t0 = performance.now();
     let last: StepLog | undefined;
+    const history: StepLog[] = [];
     await run.train((e) => {
       if (e.type !== 'step') return;
       const s = (last = e.log);
+      history.push(s);
       // Synchronous, so the lines land in step order while the loop goes on.
       if (log) appendFileSync(log, JSON.stringify({ step: s.step, loss: s.loss, lr: s.lr, grad_norm: s.grad_norm, tokens: s.tokens, tokens_per_s: s.tokens_per_s, ...(s.val_loss !== undefined ? { val_loss: s.val_loss } : {}) }) + '\n');
       const perStep = (performance.now() - t0) / 1000 / s.step;
       progress('Training', s.step, e.totalSteps, `loss ${s.loss.toFixed(4)}${s.val_loss !== undefined ? ` val ${s.val_loss.toFixed(4)}` : ''} ${s.tokens_per_s.toFixed(0)} tok/s ETA ${eta(perStep * (e.totalSteps - s.step))}`);
     });
     await mkdir(resolve(out), { recursive: true });
-    await writeFilesAtomic(resolve(out), await exportAdapter(run.model.lora!, basename(resolve(modelDir))));
+    const record = await runRecordFile({
+      modelDir, folder: files.folder, dataFile, data, lora: init?.spec ?? loraSpec(opts), train: trainConfig(opts, !v['no-shuffle']),
+      seqLen: opts.seqLen, valSplit, quant, options: v, totalSteps: run.totalSteps, history,
+    });
+    await writeFilesAtomic(resolve(out), { ...record, ...(await exportAdapter(run.model.lora!, basename(resolve(modelDir)))) });
     process.stderr.write(`Adapter written to ${out} (${run.totalSteps} steps${last ? `, final loss ${last.loss.toFixed(4)}` : ''}).\n`);
     return 0;
   } finally {
@@ -201,7 +208,9 @@ usage: webtune <command> [options]     (webtune <command> --help for its options
   generate   complete a prompt with a model, with or without an adapter
   eval       mean loss and perplexity of a model (and adapter) on a dataset
   bench      training and inference speed and memory for a model shape
-  data       check a dataset: format, shape, statistics, rendered examples, problems`;
+  data       check a dataset: format, shape, statistics, rendered examples, problems
+  export     an adapter as GGUF for llama.cpp, a merged model folder, or a TRL project
+  push       upload an adapter with a model card to the Hugging Face Hub`;
 
 function help(text: string): number {
   console.log(text);
@@ -215,6 +224,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   eval: evaluate,
   bench,
   data: dataCommand,
+  export: async (argv) => (await import('./export-command.ts')).exportCommand(argv),
+  push: async (argv) => (await import('./push-command.ts')).pushCommand(argv),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -5,7 +5,7 @@ import * as errors from '../errors.ts';
 import {
   AdapterFileError, DatasetError, DeviceLostError, ERROR_CLASSES, GpuFeatureMissingError, GpuOutOfMemoryError, GpuUnavailableError,
   GpuValidationError, ModelFileError, ShaderCompileError, StorageQuotaError, UsageError, WebtuneError, type ErrorName,
-  FileSystemError, TrainingDivergedError,
+  FileSystemError, TrainingDivergedError, HubUploadError,
 } from '../errors.ts';
 
 /** One real instance of each class, as the code that raises it builds it. Keyed by the registry's
@@ -24,6 +24,7 @@ const SAMPLES: Record<ErrorName, () => WebtuneError> = {
   StorageQuotaError: () => new StorageQuotaError('the quantized model', { bytes: 5 << 20 }),
   FileSystemError: () => new FileSystemError('/out/adapter: permission denied (EACCES).', 'Choose a folder you can write to.', { path: '/out/adapter', errno: 'EACCES' }),
   TrainingDivergedError: () => new TrainingDivergedError(7, NaN, Infinity),
+  HubUploadError: () => new HubUploadError('The Hub refused the commit (HTTP 500).', 'Try again later.', { repo: 'me/adapter', status: 500 }),
 };
 
 /** Across comlink as the worker sends it: serialize, structured clone (postMessage), deserialize. */

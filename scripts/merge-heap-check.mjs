@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+// node --expose-gc scripts/merge-heap-check.mjs: JS memory held while merging into a ~135 MB model (src/node/merge-heap-check.ts).
+import { register } from 'tsx/esm/api';
+
+register();
+const { mergeHeapCheck } = await import('../src/node/merge-heap-check.ts');
+console.log(JSON.stringify(await mergeHeapCheck()));
