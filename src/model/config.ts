@@ -181,7 +181,8 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
 function detectArch(cfg: Record<string, unknown>, file: string): Arch {
   const supported = Object.entries(SUPPORTED_ARCHITECTURES).map(([a, c]) => `${a} (${c})`).join(', ');
   const mt = cfg.model_type;
-  if (typeof mt === 'string' && mt in SUPPORTED_ARCHITECTURES) return mt as Arch;
+  // hasOwn, not `in`: "constructor", "toString" and "__proto__" are `in` every object.
+  if (typeof mt === 'string' && Object.hasOwn(SUPPORTED_ARCHITECTURES, mt)) return mt as Arch;
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures : [];
   if (mt === undefined) {
     for (const a of archs) if (typeof a === 'string' && CLASS_TO_ARCH.has(a)) return CLASS_TO_ARCH.get(a)!;
@@ -211,7 +212,8 @@ function parseRope(cfg: Record<string, unknown>, maxPos: number, file: string): 
   if (params !== undefined && params !== null && !paramsObj) throw err('"rope_parameters" must be an object.', 'rope_parameters');
 
   const thetaRaw = cfg.rope_theta ?? paramsObj?.rope_theta ?? 10000;
-  if (typeof thetaRaw !== 'number' || !(thetaRaw > 0)) throw err(`rope_theta must be a positive number, got ${JSON.stringify(thetaRaw)}.`, 'rope_theta');
+  // Finite too: JSON.parse reads 1e999 as Infinity, and an infinite theta makes every frequency 0.
+  if (typeof thetaRaw !== 'number' || !Number.isFinite(thetaRaw) || !(thetaRaw > 0)) throw err(`rope_theta must be a positive number, got ${JSON.stringify(thetaRaw)}.`, 'rope_theta');
 
   const scalingRaw = cfg.rope_scaling ?? params ?? null;
   const where = cfg.rope_scaling !== undefined && cfg.rope_scaling !== null ? 'rope_scaling' : 'rope_parameters';
