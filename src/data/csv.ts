@@ -30,6 +30,7 @@ export async function* csvRecords(chunks: AsyncIterable<string>, delimiter: stri
   let recordLine = 1;
   let tooLong = 0;
   let pendingCR = false;
+  let quotedInRecord = false; // `""` alone on a line is a record with one empty field, not a blank line
 
   const endField = () => {
     if (!tooLong) fields.push(field);
@@ -38,12 +39,13 @@ export async function* csvRecords(chunks: AsyncIterable<string>, delimiter: stri
   function* endRecord(): Generator<CsvRecord> {
     endField();
     // A blank line is one empty field: skip it rather than call it a ragged row.
-    if (!(fields.length === 1 && fields[0] === '' && !tooLong)) {
+    if (!(fields.length === 1 && fields[0] === '' && !tooLong && !quotedInRecord)) {
       yield tooLong ? { fields, line: recordLine, tooLong: size } : { fields, line: recordLine };
     }
     fields = [];
     size = 0;
     tooLong = 0;
+    quotedInRecord = false;
     state = S.FieldStart;
     recordLine = line;
   }
@@ -80,6 +82,7 @@ export async function* csvRecords(chunks: AsyncIterable<string>, delimiter: stri
         case S.FieldStart:
           if (c === 0x22) {
             state = S.Quoted;
+            quotedInRecord = true;
             continue;
           }
           state = S.Unquoted;

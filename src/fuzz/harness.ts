@@ -67,6 +67,9 @@ function seedFor(name: string): number {
  * return (after asserting what it can about the result) or throw; use `expectTyped` for the errors
  * the parser is allowed to raise.
  */
+const unhandled: unknown[] = [];
+process.on('unhandledRejection', (reason) => void unhandled.push(reason));
+
 export function fuzz<T>(name: string, arb: fc.Arbitrary<T>, check: (input: T) => Promise<void> | void, runs = FUZZ_RUNS): void {
   // Long campaigns need time in proportion; npm test's 1,000 cases finish in seconds.
   const budget = Math.max(120_000, runs * 20);
@@ -85,6 +88,10 @@ export function fuzz<T>(name: string, arb: fc.Arbitrary<T>, check: (input: T) =>
       clock[0] = t0;
       try {
         await check(input);
+        // A promise the parser dropped fails later, outside any await: give Node a turn to report
+        // it, and blame this case.
+        await new Promise((r) => setImmediate(r));
+        if (unhandled.length > 0) throw new Error(`${name}: unhandled rejection: ${String(unhandled.splice(0).at(-1))}`);
       } finally {
         clock[0] = 0;
       }
