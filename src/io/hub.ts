@@ -315,6 +315,10 @@ async function fetchRange(url: string, file: string, want: Want, o: HttpOptions,
         received += b.length;
         onBytes(got, size);
       }
+      if (expected !== null && received > expected) {
+        throw new ModelFileError(`${file}: the server sent ${received} bytes where it announced ${expected}.`,
+          'The server or a proxy in between is misbehaving; try again later.', { file, url, reason: 'http' });
+      }
       if (cut === null && expected !== null && received < expected) cut = `short body: ${received} of ${expected} bytes`;
       if (cut !== null) {
         if (received > 0) failures = 0; // progress: the next failure starts a fresh count
