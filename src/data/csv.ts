@@ -36,6 +36,7 @@ export async function* csvRecords(chunks: AsyncIterable<string>, delimiter: stri
   let tooLong = 0;
   let pendingCR = false;
   let badQuote = 0;
+  let quotedInRecord = false; // `""` alone on a line is a record with one empty field, not a blank line
 
   const endField = () => {
     if (!tooLong) fields.push(field);
@@ -44,13 +45,14 @@ export async function* csvRecords(chunks: AsyncIterable<string>, delimiter: stri
   function* endRecord(): Generator<CsvRecord> {
     endField();
     // A blank line is one empty field: skip it rather than call it a ragged row.
-    if (!(fields.length === 1 && fields[0] === '' && !tooLong)) {
+    if (!(fields.length === 1 && fields[0] === '' && !tooLong && !quotedInRecord)) {
       yield tooLong ? { fields, line: recordLine, tooLong: size } : badQuote ? { fields, line: recordLine, badQuote } : { fields, line: recordLine };
     }
     fields = [];
     size = 0;
     tooLong = 0;
     badQuote = 0;
+    quotedInRecord = false;
     state = S.FieldStart;
     recordLine = line;
   }
@@ -88,6 +90,7 @@ export async function* csvRecords(chunks: AsyncIterable<string>, delimiter: stri
         case S.FieldStart:
           if (c === 0x22) {
             state = S.Quoted;
+            quotedInRecord = true;
             continue;
           }
           state = S.Unquoted;

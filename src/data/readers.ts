@@ -2,7 +2,7 @@
 // a list of problems that grows as the stream is read. Fatal problems (an empty file, binary data, a
 // JSON array that does not parse) throw a DatasetError at once; a bad row only adds a Problem, so the
 // caller can skip it and carry on. Nothing here writes anywhere: the user's file is only ever read.
-import { parquetMetadataAsync, parquetReadObjects, type FileMetaData } from 'hyparquet';
+import { parquetMetadataAsync, parquetReadObjects, parquetSchema, type FileMetaData } from 'hyparquet';
 import { DatasetError } from '../errors.ts';
 import { csvRecords, sniffDelimiter } from './csv.ts';
 import { DEFAULT_LIMITS, decodeBytes, emptyFile, lines, peekBytes, wholeText, type ReadLimits, type TextEncodingName } from './decode.ts';
@@ -357,6 +357,11 @@ async function openParquet(data: DataInput, chunks: AsyncIterable<Uint8Array>, f
   } catch (e) {
     throw parquetError(file, e);
   }
+  try {
+    checkParquetChunks(meta);
+  } catch (e) {
+    throw parquetError(file, e);
+  }
   const columns = meta.schema.slice(1).filter((s) => s.name !== undefined).map((s) => s.name);
   const total = Number(meta.num_rows);
   async function* records(): AsyncGenerator<SourceRecord> {
@@ -376,6 +381,25 @@ async function openParquet(data: DataInput, chunks: AsyncIterable<Uint8Array>, f
     if (total === 0) throw new DatasetError(`${file} has no rows.`, 'Pick the file that holds your examples.', { file });
   }
   return { format: 'parquet', encoding: 'binary', columns, records: records(), problems: [] };
+}
+
+/** hyparquet starts reading every column chunk of a row group at once, then awaits only the chunks
+ *  whose first path element names a distinct top-level column. A damaged footer that names an
+ *  unknown column, or a flat column twice, leaves the other chunks' failures unobserved: unhandled
+ *  promise rejections instead of one error (found by src/fuzz/readers.fuzz.test.ts). Such a footer
+ *  is refused before any chunk is read. */
+function checkParquetChunks(meta: FileMetaData): void {
+  const top = new Map(parquetSchema(meta).children.map((c) => [c.element.name, c.children.length === 0]));
+  for (const [g, rg] of meta.row_groups.entries()) {
+    const seen = new Set<string>();
+    for (const chunk of rg.columns) {
+      const name = chunk.meta_data?.path_in_schema?.[0];
+      const leaf = name === undefined ? undefined : top.get(name);
+      if (leaf === undefined) throw new Error(`row group ${g} has a column chunk for "${name}", which the schema does not have`);
+      if (leaf && seen.has(name!)) throw new Error(`row group ${g} has two column chunks for "${name}"`);
+      seen.add(name!);
+    }
+  }
 }
 
 /** Parquet INT64 columns come back as BigInt, which JSON and templates cannot print; make them

@@ -88,6 +88,33 @@ export interface ModelManifest {
   complete: boolean;
 }
 
+const plainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
+const count = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** Whether a value read back from the store is a complete manifest of `key` in the shape this
+ *  version writes. IndexedDB returns whatever an older version, another tab or a damaged profile
+ *  left there, and the loader indexes into every field (src/fuzz/cache.fuzz.test.ts). */
+export function isManifest(v: unknown, key: string): v is ModelManifest {
+  if (!plainObject(v) || v.complete !== true || v.version !== 1 || v.key !== key) return false;
+  if (typeof v.name !== 'string' || !['demo', 'hub', 'files'].includes(v.source as string) || !['nf4', 'none'].includes(v.quant as string)) return false;
+  if (v.revision !== null && typeof v.revision !== 'string') return false;
+  if (!plainObject(v.config) || !plainObject(v.files) || !Object.values(v.files).every((t) => typeof t === 'string')) return false;
+  if (typeof v.savedAt !== 'number' || !Number.isFinite(v.savedAt) || !Array.isArray(v.shards)) return false;
+  let total = 0;
+  for (const s of v.shards as unknown[]) {
+    if (!plainObject(s) || typeof s.id !== 'string' || !count(s.bytes) || typeof s.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(s.sha256)) return false;
+    if (!Array.isArray(s.pieces)) return false;
+    let sum = 0;
+    for (const p of s.pieces as unknown[]) {
+      if (!plainObject(p) || typeof p.name !== 'string' || !count(p.offset) || !count(p.bytes)) return false;
+      sum += p.bytes;
+    }
+    if (sum !== s.bytes) return false;
+    total += s.bytes;
+  }
+  return v.totalBytes === total;
+}
+
 const PREFIX = 'model/';
 const manifestKey = (key: string) => `${PREFIX}${key}/manifest`;
 const shardKey = (key: string, id: string) => `${PREFIX}${key}/shard/${id}`;
@@ -104,21 +131,27 @@ export interface CacheWriter {
 export class ModelCache {
   constructor(readonly store: KeyValueStore) {}
 
-  /** Complete cached models, newest first. */
+  /** Complete cached models, newest first. Malformed manifests are left out (collectGarbage or
+   *  get() removes them). */
   async list(): Promise<ModelManifest[]> {
     const out: ModelManifest[] = [];
     for (const k of await this.store.keys()) {
       if (!k.startsWith(PREFIX) || !k.endsWith('/manifest')) continue;
-      const m = await this.store.get<ModelManifest>(k);
-      if (m && m.complete) out.push(m);
+      const m = await this.store.get<unknown>(k);
+      if (isManifest(m, k.slice(PREFIX.length, -'/manifest'.length))) out.push(m);
     }
     return out.sort((a, b) => b.savedAt - a.savedAt);
   }
 
-  /** The manifest of a complete entry, or null (missing or half-written). */
+  /** The manifest of a complete entry, or null (missing, half-written, or malformed: then the
+   *  entry is deleted, so the model is loaded from its source again). */
   async get(key: string): Promise<ModelManifest | null> {
-    const m = await this.store.get<ModelManifest>(manifestKey(key));
-    return m && m.complete ? m : null;
+    const m = await this.store.get<unknown>(manifestKey(key));
+    if (isManifest(m, key)) return m;
+    const complete = typeof m === 'object' && m !== null && (m as { complete?: unknown }).complete === true;
+    // Best effort: a failed delete leaves an entry that is still never returned.
+    if (complete) await this.delete(key).catch(() => {});
+    return null;
   }
 
   /** Deletes an entry: the manifest first, so a crash mid-delete leaves orphans, never a model
@@ -142,8 +175,8 @@ export class ModelCache {
     }
     const dropped: string[] = [];
     for (const [model] of byKey) {
-      const m = await this.store.get<ModelManifest>(manifestKey(model));
-      if (!m || !m.complete) {
+      const m = await this.store.get<unknown>(manifestKey(model));
+      if (!isManifest(m, model)) {
         await this.delete(model);
         dropped.push(model);
       }
@@ -202,10 +235,11 @@ export class ModelCache {
   /** One shard's bytes, checked against the manifest's SHA-256. A mismatch or a missing shard
    *  drops the whole entry (the next load downloads it again) and throws naming the shard. */
   async readShard(m: ModelManifest, s: ShardEntry): Promise<Uint8Array> {
-    const raw = await this.store.get<Uint8Array | ArrayBuffer>(shardKey(m.key, s.id));
-    const bytes = raw instanceof ArrayBuffer ? new Uint8Array(raw) : raw;
+    const raw = await this.store.get<unknown>(shardKey(m.key, s.id));
+    // Anything else the store holds there (a string of the right length, say) is not our shard.
+    const bytes = raw instanceof ArrayBuffer ? new Uint8Array(raw) : raw instanceof Uint8Array ? raw : undefined;
     let why: string | null = null;
-    if (!bytes) why = 'is missing';
+    if (!bytes) why = raw === undefined ? 'is missing' : 'is not bytes';
     else if (bytes.length !== s.bytes) why = `has ${bytes.length} bytes, the manifest says ${s.bytes}`;
     else if ((await sha256Hex(bytes)) !== s.sha256) why = 'does not match its SHA-256 checksum';
     if (why) {

@@ -38,6 +38,8 @@ export function hubFileUrl(id: string, revision: string | undefined, file: strin
 
 export interface DownloadProgress {
   file: string;
+  /** Bytes of the file received so far. Never decreases, even when a file restarts (its ETag
+   *  changed mid-download): the count then holds until the new copy passes it. */
   loaded: number;
   total: number;
   bytesPerSecond: number;
@@ -48,8 +50,20 @@ export interface HttpOptions {
   headers?: Record<string, string>;
   /** Bytes received so far for this file (all its range reads together), with the mean rate. */
   onProgress?: (p: DownloadProgress) => void;
-  /** Transient failures (network errors, 5xx) are retried this many times with a short backoff. */
+  /** How many times a request is tried again after a failure that made no progress (network
+   *  error, connection reset, stall, short body, 5xx, 429). Bytes received reset the count, so a
+   *  flaky but moving download always finishes. Default 5. */
   retries?: number;
+  /** Cancel: aborts every request in flight and starts no new one. */
+  signal?: AbortSignal;
+  /** A response that sends no byte for this long is a stall: it is aborted and resumed with a
+   *  Range request. Default 10 s (the Hub's CDN sends continuously; a silent connection is dead). */
+  stallTimeoutMs?: number;
+  /** First backoff between tries (doubled each time, capped at 8 s). Default 250 ms. */
+  retryDelayMs?: number;
+  /** Longest Retry-After (429/503) honoured; a server asking for more is reported, not waited on.
+   *  Default 60 s. */
+  maxRetryAfterMs?: number;
 }
 
 function httpError(file: string, url: string, status: number): ModelFileError {
@@ -65,51 +79,271 @@ function httpError(file: string, url: string, status: number): ModelFileError {
   return new ModelFileError(`${file}: the server answered HTTP ${status}.`, 'Try again later; the hub may be busy.', { file, url, status, reason: 'http' });
 }
 
-async function request(url: string, file: string, init: RequestInit, o: HttpOptions): Promise<Response> {
-  const f = o.fetch ?? ((u: string, i?: RequestInit) => fetch(u, i));
-  const retries = o.retries ?? 2;
-  for (let attempt = 0; ; attempt++) {
-    let res: Response;
-    try {
-      res = await f(url, init);
-    } catch (e) {
-      if (attempt < retries) {
-        await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
-        continue;
-      }
-      throw new ModelFileError(`${file}: the download failed (${e instanceof Error ? e.message : String(e)}).`,
-        'Check the network connection and try again. A model loaded once is cached and needs no network.',
-        { file, url, reason: 'network' });
-    }
-    if (res.status >= 500 && attempt < retries) {
-      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
-      continue;
-    }
-    return res;
+function networkError(file: string, url: string, why: string): ModelFileError {
+  return new ModelFileError(`${file}: the download failed (${why}).`,
+    'Check the network connection and try again. A model loaded once is cached and needs no network.',
+    { file, url, reason: 'network' });
+}
+
+function cancelled(file: string, url: string): ModelFileError {
+  return new ModelFileError(`${file}: the download was cancelled.`, 'Load the model again when you want it.', { file, url, reason: 'cancelled' });
+}
+
+/** The file changed on the server between two reads of it (a new commit on the branch). */
+function changedError(file: string, url: string, was: string, now: string | null): ModelFileError {
+  return new ModelFileError(`${file} changed on the server while it was being read (ETag ${was} became ${now ?? 'none'}).`,
+    'The repository got a new commit during the download. Load the model again; pin a commit as the revision to avoid this.',
+    { file, url, reason: 'changed', etag: was, newEtag: now });
+}
+
+/** Sleeps, or rejects at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined, onAbort: () => Error): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(onAbort());
+    const done = () => {
+      signal?.removeEventListener('abort', abort);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    const abort = () => {
+      clearTimeout(t);
+      reject(onAbort());
+    };
+    signal?.addEventListener('abort', abort, { once: true });
+  });
+}
+
+/** Retry-After in ms: delay-seconds or an HTTP date (RFC 9110 §10.2.3); null when absent/unparsable. */
+export function retryAfterMs(v: string | null, now = Date.now()): number | null {
+  if (v === null) return null;
+  if (/^\s*\d+\s*$/.test(v)) return Number(v) * 1000;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? null : Math.max(0, t - now);
+}
+
+/** Strong validators only: If-Range with a weak ETag must not be used (RFC 9110 §13.1.5). */
+const strong = (etag: string | null) => (etag && !etag.startsWith('W/') ? etag : null);
+
+/**
+ * One HTTP exchange whose body can be read with a stall timer: the same AbortController guards
+ * the wait for headers and every wait for a body chunk, and the caller's signal aborts it too.
+ */
+class Exchange {
+  readonly ctrl = new AbortController();
+  stalled = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly unlink: () => void;
+
+  constructor(readonly stallMs: number, signal: AbortSignal | undefined) {
+    const abort = () => this.ctrl.abort();
+    signal?.addEventListener('abort', abort, { once: true });
+    this.unlink = () => signal?.removeEventListener('abort', abort);
+    this.arm();
+  }
+
+  /** Restarts the stall timer: called when the request starts and on every chunk. */
+  arm(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.stalled = true;
+      this.ctrl.abort();
+    }, this.stallMs);
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    this.unlink();
   }
 }
 
-/** Reads a response body, reporting each chunk (fetch gives no progress otherwise). */
-async function readBody(res: Response, onChunk: (n: number) => void): Promise<Uint8Array> {
-  if (!res.body) {
-    const b = new Uint8Array(await res.arrayBuffer());
-    onChunk(b.length);
-    return b;
-  }
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let n = 0;
+interface Want {
+  /** First byte wanted and one past the last (null: to the end of the file). */
+  start: number;
+  end: number | null;
+  /** The ETag the bytes must come from (If-Range); null accepts any version. */
+  etag: string | null;
+  /** A 200 of another version is an error (range reads of one file must not mix versions), not
+   *  a restart. */
+  pinned?: boolean;
+}
+
+interface Got {
+  bytes: Uint8Array;
+  etag: string | null;
+  /** The file's total size, when the server said (Content-Range or a 200's Content-Length). */
+  size: number | null;
+  /** The bytes are the whole file from a 200 (the server ignored Range, or the file changed). */
+  whole: boolean;
+}
+
+/**
+ * Downloads bytes [start, end) of `url` through every fault the network can throw at it: network
+ * errors, 5xx and 429 (with backoff, honouring Retry-After), a connection reset or a stall
+ * mid-body and a body cut short (all resumed from the last byte received with a Range request and
+ * If-Range, so the resumed bytes come from the same version), and a 200 answer to a resume (the
+ * file changed: If-Range failed, and the 200 carries the new file whole, so the download restarts
+ * on it). `onBytes(received)` reports the bytes held after each chunk (it drops on a restart).
+ */
+async function fetchRange(url: string, file: string, want: Want, o: HttpOptions, onBytes: (received: number, size: number | null) => void, optional = false): Promise<Got | null> {
+  const f = o.fetch ?? ((u: string, i?: RequestInit) => fetch(u, i));
+  const retries = o.retries ?? 5;
+  const stallMs = o.stallTimeoutMs ?? 10_000;
+  const baseDelay = o.retryDelayMs ?? 250;
+  const maxRetryAfter = o.maxRetryAfterMs ?? 60_000;
+  const signal = o.signal;
+  const parts: Uint8Array[] = [];
+  let got = 0;
+  let etag = want.etag;
+  let size: number | null = null;
+  let whole = false;
+  let failures = 0; // tries in a row that brought no byte
+
+  const retry = async (why: string, delay?: number) => {
+    if (++failures > retries) throw networkError(file, url, `${why}; gave up after ${retries + 1} tries`);
+    await sleep(delay ?? Math.min(8000, baseDelay * 2 ** (failures - 1)), signal, () => cancelled(file, url));
+  };
+
   for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    n += value.length;
-    onChunk(value.length);
+    if (signal?.aborted) throw cancelled(file, url);
+    const from = want.start + got;
+    const end = want.end;
+    if (end !== null && from >= end) break;
+    const headers: Record<string, string> = { ...o.headers };
+    const ranged = from > 0 || end !== null;
+    if (ranged) {
+      headers.Range = `bytes=${from}-${end === null ? '' : end - 1}`;
+      const v = strong(etag);
+      if (v) headers['If-Range'] = v;
+    }
+    const ex = new Exchange(stallMs, signal);
+    try {
+      let res: Response;
+      try {
+        res = await f(url, { headers, signal: ex.ctrl.signal });
+      } catch (e) {
+        if (signal?.aborted) throw cancelled(file, url);
+        await retry(ex.stalled ? `no response in ${stallMs} ms` : e instanceof Error ? e.message : String(e));
+        continue;
+      }
+      if (res.status === 404 && optional && got === 0) {
+        await res.body?.cancel().catch(() => {});
+        return null;
+      }
+      if (res.status === 429 || res.status >= 500) {
+        await res.body?.cancel().catch(() => {});
+        const after = retryAfterMs(res.headers.get('retry-after'));
+        if (after !== null && after > maxRetryAfter) {
+          throw new ModelFileError(`${file}: the server asked to wait ${Math.ceil(after / 1000)} s before trying again (HTTP ${res.status}).`,
+            'The hub is rate-limiting or busy. Try again later, or give an access token (signed-in requests get higher limits).',
+            { file, url, status: res.status, reason: 'http', retryAfterMs: after });
+        }
+        if (failures >= retries) throw httpError(file, url, res.status);
+        await retry(`HTTP ${res.status}`, after ?? undefined);
+        continue;
+      }
+      if (res.status !== 200 && res.status !== 206) {
+        await res.body?.cancel().catch(() => {});
+        throw httpError(file, url, res.status);
+      }
+      const resEtag = res.headers.get('etag');
+      let expected: number | null; // bytes this body should carry
+      if (res.status === 206) {
+        const cr = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+        if (!cr || Number(cr[1]) !== from) {
+          await res.body?.cancel().catch(() => {});
+          throw new ModelFileError(`${file}: the server sent bytes ${cr ? `${cr[1]}-${cr[2]}` : '(no Content-Range)'} when asked for ${headers.Range}.`,
+            'The server does not support range requests properly.', { file, url, reason: 'http' });
+        }
+        if (cr[3] !== '*') size = Number(cr[3]);
+        if (etag && resEtag && resEtag !== etag) {
+          // A 206 from another version (a server that ignores If-Range): never mix versions. A
+          // whole-file download starts over; range reads of a pinned file cannot.
+          await res.body?.cancel().catch(() => {});
+          if (want.pinned) throw changedError(file, url, etag, resEtag);
+          parts.length = 0;
+          got = 0;
+          etag = null;
+          onBytes(0, size);
+          await retry(`the file changed (ETag ${resEtag})`); // bounded: a file that never holds still fails
+          continue;
+        }
+        expected = Number(cr[2]) - Number(cr[1]) + 1;
+      } else {
+        // 200: the whole file. On a resume (If-Range failed: the ETag changed) or for a range the
+        // server ignored, the bytes so far are dropped and the file starts over from this body.
+        if (want.pinned && want.etag && resEtag !== want.etag) {
+          await res.body?.cancel().catch(() => {});
+          throw changedError(file, url, want.etag, resEtag);
+        }
+        const len = res.headers.get('content-length');
+        expected = len !== null && /^\d+$/.test(len) ? Number(len) : null;
+        size = expected;
+        if (got > 0) {
+          parts.length = 0;
+          got = 0;
+          onBytes(0, size);
+        }
+        whole = ranged;
+        want = { ...want, start: 0, end: null };
+      }
+      etag = resEtag ?? etag;
+      // The body, chunk by chunk, each chunk re-arming the stall timer.
+      let received = 0;
+      let cut: string | null = null;
+      if (res.body) {
+        const reader = res.body.getReader();
+        try {
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) break;
+            ex.arm();
+            parts.push(value);
+            got += value.length;
+            received += value.length;
+            onBytes(got, size);
+          }
+        } catch (e) {
+          if (signal?.aborted) throw cancelled(file, url);
+          cut = ex.stalled ? `stalled: no data for ${stallMs} ms` : `connection lost (${e instanceof Error ? e.message : String(e)})`;
+        } finally {
+          reader.releaseLock();
+        }
+      } else {
+        const b = new Uint8Array(await res.arrayBuffer());
+        parts.push(b);
+        got += b.length;
+        received += b.length;
+        onBytes(got, size);
+      }
+      if (expected !== null && received > expected) {
+        throw new ModelFileError(`${file}: the server sent ${received} bytes where it announced ${expected}.`,
+          'The server or a proxy in between is misbehaving; try again later.', { file, url, reason: 'http' });
+      }
+      if (cut === null && expected !== null && received < expected) cut = `short body: ${received} of ${expected} bytes`;
+      if (cut !== null) {
+        if (received > 0) failures = 0; // progress: the next failure starts a fresh count
+        // Resuming a 200 whose size is unknown cannot be checked; start it over instead.
+        if (res.status === 200 && expected === null) {
+          parts.length = 0;
+          got = 0;
+          onBytes(0, size);
+        }
+        await retry(cut);
+        continue;
+      }
+      if (res.status === 200 || end === null) break;
+    } finally {
+      ex.close();
+    }
   }
-  if (chunks.length === 1) return chunks[0];
+  const bytes = parts.length === 1 ? parts[0] : concatParts(parts, got);
+  return { bytes, etag, size: size ?? (want.end === null ? want.start + got : null), whole };
+}
+
+function concatParts(parts: Uint8Array[], n: number): Uint8Array {
   const out = new Uint8Array(n);
   let at = 0;
-  for (const c of chunks) {
+  for (const c of parts) {
     out.set(c, at);
     at += c.length;
   }
@@ -122,33 +356,39 @@ export function totalFromContentRange(v: string | null): number | null {
   return m ? Number(m[1]) : null;
 }
 
+/** Per-file progress: a high-water mark over everything received, so it never goes back. */
+function progress(file: string, o: HttpOptions): (loaded: number, total: number) => void {
+  const t0 = performance.now();
+  let high = 0;
+  return (loaded, total) => {
+    if (loaded <= high && high > 0) return;
+    high = loaded;
+    const s = (performance.now() - t0) / 1000;
+    o.onProgress?.({ file, loaded: high, total: Math.max(total, high), bytesPerSecond: s > 0 ? high / s : 0 });
+  };
+}
+
 /**
- * A ByteSource over HTTP Range requests. The first request (bytes=0-0) learns the size; a 404 gives
- * null when `optional`. Each read is one request for exactly the bytes asked for.
+ * A ByteSource over HTTP Range requests. The first request (bytes=0-0) learns the size and the
+ * ETag; a 404 gives null when `optional`. Each read is one request for exactly the bytes asked
+ * for (resumed as often as the network needs), pinned to that ETag with If-Range: a file that
+ * changes on the server between reads is refused (ModelFileError reason "changed"), never mixed.
  */
 export async function httpSource(url: string, file: string, o: HttpOptions = {}, optional = false): Promise<ByteSource | null> {
-  const headers = { ...o.headers };
-  const probe = await request(url, file, { headers: { ...headers, Range: 'bytes=0-0' } }, o);
-  if (probe.status === 404 && optional) return null;
-  if (!probe.ok) throw httpError(file, url, probe.status);
-  const t0 = performance.now();
-  let loaded = 0;
-  const report = (n: number, total: number) => {
-    loaded += n;
-    const s = (performance.now() - t0) / 1000;
-    o.onProgress?.({ file, loaded, total, bytesPerSecond: s > 0 ? loaded / s : 0 });
-  };
-  if (probe.status !== 206) {
-    // No range support: this response already carries the whole file.
-    const total = Number(probe.headers.get('content-length') ?? 0);
-    const body = await readBody(probe, (n) => report(n, total || n));
-    return bytesSource(file, body);
+  const report = progress(file, o);
+  let done = 0; // bytes of completed reads
+  const probe = await fetchRange(url, file, { start: 0, end: 1, etag: null }, o, () => {}, optional);
+  if (probe === null) return null;
+  if (probe.whole) {
+    // No range support: this response already carried the whole file.
+    report(probe.bytes.length, probe.bytes.length);
+    return bytesSource(file, probe.bytes);
   }
-  const size = totalFromContentRange(probe.headers.get('content-range'));
-  await probe.body?.cancel().catch(() => {});
+  const size = probe.size;
   if (size === null) {
     throw new ModelFileError(`${file}: the server gave no file size (Content-Range).`, 'The server does not support range requests properly.', { file, url, reason: 'http' });
   }
+  const etag = probe.etag;
   let whole: Uint8Array | null = null; // set if the server turns out to ignore Range after all
   return {
     name: file,
@@ -157,36 +397,30 @@ export async function httpSource(url: string, file: string, o: HttpOptions = {},
       checkRange({ name: file, size }, offset, length);
       if (length === 0) return new Uint8Array(0);
       if (whole) return whole.slice(offset, offset + length);
-      const res = await request(url, file, { headers: { ...headers, Range: `bytes=${offset}-${offset + length - 1}` } }, o);
-      if (res.status === 200) {
-        whole = await readBody(res, (n) => report(n, size));
+      const r = (await fetchRange(url, file, { start: offset, end: offset + length, etag, pinned: true }, o, (n) => report(done + n, size)))!;
+      if (r.whole) {
+        // A 200: the server ignored Range, or If-Range failed because the file changed.
+        if (etag && r.etag !== etag) throw changedError(file, url, etag, r.etag);
+        if (r.bytes.length !== size) throw changedError(file, url, etag ?? '(none)', r.etag);
+        whole = r.bytes;
+        done = size;
+        report(done, size);
         return whole.slice(offset, offset + length);
       }
-      if (res.status !== 206) throw httpError(file, url, res.status);
-      const bytes = await readBody(res, (n) => report(n, size));
-      if (bytes.length !== length) {
-        throw new ModelFileError(`${file}: asked for ${length} bytes at ${offset}, got ${bytes.length}.`, 'The download was cut short; try again.',
-          { file, url, offset, length, got: bytes.length, reason: 'network' });
-      }
-      return bytes;
+      done += r.bytes.length;
+      return r.bytes;
     },
   };
 }
 
-/** A small file read whole (config, tokenizer), or null when missing and optional. */
+/** A small file read whole (config, tokenizer), or null when missing and optional. A file whose
+ *  ETag changes mid-download restarts on the new version. */
 export async function httpText(url: string, file: string, o: HttpOptions = {}, optional = false): Promise<string | null> {
-  const res = await request(url, file, { headers: { ...o.headers } }, o);
-  if (res.status === 404 && optional) return null;
-  if (!res.ok) throw httpError(file, url, res.status);
-  const t0 = performance.now();
-  const total = Number(res.headers.get('content-length') ?? 0);
-  let loaded = 0;
-  const body = await readBody(res, (n) => {
-    loaded += n;
-    const s = (performance.now() - t0) / 1000;
-    o.onProgress?.({ file, loaded, total: total || loaded, bytesPerSecond: s > 0 ? loaded / s : 0 });
-  });
-  return new TextDecoder().decode(body);
+  const report = progress(file, o);
+  const r = await fetchRange(url, file, { start: 0, end: null, etag: null }, o, (n, size) => report(n, size ?? n), optional);
+  if (r === null) return null;
+  report(r.bytes.length, r.bytes.length);
+  return new TextDecoder().decode(r.bytes);
 }
 
 export interface RemoteModel {

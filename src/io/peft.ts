@@ -66,6 +66,11 @@ export function resolveTargets(dims: DecoderDims, cfg: Pick<LoraConfig, 'targetM
   if (typeof t === 'string') {
     if (t === 'all-linear') matches = () => true;
     else {
+      const risk = backtrackingRisk(t);
+      if (risk) {
+        throw new AdapterFileError(`${file}: target_modules regex ${JSON.stringify(t)} ${risk}, which can make matching run for hours.`,
+          'Use a list of module names such as ["q_proj", "v_proj"], or a simpler regex such as ".*\\.(q_proj|v_proj)".', { file, field: 'target_modules' });
+      }
       let re: RegExp;
       try {
         re = new RegExp(`^(?:${t})$`);
@@ -92,6 +97,82 @@ export function resolveTargets(dims: DecoderDims, cfg: Pick<LoraConfig, 'targetM
       'Target q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj.', { file, field: 'target_modules' });
   }
   return out;
+}
+
+/** Why a regex could backtrack exponentially (or with a huge polynomial) on a module name, or null.
+ *  JavaScript regexes backtrack, and so does Python's `re` that PEFT uses, so "(.*)*x" hangs both;
+ *  a fuzzed adapter_config.json found it here. We refuse the classic shapes before matching: a
+ *  repeated group that itself holds a quantifier or an alternation ("(a+)+", "(a|a)*"), and more
+ *  than four unbounded quantifiers in all (".*.*.*.*.*x" is n^5 on an n-character name). Real
+ *  target_modules regexes (".*\.(q_proj|v_proj)", "model.layers.[0-9]+.self_attn.(q|v)_proj")
+ *  pass. */
+export function backtrackingRisk(source: string): string | null {
+  const groups: { quantified: boolean; alternation: boolean }[] = [];
+  let unbounded = 0;
+  let lastGroup: { quantified: boolean; alternation: boolean } | null = null;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i];
+    let quantifier: 'bounded' | 'unbounded' | 'optional' | null = null;
+    let end = i;
+    if (c === '\\') {
+      i++;
+      lastGroup = null;
+      continue;
+    }
+    if (c === '[') {
+      // A character class is one atom: skip to its closing bracket.
+      for (i++; i < source.length && source[i] !== ']'; i++) if (source[i] === '\\') i++;
+      lastGroup = null;
+      continue;
+    }
+    if (c === '(') {
+      groups.push({ quantified: false, alternation: false });
+      lastGroup = null;
+      continue;
+    }
+    if (c === ')') {
+      lastGroup = groups.pop() ?? null;
+      // What a group holds, its enclosing group holds too: "((a+))+" nests as much as "(a+)+".
+      const parent = groups[groups.length - 1];
+      if (parent && lastGroup) {
+        parent.quantified ||= lastGroup.quantified;
+        parent.alternation ||= lastGroup.alternation;
+      }
+      continue;
+    }
+    if (c === '|') {
+      if (groups.length) groups[groups.length - 1].alternation = true;
+      lastGroup = null;
+      continue;
+    }
+    if (c === '*' || c === '+') quantifier = 'unbounded';
+    else if (c === '?') quantifier = 'optional';
+    else if (c === '{') {
+      const m = /^\{(\d*)(,?)(\d*)\}/.exec(source.slice(i));
+      if (m) {
+        quantifier = m[2] && !m[3] ? 'unbounded' : 'bounded';
+        end = i + m[0].length - 1;
+      }
+    }
+    if (quantifier === null) {
+      lastGroup = null;
+      continue;
+    }
+    // A lazy or possessive marker after a quantifier is part of it.
+    if (source[end + 1] === '?' && quantifier !== 'optional') end++;
+    if (quantifier === 'unbounded') unbounded++;
+    if (quantifier !== 'optional') {
+      if (lastGroup && (lastGroup.quantified || lastGroup.alternation)) {
+        return lastGroup.quantified ? 'repeats a group that is itself repeated' : 'repeats a group of alternatives';
+      }
+      if (groups.length) groups[groups.length - 1].quantified = true;
+    } else if (lastGroup?.quantified && groups.length) {
+      groups[groups.length - 1].quantified = true;
+    }
+    lastGroup = null;
+    i = end;
+  }
+  return unbounded > 4 ? `has ${unbounded} unbounded repetitions` : null;
 }
 
 export interface AdapterTensorSpec {
@@ -223,12 +304,14 @@ export function parseAdapterConfig(json: unknown, file = ADAPTER_CONFIG_FILE): L
   if (layersToTransform && !layersToTransform.every((x) => Number.isSafeInteger(x) && x >= 0)) {
     throw err('layers_to_transform must hold non-negative integers.', 'layers_to_transform', 'Fix the file.');
   }
+  // JSON's -0 is Python's 0; keep +0 so what we read writes back as the same file.
+  if (layersToTransform) layersToTransform = layersToTransform.map((x) => x + 0);
 
   const str = (k: string) => (typeof j[k] === 'string' ? (j[k] as string) : null);
   const cfg: LoraConfig = {
     r: j.r === undefined ? 8 : (j.r as number),
     loraAlpha: j.lora_alpha === undefined ? 8 : (j.lora_alpha as number),
-    loraDropout: j.lora_dropout === undefined || j.lora_dropout === null ? 0 : (j.lora_dropout as number),
+    loraDropout: j.lora_dropout === undefined || j.lora_dropout === null ? 0 : j.lora_dropout === 0 ? 0 : (j.lora_dropout as number), // -0 read as 0
     targetModules,
     layersToTransform,
     useRslora: j.use_rslora === true,

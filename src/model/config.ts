@@ -162,7 +162,8 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
 function detectArch(cfg: Record<string, unknown>, file: string): Arch {
   const supported = Object.entries(SUPPORTED_ARCHITECTURES).map(([a, c]) => `${a} (${c})`).join(', ');
   const mt = cfg.model_type;
-  if (typeof mt === 'string' && mt in SUPPORTED_ARCHITECTURES) return mt as Arch;
+  // hasOwn, not `in`: "constructor", "toString" and "__proto__" are `in` every object.
+  if (typeof mt === 'string' && Object.hasOwn(SUPPORTED_ARCHITECTURES, mt)) return mt as Arch;
   const archs = Array.isArray(cfg.architectures) ? cfg.architectures : [];
   if (mt === undefined) {
     for (const a of archs) if (typeof a === 'string' && CLASS_TO_ARCH.has(a)) return CLASS_TO_ARCH.get(a)!;

@@ -58,7 +58,8 @@ export function parseRope(cfg: Record<string, unknown>, maxPos: number, file = '
   if (params !== undefined && params !== null && !paramsObj) throw err('"rope_parameters" must be an object.', 'rope_parameters');
 
   const thetaRaw = cfg.rope_theta ?? paramsObj?.rope_theta ?? 10000;
-  if (typeof thetaRaw !== 'number' || !(thetaRaw > 0)) throw err(`rope_theta must be a positive number, got ${JSON.stringify(thetaRaw)}.`, 'rope_theta');
+  // Finite too: JSON.parse reads 1e999 as Infinity, and an infinite theta makes every frequency 0.
+  if (typeof thetaRaw !== 'number' || !Number.isFinite(thetaRaw) || !(thetaRaw > 0)) throw err(`rope_theta must be a positive number, got ${JSON.stringify(thetaRaw)}.`, 'rope_theta');
 
   const scalingRaw = cfg.rope_scaling ?? params ?? null;
   const where = cfg.rope_scaling !== undefined && cfg.rope_scaling !== null ? 'rope_scaling' : 'rope_parameters';

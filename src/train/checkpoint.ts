@@ -90,38 +90,53 @@ export async function decodeCheckpoint<Info extends CheckpointMeta>(bytes: Uint8
       throw fail(`metadata "${k}" is not JSON`);
     }
   };
+  // Every count below indexes into typed arrays and drives the trainer's loops, so each is checked
+  // here rather than trusted (src/fuzz/checkpoint.fuzz.test.ts found the ones that were not).
   const i32 = async (n: string) => {
+    const t = file.info(n);
+    if (t.dtype !== 'I32' || t.shape.length !== 1) throw fail(`tensor "${n}" is ${t.dtype} [${t.shape}], not a list of I32`);
     const b = await file.readBytes(n);
     return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4);
   };
   const seqs = async (prefix: string): Promise<Sequence[]> => {
     const ids = await i32(`${prefix}.input_ids`), labels = await i32(`${prefix}.labels`), pos = await i32(`${prefix}.position_ids`);
     const lengths = await i32(`${prefix}.lengths`), counts = await i32(`${prefix}.segment_counts`), segs = await i32(`${prefix}.segment_lengths`);
+    if (labels.length !== ids.length || pos.length !== ids.length || counts.length !== lengths.length) {
+      throw fail(`the ${prefix} tensors disagree in length`);
+    }
     const out: Sequence[] = [];
     let at = 0, sat = 0;
     for (let i = 0; i < lengths.length; i++) {
-      const n = lengths[i];
-      if (at + n > ids.length || sat + counts[i] > segs.length) throw fail(`${prefix} sequence ${i} runs past the stored tokens`);
+      const n = lengths[i], c = counts[i];
+      if (n < 0 || c < 0 || at + n > ids.length || sat + c > segs.length) throw fail(`${prefix} sequence ${i} runs past the stored tokens`);
+      const seqLengths = Array.from(segs.subarray(sat, sat + c));
+      if (seqLengths.some((x) => x < 0) || seqLengths.reduce((a, x) => a + x, 0) !== n) {
+        throw fail(`${prefix} sequence ${i}'s example lengths do not add up to its ${n} tokens`);
+      }
       out.push({
         input_ids: ids.slice(at, at + n), labels: labels.slice(at, at + n), position_ids: pos.slice(at, at + n),
-        seq_lengths: Array.from(segs.subarray(sat, sat + counts[i])),
+        seq_lengths: seqLengths,
       });
       at += n;
-      sat += counts[i];
+      sat += c;
     }
+    if (at !== ids.length || sat !== segs.length) throw fail(`the ${prefix} tokens are not all claimed by a sequence`);
     return out;
   };
-  return {
-    info: json<Info>('info'),
-    position: json<TrainPosition>('position'),
-    loraStep: Number(meta.lora_step),
-    logs: json<StepLog[]>('logs'),
-    params: await file.readFloat32('lora.params'),
-    m: await file.readFloat32('lora.adam_m'),
-    v: await file.readFloat32('lora.adam_v'),
-    train: await seqs('train'),
-    validation: await seqs('validation'),
-  };
+  const isCount = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  const info = json<Info>('info');
+  if (typeof info !== 'object' || info === null || !isCount(info.step)) throw fail('metadata "info" has no step');
+  const position = json<TrainPosition>('position');
+  if (typeof position !== 'object' || position === null || !isCount(position.step) || !isCount(position.epoch) || !isCount(position.micro)) {
+    throw fail('metadata "position" is not {step, epoch, micro}');
+  }
+  const loraStep = Number(meta.lora_step);
+  if (!isCount(loraStep)) throw fail(`metadata "lora_step" is ${JSON.stringify(meta.lora_step ?? null)}, not a step count`);
+  const logs = json<StepLog[]>('logs');
+  if (!Array.isArray(logs)) throw fail('metadata "logs" is not a list');
+  const params = await file.readFloat32('lora.params'), m = await file.readFloat32('lora.adam_m'), v = await file.readFloat32('lora.adam_v');
+  if (m.length !== params.length || v.length !== params.length) throw fail('the LoRA parameters and Adam moments differ in length');
+  return { info, position, loraStep, logs, params, m, v, train: await seqs('train'), validation: await seqs('validation') };
 }
 
 interface CheckpointManifest<Info> {
@@ -139,14 +154,25 @@ export class CheckpointStore<Info extends CheckpointMeta = CheckpointMeta> {
     return `checkpoint/${this.slot}/manifest`;
   }
 
+  /** The manifest, or null when there is none or it is not one (what IndexedDB holds is untrusted). */
+  private async manifest(): Promise<CheckpointManifest<Info> | null> {
+    const m = await this.store.get<unknown>(this.manifestKey);
+    if (m === undefined) return null;
+    const ok = typeof m === 'object' && m !== null && !Array.isArray(m);
+    const c = m as Partial<CheckpointManifest<Info>>;
+    if (ok && typeof c.blob === 'string' && Number.isSafeInteger(c.bytes) && typeof c.sha256 === 'string'
+      && typeof c.info === 'object' && c.info !== null && Number.isSafeInteger(c.info.step)) return c as CheckpointManifest<Info>;
+    return null;
+  }
+
   async info(): Promise<Info | null> {
-    return (await this.store.get<CheckpointManifest<Info>>(this.manifestKey))?.info ?? null;
+    return (await this.manifest())?.info ?? null;
   }
 
   async save(s: CheckpointState<Info>): Promise<void> {
     const bytes = encodeCheckpoint(s);
     const blob = `checkpoint/${this.slot}/blob/${s.info.savedAt}-${s.info.step}`;
-    const previous = await this.store.get<CheckpointManifest<Info>>(this.manifestKey);
+    const previous = await this.manifest();
     const manifest: CheckpointManifest<Info> = { blob, bytes: bytes.length, sha256: await sha256Hex(bytes), info: s.info };
     try {
       await this.store.set(blob, bytes);
@@ -163,10 +189,15 @@ export class CheckpointStore<Info extends CheckpointMeta = CheckpointMeta> {
 
   /** The checkpoint, checked against its SHA-256; a damaged one is dropped and reported. */
   async load(): Promise<CheckpointState<Info> | null> {
-    const m = await this.store.get<CheckpointManifest<Info>>(this.manifestKey);
-    if (!m) return null;
-    const raw = await this.store.get<Uint8Array | ArrayBuffer>(m.blob);
-    const bytes = raw instanceof ArrayBuffer ? new Uint8Array(raw) : raw;
+    const m = await this.manifest();
+    if (!m) {
+      if ((await this.store.get<unknown>(this.manifestKey)) === undefined) return null;
+      await this.clear();
+      throw new ModelFileError('The saved training checkpoint is damaged: its manifest is unreadable. It was deleted.', 'Start the training run again.',
+        { file: this.manifestKey, reason: 'checkpoint-corrupt' });
+    }
+    const raw = await this.store.get<unknown>(m.blob);
+    const bytes = raw instanceof ArrayBuffer ? new Uint8Array(raw) : raw instanceof Uint8Array ? raw : undefined;
     if (!bytes || bytes.length !== m.bytes || (await sha256Hex(bytes)) !== m.sha256) {
       await this.clear();
       throw new ModelFileError(`The saved training checkpoint (step ${m.info.step}) is damaged: ${bytes ? 'its checksum does not match' : 'its data is missing'}. It was deleted.`,
