@@ -27,11 +27,14 @@ const modules = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj',
 const configKeys = ['peft_type', 'r', 'lora_alpha', 'lora_dropout', 'target_modules', 'layers_to_transform', 'use_rslora', 'init_lora_weights', 'use_dora',
   'fan_in_fan_out', 'bias', 'lora_bias', 'rank_pattern', 'alpha_pattern', 'modules_to_save', 'layer_replication', 'use_qalora', 'base_model_name_or_path', 'revision', 'task_type'];
 
+/** The seed's adapter settings (the fields loraConfig requires). */
+const SEED = { r: 8, loraAlpha: 32, loraDropout: 0.05, targetModules: ['q_proj', 'v_proj'] };
+
 /** adapter_config.json objects as PEFT writes them (ours, and one with newer PEFT's extra keys). */
 const validConfigs: Record<string, unknown>[] = [
-  JSON.parse(adapterConfigJson(loraConfig())),
-  JSON.parse(adapterConfigJson(loraConfig({ r: 4, loraAlpha: 8, targetModules: 'all-linear', useRslora: true, layersToTransform: [1] }))),
-  { ...JSON.parse(adapterConfigJson(loraConfig({ targetModules: '.*\\.(q|v)_proj' }))), lora_bias: false, use_qalora: false, layer_replication: null, megatron_config: null, exclude_modules: null },
+  JSON.parse(adapterConfigJson(loraConfig(SEED))),
+  JSON.parse(adapterConfigJson(loraConfig({ ...SEED, r: 4, loraAlpha: 8, targetModules: 'all-linear', useRslora: true, layersToTransform: [1] }))),
+  { ...JSON.parse(adapterConfigJson(loraConfig({ ...SEED, targetModules: '.*\\.(q|v)_proj' }))), lora_bias: false, use_qalora: false, layer_replication: null, megatron_config: null, exclude_modules: null },
 ];
 
 /** A valid config with one to four fields set to an odd value or removed. */
@@ -71,7 +74,7 @@ const validAdapter = fc.record({
   targets: fc.subarray(modules, { minLength: 1 }),
   rslora: fc.boolean(),
 }).map(({ r, targets, rslora }) => {
-  const cfg = loraConfig({ r, targetModules: targets, useRslora: rslora });
+  const cfg = loraConfig({ ...SEED, r, targetModules: targets, useRslora: rslora });
   const weights = new Map(adapterTensorSpecs(dims, cfg).map((s) => [s.key, new Float32Array(s.shape[0] * s.shape[1]).fill(0.25)]));
   return encodeAdapter(dims, cfg, weights);
 });
@@ -89,7 +92,7 @@ fuzz('adapter files (config text and weights) with damaged bytes', fc.tuple(vali
 // Errors of the adapter reader are always the adapter class (the UI says "bad adapter", not "bad
 // model"), checked once here rather than per case.
 fuzz('adapter errors are AdapterFileError', mutatedBytes(validAdapter.map((f) => f[WEIGHTS])), async (weights) => {
-  const files = encodeAdapter(dims, loraConfig(), new Map(adapterTensorSpecs(dims, loraConfig()).map((s) => [s.key, new Float32Array(s.shape[0] * s.shape[1])])));
+  const files = encodeAdapter(dims, loraConfig(SEED), new Map(adapterTensorSpecs(dims, loraConfig(SEED)).map((s) => [s.key, new Float32Array(s.shape[0] * s.shape[1])])));
   try {
     await readAdapter(dims, bytesSource(CONFIG, files[CONFIG]), bytesSource(WEIGHTS, weights));
   } catch (e) {

@@ -5,7 +5,7 @@
 // "row too long" paths run as often as the ordinary ones.
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
-import { writeParquet } from '../data/parquet-fixture.ts';
+import { writeParquet } from '../testing/parquet-fixture.ts';
 import { openDataset } from '../data/readers.ts';
 import type { SourceRecord } from '../data/types.ts';
 import { DatasetError } from '../errors.ts';
