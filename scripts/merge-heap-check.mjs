@@ -3,5 +3,6 @@
 import { register } from 'tsx/esm/api';
 
 register();
+await import('./wgsl-loader.mjs');
 const { mergeHeapCheck } = await import('../src/node/merge-heap-check.ts');
 console.log(JSON.stringify(await mergeHeapCheck()));
