@@ -175,21 +175,23 @@ async function evaluate(argv: string[]): Promise<number> {
 
 // ------------------------------------------------------------------------------------------ bench
 
-const BENCH_USAGE = 'usage: webtune bench --shape smollm2-135m|qwen2.5-0.5b|llama-3.2-1b|DIR [--seq-len 512] [--batch 1] [--steps N] [--quant nf4|none] [--double-quant] [--rank 8] [--targets all-linear] [--checkpointing] [--plan-only] [--count]';
+const BENCH_USAGE = 'usage: webtune bench --shape smollm2-135m|qwen2.5-0.5b|llama-3.2-1b|llama-3.2-3b|llama-3-8b|DIR [--seq-len 512] [--batch 1] [--steps N] [--quant nf4|none] [--double-quant] [--storage f32|f16] [--rank 8] [--targets all-linear] [--checkpointing] [--plan-only] [--count]';
 
 async function bench(argv: string[]): Promise<number> {
   const v = args(argv, {
     shape: { type: 'string' }, 'seq-len': { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string' },
     quant: { type: 'string' }, rank: { type: 'string' }, targets: { type: 'string' }, checkpointing: { type: 'boolean' },
-    'plan-only': { type: 'boolean' }, count: { type: 'boolean' }, 'double-quant': { type: 'boolean' },
+    'plan-only': { type: 'boolean' }, count: { type: 'boolean' }, 'double-quant': { type: 'boolean' }, storage: { type: 'string' },
   }, BENCH_USAGE);
+  const storage = (v.storage as string | undefined) ?? 'f32';
+  if (storage !== 'f32' && storage !== 'f16') throw new UsageError(`--storage must be f32 or f16, got "${storage}".`, 'f16 keeps the embedding and an untied head as f16 pairs; f32 is the exact path.', { field: 'storage' });
   if (v.help) return help(BENCH_USAGE);
   const result = await modelBench({
     shape: str(v, 'shape', BENCH_USAGE),
     seqLen: num(v, 'seq-len', 512, { min: 2, int: true }),
     batch: num(v, 'batch', 1, { min: 1, int: true }),
     steps: num(v, 'steps', 3, { min: 1, int: true }),
-    quant: quantOf(v), doubleQuant: Boolean(v['double-quant']),
+    quant: quantOf(v), doubleQuant: Boolean(v['double-quant']), storage,
     rank: num(v, 'rank', 8, { min: 1, int: true }),
     targets: parseTargets((v.targets as string | undefined) ?? 'all-linear'),
     checkpointing: Boolean(v.checkpointing),
