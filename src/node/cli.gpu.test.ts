@@ -93,16 +93,27 @@ describe('webtune train / generate / eval', () => {
   test('a diverging run stops with a typed error and leaves the adapter already in --out as it was', async () => {
     const out = join(tmp, 'kept');
     await writeFilesAtomic(out, { 'adapter_config.json': 'the last good config', 'adapter_model.safetensors': 'the last good weights' });
-    // lr 3e38 (near f32's largest): Adam moves each lora_B weight by about lr in step 1, so step 2's
-    // forward overflows to Inf and the norms after it to NaN. (At 1e30 the RMSNorms scale the huge
-    // activations back and the loss stays at ln(V): not a divergence test.)
+    // An initial adapter of huge but finite values (it passes the load-time finiteness check): the
+    // first forward overflows q to Inf, so step 1's loss and gradient norm are NaN. (A learning rate
+    // large enough to diverge is refused by the options schema now, which allows lr in (0, 1).)
+    const init = join(tmp, 'huge-adapter');
+    const { writeSafetensors } = await import('../io/safetensors.ts');
+    const tensors: [string, { dtype: 'F32'; shape: number[]; data: Float32Array }][] = [];
+    for (let l = 0; l < 2; l++) {
+      tensors.push([`base_model.model.model.layers.${l}.self_attn.q_proj.lora_A.weight`, { dtype: 'F32', shape: [2, 64], data: new Float32Array(128).fill(1e19) }]);
+      tensors.push([`base_model.model.model.layers.${l}.self_attn.q_proj.lora_B.weight`, { dtype: 'F32', shape: [64, 2], data: new Float32Array(128).fill(1e19) }]);
+    }
+    await writeFilesAtomic(init, {
+      'adapter_config.json': JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['q_proj'], task_type: 'CAUSAL_LM' }),
+      'adapter_model.safetensors': writeSafetensors(tensors, { format: 'pt' }),
+    });
     // Two short rows, one per step: both train tokens at seq-len 32, and each step is half the work.
     const two = join(tmp, 'two.jsonl');
     await writeFile(two, (await readFile(data, 'utf8')).split('\n').slice(0, 2).join('\n'));
     const t = await run(['train', '--model', demo, '--data', two, '--out', out, '--seq-len', '32', '--batch', '1',
-      '--grad-accum', '1', '--max-steps', '2', '--lr', '3e38', '--max-grad-norm', '0', '--no-shuffle']);
+      '--grad-accum', '1', '--max-steps', '2', '--init-adapter', init, '--no-shuffle']);
     expect(t.code).toBe(2);
-    expect(t.err).toMatch(/Training diverged at step 2: the loss is NaN and the gradient norm NaN/);
+    expect(t.err).toMatch(/Training diverged at step 1: the loss is NaN/);
     expect(await readFile(join(out, 'adapter_config.json'), 'utf8')).toBe('the last good config');
     expect(await readFile(join(out, 'adapter_model.safetensors'), 'utf8')).toBe('the last good weights');
   }, DIVERGE_TIMEOUT_MS);
