@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// node --expose-gc scripts/heap-check.mjs: JS memory held while loading a ~135 MB model (src/node/heap-check.ts).
+// node --expose-gc --single-threaded-gc --no-concurrent-array-buffer-sweeping scripts/heap-check.mjs: JS memory held while loading a ~135 MB model (src/node/heap-check.ts).
 import { register } from 'tsx/esm/api';
 
 register();

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// node --expose-gc scripts/merge-heap-check.mjs: JS memory held while merging into a ~135 MB model (src/node/merge-heap-check.ts).
+// node --expose-gc --single-threaded-gc --no-concurrent-array-buffer-sweeping scripts/merge-heap-check.mjs: JS memory held while merging into a ~135 MB model (src/node/merge-heap-check.ts).
 import { register } from 'tsx/esm/api';
 
 register();
