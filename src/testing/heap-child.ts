@@ -9,7 +9,17 @@ import { fileURLToPath } from 'node:url';
 
 export const HEAP_CHECK_NODE_FLAGS = ['--expose-gc', '--single-threaded-gc', '--no-concurrent-array-buffer-sweeping'];
 
-export async function runHeapScript(scriptName: string): Promise<Record<string, number | boolean>> {
+/** What scripts/heap-check.mjs and scripts/merge-heap-check.mjs print (merge adds the last two). */
+export interface HeapReport {
+  gcForced: boolean;
+  fileBytes: number;
+  largestTensorBytes: number;
+  heldBytes: number;
+  writtenBytes?: number;
+  mergedTensors?: number;
+}
+
+export async function runHeapScript(scriptName: string): Promise<HeapReport> {
   const script = fileURLToPath(new URL(`../../scripts/${scriptName}`, import.meta.url));
   const { stdout } = await promisify(execFile)(process.execPath, [...HEAP_CHECK_NODE_FLAGS, script], { maxBuffer: 1 << 20 });
   return JSON.parse(stdout.trim().split('\n').at(-1)!);
