@@ -5,23 +5,34 @@ import { rng } from '../rng.ts';
 
 export { rng } from '../rng.ts';
 
+/** Fisher-Yates with a seeded generator, in place (typed arrays too: `webtune data` shuffles only
+ *  the examples' lengths, and gets the same permutation as the examples get in training). */
+export function shuffleInPlace(items: { length: number; [i: number]: unknown }, seed: number): void {
+  const r = rng(seed);
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [items[i], items[j]] = [items[j], items[i]];
+  }
+}
+
 /** Fisher-Yates with a seeded generator; returns a new array. */
 export function shuffled<T>(items: readonly T[], seed: number): T[] {
   const out = items.slice();
-  const r = rng(seed);
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
+  shuffleInPlace(out, seed);
   return out;
+}
+
+/** How many of `n` examples splitValidation() holds out. */
+export function validationCount(n: number, validation: number): number {
+  if (!(validation > 0) || n < 2) return 0;
+  const k = validation < 1 ? Math.round(n * validation) : Math.floor(validation);
+  return Math.min(Math.max(k, validation < 1 ? 1 : 0), n - 1);
 }
 
 /** Splits off a validation set: a fraction (0 < f < 1) or a count (>= 1) of the examples, taken
  *  from the end of the (already shuffled) list. At least one example always stays for training. */
 export function splitValidation<T>(items: readonly T[], validation: number): { train: T[]; validation: T[] } {
-  if (!(validation > 0) || items.length < 2) return { train: items.slice(), validation: [] };
-  const k = validation < 1 ? Math.round(items.length * validation) : Math.floor(validation);
-  const n = Math.min(Math.max(k, validation < 1 ? 1 : 0), items.length - 1);
+  const n = validationCount(items.length, validation);
   return { train: items.slice(0, items.length - n), validation: items.slice(items.length - n) };
 }
 
@@ -32,6 +43,58 @@ export function single(ex: TokenizedExample): Sequence {
   return { input_ids: ex.input_ids, labels: ex.labels, position_ids, seq_lengths: [ex.input_ids.length] };
 }
 
+/** The bins of best-fit decreasing: each length goes into the open bin with the least room that still
+ *  fits it, else into a new bin. Which bin a length lands in depends only on the lengths placed
+ *  before it, so feeding the same lengths longest first gives the same bins whatever the examples. */
+class BestFit {
+  /** open[r] = open bins with exactly r free slots; a segment tree over r finds the smallest r >= len. */
+  private readonly open: number[][];
+  private readonly size: number;
+  private readonly tree: Int32Array; // count of open bins under each node
+  bins = 0;
+
+  constructor(private readonly seqLen: number) {
+    this.open = Array.from({ length: seqLen + 1 }, () => []);
+    let size = 1;
+    while (size < seqLen + 1) size <<= 1;
+    this.size = size;
+    this.tree = new Int32Array(2 * size);
+  }
+
+  private bump(r: number, d: number): void {
+    for (let k = r + this.size; k >= 1; k >>= 1) this.tree[k] += d;
+  }
+
+  /** Leftmost leaf >= lo with a nonzero count, or -1. */
+  private firstAtLeast(lo: number, node = 1, l = 0, r = this.size - 1): number {
+    if (r < lo || this.tree[node] === 0) return -1;
+    if (l === r) return l;
+    const m = (l + r) >> 1;
+    const left = this.firstAtLeast(lo, 2 * node, l, m);
+    return left >= 0 ? left : this.firstAtLeast(lo, 2 * node + 1, m + 1, r);
+  }
+
+  /** Places one example of `len` tokens (1..seqLen); returns its bin's index. */
+  place(len: number): number {
+    const r = this.firstAtLeast(len);
+    let bin: number;
+    let room: number;
+    if (r >= 0) {
+      bin = this.open[r].pop()!;
+      this.bump(r, -1);
+      room = r - len;
+    } else {
+      bin = this.bins++;
+      room = this.seqLen - len;
+    }
+    if (room > 0) {
+      this.open[room].push(bin);
+      this.bump(room, 1);
+    }
+    return bin;
+  }
+}
+
 /** Best-fit decreasing packing (TRL's "bfd"): longest examples first, each into the open bin with the
  *  least room that still fits it, else a new bin. Examples are never split (they were already
  *  truncated to seqLen), boundaries are kept in seq_lengths, and position_ids restart at 0 for each
@@ -40,47 +103,21 @@ export function packBfd(examples: readonly TokenizedExample[], seqLen: number): 
   const order = examples.map((_, i) => i).filter((i) => examples[i].input_ids.length > 0);
   // Stable: equal lengths keep their (shuffled) order, so packing is deterministic.
   order.sort((a, b) => examples[b].input_ids.length - examples[a].input_ids.length || a - b);
-  // bins[r] = open bins with exactly r free slots; a segment tree over r finds the smallest r >= len.
-  const bins: number[][] = Array.from({ length: seqLen + 1 }, () => []);
-  let size = 1;
-  while (size < seqLen + 1) size <<= 1;
-  const tree = new Int32Array(2 * size); // count of open bins under each node
-  const bump = (r: number, d: number) => {
-    for (let k = r + size; k >= 1; k >>= 1) tree[k] += d;
-  };
-  const firstAtLeast = (lo: number): number => {
-    // Leftmost leaf >= lo with a nonzero count, or -1.
-    const walk = (node: number, l: number, r: number): number => {
-      if (r < lo || tree[node] === 0) return -1;
-      if (l === r) return l;
-      const m = (l + r) >> 1;
-      const left = walk(2 * node, l, m);
-      return left >= 0 ? left : walk(2 * node + 1, m + 1, r);
-    };
-    return walk(1, 0, size - 1);
-  };
+  const fit = new BestFit(seqLen);
   const contents: number[][] = [];
   for (const i of order) {
-    const len = Math.min(examples[i].input_ids.length, seqLen);
-    const r = firstAtLeast(len);
-    let bin: number;
-    let room: number;
-    if (r >= 0) {
-      bin = bins[r].pop()!;
-      bump(r, -1);
-      room = r - len;
-    } else {
-      bin = contents.length;
-      contents.push([]);
-      room = seqLen - len;
-    }
-    contents[bin].push(i);
-    if (room > 0) {
-      bins[room].push(bin);
-      bump(room, 1);
-    }
+    const bin = fit.place(Math.min(examples[i].input_ids.length, seqLen));
+    (contents[bin] ??= []).push(i);
   }
   return contents.map((members) => concatSequences(members.map((i) => examples[i]), seqLen));
+}
+
+/** How many sequences packBfd() makes of examples with these lengths, from the count of examples of
+ *  each length (counts[len], len 0..seqLen; empty ones make none): no example needs to be kept. */
+export function packedCount(counts: ArrayLike<number>, seqLen: number): number {
+  const fit = new BestFit(seqLen);
+  for (let len = Math.min(seqLen, counts.length - 1); len >= 1; len--) for (let c = 0; c < counts[len]; c++) fit.place(len);
+  return fit.bins;
 }
 
 function concatSequences(members: TokenizedExample[], seqLen: number): Sequence {

@@ -3,11 +3,11 @@
 // and the CLI both call prepareDataset(); the training loop takes `train` / `validation` and batches
 // them with makeBatches().
 import { DatasetError } from '../errors.ts';
-import { makeBatches, packBfd, shuffled, single, splitValidation, type Batch } from './batch.ts';
+import { makeBatches, packBfd, packedCount, shuffled, shuffleInPlace, single, splitValidation, validationCount, type Batch } from './batch.ts';
 import type { ReadLimits } from './decode.ts';
 import { openDataset } from './readers.ts';
 import { detectShape, toExample, type ColumnMapping, type Example, type ShapeName } from './shape.ts';
-import { computeStats, makePreview, type DataStats, type Preview } from './stats.ts';
+import { makePreview, StatsCollector, type DataStats, type Preview } from './stats.ts';
 import { checkTemplate, defaultTemplate, render, type Rendered, type TemplateName } from './templates.ts';
 import { DEFAULT_TOKENIZE, tokenizeRendered, type TokenizeOptions } from './tokenize.ts';
 import type { TextTokenizer } from './tokenizer.ts';
@@ -37,7 +37,8 @@ export interface PrepareOptions extends Partial<TokenizeOptions> {
   onExample?: (example: Example, rendered: Rendered) => void;
 }
 
-export interface PreparedDataset {
+/** What reading a dataset finds, without the examples themselves. */
+export interface DatasetScan {
   file: string;
   format: FileFormat;
   encoding: string;
@@ -45,8 +46,6 @@ export interface PreparedDataset {
   template: TemplateName;
   /** Which column of the file fed each logical field. */
   columns: Record<string, string>;
-  train: Sequence[];
-  validation: Sequence[];
   /** Over every usable example, before the split. */
   stats: DataStats;
   rowsRead: number;
@@ -55,14 +54,34 @@ export interface PreparedDataset {
   seqLen: number;
 }
 
+export interface PreparedDataset extends DatasetScan {
+  train: Sequence[];
+  validation: Sequence[];
+}
+
+/** What `webtune data` reports: the scan and how many sequences training would make. */
+export interface DatasetReport extends DatasetScan {
+  trainSequences: number;
+  validationSequences: number;
+}
+
 const DETECT_ROWS = 50;
 
-export async function prepareDataset(source: DataSource, tok: TextTokenizer, opts: PrepareOptions = {}): Promise<PreparedDataset> {
-  const topts: TokenizeOptions = {
+function tokenizeOptions(opts: PrepareOptions): TokenizeOptions {
+  return {
     maxLength: opts.maxLength ?? DEFAULT_TOKENIZE.maxLength,
     completionOnlyLoss: opts.completionOnlyLoss ?? DEFAULT_TOKENIZE.completionOnlyLoss,
     assistantOnlyLoss: opts.assistantOnlyLoss ?? DEFAULT_TOKENIZE.assistantOnlyLoss,
   };
+}
+
+/**
+ * One pass over the file: read, parse, template, tokenize and count, handing each usable example to
+ * `use` and keeping only the statistics, the problems and the preview rows. What the caller keeps of
+ * the examples is up to it, so the memory of a scan does not grow with the file.
+ */
+export async function scanDataset(source: DataSource, tok: TextTokenizer, opts: PrepareOptions, use: (ex: TokenizedExample) => void): Promise<DatasetScan> {
+  const topts = tokenizeOptions(opts);
   const file = source.name;
   const opened = await openDataset(source, { format: opts.format, limits: opts.limits, encoding: opts.encoding });
 
@@ -87,7 +106,7 @@ export async function prepareDataset(source: DataSource, tok: TextTokenizer, opt
   checkTemplate(resolved.shape, template, tok);
 
   const problems = opened.problems; // the reader appends to this same list
-  const examples: TokenizedExample[] = [];
+  const stats = new StatsCollector(topts.maxLength);
   const preview: Preview[] = [];
   const previewCount = opts.previewCount ?? 3;
   let rows = 0;
@@ -110,10 +129,11 @@ export async function prepareDataset(source: DataSource, tok: TextTokenizer, opt
     }
     opts.onExample?.(ex, rendered);
     const t = tokenizeRendered(rendered, tok, topts, rec.row, rec.line);
-    examples.push(t);
+    stats.add(t);
+    use(t);
     if (preview.length < previewCount) preview.push(makePreview(t, rendered, tok));
   };
-  for (const r of head) handle(r);
+  for (const r of head.splice(0)) handle(r);
   for await (const r of it) handle(r);
 
   problems.sort((a, b) => (a.row ?? 0) - (b.row ?? 0));
@@ -126,14 +146,10 @@ export async function prepareDataset(source: DataSource, tok: TextTokenizer, opt
       { file, line: problems[0].line, row: problems[0].row, problems },
     );
   }
-  if (examples.length === 0) {
+  const s = stats.result();
+  if (s.examples === 0) {
     throw new DatasetError(`${file}: none of the ${rows} rows could be used.`, 'See the problems listed for each row.', { file, problems });
   }
-
-  const stats = computeStats(examples, topts.maxLength);
-  const order = opts.shuffle === false ? examples : shuffled(examples, opts.seed ?? 42);
-  const split = splitValidation(order, opts.validation ?? 0);
-  const toSeqs = (xs: TokenizedExample[]) => (opts.packing ? packBfd(xs, topts.maxLength) : xs.map(single));
   return {
     file,
     format: opened.format,
@@ -141,14 +157,66 @@ export async function prepareDataset(source: DataSource, tok: TextTokenizer, opt
     shape: resolved.shape,
     template,
     columns: Object.fromEntries(Object.entries(resolved.columns)) as Record<string, string>,
-    train: toSeqs(split.train),
-    validation: toSeqs(split.validation),
-    stats,
+    stats: s,
     rowsRead: rows,
     problems,
     preview,
     seqLen: topts.maxLength,
   };
+}
+
+/** The dataset ready to train: every example tokenized, shuffled, split and (optionally) packed. */
+export async function prepareDataset(source: DataSource, tok: TextTokenizer, opts: PrepareOptions = {}): Promise<PreparedDataset> {
+  const examples: TokenizedExample[] = [];
+  const scan = await scanDataset(source, tok, opts, (ex) => examples.push(ex));
+  const order = opts.shuffle === false ? examples : shuffled(examples, opts.seed ?? 42);
+  const split = splitValidation(order, opts.validation ?? 0);
+  const toSeqs = (xs: TokenizedExample[]) => (opts.packing ? packBfd(xs, scan.seqLen) : xs.map(single));
+  const { file, format, encoding, shape, template, columns, ...rest } = scan;
+  return { file, format, encoding, shape, template, columns, train: toSeqs(split.train), validation: toSeqs(split.validation), ...rest };
+}
+
+/**
+ * What prepareDataset() would make, counted instead of kept: the scan and the number of training
+ * and validation sequences. Memory stays flat however long the file: nothing is kept per example,
+ * except each one's length (4 bytes) when packing a validation split, which needs to know which
+ * lengths the shuffle leaves on each side.
+ */
+export async function reportDataset(source: DataSource, tok: TextTokenizer, opts: PrepareOptions = {}): Promise<DatasetReport> {
+  const seqLen = tokenizeOptions(opts).maxLength;
+  const validation = opts.validation ?? 0;
+  let n = 0;
+  // Packing without a split: the count of examples of each length is all packedCount() needs.
+  const counts = opts.packing ? new Float64Array(seqLen + 1) : undefined;
+  let lengths = opts.packing && validation > 0 ? new Int32Array(1024) : undefined;
+  const scan = await scanDataset(source, tok, opts, (ex) => {
+    const len = Math.min(ex.input_ids.length, seqLen);
+    if (lengths) {
+      if (n === lengths.length) {
+        const grown = new Int32Array(2 * n);
+        grown.set(lengths);
+        lengths = grown;
+      }
+      lengths[n] = len;
+    } else if (counts) counts[len]++;
+    n++;
+  });
+  const held = validationCount(n, validation);
+  let trainSequences = n - held;
+  let validationSequences = held;
+  if (counts && lengths) {
+    const order = lengths.subarray(0, n);
+    if (opts.shuffle !== false) shuffleInPlace(order, opts.seed ?? 42);
+    const heldCounts = new Float64Array(seqLen + 1);
+    for (let i = n - held; i < n; i++) heldCounts[order[i]]++;
+    for (let i = 0; i < n - held; i++) counts[order[i]]++;
+    trainSequences = packedCount(counts, seqLen);
+    validationSequences = packedCount(heldCounts, seqLen);
+  } else if (counts) {
+    trainSequences = packedCount(counts, seqLen);
+    validationSequences = 0;
+  }
+  return { ...scan, trainSequences, validationSequences };
 }
 
 function isProblem(x: Example | Problem): x is Problem {

@@ -32,49 +32,62 @@ export interface DataStats {
   histogram: HistogramBin[];
 }
 
-/** Bins double in width (1-16, 17-32, 33-64, ...) up to maxLength, where the long tail lives. */
-export function computeStats(examples: readonly TokenizedExample[], maxLength: number): DataStats {
-  const edges: number[] = [];
-  for (let e = 16; e < maxLength; e *= 2) edges.push(e);
-  edges.push(Math.max(maxLength, 1));
-  const histogram: HistogramBin[] = edges.map((to, k) => ({ from: k === 0 ? 1 : edges[k - 1] + 1, to, count: 0 }));
-  let tokens = 0;
-  let trained = 0;
-  let truncated = 0;
-  let min = Infinity;
-  let max = 0;
-  let lost = 0;
-  const lostRows: number[] = [];
-  let keep = 0;
-  for (const ex of examples) {
+/** Statistics gathered one example at a time, so preparation can stream: only the counts, the
+ *  histogram and the first few rows that lost their targets are kept, never the examples. */
+export class StatsCollector {
+  private readonly histogram: HistogramBin[];
+  private examples = 0;
+  private tokens = 0;
+  private trained = 0;
+  private truncated = 0;
+  private min = Infinity;
+  private max = 0;
+  private lost = 0;
+  private readonly lostRows: number[] = [];
+  private keep = 0;
+
+  /** Bins double in width (1-16, 17-32, 33-64, ...) up to maxLength, where the long tail lives. */
+  constructor(maxLength: number) {
+    const edges: number[] = [];
+    for (let e = 16; e < maxLength; e *= 2) edges.push(e);
+    edges.push(Math.max(maxLength, 1));
+    this.histogram = edges.map((to, k) => ({ from: k === 0 ? 1 : edges[k - 1] + 1, to, count: 0 }));
+  }
+
+  add(ex: TokenizedExample): void {
     const n = ex.input_ids.length;
-    tokens += n;
+    this.examples++;
+    this.tokens += n;
     const t = trainedTokens(ex.labels);
-    trained += t;
-    if (ex.truncated) truncated++;
+    this.trained += t;
+    if (ex.truncated) this.truncated++;
     if (t === 0 && ex.firstTarget !== undefined && ex.firstTarget >= n) {
-      lost++;
-      if (lostRows.length < 20) lostRows.push(ex.row);
-      keep = Math.max(keep, ex.firstTarget + 1);
+      this.lost++;
+      if (this.lostRows.length < 20) this.lostRows.push(ex.row);
+      this.keep = Math.max(this.keep, ex.firstTarget + 1);
     }
-    min = Math.min(min, n);
-    max = Math.max(max, n);
-    const bin = histogram.find((b) => n <= b.to) ?? histogram[histogram.length - 1];
+    this.min = Math.min(this.min, n);
+    this.max = Math.max(this.max, n);
+    const bin = this.histogram.find((b) => n <= b.to) ?? this.histogram[this.histogram.length - 1];
     bin.count++;
   }
-  return {
-    examples: examples.length,
-    tokens,
-    trainedTokens: trained,
-    truncatedExamples: truncated,
-    lostTargetExamples: lost,
-    lostTargetRows: lostRows,
-    seqLenToKeepTargets: keep,
-    minLength: examples.length ? min : 0,
-    maxLength: max,
-    meanLength: examples.length ? tokens / examples.length : 0,
-    histogram,
-  };
+
+  result(): DataStats {
+    const n = this.examples;
+    return {
+      examples: n,
+      tokens: this.tokens,
+      trainedTokens: this.trained,
+      truncatedExamples: this.truncated,
+      lostTargetExamples: this.lost,
+      lostTargetRows: this.lostRows.slice(),
+      seqLenToKeepTargets: this.keep,
+      minLength: n ? this.min : 0,
+      maxLength: this.max,
+      meanLength: n ? this.tokens / n : 0,
+      histogram: this.histogram.map((b) => ({ ...b })),
+    };
+  }
 }
 
 /** Before training: refuses a dataset whose truncation left no trained token at all (the run

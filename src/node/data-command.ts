@@ -5,7 +5,7 @@
 import { openAsBlob } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { checkTrainedTokens, prepareDataset, type PrepareOptions } from '../data/pipeline.ts';
+import { checkTrainedTokens, reportDataset, type PrepareOptions } from '../data/pipeline.ts';
 import { SHAPES, type ColumnMapping, type Field, type ShapeName } from '../data/shape.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import { loadTokenizerFromText, type LoadedTokenizer } from '../data/tokenizer.ts';
@@ -127,12 +127,14 @@ export async function dataCommand(argv: string[]): Promise<number> {
     }
     const skip = args.opts.skipBadRows === true;
     // Always collect every problem so they can all be printed; whether they fail the run is decided here.
-    const r = await prepareDataset({ name: basename(args.data), data: blob }, tok, { ...args.opts, skipBadRows: true, previewCount: args.examples });
+    // A report, not a prepared dataset: the examples are counted as they stream by, never kept, so a
+    // file of millions of rows is checked in the memory of a few.
+    const r = await reportDataset({ name: basename(args.data), data: blob }, tok, { ...args.opts, skipBadRows: true, previewCount: args.examples });
     const code = r.problems.length > 0 && !skip ? 1 : 0;
     if (args.json) {
-      const { train, validation, ...rest } = r;
+      const { trainSequences, validationSequences, ...rest } = r;
       process.stdout.write(
-        JSON.stringify({ ...rest, trainSequences: train.length, validationSequences: validation.length, preview: r.preview.map(({ tokens, ...p }) => ({ ...p, tokens: tokens.map((t) => [t.id, t.trained ? 1 : 0]) })) }, null, 2) + '\n',
+        JSON.stringify({ ...rest, trainSequences, validationSequences, preview: r.preview.map(({ tokens, ...p }) => ({ ...p, tokens: tokens.map((t) => [t.id, t.trained ? 1 : 0]) })) }, null, 2) + '\n',
       );
       return code;
     }
@@ -141,7 +143,7 @@ export async function dataCommand(argv: string[]): Promise<number> {
     out.push(`${r.file}: ${r.format} (${r.encoding}), shape ${r.shape} [${Object.entries(r.columns).map(([f, c]) => (f === c ? f : `${f}=${c}`)).join(', ')}], template ${r.template}`);
     out.push(`rows read ${r.rowsRead}, usable examples ${s.examples}, problems ${r.problems.length}`);
     out.push(`tokens ${s.tokens}, trained tokens ${s.trainedTokens}, truncated examples ${s.truncatedExamples} (seq-len ${r.seqLen})`);
-    out.push(`length min ${s.minLength}, mean ${s.meanLength.toFixed(1)}, max ${s.maxLength}; sequences train ${r.train.length}, validation ${r.validation.length}`);
+    out.push(`length min ${s.minLength}, mean ${s.meanLength.toFixed(1)}, max ${s.maxLength}; sequences train ${r.trainSequences}, validation ${r.validationSequences}`);
     try {
       const lost = checkTrainedTokens(s, r.file, r.seqLen);
       if (lost) out.push(`warning: ${lost}`);
