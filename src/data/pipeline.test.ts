@@ -2,24 +2,9 @@
 // the parts that need a real one: shape detection, column mapping, bad rows, statistics, packing.
 import { describe, expect, it } from 'vitest';
 import { DatasetError, UsageError } from '../errors.ts';
-import { prepareDataset } from './pipeline.ts';
-import type { TextTokenizer } from './tokenizer.ts';
+import { prepareDataset, reportDataset } from './pipeline.ts';
 import { fixtureTokenizer } from '../testing/fixture-tokenizers.ts';
-
-/** One token per character (code point), EOS "#" = 1, no chat template. */
-const chars: TextTokenizer = {
-  encode: (t) => Array.from(t.replaceAll('#', '\u0001'), (c) => c.codePointAt(0)!),
-  renderChat: () => {
-    throw new Error('no template');
-  },
-  hasChatTemplate: false,
-  eosToken: '#',
-  eosId: 1,
-  bosId: null,
-  padId: 0,
-  endOfTurnTokens: ['#'],
-  decode: (ids) => String.fromCodePoint(...ids.map((i) => (i === 1 ? 35 : i))),
-};
+import { chars } from '../testing/char-tokenizer.ts';
 
 const rows = (n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ instruction: `q${i}`, response: `answer ${i}` })).join('\n');
 
@@ -128,6 +113,29 @@ describe('statistics, split and packing', () => {
     expect(a.train.length).toBeLessThan(40);
     expect(a.train.map((s) => Array.from(s.input_ids))).toEqual(b.train.map((s) => Array.from(s.input_ids)));
   });
+});
+
+describe('reportDataset (webtune data) counts what prepareDataset makes', () => {
+  const cases = [
+    {},
+    { validation: 0.2 },
+    { validation: 7, shuffle: false },
+    { packing: true, maxLength: 40 },
+    { packing: true, maxLength: 64, validation: 0.3, seed: 5 },
+    { packing: true, maxLength: 32, validation: 11, shuffle: false },
+  ];
+  for (const opts of cases) {
+    it(JSON.stringify(opts), async () => {
+      // Ragged lengths, some over maxLength, so packing has real choices to make.
+      const data = Array.from({ length: 60 }, (_, i) => JSON.stringify({ instruction: `q${i}`, response: 'x'.repeat(1 + ((i * 7) % 40)) })).join('\n');
+      const p = await prepareDataset({ name: 'r.jsonl', data }, chars, opts);
+      const r = await reportDataset({ name: 'r.jsonl', data }, chars, opts);
+      expect([r.trainSequences, r.validationSequences]).toEqual([p.train.length, p.validation.length]);
+      const { train, validation, ...scan } = p;
+      const { trainSequences, validationSequences, ...same } = r;
+      expect(same).toEqual(scan);
+    });
+  }
 });
 
 describe('examples that lose every trained token to truncation', () => {

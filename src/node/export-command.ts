@@ -11,7 +11,7 @@ import { openAsBlob } from 'node:fs';
 import { copyFile, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { AdapterFileError, UsageError } from '../errors.ts';
-import { prepareDataset } from '../data/pipeline.ts';
+import { scanDataset } from '../data/pipeline.ts';
 import { splitValidation } from '../data/batch.ts';
 import type { TemplateName } from '../data/templates.ts';
 import { readJsonSource } from '../io/byte-source.ts';
@@ -130,10 +130,11 @@ async function trlProject(inputs: ExportInputs, dataArg: string | undefined): Pr
   }
   const tok = await loadTokenizerFromDir(inputs.modelDir);
   const rows: TrlRow[] = [];
-  await prepareDataset({ name: record.dataset.file, data: await openAsBlob(dataFile) }, tok, {
+  // Only the rows are kept: the tokenized examples are not needed here.
+  await scanDataset({ name: record.dataset.file, data: await openAsBlob(dataFile) }, tok, {
     template: record.dataset.template as TemplateName, maxLength: record.settings.seqLen, shuffle: false, skipBadRows: true,
     onExample: (ex, rendered) => rows.push(trlRow(ex, rendered)),
-  });
+  }, () => {});
   // The CLI prepares without shuffling and splits the validation rows off the end (webtune train).
   const split = splitValidation(rows, record.settings.valSplit);
   if (split.train.length !== record.dataset.trainExamples || split.validation.length !== record.dataset.validationExamples) {
