@@ -4,9 +4,11 @@ import { Pace, untilDone, type Progress } from './pace.ts';
 
 // The site, end to end, in Chromium with WebGPU on SwiftShader: issue 5's "What must be shown".
 // Every wait is on an explicit signal (data-state / data-step attributes the panels set), never a
-// sleep. Training options are tiny (sequence 64, batch 2, no accumulation, lr 1e-2, all targets), yet
+// sleep. Training options are tiny (sequence 48, batch 2, no accumulation, lr 1e-2, all targets), yet
 // the demo model's 32,000-token logits make a step take seconds on SwiftShader, and several times
-// that on a busy machine. So the long waits (training steps, streamed answers) follow the page's
+// that on a busy machine. Training steps are most of the tier's time, so each test runs the fewest
+// that still show what it checks: 16 for the loss to fall clearly across a reload, 8 for a device
+// loss between checkpoints. So the long waits (training steps, streamed answers) follow the page's
 // progress with budgets from the pace measured on the run itself (pace.ts), each extending the test
 // timeout by its own budget; GUARD_MS bounds the rest (page loads, the dataset, exports).
 const GUARD_MS = 10 * 60_000;
@@ -36,7 +38,7 @@ async function drop(page: Page, testid: string, files: { name: string; text?: st
   await page.getByTestId(testid).dispatchEvent('drop', { dataTransfer: dt });
 }
 
-async function useSample(page: Page, seqLen = 64): Promise<void> {
+async function useSample(page: Page, seqLen = 48): Promise<void> {
   await page.getByTestId('seq-len').fill(String(seqLen));
   await drop(page, 'data-drop', [{ name: 'baking-cups-to-grams.jsonl', text: readFileSync(SAMPLE, 'utf8') }]);
   await expect(page.getByTestId('dataset')).toHaveAttribute('data-state', 'ready');
@@ -154,11 +156,12 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   // Exactly the text the model sees, spaces included (Llama 2's SentencePiece pieces once lost
   // theirs here), with the trained run being the response.
   const preview = page.getByTestId('preview-text').first();
+  // Truncated at 48 tokens: 30 of the prompt, 18 of the answer (what `webtune data --seq-len 48` prints).
   expect(await preview.textContent()).toBe(
-    '<s> ### Instruction:\nHow much does 1/4 cup of all-purpose flour weigh in grams?\n### Response:\n1/4 cup of all-purpose flour weighs about 30 g. (Baking rule: 1 cup of all-purpose flour ≈',
+    '<s> ### Instruction:\nHow much does 1/4 cup of all-purpose flour weigh in grams?\n### Response:\n1/4 cup of all-purpose flour weighs about 30 g.',
   );
-  expect(await preview.locator('mark').allTextContents()).toEqual(['1/4 cup of all-purpose flour weighs about 30 g. (Baking rule: 1 cup of all-purpose flour ≈']);
-  await setSmallRun(page, 30, 5);
+  expect(await preview.locator('mark').allTextContents()).toEqual(['1/4 cup of all-purpose flour weighs about 30 g.']);
+  await setSmallRun(page, 16, 3);
   await page.screenshot({ path: `${SHOTS}/model-and-dataset.png` });
 
   lap('model and dataset ready');
@@ -167,7 +170,8 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   await page.getByTestId('start').click();
   await expect(page.getByTestId('training')).toHaveAttribute('data-state', 'running');
   expect(await guardsUnload(page)).toBe(true); // leaving now would lose the steps since the last checkpoint
-  await untilDone('training to step 8', pace, training(page, (_, step) => step >= 8));
+  // Past the first five steps, so the first step after the reload is compared with their mean below.
+  await untilDone('training to step 6', pace, training(page, (_, step) => step >= 6));
   await page.getByTestId('pause').click();
   await untilDone('pausing', pace, training(page, (state) => state === 'paused'), { going: true });
   const pausedAt = await stepOf(page);
@@ -184,33 +188,35 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   });
   await page.reload();
   await expect(page.locator('main[data-state="ready"]')).toBeVisible();
-  await expect(page.getByTestId('resume-offer')).toContainText(`step ${pausedAt} of 30`);
+  await expect(page.getByTestId('resume-offer')).toContainText(`step ${pausedAt} of 16`);
   await page.getByTestId('resume-pending').click();
   await expect(page.getByTestId('model')).toHaveAttribute('data-state', 'ready');
   await expect(page.getByTestId('model-info')).toHaveAttribute('data-from-cache', 'true');
   await expect(page.getByTestId('training')).toHaveAttribute('data-state', /running|done/);
   // The run comes back with the sequence length and template its data was prepared with.
-  await expect(page.getByTestId('seq-len')).toHaveValue('64');
+  await expect(page.getByTestId('seq-len')).toHaveValue('48');
   await expect(page.getByTestId('format-trained')).toHaveText('As in training (seed)');
   await untilDone('the resumed run', pace, training(page, (state) => state === 'done'));
-  expect(await stepOf(page)).toBe(30);
+  expect(await stepOf(page)).toBe(16);
   expect(weightRequests).toEqual([]);
   lap(`resumed run done (${pace})`);
 
   // The metrics cover the whole run, before and after the reload, and the loss fell.
   const metrics = await downloads(page, 1, () => page.getByTestId('metrics-csv').click());
   const rows = csvRows(metrics.get('metrics.csv')!.toString('utf8'));
-  expect(rows.map((r) => r.step)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  expect(rows.map((r) => r.step)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const first = mean(rows.slice(0, 5).map((r) => r.loss)), last = mean(rows.slice(-5).map((r) => r.loss));
-  // The demo model starts at ln(32000) = 10.37 and learns slowly in 30 tiny steps; a fall of 0.15
-  // nats over five-step means is well above the step-to-step noise (about 0.05).
+  // The demo model starts at ln(32000) = 10.37 and loses about 0.1 nat a step at first (`webtune
+  // train` at seq-len 48, batch 2, lr 1e-2 logged 10.35, 10.28, 10.13); a fall of 0.15 nats between
+  // the first and last five-step means is well above the step-to-step noise (about 0.05).
   expect(last, `loss by step: ${rows.map((r) => r.loss.toFixed(2)).join(' ')}`).toBeLessThan(first - 0.15);
   // No jump back after the reload: the first resumed step continues the curve.
   expect(rows[pausedAt].loss).toBeLessThan(first);
 
-  // Chat: the fine-tuned answer differs from the base model's.
-  await setMaxNewTokens(page, 20);
+  // Chat: the fine-tuned answer differs from the base model's. Twelve tokens each: a token
+  // costs seconds on SwiftShader under load, and the answers must differ within these twelve.
+  await setMaxNewTokens(page, 12);
   const decoding = new Pace('decoding', pace);
   const a = await chat(page, decoding, 'How much does 1 cup of all-purpose flour weigh in grams?');
   expect(a.tuned.length).toBeGreaterThan(0);
@@ -288,13 +294,14 @@ test('a GPU device lost mid-training resumes from the last checkpoint', async ({
   await open(page, '/?test-hooks'); // the production build exposes simulateDeviceLoss only when asked
   await loadDemo(page);
   await useSample(page);
-  await setSmallRun(page, 24, 5);
+  await setSmallRun(page, 8, 2);
   await page.getByTestId('start').click();
   const panel = page.getByTestId('training');
   const step = training(page, () => false);
   await untilDone('training to the first checkpoint', pace, async () => ({
     ...(await step()),
-    done: /^(5|10|15)$/.test((await panel.getAttribute('data-checkpoint')) ?? ''),
+    // Checkpoint 2 or 4: at least four steps remain for the loss to land in.
+    done: /^(2|4)$/.test((await panel.getAttribute('data-checkpoint')) ?? ''),
   }));
   const checkpoint = Number(await panel.getAttribute('data-checkpoint'));
   await page.evaluate(() => (globalThis as unknown as { __webtuneHooks: { simulateDeviceLoss(): Promise<void> } }).__webtuneHooks.simulateDeviceLoss());
@@ -309,7 +316,7 @@ test('a GPU device lost mid-training resumes from the last checkpoint', async ({
   const resumed = Number(/step (\d+)/.exec(notice)?.[1]);
   expect(resumed).toBeGreaterThanOrEqual(checkpoint); // at most one checkpoint interval lost
   await untilDone('the recovered run', pace, training(page, (state) => state === 'done'));
-  expect(await stepOf(page)).toBe(24);
+  expect(await stepOf(page)).toBe(8);
   await expect(page.getByTestId('train-error')).toHaveCount(0);
 });
 
