@@ -23,6 +23,7 @@ export const CHROMIUM_ARGS = [
 // modules straight into the page, which only the dev server does: those run against it, on E2E_PORT.
 const PORT = Number(process.env.E2E_PORT ?? 4179);
 const BUILD_PORT = Number(process.env.E2E_BUILD_PORT ?? PORT + 1000);
+const DEV_SPECS = ['engine.spec.ts', 'capability.spec.ts'];
 
 export default defineConfig({
   testDir: 'e2e',
@@ -34,9 +35,11 @@ export default defineConfig({
     browserName: 'chromium',
     launchOptions: { executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_ARGS },
   },
+  // Every spec runs against the build except those that need the dev server: a new spec needs no
+  // entry here.
   projects: [
-    { name: 'build', testMatch: 'site.spec.ts', use: { baseURL: `http://localhost:${BUILD_PORT}` } },
-    { name: 'dev', testMatch: ['engine.spec.ts', 'capability.spec.ts'], use: { baseURL: `http://localhost:${PORT}` } },
+    { name: 'build', testMatch: '*.spec.ts', testIgnore: DEV_SPECS, use: { baseURL: `http://localhost:${BUILD_PORT}` } },
+    { name: 'dev', testMatch: DEV_SPECS, use: { baseURL: `http://localhost:${PORT}` } },
   ],
   webServer: [
     {
