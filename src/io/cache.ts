@@ -165,8 +165,25 @@ export interface CacheWriter {
   abort(): Promise<void>;
 }
 
+/** The Web Locks API (navigator.locks), as far as the cache uses it. */
+export interface Locks {
+  request<T>(name: string, options: { ifAvailable?: boolean }, callback: (lock: unknown) => Promise<T> | T): Promise<T>;
+}
+
 export class ModelCache {
-  constructor(readonly store: KeyValueStore) {}
+  /** With `locks` (a browser: navigator.locks, shared by every tab and worker of the origin), a
+   *  writer holds a lock on its entry for as long as it writes, so garbage collection can tell an
+   *  entry another tab is writing from one whose writer died (a closed tab, a killed browser). */
+  constructor(readonly store: KeyValueStore, readonly locks?: Locks) {}
+
+  private static lockName(key: string): string {
+    return `webtune-cache:${key}`;
+  }
+
+  /** Runs `write` (begin … commit or abort) holding the entry's lock, where there are locks. */
+  async writing<T>(key: string, write: () => Promise<T>): Promise<T> {
+    return this.locks ? this.locks.request(ModelCache.lockName(key), {}, write) : write();
+  }
 
   /** Complete cached models, newest first. Malformed manifests are left out (collectGarbage or
    *  get() removes them). */
@@ -214,8 +231,9 @@ export class ModelCache {
     for (const k of await this.store.keys()) if (k.startsWith(pre)) await this.store.del(k);
   }
 
-  /** Removes entries that were never completed (a tab closed while caching) and shards without a
-   *  manifest. Not run automatically: another tab may be writing one right now. */
+  /** Removes entries that were never completed (a tab closed while caching), damaged ones, and
+   *  shards without a manifest. With locks, an entry whose writer still holds its lock is left
+   *  alone; without, call this only when no one can be writing. */
   async collectGarbage(): Promise<string[]> {
     const all = await this.store.keys();
     const byKey = new Map<string, string[]>();
@@ -228,10 +246,13 @@ export class ModelCache {
     const dropped: string[] = [];
     for (const [model] of byKey) {
       const m = await this.store.get<unknown>(manifestKey(model));
-      if (!isManifest(m, model) || !(await isSealed(m))) {
+      if (isManifest(m, model) && (await isSealed(m))) continue;
+      const drop = async () => {
         await this.delete(model);
         dropped.push(model);
-      }
+      };
+      if (!this.locks) await drop();
+      else await this.locks.request(ModelCache.lockName(model), { ifAvailable: true }, async (lock) => (lock ? drop() : undefined));
     }
     return dropped;
   }
