@@ -251,13 +251,12 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
-  return Object.assign(events, {
+  // `open` is a live getter: Object.assign would copy its value once (always 0).
+  Object.defineProperty(events, 'open', { get: () => open, enumerable: true });
+  return Object.assign(events as EventEmitter & { readonly open: number }, {
     url: `http://127.0.0.1:${port}`,
     requests,
     faults,
-    get open() {
-      return open;
-    },
     version: (file: string) => files.get(file)!,
     reset: () => {
       load();
