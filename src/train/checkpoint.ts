@@ -188,7 +188,11 @@ export class CheckpointStore<Info extends CheckpointMeta = CheckpointMeta> {
       if (isQuotaError(e)) throw new StorageQuotaError(`the training checkpoint at step ${s.info.step}`, { bytes: bytes.length, step: s.info.step });
       throw e;
     }
-    if (previous && previous.blob !== blob) await this.store.del(previous.blob).catch(() => {});
+    // The previous blob, and any a closed tab left between writing its blob and its manifest.
+    const pre = `checkpoint/${this.slot}/blob/`;
+    for (const k of await this.store.keys().catch(() => [] as string[])) {
+      if (k.startsWith(pre) && k !== blob) await this.store.del(k).catch(() => {});
+    }
   }
 
   /** The checkpoint, checked against its SHA-256; a damaged one is dropped and reported. */
