@@ -82,28 +82,42 @@ test('closing the browser at random moments while a model is cached keeps it who
   const dir = mkdtempSync(join(tmpdir(), 'webtune-kill-cache-'));
   const rand = rng(SEED);
   const seen = { whole: 0, none: 0 };
+  const kills: string[] = [];
   try {
     for (let i = 0; i < KILLS; i++) {
       const { ctx, page } = await launch(dir);
-      if (i > 0) seen[await wholeOrNone(page)]++;
+      if (i > 0) {
+        const found = await wholeOrNone(page);
+        seen[found]++;
+        kills[i - 1] += ` → ${found}`;
+      }
       // Start from an empty cache, so every run writes the model afresh.
       await page.evaluate((k) => (globalThis as unknown as { __webtune: { models: { remove(k: string): Promise<void> } } }).__webtune.models.remove(k), DEMO);
       expect(await wholeOrNone(page)).toBe('none');
       await page.getByTestId('load-demo').click();
-      // k = 0: as the writer starts (quantization done); k >= 1: after the k-th shard stored.
-      const k = rand(4);
+      // k = 0: as the writer starts (quantization done); k = 1, 2: after the k-th of the demo's 3
+      // shards is stored (after the 3rd only the manifest is left to write, and the close nearly
+      // always comes after it).
+      const k = rand(3);
       await page.waitForFunction((n) => {
         const m = (globalThis as unknown as { __webtune: { models: { phase: string; quantize?: { done: number; total: number }; cacheWrite?: { done: number } } } }).__webtune.models;
         if (m.phase !== 'loading') return true;
         return n === 0 ? !!m.quantize && m.quantize.done === m.quantize.total : (m.cacheWrite?.done ?? 0) >= n;
       }, k, { timeout: 120_000 });
-      await frames(page, rand(9));
+      const f = rand(9);
+      await frames(page, f);
+      // What was stored just before the close (writes go on while it lands): shows the kills that
+      // came in the middle of a write.
+      const shards = (await idbRecords(page, false)).filter((r) => r.key.startsWith(`model/${DEMO}/shard/`)).length;
+      kills.push(`k=${k} +${f} frames (${shards} shards stored)`);
       await ctx.close();
     }
     const { ctx, page } = await launch(dir);
-    seen[await wholeOrNone(page)]++;
+    const found = await wholeOrNone(page);
+    seen[found]++;
+    kills[KILLS - 1] += ` → ${found}`;
     await ctx.close();
-    console.log(`kill loop (model cache, seed ${SEED}): ${KILLS} kills survived; after restart ${seen.whole} whole, ${seen.none} none, 0 partial`);
+    console.log(`kill loop (model cache, seed ${SEED}): ${KILLS} kills survived; after restart ${seen.whole} whole, ${seen.none} none, 0 partial\n  ${kills.join('; ')}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

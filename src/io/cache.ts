@@ -7,7 +7,7 @@
 // The manifest carries a seal: the SHA-256 of its own canonical JSON. The shards' checksums protect
 // the weights, but the manifest holds the config and the tokenizer texts too, and a changed byte
 // there (a vocabulary entry, rope_theta) would load a subtly different model with no error. A
-// manifest whose seal does not match is refused with a typed error (src/io/corruption.test.ts
+// manifest whose seal does not match is refused with a typed error (src/app/corruption.test.ts
 // flips every byte of a cached model and of a checkpoint to show each one is caught).
 //
 // Storage sits behind a four-verb KeyValueStore so the logic runs in Node tests against memory and in
