@@ -2,7 +2,7 @@
 // (which never settles on a live device). A stand-in Gpu is enough: only its loss state is read.
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import type { Gpu } from '../gpu/runtime.ts';
-import { DatasetError, DeviceLostError, UsageError } from '../errors.ts';
+import { DatasetError, DeviceLostError, ModelFileError, UsageError } from '../errors.ts';
 import { ModelStore } from './model-store.ts';
 
 function fakeGpu(onWorkDone: () => Promise<undefined>): Gpu {
@@ -52,5 +52,32 @@ describe('ModelStore.isDeviceLoss', () => {
     const live = await storeWith(fakeGpu(async () => undefined));
     expect(await live.isDeviceLoss(new TypeError('a bug'))).toBe(false);
     expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('ModelStore downloads', () => {
+  test('the hub address, stall timeout and cancel reach every request: a stall is reported, cancel aborts the held one', async () => {
+    const { startHubServer } = await import('../testing/hub-server.ts');
+    const hub = await startHubServer({ root: new URL('../../public/models/demo/', import.meta.url).pathname, repo: 'webtune/demo' });
+    try {
+      hub.faults.push({ file: 'model.safetensors', kind: 'stall', afterBytes: 0, times: 100 });
+      const store = new ModelStore({ fetch: (u, i) => fetch(u, i), hubUrl: hub.url, stallTimeoutMs: 300, createGpu: async () => Promise.reject(new Error('no GPU needed')) });
+      let stalls = 0;
+      const secondHeld = new Promise<void>((resolve) => hub.on('stall', () => ++stalls === 2 && resolve()));
+      const events: string[] = [];
+      const loading = store.load({ kind: 'hub', id: 'webtune/demo' }, 'nf4', (e) => void (e.phase === 'retry' && events.push(`${e.file} ${e.stalled}`))).catch((e: unknown) => e);
+      await secondHeld;
+      expect(hub.open).toBe(1);
+      store.cancel();
+      const err = await loading;
+      expect(err).toBeInstanceOf(ModelFileError);
+      expect((err as ModelFileError).details.reason).toBe('cancelled');
+      expect(events[0]).toBe('model.safetensors true');
+      await hub.idle();
+      expect(hub.requests.filter((r) => r.fault === 'stall').map((r) => r.aborted)).toEqual([true, true]);
+      expect(hub.requests.every((r) => r.path.startsWith('/webtune/demo/resolve/main/') || r.path.startsWith('/cdn/'))).toBe(true);
+    } finally {
+      await hub.close();
+    }
   });
 });

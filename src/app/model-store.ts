@@ -11,8 +11,8 @@
 import { Gpu } from '../gpu/runtime.ts';
 import { DeviceLostError, GpuOutOfMemoryError, ModelFileError, UsageError, WebtuneError } from '../errors.ts';
 import { blobSource, type ByteSource } from '../io/byte-source.ts';
-import { ModelCache, type KeyValueStore, type ModelManifest } from '../io/cache.ts';
-import { hubBaseUrl, remoteModel, type DownloadProgress } from '../io/hub.ts';
+import { ModelCache, type KeyValueStore, type Locks, type ModelManifest } from '../io/cache.ts';
+import { hubBaseUrl, remoteModel, type DownloadProgress, type RetryNotice } from '../io/hub.ts';
 import { openModelFolder, type FileList, type ModelFolder } from '../io/model-folder.ts';
 import { parseModelConfig, type ModelConfig } from '../model/config.ts';
 import { loadWeights } from '../model/load.ts';
@@ -40,6 +40,8 @@ export type Quant = 'nf4' | 'none';
 
 export type LoadEvent =
   | { phase: 'download'; file: string; loaded: number; total: number; bytesPerSecond: number }
+  /** A request failed or stalled and is tried again (the page says "stalled, retrying…"). */
+  | ({ phase: 'retry' } & RetryNotice)
   | { phase: 'quantize'; tensor: string; done: number; total: number }
   | { phase: 'cache'; done: number; total: number }
   | { phase: 'upload'; done: number; total: number };
@@ -70,6 +72,9 @@ export interface CachedModel {
 export interface ModelStoreHost {
   /** The IndexedDB stand-in the cache lives in; without one nothing is cached (the CLI). */
   store?: KeyValueStore;
+  /** navigator.locks: cache writers hold a lock, and listing the cache first removes entries whose
+   *  writer died mid-write (a tab closed while caching), so a partial model is never kept. */
+  locks?: Locks;
   fetch?: Fetch;
   /** Absolute URL of the shipped demo model folder, ending in "/". */
   demoUrl?: string;
@@ -77,6 +82,11 @@ export interface ModelStoreHost {
   /** RoPE rows the base is loaded with (the longest sequence any run may use); default
    *  min(max_position_embeddings, 4096). */
   maxPositions?: number;
+  /** The Hub's address (a mirror, or the e2e tier's local stand-in); default https://huggingface.co. */
+  hubUrl?: string;
+  /** A download request that sends no byte for this long is a stall, aborted and resumed; default
+   *  hub.ts's 10 s. */
+  stallTimeoutMs?: number;
 }
 
 /** A model's files, read and checked; nothing on the GPU yet. */
@@ -138,9 +148,11 @@ export class ModelStore {
   readonly cache: ModelCache | undefined;
   /** Runs opened over the base; freed with it. */
   private readonly runs = new Set<DerivedModel>();
+  /** The load in progress: cancel() aborts it. */
+  private loading: AbortController | undefined;
 
   constructor(readonly host: ModelStoreHost = {}) {
-    this.cache = host.store ? new ModelCache(host.store) : undefined;
+    this.cache = host.store ? new ModelCache(host.store, host.locks) : undefined;
   }
 
   // ------------------------------------------------------------------------------------ device
@@ -178,6 +190,8 @@ export class ModelStore {
   // ------------------------------------------------------------------------------------ cache
 
   async listCached(): Promise<CachedModel[]> {
+    // Safe only where writers hold locks (another tab may be writing an entry right now).
+    if (this.cache?.locks) await this.cache.collectGarbage();
     return (await this.cache?.list() ?? []).map((m) => ({ key: m.key, name: m.name, revision: m.revision, bytes: m.totalBytes, savedAt: m.savedAt }));
   }
 
@@ -191,16 +205,34 @@ export class ModelStore {
 
   // ------------------------------------------------------------------------------------ loading
 
+  /**
+   * Cancels the load in progress: every download request in flight is aborted and none is started
+   * after, and a cache write stops and removes what it wrote. The load rejects with a
+   * ModelFileError whose reason is "cancelled".
+   */
+  cancel(): void {
+    this.loading?.abort();
+  }
+
+  private checkCancelled(what: string): void {
+    if (this.loading?.signal.aborted) {
+      throw new ModelFileError(`${what}: the load was cancelled.`, 'Load the model again when you want it.', { file: what, reason: 'cancelled' });
+    }
+  }
+
   /** Reads and checks a model's files (config, tokenizer, the weights' headers) without the GPU. */
   async read(source: StoreSource, quant: Quant = 'nf4', onEvent?: (e: LoadEvent) => void): Promise<ModelFiles> {
     let files: FileList, texts: Record<string, string> = {}, name: string, revision: string | null = null;
     const onProgress = (p: DownloadProgress) => void emit(onEvent, { phase: 'download', ...p });
+    const onRetry = (r: RetryNotice) => void emit(onEvent, { phase: 'retry', ...r });
     if (source.kind === 'demo' || source.kind === 'hub') {
       if (!this.host.fetch || (source.kind === 'demo' && !this.host.demoUrl)) throw new UsageError('This host cannot download models.', 'Load a local model folder.');
       const headers: Record<string, string> = source.kind === 'hub' && source.token ? { Authorization: `Bearer ${source.token}` } : {};
       if (source.kind === 'hub') revision = source.revision || 'main';
-      const url = source.kind === 'demo' ? this.host.demoUrl! : hubBaseUrl(source.id, revision!);
-      ({ files, texts } = await remoteModel(url, { fetch: this.host.fetch, headers, onProgress }));
+      const url = source.kind === 'demo' ? this.host.demoUrl! : hubBaseUrl(source.id, revision!, this.host.hubUrl);
+      ({ files, texts } = await remoteModel(url, {
+        fetch: this.host.fetch, headers, onProgress, onRetry, signal: this.loading?.signal, stallTimeoutMs: this.host.stallTimeoutMs,
+      }));
       name = source.kind === 'demo' ? 'Demo model (tiny Llama)' : source.id.trim();
     } else if (source.kind === 'files') {
       files = source.files.map((f) => blobSource(f, (f as File & { webkitRelativePath?: string }).webkitRelativePath || f.name));
@@ -223,6 +255,16 @@ export class ModelStore {
     if (opts.doubleQuant && quant !== 'nf4') {
       throw new UsageError('Double quantization applies to NF4 weights only.', 'Use --quant nf4 with --double-quant.', { field: 'double-quant' });
     }
+    const ctrl = new AbortController();
+    this.loading = ctrl;
+    try {
+      return await this.loadNow(source, quant, onEvent, opts);
+    } finally {
+      if (this.loading === ctrl) this.loading = undefined;
+    }
+  }
+
+  private async loadNow(source: StoreSource | ModelFiles, quant: Quant, onEvent: ((e: LoadEvent) => void) | undefined, opts: LoadOptions): Promise<ModelInfo> {
     const read = 'folder' in source && 'texts' in source ? source : undefined;
     const src = read ? read.source : (source as StoreSource);
     const key = read?.key ?? cacheKey(src, quant);
@@ -271,6 +313,10 @@ export class ModelStore {
   }
 
   private async writeCache(gpu: Gpu, base: Base, f: ModelFiles, onEvent?: (e: LoadEvent) => void): Promise<void> {
+    await this.cache!.writing(base.key, () => this.writeCacheLocked(gpu, base, f, onEvent));
+  }
+
+  private async writeCacheLocked(gpu: Gpu, base: Base, f: ModelFiles, onEvent?: (e: LoadEvent) => void): Promise<void> {
     const writer = await this.cache!.begin({
       key: base.key, name: base.name, source: base.source.kind === 'hub' ? 'hub' : base.source.kind === 'demo' ? 'demo' : 'files',
       revision: f.revision, quant: base.quant, config: JSON.parse(f.texts['config.json']) as Record<string, unknown>, files: f.texts,
@@ -279,9 +325,11 @@ export class ModelStore {
       const total = base.config.numLayers + 1;
       let done = 0;
       for await (const s of weightShards(gpu, base.plan)) {
+        this.checkCancelled(base.name);
         await writer.addShard(s.id, s.pieces, s.data);
         void emit(onEvent, { phase: 'cache', done: Math.min(++done, total), total: Math.max(total, done) });
       }
+      this.checkCancelled(base.name);
       await writer.commit();
     } catch (e) {
       await writer.abort();

@@ -1,6 +1,6 @@
 // The model cache's commit protocol and integrity checks, against an in-memory store.
 import { describe, expect, test } from 'vitest';
-import { ModelCache, memoryStore, sha256Hex, type KeyValueStore } from './cache.ts';
+import { ModelCache, memoryStore, sha256Hex, type KeyValueStore, type Locks } from './cache.ts';
 import { StorageQuotaError } from '../errors.ts';
 import { ModelFileError } from '../errors.ts';
 
@@ -104,6 +104,45 @@ describe('ModelCache', () => {
     store.data.set('model/orphan:nf4/shard/layer.0', bytes(4, 0));
     expect((await cache.collectGarbage()).sort()).toEqual([base.key, 'orphan:nf4'].sort());
     expect([...store.data.keys()].sort()).toEqual(['model/demo:nf4/manifest', 'model/demo:nf4/shard/layer.0']);
+  });
+
+  test('with locks, garbage collection leaves an entry whose writer holds its lock and drops a dead writer\'s', async () => {
+    // A stand-in for navigator.locks: exclusive locks by name, ifAvailable answered at once.
+    const held = new Set<string>();
+    const locks: Locks = {
+      async request(name, opts, cb) {
+        if (held.has(name)) {
+          if (opts.ifAvailable) return cb(null);
+          throw new Error('the test never waits for a lock');
+        }
+        held.add(name);
+        try {
+          return await cb({ name });
+        } finally {
+          held.delete(name);
+        }
+      },
+    };
+    const store = memoryStore();
+    const cache = new ModelCache(store, locks);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const writing = cache.writing(base.key, async () => {
+      const w = await cache.begin(base);
+      await w.addShard('layer.0', [{ name: 'a', offset: 0, bytes: 4 }], bytes(4, 0));
+      await gate; // a writer still at work
+      await w.addShard('layer.1', [{ name: 'a', offset: 0, bytes: 4 }], bytes(4, 1));
+      return w.commit();
+    });
+    // A writer that died (a closed tab): its entry is incomplete and nobody holds its lock.
+    await (await cache.begin({ ...base, key: 'demo:nf4' })).addShard('layer.0', [{ name: 'a', offset: 0, bytes: 4 }], bytes(4, 0));
+    while (!held.has(`webtune-cache:${base.key}`)) await Promise.resolve();
+    expect(await cache.collectGarbage()).toEqual(['demo:nf4']);
+    expect([...store.data.keys()].some((k) => k.startsWith(`model/${base.key}/shard/layer.0`))).toBe(true);
+    release();
+    await writing;
+    expect(await cache.collectGarbage()).toEqual([]);
+    expect((await cache.list()).map((m) => m.key)).toEqual([base.key]);
   });
 
   test('beginning an entry replaces an older one under the same key; delete removes all of it', async () => {

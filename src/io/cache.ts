@@ -4,6 +4,12 @@
 // so a half-written model (tab closed, quota hit) never counts as cached; IndexedDB has no rename, so
 // this flag is our analogue of the tmp-dir-then-rename commit (transformers PR #27820).
 //
+// The manifest carries a seal: the SHA-256 of its own canonical JSON. The shards' checksums protect
+// the weights, but the manifest holds the config and the tokenizer texts too, and a changed byte
+// there (a vocabulary entry, rope_theta) would load a subtly different model with no error. A
+// manifest whose seal does not match is refused with a typed error (src/app/corruption.test.ts
+// flips every byte of a cached model and of a checkpoint to show each one is caught).
+//
 // Storage sits behind a four-verb KeyValueStore so the logic runs in Node tests against memory and in
 // the browser against idb-keyval. io stays a leaf: shards are opaque bytes with named pieces; what
 // the pieces mean is src/model/load-cached.ts's business.
@@ -28,13 +34,15 @@ export function idbStore(dbName = 'webtune', storeName = 'kv'): KeyValueStore {
   };
 }
 
-/** A store in memory (tests, and a fallback where IndexedDB is unavailable). */
+/** A store in memory (tests, and a fallback where IndexedDB is unavailable). Values are copied in
+ *  and out (structured clone) as IndexedDB does, so a caller that changes an object after storing
+ *  it does not change what is stored. */
 export function memoryStore(): KeyValueStore & { data: Map<string, unknown> } {
   const data = new Map<string, unknown>();
   return {
     data,
-    get: async <T>(k: string) => data.get(k) as T | undefined,
-    set: async (k, v) => void data.set(k, v),
+    get: async <T>(k: string) => (data.has(k) ? structuredClone(data.get(k)) : undefined) as T | undefined,
+    set: async (k, v) => void data.set(k, structuredClone(v)),
     del: async (k) => void data.delete(k),
     keys: async () => [...data.keys()],
   };
@@ -71,7 +79,7 @@ export interface ShardEntry {
 }
 
 export interface ModelManifest {
-  version: 1;
+  version: 2;
   key: string;
   name: string;
   source: 'demo' | 'hub' | 'files';
@@ -86,6 +94,35 @@ export interface ModelManifest {
   savedAt: number;
   /** Written true last: only then is the entry a cached model. */
   complete: boolean;
+  /** SHA-256 of the canonical JSON of every other field (sealOf). */
+  seal: string;
+}
+
+/** JSON with object keys sorted at every level: the same value always gives the same text, however
+ *  a store or a JSON round trip ordered its keys. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map((x) => (x === undefined ? 'null' : canonicalJson(x))).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** The seal of a stored record: SHA-256 of its canonical JSON without the `seal` field. */
+export async function sealOf(v: Record<string, unknown>): Promise<string> {
+  const { seal: _, ...rest } = v;
+  return sha256Hex(new TextEncoder().encode(canonicalJson(rest)));
+}
+
+/** Whether a value read back from a store is a plain object whose seal matches its content. */
+export async function isSealed(v: unknown): Promise<boolean> {
+  if (!plainObject(v) || typeof v.seal !== 'string') return false;
+  try {
+    return (await sealOf(v)) === v.seal;
+  } catch {
+    return false; // a value JSON cannot describe (a BigInt, a cycle): not something we wrote
+  }
 }
 
 const plainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
@@ -95,7 +132,7 @@ const count = (v: unknown): v is number => Number.isSafeInteger(v) && (v as numb
  *  version writes. IndexedDB returns whatever an older version, another tab or a damaged profile
  *  left there, and the loader indexes into every field (src/fuzz/cache.fuzz.test.ts). */
 export function isManifest(v: unknown, key: string): v is ModelManifest {
-  if (!plainObject(v) || v.complete !== true || v.version !== 1 || v.key !== key) return false;
+  if (!plainObject(v) || v.complete !== true || v.version !== 2 || v.key !== key || typeof v.seal !== 'string') return false;
   if (typeof v.name !== 'string' || !['demo', 'hub', 'files'].includes(v.source as string) || !['nf4', 'none'].includes(v.quant as string)) return false;
   if (v.revision !== null && typeof v.revision !== 'string') return false;
   if (!plainObject(v.config) || !plainObject(v.files) || !Object.values(v.files).every((t) => typeof t === 'string')) return false;
@@ -128,8 +165,25 @@ export interface CacheWriter {
   abort(): Promise<void>;
 }
 
+/** The Web Locks API (navigator.locks), as far as the cache uses it. */
+export interface Locks {
+  request<T>(name: string, options: { ifAvailable?: boolean }, callback: (lock: unknown) => Promise<T> | T): Promise<T>;
+}
+
 export class ModelCache {
-  constructor(readonly store: KeyValueStore) {}
+  /** With `locks` (a browser: navigator.locks, shared by every tab and worker of the origin), a
+   *  writer holds a lock on its entry for as long as it writes, so garbage collection can tell an
+   *  entry another tab is writing from one whose writer died (a closed tab, a killed browser). */
+  constructor(readonly store: KeyValueStore, readonly locks?: Locks) {}
+
+  private static lockName(key: string): string {
+    return `webtune-cache:${key}`;
+  }
+
+  /** Runs `write` (begin … commit or abort) holding the entry's lock, where there are locks. */
+  async writing<T>(key: string, write: () => Promise<T>): Promise<T> {
+    return this.locks ? this.locks.request(ModelCache.lockName(key), {}, write) : write();
+  }
 
   /** Complete cached models, newest first. Malformed manifests are left out (collectGarbage or
    *  get() removes them). */
@@ -138,20 +192,35 @@ export class ModelCache {
     for (const k of await this.store.keys()) {
       if (!k.startsWith(PREFIX) || !k.endsWith('/manifest')) continue;
       const m = await this.store.get<unknown>(k);
-      if (isManifest(m, k.slice(PREFIX.length, -'/manifest'.length))) out.push(m);
+      if (isManifest(m, k.slice(PREFIX.length, -'/manifest'.length)) && (await isSealed(m))) out.push(m);
     }
     return out.sort((a, b) => b.savedAt - a.savedAt);
   }
 
-  /** The manifest of a complete entry, or null (missing, half-written, or malformed: then the
-   *  entry is deleted, so the model is loaded from its source again). */
+  /** The manifest of a complete entry, or null when there is none: missing, still being written (or
+   *  left by a writer that never finished), or written by the version before seals. A damaged
+   *  manifest (its seal does not match, or it is malformed) drops the entry and throws, naming it. */
   async get(key: string): Promise<ModelManifest | null> {
     const m = await this.store.get<unknown>(manifestKey(key));
-    if (isManifest(m, key)) return m;
-    const complete = typeof m === 'object' && m !== null && (m as { complete?: unknown }).complete === true;
-    // Best effort: a failed delete leaves an entry that is still never returned.
-    if (complete) await this.delete(key).catch(() => {});
-    return null;
+    if (m === undefined) return null;
+    if (plainObject(m) && m.version === 1 && !('seal' in m)) {
+      // Not damaged, only unverifiable: the model is loaded from its source and cached afresh.
+      await this.delete(key).catch(() => {});
+      return null;
+    }
+    let why = 'does not match its checksum';
+    if (await isSealed(m)) {
+      if ((m as { complete?: unknown }).complete !== true) return null;
+      if (isManifest(m, key)) return m;
+      why = 'is malformed';
+    }
+    // Best effort: a failed delete leaves an entry that still never loads.
+    await this.delete(key).catch(() => {});
+    throw new ModelFileError(
+      `The cached copy of "${key}" is corrupt: its manifest ${why}. The cache entry was deleted.`,
+      'Load the model again from its source; it will be downloaded (or read) and quantized afresh.',
+      { file: manifestKey(key), key, reason: 'cache-corrupt' },
+    );
   }
 
   /** Deletes an entry: the manifest first, so a crash mid-delete leaves orphans, never a model
@@ -162,8 +231,9 @@ export class ModelCache {
     for (const k of await this.store.keys()) if (k.startsWith(pre)) await this.store.del(k);
   }
 
-  /** Removes entries that were never completed (a tab closed while caching) and shards without a
-   *  manifest. Not run automatically: another tab may be writing one right now. */
+  /** Removes entries that were never completed (a tab closed while caching), damaged ones, and
+   *  shards without a manifest. With locks, an entry whose writer still holds its lock is left
+   *  alone; without, call this only when no one can be writing. */
   async collectGarbage(): Promise<string[]> {
     const all = await this.store.keys();
     const byKey = new Map<string, string[]>();
@@ -176,18 +246,21 @@ export class ModelCache {
     const dropped: string[] = [];
     for (const [model] of byKey) {
       const m = await this.store.get<unknown>(manifestKey(model));
-      if (!isManifest(m, model)) {
+      if (isManifest(m, model) && (await isSealed(m))) continue;
+      const drop = async () => {
         await this.delete(model);
         dropped.push(model);
-      }
+      };
+      if (!this.locks) await drop();
+      else await this.locks.request(ModelCache.lockName(model), { ifAvailable: true }, async (lock) => (lock ? drop() : undefined));
     }
     return dropped;
   }
 
   /** Starts writing `base` (shards and totals are filled in as they come). Any earlier entry under
    *  the same key is replaced. */
-  async begin(base: Omit<ModelManifest, 'version' | 'shards' | 'totalBytes' | 'savedAt' | 'complete'>): Promise<CacheWriter> {
-    const manifest: ModelManifest = { ...base, version: 1, shards: [], totalBytes: 0, savedAt: Date.now(), complete: false };
+  async begin(base: Omit<ModelManifest, 'version' | 'shards' | 'totalBytes' | 'savedAt' | 'complete' | 'seal'>): Promise<CacheWriter> {
+    const manifest: ModelManifest = { ...base, version: 2, shards: [], totalBytes: 0, savedAt: Date.now(), complete: false, seal: '' };
     const written: string[] = [];
     const store = this.store;
     await this.delete(base.key);
@@ -210,6 +283,7 @@ export class ModelCache {
         throw e;
       }
     };
+    manifest.seal = await sealOf(manifest as unknown as Record<string, unknown>);
     await put(manifestKey(base.key), manifest, 'manifest', 0);
     return {
       async addShard(id, pieces, data) {
@@ -225,6 +299,7 @@ export class ModelCache {
       async commit() {
         manifest.complete = true;
         manifest.savedAt = Date.now();
+        manifest.seal = await sealOf(manifest as unknown as Record<string, unknown>);
         await put(manifestKey(base.key), manifest, 'manifest', 0);
         return manifest;
       },

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest'
 import { ModelFileError } from '../errors.ts';
 import { startHubServer, type HubServer } from '../testing/hub-server.ts';
 import { bytesSource } from './byte-source.ts';
-import { hubBaseUrl, remoteModel, type DownloadProgress, type HttpOptions } from './hub.ts';
+import { hubBaseUrl, remoteModel, type DownloadProgress, type HttpOptions, type RetryNotice } from './hub.ts';
 import { openModelFolder } from './model-folder.ts';
 import { SafetensorsFile } from './safetensors.ts';
 
@@ -134,8 +134,11 @@ describe('downloads under HTTP faults', () => {
     hub.faults.push({ file: 'tokenizer.json', kind: 'stall', afterBytes: 200_000 });
     let stalledAt = 0;
     hub.once('stall', (r) => (stalledAt = r.at));
-    const got = await load({ stallTimeoutMs: 1000 });
+    const retries: RetryNotice[] = [];
+    const got = await load({ stallTimeoutMs: 1000, onRetry: (r) => retries.push(r) });
     await expectIntact(got);
+    // The page is told, so it can say "stalled, retrying…".
+    expect(retries).toEqual([{ file: 'tokenizer.json', reason: 'stalled: no data for 1000 ms', stalled: true, attempt: 1 }]);
     const tok = served('tokenizer.json');
     expect(tok[0]).toMatchObject({ fault: 'stall', aborted: true });
     expect(tok[1]).toMatchObject({ range: 'bytes=200000-', status: 206 });
@@ -147,8 +150,12 @@ describe('downloads under HTTP faults', () => {
 
   test('a 503 burst and a 429 with Retry-After are retried, waiting as long as the server asks', async () => {
     hub.faults.push({ file: 'config.json', kind: 'status', status: 503, times: 3 }, { file: 'tokenizer_config.json', kind: 'status', status: 429, retryAfter: '1' });
-    await expectIntact(await load());
+    const retries: RetryNotice[] = [];
+    await expectIntact(await load({ onRetry: (r) => retries.push(r) }));
     expect(served('config.json').map((r) => r.status)).toEqual([503, 503, 503, 200]);
+    expect(retries.map((r) => [r.file, r.reason, r.stalled, r.attempt])).toEqual([
+      ['config.json', 'HTTP 503', false, 1], ['config.json', 'HTTP 503', false, 2], ['config.json', 'HTTP 503', false, 3], ['tokenizer_config.json', 'HTTP 429', false, 1],
+    ]);
     const tc = served('tokenizer_config.json');
     expect(tc.map((r) => r.status)).toEqual([429, 200]);
     expect(tc[1].at - tc[0].at).toBeGreaterThanOrEqual(1000);

@@ -64,6 +64,18 @@ export interface HttpOptions {
   /** Longest Retry-After (429/503) honoured; a server asking for more is reported, not waited on.
    *  Default 60 s. */
   maxRetryAfterMs?: number;
+  /** Called before each try again, so a page can say "stalled, retrying…" while it waits. */
+  onRetry?: (r: RetryNotice) => void;
+}
+
+export interface RetryNotice {
+  file: string;
+  /** Why the last try failed ("stalled: no data for 10000 ms", "HTTP 503", …). */
+  reason: string;
+  /** The last try stalled (no byte for stallTimeoutMs), as opposed to failing outright. */
+  stalled: boolean;
+  /** Tries in a row that brought no byte, this one included. */
+  attempt: number;
 }
 
 function httpError(file: string, url: string, status: number): ModelFileError {
@@ -198,8 +210,11 @@ async function fetchRange(url: string, file: string, want: Want, o: HttpOptions,
   let whole = false;
   let failures = 0; // tries in a row that brought no byte
 
+  let stalledTry = false; // set by a try that stalled, read by retry()
   const retry = async (why: string, delay?: number) => {
     if (++failures > retries) throw networkError(file, url, `${why}; gave up after ${retries + 1} tries`);
+    o.onRetry?.({ file, reason: why, stalled: stalledTry, attempt: failures });
+    stalledTry = false;
     await sleep(delay ?? Math.min(8000, baseDelay * 2 ** (failures - 1)), signal, () => cancelled(file, url));
   };
 
@@ -222,6 +237,7 @@ async function fetchRange(url: string, file: string, want: Want, o: HttpOptions,
         res = await f(url, { headers, signal: ex.ctrl.signal });
       } catch (e) {
         if (signal?.aborted) throw cancelled(file, url);
+        stalledTry = ex.stalled;
         await retry(ex.stalled ? `no response in ${stallMs} ms` : e instanceof Error ? e.message : String(e));
         continue;
       }
@@ -304,6 +320,7 @@ async function fetchRange(url: string, file: string, want: Want, o: HttpOptions,
           }
         } catch (e) {
           if (signal?.aborted) throw cancelled(file, url);
+          stalledTry = ex.stalled;
           cut = ex.stalled ? `stalled: no data for ${stallMs} ms` : `connection lost (${e instanceof Error ? e.message : String(e)})`;
         } finally {
           reader.releaseLock();

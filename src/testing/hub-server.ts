@@ -7,7 +7,9 @@
 //   X-Error-Code: GatedRepo;
 // - LFS files (*.safetensors) answer 302 to a content-addressed CDN path (here on the same origin),
 //   with X-Linked-Etag and X-Linked-Size; small files are served directly;
-// - every file has a strong ETag and X-Repo-Commit; Range (one range), If-Range and HEAD work.
+// - every file has a strong ETag and X-Repo-Commit; Range (one range), If-Range and HEAD work;
+// - CORS for pages on any origin (the site downloads from huggingface.co cross-origin): preflights
+//   allow Authorization, Range and If-Range, and the headers the loader reads are exposed.
 //
 // Faults (consumed in order, each `times` times, matched by file name when its bytes are served):
 // - reset:  headers and `afterBytes` bytes, then the connection is destroyed;
@@ -82,6 +84,10 @@ export interface HubServerOptions {
 }
 
 const COMMIT = 'c0ffee0000000000000000000000000000000000';
+const CORS = {
+  'Access-Control-Allow-Origin': '*',
+  'Access-Control-Expose-Headers': 'ETag, Content-Range, Content-Length, Accept-Ranges, X-Repo-Commit, X-Linked-Etag, X-Linked-Size, X-Error-Code',
+};
 const isLfs = (file: string) => file.endsWith('.safetensors');
 
 function version(bytes: Uint8Array): Version {
@@ -170,6 +176,17 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
   }
 
   const server = createServer((req, res) => {
+    for (const [k, v] of Object.entries(CORS)) res.setHeader(k, v);
+    if (req.method === 'OPTIONS') {
+      // A browser's preflight: answered, not logged (it carries no Authorization, and fault
+      // matching and the request log are about the requests that fetch bytes).
+      res.writeHead(204, {
+        'Access-Control-Allow-Methods': 'GET, HEAD',
+        'Access-Control-Allow-Headers': 'Authorization, Range, If-Range',
+        'Access-Control-Max-Age': '600',
+      }).end();
+      return;
+    }
     const url = new URL(req.url ?? '/', 'http://x');
     const log: LoggedRequest = {
       method: req.method ?? 'GET', path: url.pathname, file: null, range: req.headers.range ?? null, ifRange: (req.headers['if-range'] as string | undefined) ?? null,
@@ -234,13 +251,12 @@ export async function startHubServer(opts: HubServerOptions): Promise<HubServer>
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
 
-  return Object.assign(events, {
+  // `open` is a live getter: Object.assign would copy its value once (always 0).
+  Object.defineProperty(events, 'open', { get: () => open, enumerable: true });
+  return Object.assign(events as EventEmitter & { readonly open: number }, {
     url: `http://127.0.0.1:${port}`,
     requests,
     faults,
-    get open() {
-      return open;
-    },
     version: (file: string) => files.get(file)!,
     reset: () => {
       load();

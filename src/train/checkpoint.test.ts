@@ -52,6 +52,17 @@ describe('CheckpointStore', () => {
     expect([...mem.data.keys()].filter((k) => k.includes('/blob/'))).toHaveLength(1);
   });
 
+  test('a blob left without its manifest (the tab closed between the two writes) is removed by the next save', async () => {
+    const mem = memoryStore();
+    const store = new CheckpointStore(mem);
+    await store.save(state(2));
+    mem.data.set('checkpoint/current/blob/99-3', new Uint8Array(8)); // written, manifest never
+    expect((await store.load())!.info.step).toBe(2);
+    await store.save(state(4));
+    expect([...mem.data.keys()].filter((k) => k.includes('/blob/'))).toHaveLength(1);
+    expect((await store.load())!.info.step).toBe(4);
+  });
+
   test('a quota failure keeps the previous checkpoint loadable', async () => {
     const mem = memoryStore();
     let full = false;

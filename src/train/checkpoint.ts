@@ -9,10 +9,12 @@
 // Commit order (a manifest committed last, the lesson of transformers PR #27820's tmp-dir-then-rename
 // checkpoints; IndexedDB has no rename): the new blob first, then the manifest that points at it
 // (with its SHA-256), then the old blob is deleted. A failed write (quota) leaves the previous
-// checkpoint whole and loadable.
+// checkpoint whole and loadable. The manifest is sealed (the SHA-256 of its canonical JSON, as the
+// model cache's is): its step and options are shown before the blob is read, so a changed byte there
+// must be caught on its own.
 import { ModelFileError } from '../errors.ts';
 import { bytesSource } from '../io/byte-source.ts';
-import { isQuotaError, sha256Hex, type KeyValueStore } from '../io/cache.ts';
+import { isQuotaError, isSealed, sealOf, sha256Hex, type KeyValueStore } from '../io/cache.ts';
 import { StorageQuotaError } from '../errors.ts';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.ts';
 import type { Sequence } from '../data/types.ts';
@@ -144,6 +146,8 @@ interface CheckpointManifest<Info> {
   bytes: number;
   sha256: string;
   info: Info;
+  /** SHA-256 of the canonical JSON of the other fields. */
+  seal: string;
 }
 
 /** The one current checkpoint of the site (a run at a time), in a KeyValueStore. */
@@ -157,10 +161,9 @@ export class CheckpointStore<Info extends CheckpointMeta = CheckpointMeta> {
   /** The manifest, or null when there is none or it is not one (what IndexedDB holds is untrusted). */
   private async manifest(): Promise<CheckpointManifest<Info> | null> {
     const m = await this.store.get<unknown>(this.manifestKey);
-    if (m === undefined) return null;
-    const ok = typeof m === 'object' && m !== null && !Array.isArray(m);
+    if (m === undefined || !(await isSealed(m))) return null;
     const c = m as Partial<CheckpointManifest<Info>>;
-    if (ok && typeof c.blob === 'string' && Number.isSafeInteger(c.bytes) && typeof c.sha256 === 'string'
+    if (typeof c.blob === 'string' && Number.isSafeInteger(c.bytes) && typeof c.sha256 === 'string'
       && typeof c.info === 'object' && c.info !== null && Number.isSafeInteger(c.info.step)) return c as CheckpointManifest<Info>;
     return null;
   }
@@ -173,7 +176,8 @@ export class CheckpointStore<Info extends CheckpointMeta = CheckpointMeta> {
     const bytes = encodeCheckpoint(s);
     const blob = `checkpoint/${this.slot}/blob/${s.info.savedAt}-${s.info.step}`;
     const previous = await this.manifest();
-    const manifest: CheckpointManifest<Info> = { blob, bytes: bytes.length, sha256: await sha256Hex(bytes), info: s.info };
+    const fields = { blob, bytes: bytes.length, sha256: await sha256Hex(bytes), info: s.info };
+    const manifest: CheckpointManifest<Info> = { ...fields, seal: await sealOf(fields) };
     try {
       await this.store.set(blob, bytes);
       await this.store.set(this.manifestKey, manifest);
@@ -184,7 +188,11 @@ export class CheckpointStore<Info extends CheckpointMeta = CheckpointMeta> {
       if (isQuotaError(e)) throw new StorageQuotaError(`the training checkpoint at step ${s.info.step}`, { bytes: bytes.length, step: s.info.step });
       throw e;
     }
-    if (previous && previous.blob !== blob) await this.store.del(previous.blob).catch(() => {});
+    // The previous blob, and any a closed tab left between writing its blob and its manifest.
+    const pre = `checkpoint/${this.slot}/blob/`;
+    for (const k of await this.store.keys().catch(() => [] as string[])) {
+      if (k.startsWith(pre) && k !== blob) await this.store.del(k).catch(() => {});
+    }
   }
 
   /** The checkpoint, checked against its SHA-256; a damaged one is dropped and reported. */

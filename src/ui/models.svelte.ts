@@ -4,7 +4,7 @@ import type { CachedModel, LoadEvent, ModelInfo, ModelSource, StorageInfo } from
 import { callback, type Engine } from './engine.ts';
 import { readable, type Readable } from './readable.ts';
 
-export type LoadPhase = 'idle' | 'loading' | 'ready' | 'failed';
+export type LoadPhase = 'idle' | 'loading' | 'ready' | 'failed' | 'cancelled';
 
 export interface FileProgress {
   file: string;
@@ -40,6 +40,10 @@ export class Models {
   quantize = $state<(StepProgress & { tensor: string }) | undefined>();
   cacheWrite = $state<StepProgress | undefined>();
   upload = $state<StepProgress | undefined>();
+  /** A download that failed or stalled and is being tried again ("stalled, retrying…"). */
+  retry = $state<{ file: string; text: string } | undefined>();
+  /** Cancel was pressed for the load in progress. */
+  cancelling = $state(false);
   info = $state<ModelInfo | undefined>();
   error = $state<Readable | undefined>();
   cached = $state<CachedModel[]>([]);
@@ -94,6 +98,8 @@ export class Models {
     this.loadingName = name;
     this.files = [];
     this.quantize = this.cacheWrite = this.upload = undefined;
+    this.retry = undefined;
+    this.cancelling = false;
     this.error = undefined;
     const onEvent = callback((e: LoadEvent) => this.onEvent(e));
     try {
@@ -104,16 +110,32 @@ export class Models {
       await this.refresh();
       return this.info;
     } catch (e) {
-      this.error = readable(e);
-      this.phase = 'failed';
+      // A cancelled load is not a failure: the panel says so and offers the sources again.
+      if (this.cancelling) this.phase = 'cancelled';
+      else {
+        this.error = readable(e);
+        this.phase = 'failed';
+      }
+      this.retry = undefined;
       await this.refresh(); // a half-written model must not show as cached; the list is the engine's
       return undefined;
     }
   }
 
+  /** Stops the load in progress: the engine aborts every request and keeps nothing partial. */
+  async cancel(): Promise<void> {
+    if (this.phase !== 'loading') return;
+    this.cancelling = true;
+    await this.engine.cancelLoad();
+  }
+
   private onEvent(e: LoadEvent): void {
     switch (e.phase) {
+      case 'retry':
+        this.retry = { file: e.file, text: e.stalled ? 'stalled, retrying…' : `${e.reason}; retrying…` };
+        break;
       case 'download': {
+        if (this.retry?.file === e.file) this.retry = undefined;
         const i = this.files.findIndex((f) => f.file === e.file);
         const row = { file: e.file, loaded: e.loaded, total: e.total, bytesPerSecond: e.bytesPerSecond };
         if (i < 0) this.files.push(row);

@@ -52,6 +52,8 @@ export interface EngineApi {
   listCachedModels(): Promise<CachedModel[]>;
   deleteCachedModel(key: string): Promise<void>;
   loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void): Promise<ModelInfo>;
+  /** Cancels the model load in progress: every download request is aborted, nothing partial is cached. */
+  cancelLoad(): Promise<void>;
   prepareDataset(file: File, opts: DataOptions): Promise<DatasetSummary>;
   estimate(opts: TrainOptions): Promise<Estimate>;
   train(opts: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<void>;

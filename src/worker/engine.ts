@@ -129,6 +129,10 @@ export class Engine implements EngineApi {
     return p;
   }
 
+  async cancelLoad(): Promise<void> {
+    this.models.cancel();
+  }
+
   private async loadModelNow(source: ModelSource, quant: 'nf4' | 'none', onEvent?: (e: LoadEvent) => void): Promise<ModelInfo> {
     this.dropRuns();
     this.dataset = undefined;

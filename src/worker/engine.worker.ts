@@ -21,6 +21,7 @@ const engine = new (hooks ? DevEngine : Engine)({
   // BASE_URL is where the site is served from ("/" in dev, a sub-path on GitHub Pages).
   demoUrl: new URL(`${import.meta.env.BASE_URL}models/demo/`, self.location.href).href,
   storage: typeof navigator !== 'undefined' ? navigator.storage : undefined,
+  locks: typeof navigator !== 'undefined' ? navigator.locks : undefined,
 });
 
 expose(engine);
