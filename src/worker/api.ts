@@ -12,9 +12,29 @@ import type { TrainOptions } from '../app/options.ts';
 import type { CachedModel, LoadEvent, ModelInfo, ModelSource } from '../app/model-store.ts';
 import type { CheckpointInfo, Estimate, TrainEvent } from '../app/training-run.ts';
 import type { GenerateOptions } from '../app/chat.ts';
+import type { LibraryEntry } from '../app/adapter-library.ts';
+import type { RunRecord } from '../export/run-record.ts';
 
 // The types the calls carry are the application layer's own (src/app/), named here for the page.
-export type { CachedModel, CheckpointInfo, Estimate, GenerateOptions, LoadEvent, ModelInfo, ModelSource, TrainEvent, TrainOptions };
+export type { CachedModel, CheckpointInfo, Estimate, GenerateOptions, LibraryEntry, LoadEvent, ModelInfo, ModelSource, RunRecord, TrainEvent, TrainOptions };
+
+/** The loaded base model's adapters, and which one is chat's current adapter (null: none saved). */
+export interface LibraryList {
+  entries: LibraryEntry[];
+  current: string | null;
+}
+
+/** PEFT: adapter_config.json, adapter_model.safetensors and webtune-run.json; GGUF: one LoRA file
+ *  for llama.cpp's --lora. */
+export type AdapterExportFormat = 'peft' | 'gguf';
+
+export interface ImportedInfo {
+  rank: number;
+  targets: Proj[];
+  /** Its library entry. */
+  id: string;
+  name: string;
+}
 
 export interface StorageInfo {
   usage: number;
@@ -63,6 +83,15 @@ export interface EngineApi {
   generate(prompt: string, opts: GenerateOptions, onText: (piece: string) => void): Promise<string>;
   stopGeneration(): Promise<void>;
   exportAdapter(): Promise<Record<string, Uint8Array>>;
-  importAdapter(files: File[]): Promise<{ rank: number; targets: Proj[] }>;
+  /** PEFT files (and webtune-run.json if given) checked against the base, saved in the library, and
+   *  made chat's current adapter. */
+  importAdapter(files: File[]): Promise<ImportedInfo>;
+  /** The adapter library of the loaded base model. */
+  listAdapters(): Promise<LibraryList>;
+  renameAdapter(id: string, name: string): Promise<LibraryEntry>;
+  deleteAdapter(id: string): Promise<void>;
+  exportLibraryAdapter(id: string, format: AdapterExportFormat): Promise<Record<string, Uint8Array>>;
+  /** The adapter generate() applies with `adapter: true`: a library entry, or null for the current one. */
+  useAdapter(id: string | null): Promise<void>;
   metricsCsv(): Promise<string>;
 }
