@@ -1,0 +1,82 @@
+// The adapter library of the loaded base model: the list the engine keeps in IndexedDB (each entry
+// with its run record), and the page's actions on it. Exports are downloads made in the page from
+// the bytes the engine hands back, as for the current adapter (adapter.svelte.ts).
+import type { AdapterExportFormat, LibraryEntry } from '../worker/api.ts';
+import { download } from './adapter.svelte.ts';
+import type { Engine } from './engine.ts';
+import { readable, type Readable } from './readable.ts';
+
+export type LibraryPhase = 'idle' | 'loading' | 'ready' | 'failed';
+
+export class Library {
+  phase = $state<LibraryPhase>('idle');
+  entries = $state<LibraryEntry[]>([]);
+  /** The entry of chat's current adapter (the trained run's or the imported one), if saved. */
+  current = $state<string | null>(null);
+  error = $state<Readable | undefined>();
+  /** Ids with an action in flight (export, rename, delete): their buttons wait. */
+  busy = $state<string[]>([]);
+  /** The last export's file names, for the status line. */
+  exported = $state<string[]>([]);
+
+  constructor(private readonly engine: Engine) {}
+
+  async refresh(): Promise<void> {
+    this.phase = 'loading';
+    try {
+      const l = await this.engine.listAdapters();
+      this.entries = l.entries;
+      this.current = l.current;
+      this.phase = 'ready';
+    } catch (e) {
+      this.error = readable(e);
+      this.phase = 'failed';
+    }
+  }
+
+  name(id: string): string | undefined {
+    return this.entries.find((e) => e.id === id)?.name;
+  }
+
+  private async act(id: string, f: () => Promise<void>): Promise<boolean> {
+    if (this.busy.includes(id)) return false;
+    this.busy.push(id);
+    this.error = undefined;
+    try {
+      await f();
+      return true;
+    } catch (e) {
+      this.error = readable(e);
+      return false;
+    } finally {
+      this.busy = this.busy.filter((x) => x !== id);
+    }
+  }
+
+  rename(id: string, name: string): Promise<boolean> {
+    return this.act(id, async () => {
+      const e = await this.engine.renameAdapter(id, name);
+      const i = this.entries.findIndex((x) => x.id === id);
+      if (i >= 0) this.entries[i] = e;
+    });
+  }
+
+  remove(id: string): Promise<boolean> {
+    return this.act(id, async () => {
+      await this.engine.deleteAdapter(id);
+      this.entries = this.entries.filter((x) => x.id !== id);
+      if (this.current === id) this.current = null;
+    });
+  }
+
+  export(id: string, format: AdapterExportFormat): Promise<boolean> {
+    return this.act(id, async () => {
+      const files = await this.engine.exportLibraryAdapter(id, format);
+      for (const [name, bytes] of Object.entries(files)) {
+        const type = name.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+        download(name, bytes as Uint8Array<ArrayBuffer>, type);
+      }
+      this.exported = Object.keys(files);
+    });
+  }
+}
