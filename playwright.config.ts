@@ -35,7 +35,7 @@ export default defineConfig({
     launchOptions: { executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: CHROMIUM_ARGS },
   },
   projects: [
-    { name: 'build', testMatch: 'site.spec.ts', use: { baseURL: `http://localhost:${BUILD_PORT}` } },
+    { name: 'build', testMatch: ['site.spec.ts', 'library.spec.ts'], use: { baseURL: `http://localhost:${BUILD_PORT}` } },
     { name: 'dev', testMatch: ['engine.spec.ts', 'capability.spec.ts'], use: { baseURL: `http://localhost:${PORT}` } },
   ],
   webServer: [
