@@ -9,7 +9,7 @@ import { SAMPLE, ask, downloads, loadDemo, open, safetensorsHeader, setMaxNewTok
 // compared with the base, and deleted. A short run of its own (this spec's page has its own
 // IndexedDB), at a learning rate high enough that a few steps change the greedy answer.
 const GUARD_MS = 10 * 60_000;
-const STEPS = 6;
+const STEPS = 3;
 
 test.use({ viewport: { width: 1280, height: 900 } });
 
@@ -78,7 +78,7 @@ test('the adapter library: saved with its record, renamed, exported, imported, s
   context.on('request', (r) => {
     if (/\/models\/|\.safetensors/.test(r.url())) weightRequests.push(r.url());
   });
-  await setMaxNewTokens(page, 12);
+  await setMaxNewTokens(page, 6);
   const decoding = new Pace('decoding', pace);
   await page.getByTestId('chat-adapter').selectOption(trainedId);
   await page.getByTestId('chat-compare').selectOption('base');

@@ -18,6 +18,8 @@ export class Library {
   busy = $state<string[]>([]);
   /** The last export's file names, for the status line. */
   exported = $state<string[]>([]);
+  /** The last upload: which entry, where to, and the commit. */
+  uploaded = $state<{ id: string; url: string; commit: string | null } | undefined>();
 
   constructor(private readonly engine: Engine) {}
 
@@ -66,6 +68,19 @@ export class Library {
       await this.engine.deleteAdapter(id);
       this.entries = this.entries.filter((x) => x.id !== id);
       if (this.current === id) this.current = null;
+    });
+  }
+
+  /** Uploads an entry (PEFT files, run record, model card, loss curve) in one commit. The token is
+   *  the caller's (the model panel's, kept in memory unless "remember" is ticked); it goes to the
+   *  Hub's API only. The Hub client loads on first use. */
+  upload(id: string, repo: string, token: string, opts: { private?: boolean; hubUrl?: string } = {}): Promise<boolean> {
+    return this.act(id, async () => {
+      this.uploaded = undefined;
+      const { pushAdapter } = await import('../export/hub-upload.ts');
+      const files = await this.engine.exportLibraryAdapter(id, 'peft');
+      const out = await pushAdapter({ repo: repo.trim(), token: token.trim(), adapter: files, private: opts.private, hubUrl: opts.hubUrl });
+      this.uploaded = { id, url: out.url, commit: out.commit };
     });
   }
 

@@ -5,6 +5,8 @@ import type { StepLog } from '../train/trainer.ts';
 import type { EngineApi, TrainEvent } from '../worker/api.ts';
 import { Chat, sidesOf } from './chat.svelte.ts';
 import { Dataset } from './dataset.svelte.ts';
+import { Library } from './library.svelte.ts';
+import type { LibraryEntry } from '../worker/api.ts';
 import type { Engine } from './engine.ts';
 import { Models } from './models.svelte.ts';
 import { Studio } from './studio.svelte.ts';
@@ -273,5 +275,33 @@ describe('Chat', () => {
     expect(sidesOf('current', 'base', true)).toEqual(['base', 'current']);
     expect(sidesOf('id1', 'none', true)).toEqual(['id1']);
     expect(sidesOf('base', 'current', true)).toEqual(['current', 'base']);
+  });
+});
+
+describe('Library', () => {
+  const entry = (id: string, name: string): LibraryEntry => ({ id, modelKey: 'k', name, savedAt: 1, origin: 'trained', bytes: 10, rank: 8, targets: ['q_proj'], record: null });
+
+  it('lists, renames and deletes through the engine; a failed action shows its error and keeps the list', async () => {
+    let entries = [entry('a', 'first'), entry('b', 'second')];
+    const lib = new Library(fake({
+      listAdapters: async () => ({ entries, current: 'a' }),
+      renameAdapter: async (id, name) => ({ ...entries.find((e) => e.id === id)!, name }),
+      deleteAdapter: async (id) => {
+        if (id === 'x') throw new Error('No adapter "x" in the library.');
+        entries = entries.filter((e) => e.id !== id);
+      },
+    }));
+    await lib.refresh();
+    expect(lib.phase).toBe('ready');
+    expect(lib.current).toBe('a');
+    expect(await lib.rename('b', 'renamed')).toBe(true);
+    expect(lib.entries.map((e) => e.name)).toEqual(['first', 'renamed']);
+    expect(await lib.remove('a')).toBe(true);
+    expect(lib.entries.map((e) => e.id)).toEqual(['b']);
+    expect(lib.current).toBeNull();
+    expect(await lib.remove('x')).toBe(false);
+    expect(lib.error?.message).toContain('No adapter "x"');
+    expect(lib.entries.map((e) => e.id)).toEqual(['b']);
+    expect(lib.busy).toEqual([]);
   });
 });
