@@ -1,9 +1,9 @@
 // The adapter library of the loaded base model: the list the engine keeps in IndexedDB (each entry
 // with its run record), and the page's actions on it. Exports are downloads made in the page from
 // the bytes the engine hands back, as for the current adapter (adapter.svelte.ts).
-import type { AdapterExportFormat, LibraryEntry } from '../worker/api.ts';
+import type { AdapterExportFormat, LibraryEntry, MergedFileEvent } from '../worker/api.ts';
 import { download } from './adapter.svelte.ts';
-import type { Engine } from './engine.ts';
+import { callback, type Engine } from './engine.ts';
 import { readable, type Readable } from './readable.ts';
 
 export type LibraryPhase = 'idle' | 'loading' | 'ready' | 'failed';
@@ -18,6 +18,8 @@ export class Library {
   busy = $state<string[]>([]);
   /** The last export's file names, for the status line. */
   exported = $state<string[]>([]);
+  /** The merged export in progress or last finished: tensors done, and where it went. */
+  merging = $state<{ id: string; done: number; total: number; tensor: string; to: string; files?: string[] } | undefined>();
   /** The last upload: which entry, where to, and the commit. */
   uploaded = $state<{ id: string; url: string; commit: string | null } | undefined>();
 
@@ -81,6 +83,57 @@ export class Library {
       const files = await this.engine.exportLibraryAdapter(id, 'peft');
       const out = await pushAdapter({ repo: repo.trim(), token: token.trim(), adapter: files, private: opts.private, hubUrl: opts.hubUrl });
       this.uploaded = { id, url: out.url, commit: out.commit };
+    });
+  }
+
+  /** The base with the adapter merged in, streamed file by file: into a folder the user picks where
+   *  the browser has the File System Access API (each file written through a writable that only
+   *  replaces the file when closed; on failure the new folder is removed), otherwise as one download
+   *  per file (each kept in memory only until its download starts). */
+  exportMerged(id: string, folderName: string, picker = (globalThis as { showDirectoryPicker?: (o: object) => Promise<FileSystemDirectoryHandle> }).showDirectoryPicker): Promise<boolean> {
+    return this.act(id, async () => {
+      const root = picker ? await picker.call(globalThis, { mode: 'readwrite', id: 'webtune-merged' }).catch((e: unknown) => {
+        if ((e as Error).name === 'AbortError') return null; // the user closed the picker
+        throw e;
+      }) : undefined;
+      if (root === null) return;
+      const dir = root ? await root.getDirectoryHandle(folderName, { create: true }) : undefined;
+      this.merging = { id, done: 0, total: 0, tensor: '', to: dir ? `${root!.name}/${folderName}` : 'downloads' };
+      const writers = new Map<string, FileSystemWritableFileStream>();
+      const chunks = new Map<string, BlobPart[]>();
+      const onFile = callback(async (e: MergedFileEvent) => {
+        switch (e.type) {
+          case 'progress':
+            if (this.merging) Object.assign(this.merging, { done: e.done, total: e.total, tensor: e.tensor });
+            break;
+          case 'open':
+            if (dir) writers.set(e.name, await (await dir.getFileHandle(e.name, { create: true })).createWritable());
+            else chunks.set(e.name, []);
+            break;
+          case 'write':
+            if (dir) await writers.get(e.name)!.write(e.chunk as Uint8Array<ArrayBuffer>);
+            else chunks.get(e.name)!.push(e.chunk as Uint8Array<ArrayBuffer>);
+            break;
+          case 'close':
+            if (dir) {
+              await writers.get(e.name)!.close();
+              writers.delete(e.name);
+            } else {
+              download(e.name, new Blob(chunks.get(e.name)!), e.name.endsWith('.json') ? 'application/json' : 'application/octet-stream');
+              chunks.delete(e.name);
+            }
+            break;
+        }
+      });
+      try {
+        const r = await this.engine.exportMerged(id, onFile);
+        if (this.merging) this.merging.files = r.files;
+      } catch (e) {
+        for (const w of writers.values()) await w.abort().catch(() => {});
+        if (root) await root.removeEntry(folderName, { recursive: true }).catch(() => {});
+        this.merging = undefined;
+        throw e;
+      }
     });
   }
 

@@ -28,6 +28,15 @@ export interface LibraryList {
  *  for llama.cpp's --lora. */
 export type AdapterExportFormat = 'peft' | 'gguf';
 
+/** The merged model folder, streamed file by file to the page, which writes it (to a folder the user
+ *  picked, or as downloads). Each call is awaited: the worker reads the next tensor only after the
+ *  page took the last chunk, so at most one tensor is in memory on either side. */
+export type MergedFileEvent =
+  | { type: 'open'; name: string }
+  | { type: 'write'; name: string; chunk: Uint8Array }
+  | { type: 'close'; name: string }
+  | { type: 'progress'; tensor: string; done: number; total: number };
+
 export interface ImportedInfo {
   rank: number;
   targets: Proj[];
@@ -91,6 +100,9 @@ export interface EngineApi {
   renameAdapter(id: string, name: string): Promise<LibraryEntry>;
   deleteAdapter(id: string): Promise<void>;
   exportLibraryAdapter(id: string, format: AdapterExportFormat): Promise<Record<string, Uint8Array>>;
+  /** The loaded base (its original weights re-read from its source) with the entry merged in, as a
+   *  Hugging Face model folder (export/merge.ts). */
+  exportMerged(id: string, onFile: (e: MergedFileEvent) => Promise<void> | void): Promise<{ files: string[]; merged: number }>;
   /** The adapter generate() applies with `adapter: true`: a library entry, or null for the current one. */
   useAdapter(id: string | null): Promise<void>;
   metricsCsv(): Promise<string>;

@@ -29,8 +29,11 @@ import { checkTrainOptions } from '../app/options.ts';
 import { Chat } from '../app/chat.ts';
 import type {
   AdapterExportFormat, CachedModel, CheckpointInfo, DataOptions, DatasetSummary, EngineApi, Estimate, GenerateOptions, LibraryList,
-  ImportedInfo, LoadEvent, ModelInfo, ModelSource, StorageInfo, TrainEvent, TrainOptions,
+  ImportedInfo, LoadEvent, MergedFileEvent, ModelInfo, ModelSource, StorageInfo, TrainEvent, TrainOptions,
 } from './api.ts';
+import { writeMergedWeights } from '../export/merge.ts';
+import { fileStem } from '../export/file-stem.ts';
+import type { StoreSource } from '../app/model-store.ts';
 
 export { cacheKey } from '../app/model-store.ts';
 export { DEFAULT_MEMORY_BUDGET } from '../app/training-run.ts';
@@ -424,6 +427,40 @@ export class Engine implements EngineApi {
     this.chat.adapter = m;
   }
 
+  /** Where the loaded base's original weights can be read again: a cached base's key names its
+   *  source (cacheKey: demo:QUANT, hub:ID@REVISION:QUANT). */
+  private originalSource(): StoreSource {
+    const src = this.models.requireModel().source;
+    if (src.kind !== 'cached') return src;
+    if (src.key.startsWith('demo:')) return { kind: 'demo' };
+    const hub = /^hub:(.+)@([^@:]+):(nf4|none)$/.exec(src.key);
+    if (hub) return { kind: 'hub', id: hub[1], revision: hub[2] };
+    throw new UsageError('The browser keeps only the quantized weights of a model loaded from a folder; merging needs the original ones.',
+      'Load the model folder again (drop it on the model panel), then export the merged model.', { key: src.key });
+  }
+
+  async exportMerged(id: string, onFile: (e: MergedFileEvent) => Promise<void> | void): Promise<{ files: string[]; merged: number }> {
+    this.busy('merging');
+    const base = this.models.requireModel();
+    const { entry, files } = await this.entryAdapter(id);
+    const src = (name: string) => bytesSource(`${entry.name}/${name}`, files[name]);
+    const adapter = await readAdapter(base.config, src(ADAPTER_CONFIG_FILE), src(ADAPTER_WEIGHTS_FILE));
+    const original = await this.models.read(this.originalSource(), base.quant);
+    const write = async (name: string, bytes: Uint8Array) => {
+      await onFile({ type: 'open', name });
+      await onFile({ type: 'write', name, chunk: bytes });
+      await onFile({ type: 'close', name });
+    };
+    const r = await writeMergedWeights(original.folder, original.config, adapter, async (name) => {
+      await onFile({ type: 'open', name });
+      return { write: async (chunk) => onFile({ type: 'write', name, chunk }), close: async () => onFile({ type: 'close', name }) };
+    }, { onTensor: (tensor, done, total) => void onFile({ type: 'progress', tensor, done, total }) });
+    // The config and the tokenizer files as the source has them.
+    const side = Object.entries(original.texts).map(([name, text]) => [name, new TextEncoder().encode(text)] as const);
+    for (const [name, bytes] of side) await write(name, bytes);
+    return { files: [...r.files, ...side.map(([n]) => n)], merged: r.merged.length };
+  }
+
   async exportLibraryAdapter(id: string, format: AdapterExportFormat): Promise<Record<string, Uint8Array>> {
     if (format === 'peft') {
       const entry = await this.library.get(id);
@@ -455,7 +492,3 @@ export class Engine implements EngineApi {
   }
 }
 
-/** A file name from an adapter's display name (no path separators or characters file systems refuse). */
-export function fileStem(name: string): string {
-  return name.replace(/[\\/:*?"<>|\s·]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'adapter';
-}
