@@ -101,7 +101,40 @@ test('the adapter library: saved with its record, renamed, exported, imported, s
   expect(weightRequests).toEqual([]);
   lap(`chat swapped adapters (${decoding})`);
 
-  // 6. Deleted: gone from the list and from the chat's choices.
+  // 6. The merged model, streamed into a folder through the File System Access API. Playwright cannot
+  // answer the native folder picker, so it hands back the origin-private file system's root, which
+  // is the same kind of directory handle.
+  await page.evaluate(() => {
+    (window as unknown as { showDirectoryPicker: () => Promise<FileSystemDirectoryHandle> }).showDirectoryPicker = () => navigator.storage.getDirectory();
+  });
+  await row.getByTestId('export-merged').click();
+  await expect(page.getByTestId('merged-status')).toHaveAttribute('data-state', 'done');
+  const merged = await page.evaluate(async () => {
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('cups-v1-merged');
+    const sizes: Record<string, number> = {};
+    for await (const [name, h] of (dir as unknown as { entries(): AsyncIterable<[string, FileSystemFileHandle]> }).entries()) sizes[name] = (await h.getFile()).size;
+    const st = await (await dir.getFileHandle('model.safetensors')).getFile();
+    const n = Number(new DataView(await st.slice(0, 8).arrayBuffer()).getBigUint64(0, true));
+    const header = JSON.parse(await st.slice(8, 8 + n).text());
+    const tensor = async (name: string) => Array.from(new Uint8Array(await st.slice(8 + n + header[name].data_offsets[0], 8 + n + header[name].data_offsets[1]).arrayBuffer()));
+    return { sizes, header, norm: await tensor('model.layers.0.input_layernorm.weight'), q: await tensor('model.layers.0.self_attn.q_proj.weight') };
+  });
+  expect(Object.keys(merged.sizes).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) expect(merged.sizes[f], f).toBe(readFileSync(`public/models/demo/${f}`).length);
+  const demo = readFileSync('public/models/demo/model.safetensors');
+  const demoHeader = safetensorsHeader(demo);
+  const demoTensor = (name: string) => {
+    const start = 8 + Number(demo.readBigUInt64LE(0));
+    return [...demo.subarray(start + demoHeader[name].data_offsets[0], start + demoHeader[name].data_offsets[1])];
+  };
+  delete merged.header.__metadata__;
+  expect(Object.keys(merged.header).sort()).toEqual(Object.keys(demoHeader).sort());
+  for (const [k, v] of Object.entries(demoHeader)) expect(merged.header[k], k).toMatchObject({ dtype: v.dtype, shape: v.shape });
+  expect(merged.norm).toEqual(demoTensor('model.layers.0.input_layernorm.weight')); // not adapted: byte-identical
+  expect(merged.q).not.toEqual(demoTensor('model.layers.0.self_attn.q_proj.weight')); // W + scaling·B·A
+  lap('merged model written');
+
+  // 7. Deleted: gone from the list and from the chat's choices.
   await row.getByTestId('delete').click();
   await row.getByTestId('delete-confirm').click();
   await expect(library).toHaveAttribute('data-count', '1');
