@@ -61,6 +61,11 @@ test('the adapter library: saved with its record, renamed, exported, imported, s
   expect(record.final.loss.toFixed(4)).toBe(finalLoss);
   const gguf = await downloads(page, 1, () => row.getByTestId('export-gguf').click());
   expect(gguf.get('cups-v1.gguf')!.subarray(0, 4).toString('latin1')).toBe('GGUF');
+  const trl = (await downloads(page, 1, () => row.getByTestId('export-trl').click())).get('cups-v1-trl.zip')!;
+  expect(trl.readUInt32LE(0)).toBe(0x04034b50); // a ZIP's first local file header
+  const listed = trl.toString('latin1');
+  for (const f of ['train.py', 'data/train.jsonl', 'data/validation.jsonl', 'requirements.txt', 'accelerate/ddp.yaml', 'webtune-run.json']) expect(listed, f).toContain(f);
+  expect(listed).toContain('SFTTrainer');
 
   // 4. Imported back: a second entry, the current one now, named from its record.
   await page.getByTestId('adapter-drop-input').setInputFiles([...peft].map(([name, buffer]) => ({ name, mimeType: 'application/octet-stream', buffer })));

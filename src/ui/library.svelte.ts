@@ -141,7 +141,7 @@ export class Library {
     return this.act(id, async () => {
       const files = await this.engine.exportLibraryAdapter(id, format);
       for (const [name, bytes] of Object.entries(files)) {
-        const type = name.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+        const type = name.endsWith('.json') ? 'application/json' : name.endsWith('.zip') ? 'application/zip' : 'application/octet-stream';
         download(name, bytes as Uint8Array<ArrayBuffer>, type);
       }
       this.exported = Object.keys(files);

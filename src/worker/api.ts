@@ -25,8 +25,9 @@ export interface LibraryList {
 }
 
 /** PEFT: adapter_config.json, adapter_model.safetensors and webtune-run.json; GGUF: one LoRA file
- *  for llama.cpp's --lora. */
-export type AdapterExportFormat = 'peft' | 'gguf';
+ *  for llama.cpp's --lora; TRL: the project that reruns the training on transformers + PEFT + TRL,
+ *  as one ZIP (needs the run's dataset prepared in this session). */
+export type AdapterExportFormat = 'peft' | 'gguf' | 'trl';
 
 /** The merged model folder, streamed file by file to the page, which writes it (to a folder the user
  *  picked, or as downloads). Each call is awaited: the worker reads the next tensor only after the

@@ -33,6 +33,9 @@ import type {
 } from './api.ts';
 import { writeMergedWeights } from '../export/merge.ts';
 import { fileStem } from '../export/file-stem.ts';
+import { trlProjectFiles, trlRow, type TrlRow } from '../export/trl.ts';
+import { shuffled, splitValidation } from '../data/batch.ts';
+import { zipStore } from '../io/zip.ts';
 import type { StoreSource } from '../app/model-store.ts';
 
 export { cacheKey } from '../app/model-store.ts';
@@ -53,6 +56,8 @@ interface Dataset {
   train: Sequence[];
   validation: Sequence[];
   identity: DatasetIdentity;
+  /** The rows as TRL's SFTTrainer reads them, split as train/validation were (TRL export). */
+  trl: { train: TrlRow[]; validation: TrlRow[] };
 }
 
 /** Library adapters kept opened for chat at once (each holds its LoRA weights and a small run on
@@ -172,10 +177,15 @@ export class Engine implements EngineApi {
     const base = this.models.requireModel();
     this.busy('changing the dataset');
     if (!Number.isInteger(opts.seqLen) || opts.seqLen < 2) throw new UsageError(`Invalid sequence length ${opts.seqLen}.`, 'Use an integer of at least 2.', { field: 'seqLen' });
+    const rows: TrlRow[] = [];
     const d = await runPipeline({ name: file.name, data: file }, base.tokenizer, {
       template: opts.template, shape: opts.shape, maxLength: opts.seqLen, validation: opts.validation,
       skipBadRows: opts.skipBadRows, seed: opts.seed, shuffle: true,
+      onExample: (ex, rendered) => rows.push(trlRow(ex, rendered)),
     });
+    // onExample sees the examples in the order the pipeline keeps them: the same shuffle and split
+    // give the rows of each example in train and validation.
+    const trl = splitValidation(shuffled(rows, opts.seed), opts.validation);
     // The run record names the dataset by size and SHA-256. WebCrypto has no streaming digest; the
     // site's datasets are read whole by the pipeline's limits anyway.
     const sha256 = await sha256Hex(new Uint8Array(await file.arrayBuffer()));
@@ -186,7 +196,7 @@ export class Engine implements EngineApi {
       },
       valSplit: opts.validation,
     };
-    this.dataset = { file: d.file, template: d.template, train: d.train, validation: d.validation, identity };
+    this.dataset = { file: d.file, template: d.template, train: d.train, validation: d.validation, identity, trl };
     return {
       file: d.file, format: d.format, shape: d.shape, template: d.template, columns: d.columns, stats: d.stats, preview: d.preview,
       problems: d.problems, trainExamples: d.train.length, validationExamples: d.validation.length,
@@ -466,6 +476,15 @@ export class Engine implements EngineApi {
       const entry = await this.library.get(id);
       const files = await this.library.files(id);
       return entry.record ? { ...files, [RUN_RECORD_FILE]: new TextEncoder().encode(runRecordJson(entry.record)) } : { ...files };
+    }
+    if (format === 'trl') {
+      const entry = await this.library.get(id), r = entry.record, ds = this.dataset;
+      if (!r) throw new UsageError(`The adapter "${entry.name}" has no run record: the TRL project is built from one.`, 'Export the TRL project of an adapter trained here, or imported with its webtune-run.json.', { id });
+      if (!ds || ds.identity.record.sha256 !== r.dataset.sha256 || ds.trl.train.length !== r.dataset.trainExamples || ds.trl.validation.length !== r.dataset.validationExamples) {
+        throw new UsageError(`The TRL project needs the rows the run trained on: ${r.dataset.file} (SHA-256 ${r.dataset.sha256.slice(0, 12)}…, ${r.dataset.trainExamples} training and ${r.dataset.validationExamples} validation examples) is not the prepared dataset.`,
+          'Drop that file on the dataset panel with the settings of the run, then export again.', { id, field: 'dataset' });
+      }
+      return { [`${fileStem(entry.name)}-trl.zip`]: zipStore(trlProjectFiles(r, ds.trl)) };
     }
     // GGUF names tensors by llama.cpp's layout of the base, so the base must be the loaded model.
     const base = this.models.requireModel();
