@@ -105,6 +105,10 @@ test('the adapter library: saved with its record, renamed, exported, imported, s
   await expect(page.getByTestId('model')).toHaveAttribute('data-state', 'ready');
   expect(weightRequests).toEqual([]);
   lap(`chat swapped adapters (${decoding})`);
+  // Long adapter names in the chat's pickers and the library's table do not widen a narrow window.
+  await page.setViewportSize({ width: 420, height: 900 });
+  expect(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBeLessThanOrEqual(0);
+  await page.setViewportSize({ width: 1280, height: 900 });
 
   // 6. The merged model, streamed into a folder through the File System Access API. Playwright cannot
   // answer the native folder picker, so it hands back the origin-private file system's root, which
