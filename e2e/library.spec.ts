@@ -107,7 +107,13 @@ test('the adapter library: saved with its record, renamed, exported, imported, s
   lap(`chat swapped adapters (${decoding})`);
   // Long adapter names in the chat's pickers and the library's table do not widen a narrow window.
   await page.setViewportSize({ width: 420, height: 900 });
-  expect(await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)).toBeLessThanOrEqual(0);
+  const wide = await page.evaluate(() => {
+    const w = document.documentElement.clientWidth;
+    const out = [...document.querySelectorAll('main *')].filter((e) => e.getBoundingClientRect().right > w + 0.5)
+      .map((e) => `${e.tagName.toLowerCase()}.${[...e.classList].join('.')}[${e.getAttribute('data-testid') ?? ''}] ${Math.round(e.getBoundingClientRect().right)}`);
+    return { overflow: document.documentElement.scrollWidth - w, out: out.slice(0, 12) };
+  });
+  expect(wide.overflow, `wider than the window: ${wide.out.join('; ')}`).toBeLessThanOrEqual(0);
   await page.setViewportSize({ width: 1280, height: 900 });
 
   // 6. The merged model, streamed into a folder through the File System Access API. Playwright cannot
