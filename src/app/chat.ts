@@ -70,6 +70,16 @@ export class Chat {
     this.stopRequested = true;
   }
 
+  /** Forgets a run its owner is about to close (an adapter deleted or evicted from the library):
+   *  the view over it goes, and it stops being the adapter. */
+  release(run: DerivedModel): void {
+    if (this.view?.owner === run) {
+      this.view.gen.dispose();
+      this.view = undefined;
+    }
+    if (this.adapter === run) this.adapter = undefined;
+  }
+
   /** Frees the views and the bare run (before a run that needs the memory, or a new model). With
    *  `lost`, everything died with the device: forget it without freeing. */
   reset(lost = false): void {

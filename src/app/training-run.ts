@@ -12,6 +12,7 @@ import type { LoraSpec } from '../model/lora.ts';
 import type { TemplateName } from '../data/templates.ts';
 import { Plan } from '../model/plan.ts';
 import type { CheckpointState, CheckpointStore } from '../train/checkpoint.ts';
+import type { RunDataset } from '../export/run-record.ts';
 import { Trainer, evaluateLoss, type StepLog, type TrainConfig } from '../train/trainer.ts';
 import { emit } from './events.ts';
 import type { ModelStore } from './model-store.ts';
@@ -32,7 +33,9 @@ export type TrainEvent =
   | { type: 'paused'; step: number }
   | { type: 'device-lost'; resumedFromStep: number }
   | { type: 'done'; step: number }
-  | { type: 'stopped'; step: number };
+  | { type: 'stopped'; step: number }
+  /** The site's engine saved the finished (or stopped) run's adapter in its library. */
+  | { type: 'saved'; id: string; name: string };
 
 export interface CheckpointInfo {
   modelKey: string;
@@ -44,6 +47,14 @@ export interface CheckpointInfo {
   /** The template the run's examples were rendered with: after a reload the chat frames prompts the
    *  same way. Absent in checkpoints saved before it was recorded. */
   template?: TemplateName;
+  /** The dataset's identity and the validation split as given, for the run record of the adapter
+   *  saved at the end (a run resumed after a reload has only what its checkpoint kept). */
+  dataset?: DatasetIdentity;
+}
+
+export interface DatasetIdentity {
+  record: RunDataset;
+  valSplit: number;
 }
 
 export interface RunData {
@@ -60,6 +71,7 @@ export interface RunSetup {
   shuffle?: boolean;
   /** Start from this adapter (its own rank, alpha and targets win: its weights have those shapes). */
   init?: ImportedAdapter;
+  dataset?: DatasetIdentity;
 }
 
 export type Checkpoints = CheckpointStore<CheckpointInfo>;
@@ -122,7 +134,7 @@ export class TrainingRun {
 
   /** A run rebuilt from a checkpoint on the store's model (after a reload). */
   static async resume(store: ModelStore, ck: CheckpointState<CheckpointInfo>): Promise<TrainingRun> {
-    const r = await TrainingRun.start(store, ck.info.options, { train: ck.train, validation: ck.validation }, { datasetFile: ck.info.datasetFile, template: ck.info.template });
+    const r = await TrainingRun.start(store, ck.info.options, { train: ck.train, validation: ck.validation }, { datasetFile: ck.info.datasetFile, template: ck.info.template, dataset: ck.info.dataset });
     r.restore(ck);
     return r;
   }
@@ -190,7 +202,7 @@ export class TrainingRun {
     const lora = this.run.lora!, gpu = this.run.model.gpu, base = this.store.requireModel();
     const [params, m, v] = [await gpu.readF32(lora.params, 0, lora.totalFloats), await gpu.readF32(lora.m, 0, lora.totalFloats), await gpu.readF32(lora.v, 0, lora.totalFloats)];
     return {
-      info: { modelKey: base.key, step: this.step, totalSteps: this.totalSteps, savedAt: Date.now(), options: this.opts, datasetFile: this.setup.datasetFile, template: this.setup.template },
+      info: { modelKey: base.key, step: this.step, totalSteps: this.totalSteps, savedAt: Date.now(), options: this.opts, datasetFile: this.setup.datasetFile, template: this.setup.template, dataset: this.setup.dataset },
       position: { ...this.trainer.position }, loraStep: lora.step, logs: this.logs, params, m, v, train: this.data.train, validation: this.data.validation,
     };
   }

@@ -15,6 +15,8 @@ import { parseModelConfig } from '../model/config.ts';
 import { DEFAULT_LORA } from '../model/lora.ts';
 import { DEFAULT_TRAIN } from '../train/config.ts';
 import { buildRunRecord, runRecordJson, RUN_RECORD_FILE } from '../export/run-record.ts';
+import { pushAdapter } from '../export/hub-upload.ts';
+import { HubUploadError } from '../errors.ts';
 
 const fixtures = fileURLToPath(new URL('../../fixtures/models/', import.meta.url));
 
@@ -188,5 +190,20 @@ describe('webtune push', () => {
     expect(b.err).toContain('adapter_model.safetensors');
     expect(hub.requests).toEqual([]);
     expect(hub.repos.has('me/broken')).toBe(false);
+  });
+
+  test('the site path: in-memory files from the adapter library, the same commit; a refused token commits nothing', async () => {
+    const files: Record<string, Uint8Array> = {};
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'webtune-run.json']) files[f] = new Uint8Array(await readFile(join(adapter, f)));
+    const out = await pushAdapter({ repo: 'me/site-lora', token: 'hf_site', hubUrl: hub.url, adapter: files });
+    expect(out).toMatchObject({ url: `${hub.url}/me/site-lora`, commit: 'c0ffee' });
+    const repo = hub.repos.get('me/site-lora')!;
+    expect([...repo.keys()].sort()).toEqual(['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'loss.svg', 'webtune-run.json']);
+    for (const [f, b] of Object.entries(files)) expect(Buffer.from(repo.get(f)!).equals(Buffer.from(b)), f).toBe(true);
+    expect(hub.requests.every((q) => q.url.startsWith('/lfs-upload/') || q.auth === 'Bearer hf_site')).toBe(true);
+    hub.failCommit = true;
+    const err = await pushAdapter({ repo: 'me/site-lora', token: 'hf_site', hubUrl: hub.url, adapter: files }).catch((e) => e);
+    expect(err).toBeInstanceOf(HubUploadError);
+    expect(err.details).toMatchObject({ repo: 'me/site-lora', status: 500 });
   });
 });

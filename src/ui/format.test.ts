@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { StepClock, formatCount, formatDuration, formatRate, transferEta } from './format.ts';
+import { StepClock, formatCount, formatDuration, formatPerplexity, formatRate, transferEta } from './format.ts';
 
 describe('format', () => {
   it('durations read as people say them', () => {
@@ -8,6 +8,14 @@ describe('format', () => {
     expect(formatDuration(75)).toBe('1m 15s');
     expect(formatDuration(3725)).toBe('1h 2m');
     expect(formatDuration(NaN)).toBe('—');
+  });
+  it('perplexity is exp(loss): ln 32000 gives 32,000, a loss of 1 gives e', () => {
+    expect(formatPerplexity(Math.log(32000))).toBe('32,000');
+    expect(formatPerplexity(1)).toBe('2.72');
+    expect(formatPerplexity(0)).toBe('1.00');
+    expect(formatPerplexity(1000)).toBe('—'); // exp overflows
+    expect(formatPerplexity(undefined)).toBe('—');
+    expect(formatPerplexity(null)).toBe('—');
   });
   it('rates and counts', () => {
     expect(formatRate(2 * 1024 * 1024)).toBe('2.00 MiB/s');

@@ -71,3 +71,12 @@ export class StepClock {
     return Number.isFinite(sps) ? sps * Math.max(0, totalSteps - step) : NaN;
   }
 }
+
+/** Perplexity from a mean cross-entropy loss in nats: exp(loss), as Transformers' run_clm reports it.
+ *  Large values in the thousands are shown whole; overflow or no loss is "—". */
+export function formatPerplexity(loss: number | undefined | null): string {
+  if (loss === undefined || loss === null || !Number.isFinite(loss)) return '—';
+  const p = Math.exp(loss);
+  if (!Number.isFinite(p)) return '—';
+  return p >= 1000 ? Math.round(p).toLocaleString('en-US') : p.toFixed(2);
+}

@@ -3,8 +3,10 @@ import { describe, expect, it, vi } from 'vitest';
 import { DatasetError } from '../errors.ts';
 import type { StepLog } from '../train/trainer.ts';
 import type { EngineApi, TrainEvent } from '../worker/api.ts';
-import { Chat } from './chat.svelte.ts';
+import { Chat, sidesOf } from './chat.svelte.ts';
 import { Dataset } from './dataset.svelte.ts';
+import { Library } from './library.svelte.ts';
+import type { LibraryEntry } from '../worker/api.ts';
 import type { Engine } from './engine.ts';
 import { Models } from './models.svelte.ts';
 import { Studio } from './studio.svelte.ts';
@@ -225,10 +227,12 @@ describe('Dataset', () => {
 
 describe('Chat', () => {
   it('streams base then fine-tuned replies for one prompt, framed as trained', async () => {
-    const seen: { prompt: string; adapter: boolean }[] = [];
+    const seen: { prompt: string; adapter: boolean; use?: string | null }[] = [];
+    let using: string | null | undefined;
     const c = new Chat(fake({
+      useAdapter: async (id) => void (using = id),
       generate: async (prompt, o, on) => {
-        seen.push({ prompt, adapter: o.adapter });
+        seen.push({ prompt, adapter: o.adapter, ...(o.adapter ? { use: using } : {}) });
         const reply = o.adapter ? 'about 125 g' : 'hmm';
         for (const ch of reply) on(ch);
         return reply;
@@ -237,9 +241,67 @@ describe('Chat', () => {
     await c.send('1 cup of flour?', 'seed', true);
     expect(seen).toEqual([
       { prompt: '### Instruction:\n1 cup of flour?\n### Response:\n', adapter: false },
-      { prompt: '### Instruction:\n1 cup of flour?\n### Response:\n', adapter: true },
+      { prompt: '### Instruction:\n1 cup of flour?\n### Response:\n', adapter: true, use: null },
     ]);
-    expect(c.turns[0]).toMatchObject({ base: 'hmm', tuned: 'about 125 g', streaming: undefined });
+    expect(c.turns[0].answers).toEqual([
+      { pick: 'base', label: 'base', text: 'hmm', streaming: false },
+      { pick: 'current', label: 'current', text: 'about 125 g', streaming: false },
+    ]);
     expect(c.phase).toBe('idle');
+  });
+
+  it('compares two library adapters, switching the engine to each before it answers', async () => {
+    const seen: string[] = [];
+    let using: string | null = null;
+    const c = new Chat(fake({
+      useAdapter: async (id) => void (using = id),
+      generate: async (_p, o) => {
+        const who = o.adapter ? String(using) : 'base';
+        seen.push(who);
+        return `from ${who}`;
+      },
+    }));
+    c.primary = 'id-a';
+    c.against = 'id-b';
+    await c.send('hi', undefined, true, (p) => p.toUpperCase());
+    expect(seen).toEqual(['id-b', 'id-a']);
+    expect(c.turns[0].answers.map((a) => [a.label, a.text])).toEqual([['ID-B', 'from id-b'], ['ID-A', 'from id-a']]);
+    c.forget('id-b');
+    expect(c.against).toBe('base');
+  });
+
+  it('the sides: no current adapter answers with the base once; "none" compares with nobody', () => {
+    expect(sidesOf('current', 'base', false)).toEqual(['base']);
+    expect(sidesOf('current', 'base', true)).toEqual(['base', 'current']);
+    expect(sidesOf('id1', 'none', true)).toEqual(['id1']);
+    expect(sidesOf('base', 'current', true)).toEqual(['current', 'base']);
+  });
+});
+
+describe('Library', () => {
+  const entry = (id: string, name: string): LibraryEntry => ({ id, modelKey: 'k', name, savedAt: 1, origin: 'trained', bytes: 10, rank: 8, targets: ['q_proj'], record: null });
+
+  it('lists, renames and deletes through the engine; a failed action shows its error and keeps the list', async () => {
+    let entries = [entry('a', 'first'), entry('b', 'second')];
+    const lib = new Library(fake({
+      listAdapters: async () => ({ entries, current: 'a' }),
+      renameAdapter: async (id, name) => ({ ...entries.find((e) => e.id === id)!, name }),
+      deleteAdapter: async (id) => {
+        if (id === 'x') throw new Error('No adapter "x" in the library.');
+        entries = entries.filter((e) => e.id !== id);
+      },
+    }));
+    await lib.refresh();
+    expect(lib.phase).toBe('ready');
+    expect(lib.current).toBe('a');
+    expect(await lib.rename('b', 'renamed')).toBe(true);
+    expect(lib.entries.map((e) => e.name)).toEqual(['first', 'renamed']);
+    expect(await lib.remove('a')).toBe(true);
+    expect(lib.entries.map((e) => e.id)).toEqual(['b']);
+    expect(lib.current).toBeNull();
+    expect(await lib.remove('x')).toBe(false);
+    expect(lib.error?.message).toContain('No adapter "x"');
+    expect(lib.entries.map((e) => e.id)).toEqual(['b']);
+    expect(lib.busy).toEqual([]);
   });
 });

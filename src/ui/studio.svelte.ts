@@ -4,8 +4,9 @@ import type { TemplateName } from '../data/templates.ts';
 import type { ModelSource } from '../worker/api.ts';
 import { Adapter } from './adapter.svelte.ts';
 import { CapabilityCheck } from './capability.svelte.ts';
-import { Chat } from './chat.svelte.ts';
+import { BASE, CURRENT, Chat, type Pick } from './chat.svelte.ts';
 import { Dataset } from './dataset.svelte.ts';
+import { Library } from './library.svelte.ts';
 import type { Engine } from './engine.ts';
 import { Models } from './models.svelte.ts';
 import { Training } from './training.svelte.ts';
@@ -17,6 +18,9 @@ export class Studio {
   readonly training: Training;
   readonly chat: Chat;
   readonly adapter: Adapter;
+  readonly library: Library;
+  /** Base model loads asked of the engine: switching adapters must not add one. */
+  modelLoads = $state(0);
   /** Set once the engine answered; the other panels stay hidden until then. */
   ready = $state(false);
 
@@ -29,6 +33,8 @@ export class Studio {
     this.training = new Training(e);
     this.chat = new Chat(e);
     this.adapter = new Adapter(e);
+    this.library = new Library(e);
+    this.training.onSaved = () => void this.library.refresh();
   }
 
   async init(): Promise<void> {
@@ -40,7 +46,14 @@ export class Studio {
 
   async loadModel(source: ModelSource, name: string): Promise<void> {
     if (this.training.active) return;
+    this.modelLoads++;
     const info = await this.models.load(source, name);
+    if (info) {
+      // Library picks belong to the old base; its library is another list.
+      this.chat.primary = CURRENT;
+      this.chat.against = BASE;
+      await this.library.refresh();
+    }
     // A new base model invalidates what was prepared for the old one (tokenizer, adapter shapes).
     if (info && this.dataset.file) await this.dataset.prepare();
   }
@@ -78,12 +91,26 @@ export class Studio {
     return this.training.logs.length > 0 || this.training.step > 0 || this.adapter.phase === 'imported';
   }
 
+  /** A chat pick's name: the base, the current adapter, or a library entry's name. */
+  pickLabel(p: Pick): string {
+    if (p === BASE) return 'Base model';
+    if (p === CURRENT) return this.library.current ? `Fine-tuned (${this.library.name(this.library.current) ?? 'current'})` : 'Fine-tuned';
+    return this.library.name(p) ?? 'Deleted adapter';
+  }
+
+  async deleteAdapter(id: string): Promise<void> {
+    if (await this.library.remove(id)) this.chat.forget(id);
+  }
+
   async importAdapter(files: File[]): Promise<void> {
     if (!this.models.info) {
       this.adapter.error = { code: 'usage', message: 'Load a base model before importing an adapter.', hint: 'The adapter is checked against the model it will run on.' };
       this.adapter.phase = 'failed';
       return;
     }
-    await this.adapter.import(files);
+    if (await this.adapter.import(files)) {
+      this.chat.primary = CURRENT;
+      await this.library.refresh();
+    }
   }
 }

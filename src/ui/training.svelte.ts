@@ -32,6 +32,10 @@ export class Training {
   /** The template the current (or last) run's examples were rendered with; the chat frames prompts
    *  the same way, also after a reload (the checkpoint records it). */
   template = $state<TemplateName | undefined>();
+  /** The library entry the finished run's adapter was saved as. */
+  saved = $state<{ id: string; name: string } | undefined>();
+  /** Called once the engine saved the run's adapter in the library (the studio refreshes the list). */
+  onSaved: (() => void) | undefined;
 
   private clock = new StepClock();
   /** After a reload the engine first replays the logged steps up to the checkpoint; those are
@@ -85,6 +89,7 @@ export class Training {
     this.lastCheckpoint = undefined;
     this.deviceLosses = 0;
     this.pending = null;
+    this.saved = undefined;
     this.running = opts;
     this.replayUntil = 0;
     await this.run(() => this.engine.train(opts, callback((e: TrainEvent) => this.onEvent(e))));
@@ -183,6 +188,10 @@ export class Training {
       case 'stopped':
         this.phase = 'stopped';
         this.step = e.step;
+        break;
+      case 'saved':
+        this.saved = { id: e.id, name: e.name };
+        this.onSaved?.();
         break;
     }
   }

@@ -12,9 +12,39 @@ import type { TrainOptions } from '../app/options.ts';
 import type { CachedModel, LoadEvent, ModelInfo, ModelSource } from '../app/model-store.ts';
 import type { CheckpointInfo, Estimate, TrainEvent } from '../app/training-run.ts';
 import type { GenerateOptions } from '../app/chat.ts';
+import type { LibraryEntry } from '../app/adapter-library.ts';
+import type { RunRecord } from '../export/run-record.ts';
 
 // The types the calls carry are the application layer's own (src/app/), named here for the page.
-export type { CachedModel, CheckpointInfo, Estimate, GenerateOptions, LoadEvent, ModelInfo, ModelSource, TrainEvent, TrainOptions };
+export type { CachedModel, CheckpointInfo, Estimate, GenerateOptions, LibraryEntry, LoadEvent, ModelInfo, ModelSource, RunRecord, TrainEvent, TrainOptions };
+
+/** The loaded base model's adapters, and which one is chat's current adapter (null: none saved). */
+export interface LibraryList {
+  entries: LibraryEntry[];
+  current: string | null;
+}
+
+/** PEFT: adapter_config.json, adapter_model.safetensors and webtune-run.json; GGUF: one LoRA file
+ *  for llama.cpp's --lora; TRL: the project that reruns the training on transformers + PEFT + TRL,
+ *  as one ZIP (needs the run's dataset prepared in this session). */
+export type AdapterExportFormat = 'peft' | 'gguf' | 'trl';
+
+/** The merged model folder, streamed file by file to the page, which writes it (to a folder the user
+ *  picked, or as downloads). Each call is awaited: the worker reads the next tensor only after the
+ *  page took the last chunk, so at most one tensor is in memory on either side. */
+export type MergedFileEvent =
+  | { type: 'open'; name: string }
+  | { type: 'write'; name: string; chunk: Uint8Array }
+  | { type: 'close'; name: string }
+  | { type: 'progress'; tensor: string; done: number; total: number };
+
+export interface ImportedInfo {
+  rank: number;
+  targets: Proj[];
+  /** Its library entry. */
+  id: string;
+  name: string;
+}
 
 export interface StorageInfo {
   usage: number;
@@ -65,6 +95,18 @@ export interface EngineApi {
   generate(prompt: string, opts: GenerateOptions, onText: (piece: string) => void): Promise<string>;
   stopGeneration(): Promise<void>;
   exportAdapter(): Promise<Record<string, Uint8Array>>;
-  importAdapter(files: File[]): Promise<{ rank: number; targets: Proj[] }>;
+  /** PEFT files (and webtune-run.json if given) checked against the base, saved in the library, and
+   *  made chat's current adapter. */
+  importAdapter(files: File[]): Promise<ImportedInfo>;
+  /** The adapter library of the loaded base model. */
+  listAdapters(): Promise<LibraryList>;
+  renameAdapter(id: string, name: string): Promise<LibraryEntry>;
+  deleteAdapter(id: string): Promise<void>;
+  exportLibraryAdapter(id: string, format: AdapterExportFormat): Promise<Record<string, Uint8Array>>;
+  /** The loaded base (its original weights re-read from its source) with the entry merged in, as a
+   *  Hugging Face model folder (export/merge.ts). */
+  exportMerged(id: string, onFile: (e: MergedFileEvent) => Promise<void> | void): Promise<{ files: string[]; merged: number }>;
+  /** The adapter generate() applies with `adapter: true`: a library entry, or null for the current one. */
+  useAdapter(id: string | null): Promise<void>;
   metricsCsv(): Promise<string>;
 }
