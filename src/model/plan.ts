@@ -33,7 +33,9 @@ export interface PlanOptions {
   quant: 'nf4' | 'none';
   /** NF4 absmax double-quantized on the GPU (8-bit codes + absmax2 per 256 blocks + offset). */
   doubleQuant?: boolean;
-  /** Element storage of the embedding and an untied lm_head: f16 pairs in u32 words, or f32 (default). */
+  /** Element storage of the embedding, an untied lm_head and (training without checkpointing) the
+   *  saved activations and LoRA intermediates: f16 pairs in u32 words, or f32 (the exact path; the
+   *  default here, while the CLI, worker and site default to f16). Arithmetic is f32 either way. */
   storage?: 'f16' | 'f32';
   /** LoRA adapter, or undefined for the bare base model. */
   lora?: LoraSpec;
@@ -80,6 +82,15 @@ export class Plan {
   /** One saved-activation set per layer (training without checkpointing: the backward reads them
    *  all), else one set 'act.*' that every layer overwrites (inference, or recomputed per layer). */
   readonly perLayerActivations: boolean;
+  /** f16 storage of the saved activations (training, no checkpointing, storage f16): each layer
+   *  computes in one f32 working set and keeps an f16 image of the part the backward needs,
+   *  'act.L.f16' (packF16Gpu of 'act.work'); the norm outputs and the SwiGLU product are recomputed
+   *  from it, which is cheaper than saving them. */
+  readonly savedF16: boolean;
+  /** Where each saved field sits in 'act.work' (f32 offsets and counts, 64-float aligned so that
+   *  every field is a 256-byte aligned binding view), and the floats it spans. */
+  readonly savedFields = new Map<string, { offset: number; count: number }>();
+  readonly savedFloats: number = 0;
 
   constructor(
     readonly dims: ModelDims,
@@ -145,19 +156,39 @@ export class Plan {
     // Activations. The residual stream at every layer boundary is always kept (checkpoints).
     for (const n of ['ids', 'positions', 'targets', 'loss', 'ones']) add(n, 'activations', f32(N));
     for (let l = 0; l <= L; l++) add(`h.${l}`, 'activations', f32(N * C));
-    const sets = this.perLayerActivations ? L : 1;
     const R = o.lora?.rank ?? 0;
-    for (let s = 0; s < sets; s++) {
-      const pre = this.perLayerActivations ? `act.${s}.` : 'act.';
-      for (const n of ['x1', 'x2', 'h2']) add(pre + n, 'activations', f32(N * C));
-      for (const n of ['rstd1', 'rstd2']) add(pre + n, 'activations', f32(N));
-      add(pre + 'q', 'activations', f32(N * H * D));
-      add(pre + 'o', 'activations', f32(N * H * D));
-      add(pre + 'k', 'activations', f32(N * Hkv * D));
-      add(pre + 'v', 'activations', f32(N * Hkv * D));
-      add(pre + 'lse', 'activations', f32(o.batch * H * o.seqLen));
-      for (const n of ['g', 'u', 'm']) add(pre + n, 'activations', f32(N * F));
-      for (const p of o.lora?.targets ?? []) add(pre + `U.${p}`, 'activations', f32(N * R));
+    // One layer's activations, in floats.
+    const fields: [string, number][] = [
+      ['x1', N * C], ['x2', N * C], ['h2', N * C], ['rstd1', N], ['rstd2', N], ['q', N * H * D], ['o', N * H * D],
+      ['k', N * Hkv * D], ['v', N * Hkv * D], ['lse', o.batch * H * o.seqLen], ['g', N * F], ['u', N * F], ['m', N * F],
+      ...(o.lora?.targets ?? []).map((p): [string, number] => [`U.${p}`, N * R]),
+    ];
+    this.savedF16 = this.perLayerActivations && o.storage === 'f16';
+    if (this.savedF16) {
+      // What the backward reads and cannot cheaply recompute goes through f16; x1 = rmsnorm(h.l),
+      // x2 = rmsnorm(h2) and m = silu(g)·u are recomputed, and the small per-row rstd are recomputed
+      // with them. lse stays f32 per layer (a few KiB, and exp(s - lse) is sensitive to it).
+      let off = 0;
+      for (const [n, count] of fields) {
+        if (n === 'x1' || n === 'x2' || n === 'm' || n === 'rstd1' || n === 'rstd2' || n === 'lse') {
+          if (n !== 'lse') add(`act.${n}`, 'activations', f32(count));
+          continue;
+        }
+        this.savedFields.set(n, { offset: off, count });
+        off += Math.ceil(count / 64) * 64;
+      }
+      this.savedFloats = off;
+      add('act.work', 'activations', f32(off));
+      for (let l = 0; l < L; l++) {
+        add(`act.${l}.f16`, 'activations', off * 2);
+        add(`act.${l}.lse`, 'activations', f32(o.batch * H * o.seqLen));
+      }
+    } else {
+      const sets = this.perLayerActivations ? L : 1;
+      for (let s = 0; s < sets; s++) {
+        const pre = this.perLayerActivations ? `act.${s}.` : 'act.';
+        for (const [n, count] of fields) add(pre + n, 'activations', f32(count));
+      }
     }
     add('final.x', 'activations', f32(N * C));
     add('final.rstd', 'activations', f32(N));
