@@ -128,7 +128,7 @@ export class LlamaModel {
     const p = this.plan;
     if (p.savedF16) {
       const f = p.savedFields.get(name);
-      if (f) return view(p.tensor('act.work'), f.offset, f.count);
+      if (f) return view(p.tensor(f.group), f.offset, f.count);
       return p.tensor(name === 'lse' ? `act.${l}.lse` : `act.${name}`);
     }
     return p.tensor(p.perLayerActivations ? `act.${l}.${name}` : `act.${name}`);
@@ -136,7 +136,8 @@ export class LlamaModel {
 
   /** f16 storage: keep layer l's saved activations as f16 once its forward is recorded. */
   private saveLayer(l: number): void {
-    packF16Gpu(this.gpu, this.t(`act.${l}.f16`), this.t('act.work'), this.plan.savedFloats);
+    const img = this.t(`act.${l}.f16`);
+    for (const s of this.plan.savedGroups) packF16Gpu(this.gpu, { tensor: img, offset: s.image * 2, size: s.floats * 2 }, this.t(s.name), s.floats);
   }
 
   /** f16 storage: bring layer l's saved activations back into the working set (widened to f32) and
@@ -144,7 +145,8 @@ export class LlamaModel {
   private restoreLayer(l: number, b: Batch): void {
     const g = this.gpu, d = this.dims, w = this.weights.layers[l];
     const N = b.B * b.T, C = d.hiddenSize;
-    unpackF16Gpu(g, this.t('act.work'), this.t(`act.${l}.f16`), this.plan.savedFloats);
+    const img = this.t(`act.${l}.f16`);
+    for (const s of this.plan.savedGroups) unpackF16Gpu(g, this.t(s.name), { tensor: img, offset: s.image * 2, size: s.floats * 2 }, s.floats);
     rmsnormForward(g, this.act('x1', l), this.act('rstd1', l), this.t(`h.${l}`), w.inputNorm, N, C, d.rmsNormEps);
     rmsnormForward(g, this.act('x2', l), this.act('rstd2', l), this.act('h2', l), w.postNorm, N, C, d.rmsNormEps);
     swigluForward(g, this.act('m', l), this.act('g', l), this.act('u', l), N, d.intermediateSize);

@@ -37,6 +37,9 @@ export interface PlanOptions {
    *  saved activations and LoRA intermediates: f16 pairs in u32 words, or f32 (the exact path; the
    *  default here, while the CLI, worker and site default to f16). Arithmetic is f32 either way. */
   storage?: 'f16' | 'f32';
+  /** The embedding and head's storage when it is not `storage`: a run over loaded weights keeps the
+   *  tables the base was loaded with while its own activations follow the run's storage. */
+  tableStorage?: 'f16' | 'f32';
   /** LoRA adapter, or undefined for the bare base model. */
   lora?: LoraSpec;
   /** Backward pass buffers (gradients, optimizer state) are only planned when training. */
@@ -84,13 +87,19 @@ export class Plan {
   readonly perLayerActivations: boolean;
   /** f16 storage of the saved activations (training, no checkpointing, storage f16): each layer
    *  computes in one f32 working set and keeps an f16 image of the part the backward needs,
-   *  'act.L.f16' (packF16Gpu of 'act.work'); the norm outputs and the SwiGLU product are recomputed
-   *  from it, which is cheaper than saving them. */
+   *  'act.L.f16' (one pack per working buffer); the norm outputs and the SwiGLU product are
+   *  recomputed from it, which is cheaper than saving them. */
   readonly savedF16: boolean;
-  /** Where each saved field sits in 'act.work' (f32 offsets and counts, 64-float aligned so that
-   *  every field is a 256-byte aligned binding view), and the floats it spans. */
-  readonly savedFields = new Map<string, { offset: number; count: number }>();
+  /** The f32 working buffers of the saved fields and where each sits in the layer's f16 image
+   *  (`image`: its first float, a multiple of 128 so the view starts on a 256-byte boundary). */
+  readonly savedGroups: { name: string; floats: number; image: number }[] = [];
+  /** Where each saved field sits in its working buffer (f32 offset and count; offsets are multiples
+   *  of 64 floats, so every field is a 256-byte aligned binding view). */
+  readonly savedFields = new Map<string, { group: string; offset: number; count: number }>();
+  /** Floats in one layer's f16 image. */
   readonly savedFloats: number = 0;
+  /** The embedding and an untied head are f16 pairs (storage or tableStorage 'f16'). */
+  readonly tablesF16: boolean;
 
   constructor(
     readonly dims: ModelDims,
@@ -117,7 +126,8 @@ export class Plan {
       this.byName.set(name, r);
     };
     // Weights (allocated by the loader under these names).
-    const table = o.storage === 'f16' ? Math.ceil((V * C) / 2) * 4 : f32(V * C);
+    this.tablesF16 = (o.tableStorage ?? o.storage) === 'f16';
+    const table = this.tablesF16 ? Math.ceil((V * C) / 2) * 4 : f32(V * C);
     add('embed', 'weights', table, 'weights');
     if (!d.tieWordEmbeddings) add('head', 'weights', table, 'weights');
     add('norm', 'weights', f32(C), 'weights');
@@ -168,19 +178,30 @@ export class Plan {
       // What the backward reads and cannot cheaply recompute goes through f16; x1 = rmsnorm(h.l),
       // x2 = rmsnorm(h2) and m = silu(g)·u are recomputed, and the small per-row rstd are recomputed
       // with them. lse stays f32 per layer (a few KiB, and exp(s - lse) is sensitive to it).
-      let off = 0;
-      for (const [n, count] of fields) {
-        if (n === 'x1' || n === 'x2' || n === 'm' || n === 'rstd1' || n === 'rstd2' || n === 'lse') {
-          if (n !== 'lse') add(`act.${n}`, 'activations', f32(count));
-          continue;
+      // The saved fields share three working buffers, grouped so that no kernel binds one buffer
+      // writable and again in the same dispatch (WebGPU forbids it even for disjoint views):
+      // attention writes o while reading q, k, v; o_proj writes h2 while reading o; the LoRA kernels
+      // write y and U together.
+      const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], (o.lora?.targets ?? []).map((p) => `U.${p}`)];
+      const size = new Map(fields);
+      for (const [n, count] of fields) if (n === 'x1' || n === 'x2' || n === 'm' || n === 'rstd1' || n === 'rstd2') add(`act.${n}`, 'activations', f32(count));
+      let image = 0;
+      groups.forEach((names, i) => {
+        if (!names.length) return;
+        const group = `act.work.${i}`;
+        let off = 0;
+        for (const n of names) {
+          const count = size.get(n)!;
+          this.savedFields.set(n, { group, offset: off, count });
+          off += Math.ceil(count / 64) * 64;
         }
-        this.savedFields.set(n, { offset: off, count });
-        off += Math.ceil(count / 64) * 64;
-      }
-      this.savedFloats = off;
-      add('act.work', 'activations', f32(off));
+        add(group, 'activations', f32(off));
+        this.savedGroups.push({ name: group, floats: off, image });
+        image += Math.ceil(off / 128) * 128;
+      });
+      this.savedFloats = image;
       for (let l = 0; l < L; l++) {
-        add(`act.${l}.f16`, 'activations', off * 2);
+        add(`act.${l}.f16`, 'activations', image * 2);
         add(`act.${l}.lse`, 'activations', f32(o.batch * H * o.seqLen));
       }
     } else {
