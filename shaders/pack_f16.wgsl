@@ -1,7 +1,7 @@
 // f16 storage of saved activations without shader-f16: `pack` rounds n f32 values to f16 and stores
 // them two per u32 word (element e in the low half of word e/2 when e is even, pack2x16float
 // order); `unpack` widens them back to f32 exactly (unpack2x16float). The model packs one layer's
-// saved activations after its forward and unpacks them before its backward (docs/architecture.md,
+// saved activations after its forward and unpacks them before its backward (docs/performance.md,
 // "f16 storage"); all arithmetic stays f32.
 // Values beyond the f16 range are clamped to ±65504 first: WGSL leaves pack2x16float of an
 // out-of-range value indeterminate, and a saturated activation is a better gradient input than inf.
