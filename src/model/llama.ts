@@ -126,6 +126,8 @@ export class LlamaModel {
    *  storage the layers share one f32 working set and each keeps an f16 image of it (plan.savedF16). */
   private act(name: string, l: number): Tensor | View {
     const p = this.plan;
+    if (p.cheapRecompute && name === 'x1') name = 'x2';
+    if (p.cheapRecompute && name === 'm') return p.tensor('grad.dg');
     if (p.savedF16) {
       const f = p.savedFields.get(name);
       if (f) return view(p.tensor(f.group), f.offset, f.count);
@@ -141,13 +143,13 @@ export class LlamaModel {
   }
 
   /** f16 storage: bring layer l's saved activations back into the working set (widened to f32) and
-   *  recompute what was not saved: the two norm outputs (and their rstd) and the SwiGLU product. */
+   *  recompute what was not saved: x2 (and rstd2) and the SwiGLU product; x1 follows in the
+   *  backward, in x2's buffer (plan.cheapRecompute). */
   private restoreLayer(l: number, b: Batch): void {
     const g = this.gpu, d = this.dims, w = this.weights.layers[l];
     const N = b.B * b.T, C = d.hiddenSize;
     const img = this.t(`act.${l}.f16`);
     for (const s of this.plan.savedGroups) unpackF16Gpu(g, this.t(s.name), { tensor: img, offset: s.image * 2, size: s.floats * 2 }, s.floats);
-    rmsnormForward(g, this.act('x1', l), this.act('rstd1', l), this.t(`h.${l}`), w.inputNorm, N, C, d.rmsNormEps);
     rmsnormForward(g, this.act('x2', l), this.act('rstd2', l), this.act('h2', l), w.postNorm, N, C, d.rmsNormEps);
     swigluForward(g, this.act('m', l), this.act('g', l), this.act('u', l), N, d.intermediateSize);
   }
@@ -250,6 +252,8 @@ export class LlamaModel {
     this.projBackward(l, 'up_proj', dx, du, x2, N, false, o);
     this.projBackward(l, 'gate_proj', dx, dg, x2, N, true, o);
     rmsnormBackward(g, dh, dx, h2, w.postNorm, this.act('rstd2', l), N, C, true);
+    // x1 shares x2's buffer when it is cheaper to recompute than to keep (plan.cheapRecompute).
+    if (this.plan.cheapRecompute) rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps);
     // Attention
     const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
     this.projBackward(l, 'o_proj', dO, dh, this.act('o', l), N, false, o);

@@ -37,7 +37,21 @@ describe('memory plan', () => {
     expect(names(one)).toContain('act.0.x1'); // even with a single layer
     const ckpt = new Plan(dims, { ...base, training: true, checkpointing: true });
     expect(ckpt.perLayerActivations).toBe(false);
-    expect(names(ckpt)).toContain('act.x1');
+    expect(names(ckpt)).toContain('act.x2');
+  });
+
+  test('cheap recompute with one shared set: x1 shares x2, m lives in grad.dg; never in the exact per-layer f32 path', () => {
+    const ckpt = new Plan(dims, { ...base, training: true, checkpointing: true });
+    expect(ckpt.cheapRecompute).toBe(true);
+    expect(names(ckpt)).not.toContain('act.x1');
+    expect(names(ckpt)).not.toContain('act.m');
+    expect(names(ckpt)).toContain('grad.dg');
+    const plain = new Plan(dims, { ...base, training: true, storage: 'f32' });
+    expect(plain.cheapRecompute).toBe(false);
+    for (const n of ['act.0.x1', 'act.0.x2', 'act.0.m']) expect(names(plain)).toContain(n);
+    const inf = new Plan(dims, base);
+    expect(inf.cheapRecompute).toBe(false);
+    expect(names(inf)).toContain('act.m');
   });
 
   test('f16 storage while training: f16 images per layer over three f32 working buffers, 256-byte aligned views', () => {
@@ -53,11 +67,13 @@ describe('memory plan', () => {
     }
     for (const g of f16.savedGroups) expect((g.image * 2) % 256, g.name).toBe(0);
     expect([...f16.savedFields.keys()].sort()).toEqual(['U.down_proj', 'U.q_proj', 'U.v_proj', 'g', 'h2', 'k', 'o', 'q', 'u', 'v']);
-    // Per layer: the image (half a float per saved float) and lse; the norm outputs, rstd and m are shared.
+    // Per layer: the image (half a float per saved float) and lse; x2 and the rstd are shared (x1 in
+    // x2's buffer, m in grad.dg: plan.cheapRecompute).
     expect(f16.row('act.1.f16').bytes).toBe(f16.savedFloats * 2);
     expect(names(f16)).toContain('act.1.lse');
     expect(names(f16).filter((n) => n.startsWith('act.0.'))).toEqual(['act.0.f16', 'act.0.lse']);
-    for (const n of ['x1', 'x2', 'm', 'rstd1', 'rstd2']) expect(names(f16), n).toContain(`act.${n}`);
+    for (const n of ['x2', 'rstd1', 'rstd2']) expect(names(f16), n).toContain(`act.${n}`);
+    expect(f16.cheapRecompute).toBe(true);
     expect(f16.byCategory().activations).toBeLessThan(f32.byCategory().activations);
     // Checkpointing and inference save nothing per layer: storage changes only the tables there.
     expect(new Plan(dims, { ...base, training: true, checkpointing: true, storage: 'f16' }).savedF16).toBe(false);

@@ -96,6 +96,11 @@ export class Plan {
   /** Where each saved field sits in its working buffer (f32 offset and count; offsets are multiples
    *  of 64 floats, so every field is a 256-byte aligned binding view). */
   readonly savedFields = new Map<string, { group: string; offset: number; count: number }>();
+  /** Training with one shared working set (checkpointing, or f16 saved activations): the norm
+   *  outputs and the SwiGLU product are recomputed where the backward needs them, so x1 shares
+   *  x2's buffer (recomputed before the attention backward) and m lives in 'grad.dg' (free until
+   *  the SwiGLU backward, which m no longer feeds). */
+  readonly cheapRecompute: boolean;
   /** Floats in one layer's f16 image. */
   readonly savedFloats: number = 0;
   /** The embedding and an untied head are f16 pairs (storage or tableStorage 'f16'). */
@@ -174,6 +179,8 @@ export class Plan {
       ...(o.lora?.targets ?? []).map((p): [string, number] => [`U.${p}`, N * R]),
     ];
     this.savedF16 = this.perLayerActivations && o.storage === 'f16';
+    this.cheapRecompute = this.checkpointing || this.savedF16;
+    const aliased = (n: string) => this.cheapRecompute && (n === 'x1' || n === 'm');
     if (this.savedF16) {
       // What the backward reads and cannot cheaply recompute goes through f16; x1 = rmsnorm(h.l),
       // x2 = rmsnorm(h2) and m = silu(g)·u are recomputed, and the small per-row rstd are recomputed
@@ -184,7 +191,9 @@ export class Plan {
       // write y and U together.
       const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], (o.lora?.targets ?? []).map((p) => `U.${p}`)];
       const size = new Map(fields);
-      for (const [n, count] of fields) if (n === 'x1' || n === 'x2' || n === 'm' || n === 'rstd1' || n === 'rstd2') add(`act.${n}`, 'activations', f32(count));
+      for (const [n, count] of fields) {
+        if ((n === 'x1' || n === 'x2' || n === 'm' || n === 'rstd1' || n === 'rstd2') && !aliased(n)) add(`act.${n}`, 'activations', f32(count));
+      }
       let image = 0;
       groups.forEach((names, i) => {
         if (!names.length) return;
@@ -208,7 +217,7 @@ export class Plan {
       const sets = this.perLayerActivations ? L : 1;
       for (let s = 0; s < sets; s++) {
         const pre = this.perLayerActivations ? `act.${s}.` : 'act.';
-        for (const [n, count] of fields) add(pre + n, 'activations', f32(count));
+        for (const [n, count] of fields) if (!aliased(n)) add(pre + n, 'activations', f32(count));
       }
     }
     add('final.x', 'activations', f32(N * C));
