@@ -116,6 +116,10 @@ export interface LoadOptions {
   doubleQuant?: boolean;
   /** RoPE rows to load for (the CLI: its sequence length); default from the host. */
   maxPositions?: number;
+  /** Storage of the embedding and an untied head, and the default of runs over this base (the CLI's
+   *  --storage); default f32, the form the cache holds (a training run's saved activations still
+   *  follow its own storage option). */
+  storage?: 'f16' | 'f32';
 }
 
 /** The cache key of a model source and quantization. */
@@ -268,7 +272,9 @@ export class ModelStore {
     const read = 'folder' in source && 'texts' in source ? source : undefined;
     const src = read ? read.source : (source as StoreSource);
     const key = read?.key ?? cacheKey(src, quant);
-    const manifest = opts.doubleQuant ? undefined : await this.cache?.get(key);
+    // The cache holds the f32-absmax, f32-table form; other forms are built from the files each time.
+    const cacheable = !opts.doubleQuant && opts.storage !== 'f16';
+    const manifest = cacheable ? await this.cache?.get(key) : undefined;
     if (src.kind === 'cached' && !manifest) {
       throw new ModelFileError(`No complete cached model "${key}".`, 'It may have been deleted or never finished caching; load it from its source.', { key, reason: 'not-cached' });
     }
@@ -285,7 +291,7 @@ export class ModelStore {
 
   private basePlan(gpu: Gpu, cfg: ModelConfig, quant: Quant, opts: LoadOptions): Plan {
     const maxPositions = opts.maxPositions ?? Math.min(cfg.maxPositionEmbeddings, this.host.maxPositions ?? 4096);
-    return new Plan(cfg, { batch: 1, seqLen: 1, quant, doubleQuant: opts.doubleQuant, training: false, checkpointing: false, maxPositions, limits: gpu.limits });
+    return new Plan(cfg, { batch: 1, seqLen: 1, quant, doubleQuant: opts.doubleQuant, storage: opts.storage, training: false, checkpointing: false, maxPositions, limits: gpu.limits });
   }
 
   private info(key: string, name: string, cfg: ModelConfig, quant: Quant, tok: LoadedTokenizer, fromCache: boolean): ModelInfo {
@@ -301,7 +307,7 @@ export class ModelStore {
     }
     const weights = await loadWeights(gpu, f.folder, f.config, plan, (p) => void emit(onEvent, { phase: 'quantize', tensor: p.tensor, done: p.done, total: p.total }));
     const base: Base = { key: f.key, name: f.name, source: f.source, quant, config: f.config, plan, weights, tokenizer: f.tokenizer, info: this.info(f.key, f.name, f.config, quant, f.tokenizer, false) };
-    if (this.cache && !opts.doubleQuant) {
+    if (this.cache && !opts.doubleQuant && opts.storage !== 'f16') {
       try {
         await this.writeCache(gpu, base, f, onEvent);
       } catch (e) {

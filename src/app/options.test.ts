@@ -5,7 +5,7 @@ import { UsageError } from '../errors.ts';
 import { DEFAULT_LORA } from '../model/lora.ts';
 import { DEFAULT_TRAIN } from '../train/config.ts';
 import {
-  DEFAULT_OPTIONS, OPTION_FIELDS, OPTION_KEYS, checkTrainOptions, derive, flagOf, inputAttrs, optionErrors, optionsFromFlags,
+  DEFAULT_OPTIONS, OPTION_FIELDS, OPTION_KEYS, checkTrainOptions, derive, flagOf, inputAttrs, optionErrors, optionsFromFlags, storageFromFlag,
 } from './options.ts';
 
 function usage(f: () => unknown): UsageError {
@@ -71,6 +71,23 @@ describe('training options', () => {
     expect(usage(() => optionsFromFlags({ rank: '2.5' })).details.field).toBe('rank');
     expect(usage(() => optionsFromFlags({ epochs: 'three' })).message).toContain('--epochs');
     expect(usage(() => optionsFromFlags({ schedule: 'step' })).details.field).toBe('schedule');
+  });
+
+  test('storage: f16 by default, f32 on request, anything else refused naming the field; absent means f32 (older runs)', () => {
+    expect(DEFAULT_OPTIONS.storage).toBe('f16');
+    expect(optionsFromFlags({ storage: 'f32' }).storage).toBe('f32');
+    const bad = usage(() => optionsFromFlags({ storage: 'bf16' }));
+    expect(bad.details.field).toBe('storage');
+    expect(bad.message).toContain('--storage');
+    expect(bad.hint).toBe('--storage must be one of f16, f32.');
+    expect(optionErrors({ ...DEFAULT_OPTIONS, storage: 'f8' as never })).toEqual({ storage: 'Storage precision must be one of f16, f32.' });
+    expect(optionErrors({ ...DEFAULT_OPTIONS, storage: undefined })).toEqual({});
+    // eval and generate read the same flag through the same field.
+    expect(storageFromFlag(undefined)).toBe('f16');
+    expect(storageFromFlag('f32')).toBe('f32');
+    const e = usage(() => storageFromFlag('half'));
+    expect(e.details.field).toBe('storage');
+    expect(e.hint).toBe('--storage must be one of f16, f32.');
   });
 
   test('one step count: micro-batches of batch, grouped by gradient accumulation', () => {

@@ -13,6 +13,12 @@ import { DEFAULT_LORA, parseTargets, type Proj } from '../model/lora.ts';
 import { DEFAULT_TRAIN, planSteps, type StepPlan } from '../train/config.ts';
 import { SCHEDULES, parseSchedule, type Schedule } from '../train/schedule.ts';
 
+/** Element storage of the embedding, an untied head, saved activations and LoRA intermediates (f16
+ *  pairs, f32 arithmetic), or 'f32', the exact path. LoRA weights, gradients and Adam state are f32
+ *  either way. */
+export const STORAGES = ['f16', 'f32'] as const;
+export type Storage = (typeof STORAGES)[number];
+
 export interface TrainOptions {
   rank: number;
   alpha: number;
@@ -34,6 +40,8 @@ export interface TrainOptions {
   checkpointing: boolean;
   /** Save a checkpoint every this many optimizer steps (and at pause). */
   checkpointEvery: number;
+  /** Absent in runs saved before the option existed: those trained in f32. */
+  storage?: Storage;
 }
 
 export type OptionKey = keyof TrainOptions;
@@ -43,7 +51,7 @@ export interface OptionField {
   label: string;
   /** One line of help: the form's tooltip and the CLI's --help. */
   help: string;
-  kind: 'int' | 'number' | 'boolean' | 'schedule' | 'targets';
+  kind: 'int' | 'number' | 'boolean' | 'schedule' | 'targets' | 'storage';
   /** Which part of the form shows it (seqLen belongs to the dataset panel). */
   group: 'lora' | 'optimization' | 'data';
   min?: number;
@@ -77,6 +85,7 @@ export const OPTION_FIELDS: { readonly [K in OptionKey]-?: OptionField } = {
   seed: { label: 'Seed', help: 'Seeds the LoRA init, the shuffle and dropout.', kind: 'int', group: 'optimization', step: 1, want: 'a whole number' },
   checkpointEvery: { label: 'Checkpoint every (steps)', help: 'Save a resumable checkpoint every this many steps (the site).', kind: 'int', group: 'optimization', min: 1, step: 1, want: 'a whole number of steps, at least 1' },
   checkpointing: { label: 'Activation checkpointing (less memory, slower)', help: 'Recompute activations in backward instead of keeping them.', kind: 'boolean', group: 'optimization', want: 'true or false' },
+  storage: { label: 'Storage precision', help: 'f16 keeps the embedding, the head and saved activations in half the memory (arithmetic stays f32); f32 is the exact path.', kind: 'storage', group: 'optimization', want: `one of ${STORAGES.join(', ')}` },
 };
 
 export const OPTION_KEYS = Object.keys(OPTION_FIELDS) as OptionKey[];
@@ -88,7 +97,7 @@ export const DEFAULT_OPTIONS: Readonly<TrainOptions> = {
   targets: [...DEFAULT_LORA.targets], lr: DEFAULT_TRAIN.lr, epochs: DEFAULT_TRAIN.epochs, batch: DEFAULT_TRAIN.batch,
   gradAccum: DEFAULT_TRAIN.gradAccum, seqLen: 1024, schedule: DEFAULT_TRAIN.schedule, warmupSteps: DEFAULT_TRAIN.warmupSteps,
   weightDecay: DEFAULT_TRAIN.weightDecay, maxGradNorm: DEFAULT_TRAIN.maxGradNorm, seed: DEFAULT_TRAIN.seed,
-  checkpointing: false, checkpointEvery: 10,
+  checkpointing: false, checkpointEvery: 10, storage: 'f16',
 };
 
 /** `gradAccum` → `grad-accum`: the CLI flag and the form's test id. */
@@ -110,6 +119,8 @@ function valid(f: OptionField, v: unknown): boolean {
       return typeof v === 'boolean';
     case 'schedule':
       return (SCHEDULES as readonly unknown[]).includes(v);
+    case 'storage':
+      return (STORAGES as readonly unknown[]).includes(v);
     case 'targets':
       return Array.isArray(v) && v.length > 0 && v.every((t) => (LINEAR_MODULES as readonly unknown[]).includes(t)) && new Set(v).size === v.length;
     case 'int':
@@ -132,13 +143,14 @@ export type OptionErrors = Partial<Record<OptionKey, string>>;
 
 /**
  * The one validator: a message per bad field among `keys` (the form leaves seqLen to the dataset
- * panel). An absent maxSteps means no limit; every other field must be there.
+ * panel). An absent maxSteps means no limit, an absent storage f32 (runs saved before the option);
+ * every other field must be there.
  */
 export function optionErrors(o: Partial<TrainOptions>, keys: readonly OptionKey[] = OPTION_KEYS): OptionErrors {
   const errors: OptionErrors = {};
   for (const k of keys) {
     const v = o[k];
-    if (k === 'maxSteps' && v === undefined) continue;
+    if ((k === 'maxSteps' || k === 'storage') && v === undefined) continue;
     if (!valid(OPTION_FIELDS[k], v)) errors[k] = optionMessage(k);
   }
   return errors;
@@ -166,6 +178,7 @@ export function optionsFromFlags(values: Record<string, string | boolean | undef
     if (f.kind === 'boolean') o[k] = Boolean(raw);
     else if (f.kind === 'targets') o[k] = parseTargets(String(raw));
     else if (f.kind === 'schedule') o[k] = parseSchedule(String(raw));
+    else if (f.kind === 'storage') o[k] = String(raw); // checked below, with the field's words
     else {
       const s = String(raw).trim();
       const n = s === '' ? NaN : Number(s);
@@ -180,6 +193,16 @@ export function optionsFromFlags(values: Record<string, string | boolean | undef
 /** The `parseArgs` option table for every option flag. */
 export function optionFlags(): Record<string, { type: 'string' | 'boolean' }> {
   return Object.fromEntries(OPTION_KEYS.map((k) => [flagOf(k), { type: OPTION_FIELDS[k].kind === 'boolean' ? 'boolean' : 'string' }]));
+}
+
+/** `--storage` for the commands that load a model without training options (eval, generate): the
+ *  same field, default and message as the training option. */
+export function storageFromFlag(raw: string | boolean | undefined): Storage {
+  const v = raw === undefined ? DEFAULT_OPTIONS.storage : raw;
+  if (!(STORAGES as readonly unknown[]).includes(v)) {
+    throw new UsageError(`Invalid option --storage: ${JSON.stringify(v)}.`, optionMessage('storage', '--storage'), { field: 'storage', value: v });
+  }
+  return v as Storage;
 }
 
 /** `--rank 8` style usage text for the CLI's help, defaults shown. */

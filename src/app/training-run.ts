@@ -112,7 +112,8 @@ export class TrainingRun {
     const gpu = await store.device();
     const maxPositions = base.plan.opts.maxPositions;
     const plan = new Plan(base.config, {
-      batch: opts.batch, seqLen: opts.seqLen, quant: base.quant, lora: loraSpec(opts), training: true, checkpointing: opts.checkpointing,
+      batch: opts.batch, seqLen: opts.seqLen, quant: base.quant, doubleQuant: base.plan.opts.doubleQuant, storage: opts.storage ?? 'f32',
+      tableStorage: base.plan.tablesF16 ? 'f16' : 'f32', lora: loraSpec(opts), training: true, checkpointing: opts.checkpointing,
       gradAccum: opts.gradAccum, maxPositions, limits: gpu.limits,
     });
     const peakBytes = plan.peakBytes();
@@ -143,7 +144,7 @@ export class TrainingRun {
     const base = store.requireModel();
     const run = await store.open({
       batch: opts.batch, seqLen: opts.seqLen, lora: setup.init?.spec ?? loraSpec(opts), training: true,
-      checkpointing: opts.checkpointing, gradAccum: opts.gradAccum, seed: opts.seed,
+      checkpointing: opts.checkpointing, gradAccum: opts.gradAccum, seed: opts.seed, storage: opts.storage ?? 'f32',
     });
     try {
       if (setup.init) run.lora!.load(setup.init.weights);

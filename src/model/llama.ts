@@ -26,6 +26,7 @@ import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
 import { crossEntropy } from '../kernels/cross_entropy.ts';
 import { loraForward } from '../kernels/lora_forward.ts';
 import { loraBackward } from '../kernels/lora_backward.ts';
+import { packF16Gpu, unpackF16Gpu } from '../kernels/pack_f16.ts';
 import { PROJS, type LoraState, type Proj } from './lora.ts';
 import type { ModelDims, Plan } from './plan.ts';
 
@@ -85,6 +86,12 @@ function view(t: Tensor, offsetFloats: number, countFloats: number): View {
   return { tensor: t, offset: offsetFloats * 4, size: countFloats * 4 };
 }
 
+/** A buffer-to-buffer copy between whole tensors or views (saved activations may be either). */
+function copy(g: Gpu, src: Tensor | View, dst: Tensor | Pick<View, 'tensor' | 'offset'>, bytes: number): void {
+  const s = 'tensor' in src ? src : { tensor: src, offset: 0 }, d = 'tensor' in dst ? dst : { tensor: dst, offset: 0 };
+  g.copy(s.tensor, s.offset, d.tensor, d.offset, bytes);
+}
+
 /** Mixes (seed, layer, projection) into a per-module dropout seed. */
 function moduleSeed(seed: number, layer: number, p: number): number {
   let h = (seed ^ Math.imul(layer + 1, 0x9e3779b1) ^ Math.imul(p + 1, 0x85ebca77)) >>> 0;
@@ -115,9 +122,36 @@ export class LlamaModel {
   }
 
   /** The saved-activation set of layer l: one per layer when training without checkpointing, else
-   *  one shared set (inference needs nothing saved; checkpointing recomputes each layer). */
-  private act(name: string, l: number): Tensor {
-    return this.plan.tensor(this.plan.perLayerActivations ? `act.${l}.${name}` : `act.${name}`);
+   *  one shared set (inference needs nothing saved; checkpointing recomputes each layer). With f16
+   *  storage the layers share one f32 working set and each keeps an f16 image of it (plan.savedF16). */
+  private act(name: string, l: number): Tensor | View {
+    const p = this.plan;
+    if (p.cheapRecompute && name === 'x1') name = 'x2';
+    if (p.cheapRecompute && name === 'm') return p.tensor('grad.dg');
+    if (p.savedF16) {
+      const f = p.savedFields.get(name);
+      if (f) return view(p.tensor(f.group), f.offset, f.count);
+      return p.tensor(name === 'lse' ? `act.${l}.lse` : `act.${name}`);
+    }
+    return p.tensor(p.perLayerActivations ? `act.${l}.${name}` : `act.${name}`);
+  }
+
+  /** f16 storage: keep layer l's saved activations as f16 once its forward is recorded. */
+  private saveLayer(l: number): void {
+    const img = this.t(`act.${l}.f16`);
+    for (const s of this.plan.savedGroups) packF16Gpu(this.gpu, { tensor: img, offset: s.image * 2, size: s.floats * 2 }, this.t(s.name), s.floats);
+  }
+
+  /** f16 storage: bring layer l's saved activations back into the working set (widened to f32) and
+   *  recompute what was not saved: x2 (and rstd2) and the SwiGLU product; x1 follows in the
+   *  backward, in x2's buffer (plan.cheapRecompute). */
+  private restoreLayer(l: number, b: Batch): void {
+    const g = this.gpu, d = this.dims, w = this.weights.layers[l];
+    const N = b.B * b.T, C = d.hiddenSize;
+    const img = this.t(`act.${l}.f16`);
+    for (const s of this.plan.savedGroups) unpackF16Gpu(g, this.t(s.name), { tensor: img, offset: s.image * 2, size: s.floats * 2 }, s.floats);
+    rmsnormForward(g, this.act('x2', l), this.act('rstd2', l), this.act('h2', l), w.postNorm, N, C, d.rmsNormEps);
+    swigluForward(g, this.act('m', l), this.act('g', l), this.act('u', l), N, d.intermediateSize);
   }
 
   /** c (M, N) = a · head (ᵀ with transB), through the kernel that reads the head's storage. */
@@ -187,20 +221,20 @@ export class LlamaModel {
     if (cache) {
       // The new rows (after RoPE, as HF caches them) go in at pos0; attention then reads the cache.
       const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`), row = Hkv * D * 4;
-      g.copy(k, 0, kc, cache.pos0 * row, N * row);
-      g.copy(v, 0, vc, cache.pos0 * row, N * row);
+      copy(g, k, { tensor: kc, offset: cache.pos0 * row }, N * row);
+      copy(g, v, { tensor: vc, offset: cache.pos0 * row }, N * row);
       attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D);
     } else {
       attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D);
     }
-    g.copy(h, 0, h2, 0, N * C * 4);
+    copy(g, h, h2, N * C * 4);
     this.proj(l, 'o_proj', h2, att, N, true, o);
     rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps);
     const gate = this.act('g', l), up = this.act('u', l), m = this.act('m', l);
     this.proj(l, 'gate_proj', gate, x2, N, false, o);
     this.proj(l, 'up_proj', up, x2, N, false, o);
     swigluForward(g, m, gate, up, N, F);
-    g.copy(h2, 0, hOut, 0, N * C * 4);
+    copy(g, h2, hOut, N * C * 4);
     this.proj(l, 'down_proj', hOut, m, N, true, o);
   }
 
@@ -218,6 +252,8 @@ export class LlamaModel {
     this.projBackward(l, 'up_proj', dx, du, x2, N, false, o);
     this.projBackward(l, 'gate_proj', dx, dg, x2, N, true, o);
     rmsnormBackward(g, dh, dx, h2, w.postNorm, this.act('rstd2', l), N, C, true);
+    // x1 shares x2's buffer when it is cheaper to recompute than to keep (plan.cheapRecompute).
+    if (this.plan.cheapRecompute) rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps);
     // Attention
     const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
     this.projBackward(l, 'o_proj', dO, dh, this.act('o', l), N, false, o);
@@ -248,7 +284,10 @@ export class LlamaModel {
       this.seedTable = g.scalars('llama.lora_seeds', seeds);
     }
     embedding(g, this.t('h.0'), this.t('ids'), this.weights.embed, N);
-    for (let l = 0; l < L; l++) this.layerForward(l, b, o);
+    for (let l = 0; l < L; l++) {
+      this.layerForward(l, b, o);
+      if (o.training && this.plan.savedF16) this.saveLayer(l);
+    }
     const xf = this.t('final.x'), rstdF = this.t('final.rstd');
     rmsnormForward(g, xf, rstdF, this.t(`h.${L}`), this.weights.norm, N, C, d.rmsNormEps);
     // Logits and their gradient chunk by chunk: never a (N, V) buffer.
@@ -265,6 +304,7 @@ export class LlamaModel {
     rmsnormBackward(g, this.t('grad.dh'), dxf, this.t(`h.${L}`), this.weights.norm, rstdF, N, C, false);
     for (let l = L - 1; l >= 0; l--) {
       if (this.plan.checkpointing) this.layerForward(l, b, o); // recompute this layer's activations
+      else if (this.plan.savedF16) this.restoreLayer(l, b);
       this.layerBackward(l, b, o);
     }
   }

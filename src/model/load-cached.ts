@@ -136,7 +136,7 @@ export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWe
     }
     layers.push({ inputNorm: plan.tensor(`layers.${l}.input_layernorm`), postNorm: plan.tensor(`layers.${l}.post_attention_layernorm`), proj });
   }
-  const table = plan.tensor('embed'), f16 = plan.opts.storage === 'f16';
+  const table = plan.tensor('embed'), f16 = plan.tablesF16;
   const chunks = embeddingChunks(cfg.vocabSize, cfg.hiddenSize, gpu.limits, f16 ? 2 : 4);
   const embed = embeddingViews(table, cfg.vocabSize, cfg.hiddenSize, chunks, 256, f16);
   const head = cfg.tieWordEmbeddings ? table : plan.tensor('head');

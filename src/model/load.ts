@@ -49,7 +49,7 @@ export async function loadWeights(
   const quant = plan.opts.quant, doubleQuant = quant === 'nf4' && (plan.opts.doubleQuant ?? false);
   const V = cfg.vocabSize, C = cfg.hiddenSize;
   // f16 storage: the embedding and head are rounded to f16 here as torch's .half() does, and packed.
-  const f16 = plan.opts.storage === 'f16', bytes = f16 ? 2 : 4;
+  const f16 = plan.tablesF16, bytes = f16 ? 2 : 4;
   const binding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
   // The logits matmul binds the whole (V, C) head; the gather can use chunks of it.
   if (V * C * bytes > binding) throw tooBig(cfg.tieWordEmbeddings ? 'tied embedding / lm_head' : 'lm_head', V * C * bytes, binding);

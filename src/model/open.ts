@@ -14,8 +14,9 @@ export interface OpenOptions {
   quant: 'nf4' | 'none';
   /** bitsandbytes double quantization of the NF4 absmax (QLoRA's "DQ"); nf4 only. */
   doubleQuant?: boolean;
-  /** Storage of the embedding and an untied lm_head: 'f16' (rounded as torch's .half(), f32
-   *  arithmetic) or 'f32' (default, the exact path). */
+  /** Storage of the embedding, an untied lm_head and (training without checkpointing) the saved
+   *  activations and LoRA intermediates: 'f16' (rounded as torch's .half(), f32 arithmetic) or 'f32'
+   *  (default here, the exact path; the CLI, worker and site default to f16). */
   storage?: 'f16' | 'f32';
   /** Micro-batch shape the buffers are planned for; shorter batches reuse them. */
   batch: number;
@@ -101,8 +102,9 @@ export interface DerivedModel extends OpenedModel {
  * A run (training, inference, another LoRA spec) over weights that are already loaded, so the site
  * can train, chat and import adapters without reloading the base model. The new plan adopts every
  * weight buffer of `base`; only LoRA and run buffers are allocated. Quantization (double quantization
- * included), storage and maxPositions are the base's (opts.quant, opts.doubleQuant, opts.storage and
- * opts.maxPositions are ignored).
+ * included), the embedding and head's storage and maxPositions are the base's (opts.quant,
+ * opts.doubleQuant and opts.maxPositions are ignored); opts.storage (default: the base's) sets the
+ * run's own saved activations.
  */
 export async function openOverWeights(gpu: Gpu, base: LoadedBase, opts: OpenOptions): Promise<DerivedModel> {
   const maxPositions = base.plan.opts.maxPositions;
@@ -112,7 +114,8 @@ export async function openOverWeights(gpu: Gpu, base: LoadedBase, opts: OpenOpti
       `Use a sequence length of ${maxPositions} or less.`, { field: 'seqLen' });
   }
   const plan = new Plan(base.config, {
-    batch: opts.batch, seqLen: opts.seqLen, quant: base.plan.opts.quant, doubleQuant: base.plan.opts.doubleQuant, storage: base.plan.opts.storage, lora: opts.lora, training: opts.training,
+    batch: opts.batch, seqLen: opts.seqLen, quant: base.plan.opts.quant, doubleQuant: base.plan.opts.doubleQuant, storage: opts.storage ?? base.plan.opts.storage,
+    tableStorage: base.plan.tablesF16 ? 'f16' : 'f32', lora: opts.lora, training: opts.training,
     checkpointing: opts.checkpointing ?? false, gradAccum: opts.gradAccum, kvCache: opts.kvCache, maxPositions, limits: gpu.limits,
   });
   for (const r of plan.rows) {

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { Plan, type ModelDims, type PlanOptions } from './plan.ts';
+import type { Proj } from './lora.ts';
 
 const dims: ModelDims = {
   vocabSize: 256, hiddenSize: 64, intermediateSize: 96, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16,
@@ -36,6 +37,55 @@ describe('memory plan', () => {
     expect(names(one)).toContain('act.0.x1'); // even with a single layer
     const ckpt = new Plan(dims, { ...base, training: true, checkpointing: true });
     expect(ckpt.perLayerActivations).toBe(false);
-    expect(names(ckpt)).toContain('act.x1');
+    expect(names(ckpt)).toContain('act.x2');
+  });
+
+  test('cheap recompute with one shared set: x1 shares x2, m lives in grad.dg; never in the exact per-layer f32 path', () => {
+    const ckpt = new Plan(dims, { ...base, training: true, checkpointing: true });
+    expect(ckpt.cheapRecompute).toBe(true);
+    expect(names(ckpt)).not.toContain('act.x1');
+    expect(names(ckpt)).not.toContain('act.m');
+    expect(names(ckpt)).toContain('grad.dg');
+    const plain = new Plan(dims, { ...base, training: true, storage: 'f32' });
+    expect(plain.cheapRecompute).toBe(false);
+    for (const n of ['act.0.x1', 'act.0.x2', 'act.0.m']) expect(names(plain)).toContain(n);
+    const inf = new Plan(dims, base);
+    expect(inf.cheapRecompute).toBe(false);
+    expect(names(inf)).toContain('act.m');
+  });
+
+  test('f16 storage while training: f16 images per layer over three f32 working buffers, 256-byte aligned views', () => {
+    const lora = { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: ['q_proj', 'v_proj', 'down_proj'] as Proj[] };
+    const f32 = new Plan(dims, { ...base, training: true, lora, storage: 'f32' });
+    const f16 = new Plan(dims, { ...base, training: true, lora, storage: 'f16' });
+    expect(f32.savedF16).toBe(false);
+    expect(f16.savedF16).toBe(true);
+    expect(f16.savedGroups.map((g) => g.name)).toEqual(['act.work.0', 'act.work.1', 'act.work.2']);
+    for (const [name, f] of f16.savedFields) {
+      expect(f.offset % 64, name).toBe(0);
+      expect(f.offset + f.count, name).toBeLessThanOrEqual(f16.savedGroups.find((g) => g.name === f.group)!.floats);
+    }
+    for (const g of f16.savedGroups) expect((g.image * 2) % 256, g.name).toBe(0);
+    expect([...f16.savedFields.keys()].sort()).toEqual(['U.down_proj', 'U.q_proj', 'U.v_proj', 'g', 'h2', 'k', 'o', 'q', 'u', 'v']);
+    // Per layer: the image (half a float per saved float) and lse; x2 and the rstd are shared (x1 in
+    // x2's buffer, m in grad.dg: plan.cheapRecompute).
+    expect(f16.row('act.1.f16').bytes).toBe(f16.savedFloats * 2);
+    expect(names(f16)).toContain('act.1.lse');
+    expect(names(f16).filter((n) => n.startsWith('act.0.'))).toEqual(['act.0.f16', 'act.0.lse']);
+    for (const n of ['x2', 'rstd1', 'rstd2']) expect(names(f16), n).toContain(`act.${n}`);
+    expect(f16.cheapRecompute).toBe(true);
+    expect(f16.byCategory().activations).toBeLessThan(f32.byCategory().activations);
+    // Checkpointing and inference save nothing per layer: storage changes only the tables there.
+    expect(new Plan(dims, { ...base, training: true, checkpointing: true, storage: 'f16' }).savedF16).toBe(false);
+    expect(new Plan(dims, { ...base, storage: 'f16' }).savedF16).toBe(false);
+  });
+
+  test('a run over f32 tables keeps their bytes while its activations follow its own storage', () => {
+    const lora = { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: ['q_proj'] as Proj[] };
+    const p = new Plan(dims, { ...base, training: true, lora, storage: 'f16', tableStorage: 'f32' });
+    expect(p.tablesF16).toBe(false);
+    expect(p.savedF16).toBe(true);
+    expect(p.row('embed').bytes).toBe(256 * 64 * 4);
+    expect(new Plan(dims, { ...base, storage: 'f16' }).row('embed').bytes).toBe(256 * 64 * 2);
   });
 });

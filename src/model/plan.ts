@@ -33,8 +33,13 @@ export interface PlanOptions {
   quant: 'nf4' | 'none';
   /** NF4 absmax double-quantized on the GPU (8-bit codes + absmax2 per 256 blocks + offset). */
   doubleQuant?: boolean;
-  /** Element storage of the embedding and an untied lm_head: f16 pairs in u32 words, or f32 (default). */
+  /** Element storage of the embedding, an untied lm_head and (training without checkpointing) the
+   *  saved activations and LoRA intermediates: f16 pairs in u32 words, or f32 (the exact path; the
+   *  default here, while the CLI, worker and site default to f16). Arithmetic is f32 either way. */
   storage?: 'f16' | 'f32';
+  /** The embedding and head's storage when it is not `storage`: a run over loaded weights keeps the
+   *  tables the base was loaded with while its own activations follow the run's storage. */
+  tableStorage?: 'f16' | 'f32';
   /** LoRA adapter, or undefined for the bare base model. */
   lora?: LoraSpec;
   /** Backward pass buffers (gradients, optimizer state) are only planned when training. */
@@ -80,6 +85,26 @@ export class Plan {
   /** One saved-activation set per layer (training without checkpointing: the backward reads them
    *  all), else one set 'act.*' that every layer overwrites (inference, or recomputed per layer). */
   readonly perLayerActivations: boolean;
+  /** f16 storage of the saved activations (training, no checkpointing, storage f16): each layer
+   *  computes in one f32 working set and keeps an f16 image of the part the backward needs,
+   *  'act.L.f16' (one pack per working buffer); the norm outputs and the SwiGLU product are
+   *  recomputed from it, which is cheaper than saving them. */
+  readonly savedF16: boolean;
+  /** The f32 working buffers of the saved fields and where each sits in the layer's f16 image
+   *  (`image`: its first float, a multiple of 128 so the view starts on a 256-byte boundary). */
+  readonly savedGroups: { name: string; floats: number; image: number }[] = [];
+  /** Where each saved field sits in its working buffer (f32 offset and count; offsets are multiples
+   *  of 64 floats, so every field is a 256-byte aligned binding view). */
+  readonly savedFields = new Map<string, { group: string; offset: number; count: number }>();
+  /** Training with one shared working set (checkpointing, or f16 saved activations): the norm
+   *  outputs and the SwiGLU product are recomputed where the backward needs them, so x1 shares
+   *  x2's buffer (recomputed before the attention backward) and m lives in 'grad.dg' (free until
+   *  the SwiGLU backward, which m no longer feeds). */
+  readonly cheapRecompute: boolean;
+  /** Floats in one layer's f16 image. */
+  readonly savedFloats: number = 0;
+  /** The embedding and an untied head are f16 pairs (storage or tableStorage 'f16'). */
+  readonly tablesF16: boolean;
 
   constructor(
     readonly dims: ModelDims,
@@ -106,7 +131,8 @@ export class Plan {
       this.byName.set(name, r);
     };
     // Weights (allocated by the loader under these names).
-    const table = o.storage === 'f16' ? Math.ceil((V * C) / 2) * 4 : f32(V * C);
+    this.tablesF16 = (o.tableStorage ?? o.storage) === 'f16';
+    const table = this.tablesF16 ? Math.ceil((V * C) / 2) * 4 : f32(V * C);
     add('embed', 'weights', table, 'weights');
     if (!d.tieWordEmbeddings) add('head', 'weights', table, 'weights');
     add('norm', 'weights', f32(C), 'weights');
@@ -145,19 +171,54 @@ export class Plan {
     // Activations. The residual stream at every layer boundary is always kept (checkpoints).
     for (const n of ['ids', 'positions', 'targets', 'loss', 'ones']) add(n, 'activations', f32(N));
     for (let l = 0; l <= L; l++) add(`h.${l}`, 'activations', f32(N * C));
-    const sets = this.perLayerActivations ? L : 1;
     const R = o.lora?.rank ?? 0;
-    for (let s = 0; s < sets; s++) {
-      const pre = this.perLayerActivations ? `act.${s}.` : 'act.';
-      for (const n of ['x1', 'x2', 'h2']) add(pre + n, 'activations', f32(N * C));
-      for (const n of ['rstd1', 'rstd2']) add(pre + n, 'activations', f32(N));
-      add(pre + 'q', 'activations', f32(N * H * D));
-      add(pre + 'o', 'activations', f32(N * H * D));
-      add(pre + 'k', 'activations', f32(N * Hkv * D));
-      add(pre + 'v', 'activations', f32(N * Hkv * D));
-      add(pre + 'lse', 'activations', f32(o.batch * H * o.seqLen));
-      for (const n of ['g', 'u', 'm']) add(pre + n, 'activations', f32(N * F));
-      for (const p of o.lora?.targets ?? []) add(pre + `U.${p}`, 'activations', f32(N * R));
+    // One layer's activations, in floats.
+    const fields: [string, number][] = [
+      ['x1', N * C], ['x2', N * C], ['h2', N * C], ['rstd1', N], ['rstd2', N], ['q', N * H * D], ['o', N * H * D],
+      ['k', N * Hkv * D], ['v', N * Hkv * D], ['lse', o.batch * H * o.seqLen], ['g', N * F], ['u', N * F], ['m', N * F],
+      ...(o.lora?.targets ?? []).map((p): [string, number] => [`U.${p}`, N * R]),
+    ];
+    this.savedF16 = this.perLayerActivations && o.storage === 'f16';
+    this.cheapRecompute = this.checkpointing || this.savedF16;
+    const aliased = (n: string) => this.cheapRecompute && (n === 'x1' || n === 'm');
+    if (this.savedF16) {
+      // What the backward reads and cannot cheaply recompute goes through f16; x1 = rmsnorm(h.l),
+      // x2 = rmsnorm(h2) and m = silu(g)·u are recomputed, and the small per-row rstd are recomputed
+      // with them. lse stays f32 per layer (a few KiB, and exp(s - lse) is sensitive to it).
+      // The saved fields share three working buffers, grouped so that no kernel binds one buffer
+      // writable and again in the same dispatch (WebGPU forbids it even for disjoint views):
+      // attention writes o while reading q, k, v; o_proj writes h2 while reading o; the LoRA kernels
+      // write y and U together.
+      const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], (o.lora?.targets ?? []).map((p) => `U.${p}`)];
+      const size = new Map(fields);
+      for (const [n, count] of fields) {
+        if ((n === 'x1' || n === 'x2' || n === 'm' || n === 'rstd1' || n === 'rstd2') && !aliased(n)) add(`act.${n}`, 'activations', f32(count));
+      }
+      let image = 0;
+      groups.forEach((names, i) => {
+        if (!names.length) return;
+        const group = `act.work.${i}`;
+        let off = 0;
+        for (const n of names) {
+          const count = size.get(n)!;
+          this.savedFields.set(n, { group, offset: off, count });
+          off += Math.ceil(count / 64) * 64;
+        }
+        add(group, 'activations', f32(off));
+        this.savedGroups.push({ name: group, floats: off, image });
+        image += Math.ceil(off / 128) * 128;
+      });
+      this.savedFloats = image;
+      for (let l = 0; l < L; l++) {
+        add(`act.${l}.f16`, 'activations', image * 2);
+        add(`act.${l}.lse`, 'activations', f32(o.batch * H * o.seqLen));
+      }
+    } else {
+      const sets = this.perLayerActivations ? L : 1;
+      for (let s = 0; s < sets; s++) {
+        const pre = this.perLayerActivations ? `act.${s}.` : 'act.';
+        for (const [n, count] of fields) if (!aliased(n)) add(pre + n, 'activations', f32(count));
+      }
     }
     add('final.x', 'activations', f32(N * C));
     add('final.rstd', 'activations', f32(N));

@@ -1,8 +1,10 @@
-// f16 storage of the embedding and the head (storage: 'f16'): the tables are rounded to f16 at load
-// (torch's .half()), stored as packed pairs and widened inside the gather and the logits matmul; all
-// arithmetic stays f32. Against the f32 model on the three tiny checkpoints (untied BF16 head, tied
-// F16, F32): eval loss within 2e-3 relative, the same greedy tokens, training losses within 5e-3,
-// and the memory plan equal to what the GPU holds.
+// f16 storage (storage: 'f16'): the embedding and the head are rounded to f16 at load (torch's
+// .half()), stored as packed pairs and widened inside the gather and the logits matmul; while
+// training without checkpointing, each layer's saved activations and LoRA intermediates are kept as
+// an f16 image (pack_f16) and widened before its backward. All arithmetic stays f32. Against the f32
+// model on the three tiny checkpoints (untied BF16 head, tied F16, F32): eval loss within 2e-3
+// relative, the same greedy tokens, training losses within 5e-3, the saved images exactly the f32
+// activations rounded, and the memory plan equal to what the GPU holds in both storages.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../gpu/runtime.ts';
@@ -18,6 +20,7 @@ import { openModel, type OpenedModel, type OpenOptions } from './open.ts';
 import { loadCachedWeights, weightShards } from './load-cached.ts';
 import { LlamaModel } from './llama.ts';
 import { Plan } from './plan.ts';
+import { storedF16, unpackF16Ref } from '../kernels/pack_f16.ref.ts';
 
 type Golden = Record<string, any>;
 const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral'];
@@ -97,14 +100,15 @@ describe.each(MODELS)('%s with f16 embedding and head', (name) => {
   }, 300_000); // two models, eval and 8 decode steps each, on SwiftShader
 });
 
-test('tiny-llama (untied head, BF16): 5 AdamW steps with f16 storage stay within 5e-3 of f32 storage', async () => {
-  const golden = loadGolden('model_tiny-llama') as Golden;
+test.each(MODELS)('%s: 5 AdamW steps with f16 storage (tables, saved activations, LoRA intermediates) stay within 5e-3 of f32 storage', async (name) => {
+  const golden = loadGolden(`model_${name}`) as Golden;
   const ids = golden.ids as GoldenTensor, labels = golden.labels as GoldenTensor;
   const batches = [batchOf(ids, labels, 0, 2), batchOf(ids, labels, 2, 4)];
   const init = tensorMap(golden.init_adapter);
   const losses: number[][] = [];
   for (const storage of ['f32', 'f16'] as const) {
-    const m = await open(gpu, 'tiny-llama', golden, { storage, training: true, gradAccum: 2 });
+    const m = await open(gpu, name, golden, { storage, training: true, gradAccum: 2 });
+    expect(m.plan.savedF16).toBe(storage === 'f16');
     m.lora!.load(init);
     m.lora!.resetOptimizer();
     const run: number[] = [];
@@ -118,13 +122,45 @@ test('tiny-llama (untied head, BF16): 5 AdamW steps with f16 storage stay within
   }
 }, 600_000); // two models × 5 steps × 2 micro-batches on SwiftShader
 
-test('the memory plan with f16 storage (and double quantization) is what the GPU holds, by category', async () => {
+test('tiny-qwen2 (F16 checkpoint): the saved f16 images are exactly the f32 path\'s activations rounded to f16', async () => {
+  // An F16 checkpoint loses nothing in an f16 table, so both forwards are bit-identical and every
+  // saved field of every layer can be compared with the f32 model's own saved copy.
+  const golden = loadGolden('model_tiny-qwen2') as Golden;
+  const b = batchOf(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
+  const adapter = tensorMap(golden.nf4.adapter); // B != 0: U and the LoRA outputs matter
+  const [f32, f16] = [await open(gpu, 'tiny-qwen2', golden, { storage: 'f32', training: true }), await open(gpu, 'tiny-qwen2', golden, { storage: 'f16', training: true })];
+  for (const m of [f32, f16]) {
+    m.lora!.load(adapter);
+    m.model.step(b, { gradScale: 1 / countTargets(b), seed: 0, training: true });
+  }
+  expect(f16.plan.savedFields.size).toBe(6 + 1 + PROJS.length);
+  for (let l = 0; l < f16.config.numLayers; l++) {
+    const img = await gpu.readU32(f16.plan.tensor(`act.${l}.f16`));
+    for (const [field, f] of f16.plan.savedFields) {
+      const start = f16.plan.savedGroups.find((g) => g.name === f.group)!.image + f.offset;
+      const saved = unpackF16Ref(img.subarray(start / 2, (start + f.count) / 2 + 1), f.count);
+      const ref = await gpu.readF32(f32.plan.tensor(`act.${l}.${field}`), 0, f.count);
+      expect(saved, `layer ${l} ${field}`).toEqual(storedF16(ref));
+    }
+    expect(await gpu.readF32(f16.plan.tensor(`act.${l}.lse`)), `layer ${l} lse`).toEqual(await gpu.readF32(f32.plan.tensor(`act.${l}.lse`)));
+  }
+  // The gradients use the rounded activations: close to the f32 ones, not equal.
+  const [g32, g16] = [await gpu.readF32(f32.lora!.grads), await gpu.readF32(f16.lora!.grads)];
+  const norm = Math.hypot(...g32), diff = Math.hypot(...g32.map((x, i) => x - g16[i]));
+  expect(diff / norm).toBeGreaterThan(0);
+  expect(diff / norm).toBeLessThan(1e-2);
+}, 300_000);
+
+test.each([
+  ['f16', true],
+  ['f32', false],
+] as const)('the memory plan with %s storage (double quantization: %s) is what the GPU holds while training, by category', async (storage, doubleQuant) => {
   const golden = loadGolden('model_tiny-llama') as Golden;
   const ids = golden.ids as GoldenTensor, labels = golden.labels as GoldenTensor;
   const b = batchOf(ids, labels, 0, 2);
   const fresh = await Gpu.create();
   try {
-    const { plan, model } = await open(fresh, 'tiny-llama', golden, { storage: 'f16', doubleQuant: true, training: true, gradAccum: 1 });
+    const { plan, model } = await open(fresh, 'tiny-llama', golden, { storage, doubleQuant, training: true, gradAccum: 1 });
     model.step(b, { gradScale: 1 / countTargets(b), seed: 0, training: true });
     await fresh.sync();
     expect(fresh.peakBytes).toBe(plan.peakBytes());

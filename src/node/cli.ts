@@ -12,7 +12,7 @@ import { exportAdapter } from '../model/adapter.ts';
 import { checkTrainedTokens, prepareDataset } from '../data/pipeline.ts';
 import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import type { StepLog } from '../train/trainer.ts';
-import { derive, optionFlags, optionUsage, optionsFromFlags } from '../app/options.ts';
+import { derive, optionFlags, optionUsage, optionsFromFlags, storageFromFlag } from '../app/options.ts';
 import { ModelStore } from '../app/model-store.ts';
 import { TrainingRun, loraSpec, trainConfig } from '../app/training-run.ts';
 import { dataCommand } from './data-command.ts';
@@ -69,7 +69,7 @@ function eta(seconds: number): string {
 
 // ------------------------------------------------------------------------------------------ train
 
-const TRAIN_USAGE = `usage: webtune train --model DIR --data FILE --out DIR [--quant nf4|none] [--double-quant]
+const TRAIN_USAGE = `usage: webtune train --model DIR --data FILE --out DIR [--quant nf4|none] [--double-quant] ${optionUsage(['storage'])}
   [--targets LIST|all-linear] ${optionUsage(['rank', 'alpha', 'dropout', 'rslora', 'lr', 'epochs', 'maxSteps', 'batch', 'gradAccum', 'seqLen'])}
   [--schedule constant|linear|cosine] ${optionUsage(['warmupSteps', 'weightDecay', 'maxGradNorm', 'seed'])}
   [--no-shuffle] [--val-split 0] [--checkpointing] [--init-adapter DIR]
@@ -109,7 +109,7 @@ async function train(argv: string[]): Promise<number> {
   if (lost) process.stderr.write(`warning: ${lost}\n`);
   // Every file is read and checked before the GPU is touched: bad input fails fast and clearly.
   try {
-    await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), { doubleQuant: Boolean(v['double-quant']), maxPositions: opts.seqLen });
+    await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), { doubleQuant: Boolean(v['double-quant']), maxPositions: opts.seqLen, storage: opts.storage });
     const run = await TrainingRun.start(store, opts, data, { datasetFile: basename(dataFile), shuffle: !v['no-shuffle'], init });
     await checkFreeSpace(out, run.model.plan.byCategory().lora ?? 0, '--out'); // a full disk must not cost the run
     process.stderr.write(`GPU memory: ${Object.entries(run.model.plan.byCategory()).map(([k, b]) => `${k} ${formatBytes(b)}`).join(', ')}\n`);
@@ -142,17 +142,18 @@ async function train(argv: string[]): Promise<number> {
 
 // ------------------------------------------------------------------------------------------- eval
 
-const EVAL_USAGE = 'usage: webtune eval --model DIR [--adapter DIR] [--quant nf4|none] [--double-quant] --data FILE [--seq-len N] [--batch N] [--template NAME] [--encoding NAME] [--json]';
+const EVAL_USAGE = 'usage: webtune eval --model DIR [--adapter DIR] [--quant nf4|none] [--double-quant] [--storage f16|f32] --data FILE [--seq-len N] [--batch N] [--template NAME] [--encoding NAME] [--json]';
 
 async function evaluate(argv: string[]): Promise<number> {
   const v = args(argv, {
-    model: { type: 'string' }, adapter: { type: 'string' }, quant: { type: 'string' }, 'double-quant': { type: 'boolean' },
+    model: { type: 'string' }, adapter: { type: 'string' }, quant: { type: 'string' }, 'double-quant': { type: 'boolean' }, storage: { type: 'string' },
     data: { type: 'string' }, 'seq-len': { type: 'string' }, batch: { type: 'string' }, template: { type: 'string' }, json: { type: 'boolean' },
     encoding: { type: 'string' },
   }, EVAL_USAGE);
   if (v.help) return help(EVAL_USAGE);
   const modelDir = str(v, 'model', EVAL_USAGE), dataFile = str(v, 'data', EVAL_USAGE);
   const seqLen = num(v, 'seq-len', 1024, { min: 2, int: true }), batch = num(v, 'batch', 2, { min: 1, int: true });
+  const storage = storageFromFlag(v.storage);
   await checkReadableFile(dataFile, '--data');
   const quant = quantOf(v);
   const store = new ModelStore();
@@ -162,7 +163,7 @@ async function evaluate(argv: string[]): Promise<number> {
     template: v.template as TemplateName | undefined, maxLength: seqLen, shuffle: false, skipBadRows: true, encoding: v.encoding as string | undefined,
   });
   try {
-    await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), { doubleQuant: Boolean(v['double-quant']), maxPositions: seqLen });
+    await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), { doubleQuant: Boolean(v['double-quant']), maxPositions: seqLen, storage });
     const r = await TrainingRun.evaluate(store, data.train, { batch, seqLen }, adapter);
     const out = { loss: r.loss, tokens: r.tokens, perplexity: Math.exp(r.loss) };
     if (v.json) console.log(JSON.stringify(out));
@@ -175,7 +176,7 @@ async function evaluate(argv: string[]): Promise<number> {
 
 // ------------------------------------------------------------------------------------------ bench
 
-const BENCH_USAGE = 'usage: webtune bench --shape smollm2-135m|qwen2.5-0.5b|llama-3.2-1b|llama-3.2-3b|llama-3-8b|DIR [--seq-len 512] [--batch 1] [--steps N] [--quant nf4|none] [--double-quant] [--storage f32|f16] [--rank 8] [--targets all-linear] [--checkpointing] [--plan-only] [--count]';
+const BENCH_USAGE = 'usage: webtune bench --shape smollm2-135m|qwen2.5-0.5b|llama-3.2-1b|llama-3.2-3b|llama-3-8b|DIR [--seq-len 512] [--batch 1] [--steps N] [--quant nf4|none] [--double-quant] [--storage f16|f32] [--rank 8] [--targets all-linear] [--checkpointing] [--plan-only] [--count]';
 
 async function bench(argv: string[]): Promise<number> {
   const v = args(argv, {
@@ -183,8 +184,7 @@ async function bench(argv: string[]): Promise<number> {
     quant: { type: 'string' }, rank: { type: 'string' }, targets: { type: 'string' }, checkpointing: { type: 'boolean' },
     'plan-only': { type: 'boolean' }, count: { type: 'boolean' }, 'double-quant': { type: 'boolean' }, storage: { type: 'string' },
   }, BENCH_USAGE);
-  const storage = (v.storage as string | undefined) ?? 'f32';
-  if (storage !== 'f32' && storage !== 'f16') throw new UsageError(`--storage must be f32 or f16, got "${storage}".`, 'f16 keeps the embedding and an untied head as f16 pairs; f32 is the exact path.', { field: 'storage' });
+  const storage = storageFromFlag(v.storage);
   if (v.help) return help(BENCH_USAGE);
   const result = await modelBench({
     shape: str(v, 'shape', BENCH_USAGE),

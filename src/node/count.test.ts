@@ -2,8 +2,8 @@
 import { describe, expect, test } from 'vitest';
 import { modelBench, type StepCount } from './model-bench.ts';
 
-const count = async (shape: string, targets: ('q_proj' | 'v_proj' | 'o_proj')[], seqLen = 32) =>
-  (await modelBench({ shape, seqLen, batch: 1, steps: 1, quant: 'nf4', rank: 4, targets, checkpointing: false, planOnly: false, count: true }))
+const count = async (shape: string, targets: ('q_proj' | 'v_proj' | 'o_proj')[], seqLen = 32, storage: 'f16' | 'f32' = 'f32') =>
+  (await modelBench({ shape, seqLen, batch: 1, steps: 1, quant: 'nf4', rank: 4, targets, checkpointing: false, planOnly: false, count: true, storage }))
     .count as { trainStep: StepCount; decodeToken: StepCount; sampleMs: number };
 
 describe('bench --count', () => {
@@ -34,5 +34,16 @@ describe('bench --count', () => {
     const layers = 2;
     expect(qvo.trainStep.dispatches - qv.trainStep.dispatches).toBe(layers * 6);
     expect(qvo.decodeToken.dispatches - qv.decodeToken.dispatches).toBe(layers * 2);
+  }, 60_000);
+
+  test('f16 storage: per layer 3 packs, 3 unpacks and 3 recomputes more, still nothing created warm', async () => {
+    const f32 = await count('public/models/demo', ['q_proj', 'v_proj'], 32, 'f32');
+    const f16 = await count('public/models/demo', ['q_proj', 'v_proj'], 32, 'f16');
+    const layers = 2;
+    expect(f16.trainStep.dispatches - f32.trainStep.dispatches).toBe(layers * 9);
+    expect(f16.trainStep.passes).toBe(f32.trainStep.passes);
+    expect(f16.trainStep.buffersCreated).toBe(0);
+    expect(f16.trainStep.bindGroupsCreated).toBe(0);
+    expect(f16.decodeToken.dispatches).toBe(f32.decodeToken.dispatches); // generation saves nothing per layer
   }, 60_000);
 });

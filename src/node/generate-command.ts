@@ -5,10 +5,11 @@ import { UsageError } from '../errors.ts';
 import { checkGenerateOptions } from '../infer/generate.ts';
 import { encodePrompt } from '../infer/text.ts';
 import { ModelStore } from '../app/model-store.ts';
+import { storageFromFlag } from '../app/options.ts';
 import { Chat } from '../app/chat.ts';
 import { adapterFromDir, folderSource } from './fs-source.ts';
 
-const USAGE = `usage: webtune generate --model DIR [--adapter DIR] [--quant nf4|none] --prompt TEXT [--chat]
+const USAGE = `usage: webtune generate --model DIR [--adapter DIR] [--quant nf4|none] [--storage f16|f32] --prompt TEXT [--chat]
   [--max-new-tokens 64] [--temperature 0] [--top-k K] [--top-p P] [--seed S]`;
 
 export async function generateCommand(argv: string[]): Promise<number> {
@@ -17,7 +18,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     v = parseArgs({
       args: argv, strict: true, allowPositionals: false,
       options: {
-        model: { type: 'string' }, adapter: { type: 'string' }, quant: { type: 'string' }, prompt: { type: 'string' },
+        model: { type: 'string' }, adapter: { type: 'string' }, quant: { type: 'string' }, storage: { type: 'string' }, prompt: { type: 'string' },
         chat: { type: 'boolean' }, 'max-new-tokens': { type: 'string' }, temperature: { type: 'string' },
         'top-k': { type: 'string' }, 'top-p': { type: 'string' }, seed: { type: 'string' }, help: { type: 'boolean', short: 'h' },
       },
@@ -43,6 +44,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     topP: numOpt('top-p', 1), seed: numOpt('seed', 0),
   };
   checkGenerateOptions(opts);
+  const storage = storageFromFlag(v.storage);
   const store = new ModelStore();
   const files = await store.read(await folderSource(resolve(v.model)), quant);
   const chat = Boolean(v.chat);
@@ -50,7 +52,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
   const adapter = v.adapter ? await adapterFromDir(files.config, resolve(v.adapter as string)) : undefined;
   try {
     // RoPE rows for exactly the prompt and the new tokens.
-    await store.load(files, quant, undefined, { maxPositions: promptIds.length + opts.maxNewTokens });
+    await store.load(files, quant, undefined, { maxPositions: promptIds.length + opts.maxNewTokens, storage });
     const generation = new Chat(store);
     if (adapter) generation.adapter = await store.openAdapter(adapter);
     const r = await generation.generate(v.prompt, { ...opts, adapter: !!adapter, chat }, (piece) => process.stdout.write(piece));

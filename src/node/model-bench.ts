@@ -237,7 +237,7 @@ export function sampleMs(V: number, tokens = 50): number {
 async function countRun(cfg: ReturnType<typeof parseModelConfig>, lora: LoraSpec, o: ModelBenchOptions): Promise<Record<string, unknown>> {
   const { gpu, counts } = countingGpu();
   const plan = new Plan(cfg, {
-    batch: o.batch, seqLen: o.seqLen, quant: o.quant, lora, training: true, checkpointing: o.checkpointing,
+    batch: o.batch, seqLen: o.seqLen, quant: o.quant, doubleQuant: o.doubleQuant, storage: o.storage, lora, training: true, checkpointing: o.checkpointing,
     gradAccum: 1, maxPositions: o.seqLen, limits: gpu.limits,
   });
   for (const r of plan.rows) if (r.phase === 'weights' && !r.name.startsWith('rope.')) plan.alloc(gpu, r.name);

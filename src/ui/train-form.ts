@@ -4,7 +4,7 @@
 // touches the DOM.
 import { LINEAR_MODULES } from '../io/hf-names.ts';
 import { SCHEDULES } from '../train/schedule.ts';
-import { DEFAULT_OPTIONS, OPTION_KEYS, derive, optionErrors, type OptionErrors, type TrainOptions } from '../app/options.ts';
+import { DEFAULT_OPTIONS, OPTION_KEYS, STORAGES, derive, optionErrors, type OptionErrors, type TrainOptions } from '../app/options.ts';
 
 /** The worker's TrainOptions as a form edits them: the sequence length belongs to the dataset
  *  panel, and "no step limit" is 0 rather than absent. */
@@ -21,7 +21,7 @@ export const DEFAULT_FORM: TrainForm = { ...defaults, targets: [...defaults.targ
 export const FORM_KEYS = OPTION_KEYS.filter((k): k is keyof TrainForm => k !== 'seqLen');
 
 export const ALL_TARGETS = LINEAR_MODULES;
-export { SCHEDULES };
+export { SCHEDULES, STORAGES };
 
 export type FormErrors = Partial<Record<keyof TrainForm, string>>;
 

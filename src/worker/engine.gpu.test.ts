@@ -125,6 +125,16 @@ describe('engine: model cache', () => {
 });
 
 describe('engine: training', () => {
+  test('the storage option reaches the run plan: f16 saved activations take fewer bytes, the loaded tables stay', async () => {
+    const e = new Engine(host(memoryStore(), []));
+    await e.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    await e.prepareDataset(file(), DATA);
+    const [f32, f16] = [await e.estimate({ ...TRAIN, storage: 'f32' }), await e.estimate({ ...TRAIN, storage: 'f16' })];
+    expect(f16.bytes.activations).toBeLessThan(f32.bytes.activations);
+    expect(f16.bytes.weights).toBe(f32.bytes.weights);
+    expect(await e.estimate(TRAIN)).toEqual(f32); // absent: f32, as runs saved before the option trained
+  });
+
   test('train, pause with a checkpoint, resume in a new engine, device loss, export/import', async () => {
     const store = memoryStore();
     const e1 = new Engine(host(store, []));
