@@ -10,6 +10,11 @@
 // validates positions upstream; robustness here only guarantees no out-of-bounds read).
 // Version 1: one invocation per (token, head, pair). The tables are precomputed on the CPU in f64
 // because WGSL's cos/sin are only accurate inside [-pi, pi] and angles reach pos * inv_freq ~ 1e5.
+// Entry `append` (decoding, B = 1): the same rotation of k, written into the KV cache's K at each
+// token's position row instead of in place, and v's rows copied into the cache's V at the same rows.
+// It replaces a rope dispatch and two buffer copies, each of which would end the compute pass; the
+// rows come from `positions`, so the uniform stays the same from token to token. A position past
+// the cache's rows writes nothing.
 
 override WG: u32 = 256;
 
@@ -26,6 +31,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> positions: array<u32>;  // (B * T)
 @group(0) @binding(3) var<storage, read> cos_t: array<f32>;      // (P, D/2)
 @group(0) @binding(4) var<storage, read> sin_t: array<f32>;      // (P, D/2)
+@group(0) @binding(5) var<storage, read_write> kc: array<f32>;   // append: K cache (positions, Hn, D)
+@group(0) @binding(6) var<storage, read> v: array<f32>;          // append: (T, Hn, D)
+@group(0) @binding(7) var<storage, read_write> vc: array<f32>;   // append: V cache (positions, Hn, D)
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -44,4 +52,32 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let x2 = x[a + half];
   x[a] = x1 * c - x2 * s;
   x[a + half] = x2 * c + x1 * s;
+}
+
+@compute @workgroup_size(WG)
+fn append(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+          @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * WG + lid;
+  let half = p.D / 2u;
+  if (i >= p.B * p.T * p.Hn * half) { return; }
+  let row = i / half;
+  let j = i - row * half;
+  let a = row * p.D + j;
+  let tok = row / p.Hn;
+  let pos = positions[tok];
+  let o = (pos * p.Hn + row - tok * p.Hn) * p.D + j;  // (pos, head, j) of the cache
+  if (pos >= arrayLength(&kc) / (p.Hn * p.D) || pos >= arrayLength(&vc) / (p.Hn * p.D)) { return; }
+  vc[o] = v[a];
+  vc[o + half] = v[a + half];
+  let x1 = x[a];
+  let x2 = x[a + half];
+  if (pos >= p.P) {
+    kc[o] = x1;
+    kc[o + half] = x2;
+    return;
+  }
+  let c = cos_t[pos * half + j];
+  let s = sin_t[pos * half + j];
+  kc[o] = x1 * c - x2 * s;
+  kc[o + half] = x2 * c + x1 * s;
 }

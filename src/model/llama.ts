@@ -7,7 +7,8 @@
 //   h2 = h + o·Woᵀ (+LoRA) ; x2 = rmsnorm(h2) ; g,u = x2·Wᵀ (+LoRA) ; m = silu(g)·u
 //   h' = h2 + m·Wdᵀ (+LoRA)
 // Residual adds are free: the output buffer starts as a copy of the residual and every matmul
-// accumulates into it.
+// accumulates into it. Decoding saves nothing for a backward, so there the residual stream is one
+// buffer (h.0) that each sublayer adds into in place: no copies, and one compute pass per token.
 import type { Binding, Gpu, Scalars, Tensor, View } from '../gpu/runtime.ts';
 import { matmul, type MatmulOptions } from '../kernels/matmul.ts';
 import { matmulPackedF16 } from '../kernels/matmul_packed_f16.ts';
@@ -15,7 +16,7 @@ import { matmulNf4 } from '../kernels/matmul_nf4.ts';
 import { matmulNf4Backward } from '../kernels/matmul_nf4_backward.ts';
 import { rmsnormForward } from '../kernels/rmsnorm_forward.ts';
 import { rmsnormBackward } from '../kernels/rmsnorm_backward.ts';
-import { ropeForward } from '../kernels/rope_forward.ts';
+import { ropeAppendKv, ropeForward } from '../kernels/rope_forward.ts';
 import { ropeBackward } from '../kernels/rope_backward.ts';
 import { attentionForward } from '../kernels/attention_forward.ts';
 import { attentionBackward } from '../kernels/attention_backward.ts';
@@ -174,8 +175,9 @@ export class LlamaModel {
   layerForward(l: number, b: Batch, o: RunOptions, cache?: CacheStep): void {
     const g = this.gpu, d = this.dims, w = this.weights.layers[l];
     const N = b.B * b.T, C = d.hiddenSize, H = d.numHeads, Hkv = d.numKvHeads, D = d.headDim, F = d.intermediateSize;
-    const h = this.t(`h.${l}`), hOut = this.t(`h.${l + 1}`);
-    const x1 = this.act('x1', l), x2 = this.act('x2', l), h2 = this.act('h2', l);
+    // With the cache, h, h2 and h' are one buffer (see the header).
+    const h = this.t(cache ? 'h.0' : `h.${l}`), hOut = cache ? h : this.t(`h.${l + 1}`);
+    const x1 = this.act('x1', l), x2 = this.act('x2', l), h2 = cache ? h : this.act('h2', l);
     const q = this.act('q', l), k = this.act('k', l), v = this.act('v', l), att = this.act('o', l);
     const pos = this.t('positions');
     rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps);
@@ -183,24 +185,24 @@ export class LlamaModel {
     this.proj(l, 'k_proj', k, x1, N, false, o);
     this.proj(l, 'v_proj', v, x1, N, false, o);
     ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
-    ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
     if (cache) {
-      // The new rows (after RoPE, as HF caches them) go in at pos0; attention then reads the cache.
-      const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`), row = Hkv * D * 4;
-      g.copy(k, 0, kc, cache.pos0 * row, N * row);
-      g.copy(v, 0, vc, cache.pos0 * row, N * row);
+      // The new rows (after RoPE, as HF caches them) go in at their positions, pos0 on, written by
+      // the rope dispatch itself (a copy would end the compute pass); attention then reads the cache.
+      const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`);
+      ropeAppendKv(g, k, v, pos, this.weights.ropeCos, this.weights.ropeSin, kc, vc, N, Hkv, D);
       attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D);
     } else {
+      ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
       attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D);
     }
-    g.copy(h, 0, h2, 0, N * C * 4);
+    if (h2 !== h) g.copy(h, 0, h2, 0, N * C * 4);
     this.proj(l, 'o_proj', h2, att, N, true, o);
     rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps);
     const gate = this.act('g', l), up = this.act('u', l), m = this.act('m', l);
     this.proj(l, 'gate_proj', gate, x2, N, false, o);
     this.proj(l, 'up_proj', up, x2, N, false, o);
     swigluForward(g, m, gate, up, N, F);
-    g.copy(h2, 0, hOut, 0, N * C * 4);
+    if (hOut !== h2) g.copy(h2, 0, hOut, 0, N * C * 4);
     this.proj(l, 'down_proj', hOut, m, N, true, o);
   }
 
@@ -306,9 +308,16 @@ export class LlamaModel {
     g.upload(this.t('positions'), positions);
     embedding(g, this.t('h.0'), this.t('ids'), this.weights.embed, n);
     for (let l = 0; l < L; l++) this.layerForward(l, b, o, { pos0 });
-    // Only the last position reaches the final norm and the (V, C) head.
-    const hl = this.t('last.h'), xl = this.t('last.x');
-    g.copy(this.t(`h.${L}`), (n - 1) * C * 4, hl, 0, C * 4);
+    // Only the last position reaches the final norm and the (V, C) head. Its row of the residual
+    // stream (h.0 when decoding) is bound in place when its offset is aligned, as a decoded token's
+    // row 0 is; otherwise it is copied out first.
+    const xl = this.t('last.x'), stream = this.t('h.0'), at = (n - 1) * C * 4;
+    let hl: Binding = { tensor: stream, offset: at, size: C * 4 };
+    if (at % this.gpu.limits.minStorageBufferOffsetAlignment !== 0) {
+      const row = this.t('last.h');
+      g.copy(stream, at, row, 0, C * 4);
+      hl = row;
+    }
     rmsnormForward(g, xl, this.t('last.rstd'), hl, this.weights.norm, 1, C, d.rmsNormEps);
     const logits = this.t('logits');
     this.headMatmul(view(logits, 0, V), xl, 1, V, C, { transB: true });
