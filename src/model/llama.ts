@@ -6,9 +6,10 @@
 //   x1 = rmsnorm(h) ; q,k,v = x1·Wᵀ (+b) (+LoRA) ; rope(q,k) ; o = attn(q,k,v)
 //   h2 = h + o·Woᵀ (+LoRA) ; x2 = rmsnorm(h2) ; g,u = x2·Wᵀ (+LoRA) ; m = silu(g)·u
 //   h' = h2 + m·Wdᵀ (+LoRA)
-// Residual adds are free: the output buffer starts as a copy of the residual and every matmul
+// Residual adds are free: the output buffer starts as a copy of the residual, written by the RMSNorm
+// dispatch that reads it anyway (a buffer copy would end the compute pass), and every matmul
 // accumulates into it. Decoding saves nothing for a backward, so there the residual stream is one
-// buffer (h.0) that each sublayer adds into in place: no copies, and one compute pass per token.
+// buffer (h.0) that each sublayer adds into in place: one compute pass per token.
 import type { Binding, Gpu, Scalars, Tensor, View } from '../gpu/runtime.ts';
 import { matmul, type MatmulOptions } from '../kernels/matmul.ts';
 import { matmulPackedF16 } from '../kernels/matmul_packed_f16.ts';
@@ -180,7 +181,8 @@ export class LlamaModel {
     const x1 = this.act('x1', l), x2 = this.act('x2', l), h2 = cache ? h : this.act('h2', l);
     const q = this.act('q', l), k = this.act('k', l), v = this.act('v', l), att = this.act('o', l);
     const pos = this.t('positions');
-    rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps);
+    // The norms also start the residual sums (h2 = h, then h' = h2) as copies of their input.
+    rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps, h2 !== h ? h2 : undefined);
     this.proj(l, 'q_proj', q, x1, N, false, o);
     this.proj(l, 'k_proj', k, x1, N, false, o);
     this.proj(l, 'v_proj', v, x1, N, false, o);
@@ -195,14 +197,12 @@ export class LlamaModel {
       ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
       attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D);
     }
-    if (h2 !== h) g.copy(h, 0, h2, 0, N * C * 4);
     this.proj(l, 'o_proj', h2, att, N, true, o);
-    rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps);
+    rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps, hOut !== h2 ? hOut : undefined);
     const gate = this.act('g', l), up = this.act('u', l), m = this.act('m', l);
     this.proj(l, 'gate_proj', gate, x2, N, false, o);
     this.proj(l, 'up_proj', up, x2, N, false, o);
     swigluForward(g, m, gate, up, N, F);
-    if (hOut !== h2) g.copy(h2, 0, hOut, 0, N * C * 4);
     this.proj(l, 'down_proj', hOut, m, N, true, o);
   }
 
