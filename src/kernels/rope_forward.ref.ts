@@ -27,12 +27,13 @@ export function ropeForwardRef(
   }
 }
 
-/** Twin of the `append` entry: rope(k) into kc and v into vc, token t at row positions[t] (B = 1),
- *  rows past the cache not written. */
+/** Twin of the `append` entry: q (T, H, D) rotated in place; rope(k) into kc and v into vc, token t
+ *  at row positions[t] (B = 1), rows past the cache not written. */
 export function ropeAppendKvRef(
-  k: Float32Array, v: Float32Array, positions: Uint32Array, cos: Float32Array, sin: Float32Array,
-  kc: Float32Array, vc: Float32Array, T: number, Hkv: number, D: number,
+  q: Float32Array, k: Float32Array, v: Float32Array, positions: Uint32Array, cos: Float32Array, sin: Float32Array,
+  kc: Float32Array, vc: Float32Array, T: number, H: number, Hkv: number, D: number,
 ): void {
+  ropeForwardRef(q, positions, cos, sin, 1, T, H, D);
   const row = Hkv * D;
   const rotated = k.slice(0, T * row);
   ropeForwardRef(rotated, positions, cos, sin, 1, T, Hkv, D);

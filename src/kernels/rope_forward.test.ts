@@ -82,21 +82,24 @@ describe('rope_forward kernel', () => {
   // other rows must stay as they were; rows of Hkv·D = 20 floats are not 256-byte aligned; a
   // position past the RoPE table (copied unrotated) and one past the cache (not written).
   test.each([
-    [1, 2, 10, 0, 8, 'default'],
-    [5, 2, 10, 3, 8, 'default'],
-    [1, 8, 64, 130, 131, 'default'],
-    [3, 3, 6, 4, 9, 'past the table'],
-    [3, 3, 6, 4, 9, 'past the cache'],
-  ])('append equals its twin at T=%i Hkv=%i D=%i pos0=%i rows=%i (%s)', async (T, Hkv, D, pos0, rows, kind) => {
+    [1, 2, 2, 10, 0, 8, 'default'],
+    [5, 6, 2, 10, 3, 8, 'default'],
+    [1, 32, 8, 64, 130, 131, 'default'],
+    [3, 3, 3, 6, 4, 9, 'past the table'],
+    [3, 9, 3, 6, 4, 9, 'past the cache'],
+  ])('append equals its twin at T=%i H=%i Hkv=%i D=%i pos0=%i rows=%i (%s)', async (T, H, Hkv, D, pos0, rows, kind) => {
     const { cos, sin } = plainRopeTables(D, 1e4, kind === 'past the table' ? pos0 + 1 : rows);
     const positions = Uint32Array.from({ length: T }, (_, i) => pos0 + i);
     if (kind === 'past the cache') positions[1] = rows + 2;
     const k = rand(T * Hkv * D, T + D, -2, 2), v = rand(T * Hkv * D, T + D + 1, -2, 2);
     const kc = rand(rows * Hkv * D, rows, -1, 1), vc = rand(rows * Hkv * D, rows + 1, -1, 1);
+    const q = rand(T * H * D, T + H, -2, 2);
     const kcT = gpu.tensor('kc', 'kv-cache', kc), vcT = gpu.tensor('vc', 'kv-cache', vc), kT = gpu.tensor('k', 'activations', k);
-    ropeAppendKv(gpu, kT, gpu.tensor('v', 'activations', v), gpu.tensor('positions', 'activations', positions),
-      gpu.tensor('cos', 'scratch', cos), gpu.tensor('sin', 'scratch', sin), kcT, vcT, T, Hkv, D);
-    ropeAppendKvRef(k, v, positions, cos, sin, kc, vc, T, Hkv, D);
+    const qT = gpu.tensor('q', 'activations', q);
+    ropeAppendKv(gpu, qT, kT, gpu.tensor('v', 'activations', v), gpu.tensor('positions', 'activations', positions),
+      gpu.tensor('cos', 'scratch', cos), gpu.tensor('sin', 'scratch', sin), kcT, vcT, T, H, Hkv, D);
+    ropeAppendKvRef(q, k, v, positions, cos, sin, kc, vc, T, H, Hkv, D);
+    assertClose('q', await gpu.readF32(qT), q, TOL);
     assertClose('k cache', await gpu.readF32(kcT), kc, TOL);
     expect(Array.from(await gpu.readF32(vcT))).toEqual(Array.from(vc)); // a copy, exact
     expect(Array.from(await gpu.readF32(kT))).toEqual(Array.from(k)); // k itself untouched

@@ -186,14 +186,15 @@ export class LlamaModel {
     this.proj(l, 'q_proj', q, x1, N, false, o);
     this.proj(l, 'k_proj', k, x1, N, false, o);
     this.proj(l, 'v_proj', v, x1, N, false, o);
-    ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
     if (cache) {
-      // The new rows (after RoPE, as HF caches them) go in at their positions, pos0 on, written by
-      // the rope dispatch itself (a copy would end the compute pass); attention then reads the cache.
+      // One dispatch ropes q and k; the new K and V rows (after RoPE, as HF caches them) go in at
+      // their positions, pos0 on, written by it too (a copy would end the compute pass); attention
+      // then reads the cache.
       const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`);
-      ropeAppendKv(g, k, v, pos, this.weights.ropeCos, this.weights.ropeSin, kc, vc, N, Hkv, D);
+      ropeAppendKv(g, q, k, v, pos, this.weights.ropeCos, this.weights.ropeSin, kc, vc, N, H, Hkv, D);
       attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D);
     } else {
+      ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
       ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
       attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D);
     }
