@@ -154,7 +154,7 @@ export class LlamaModel {
     const Bm = lo.entry(l, p, 'B')!;
     loraForward(this.gpu, y, this.act(`U.${p}`, l), x, lo.view(lo.params, A), lo.view(lo.params, Bm),
       { M, N: lin.N, K: lin.K, R: lo.spec.rank },
-      { scale: this.plan.loraScale, dropout: o.training ? lo.spec.dropout : 0, seeds: this.seeds(l, p) });
+      { scale: this.plan.loraScale, dropout: o.training ? lo.spec.dropout : 0, seeds: this.seeds(l, p), noU: !o.training });
   }
 
   /** dx (=|+=) dy·W + LoRA's dX, and LoRA's dA, dB added into the gradient buffer. */
