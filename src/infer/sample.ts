@@ -1,4 +1,5 @@
-// Choosing the next token from one row of logits, on the CPU (the row is already read back).
+// Choosing the next token on the CPU, from one row of logits read back, or from the best few of them
+// selected on the GPU (sampleCandidates, below; same token, same draws).
 // Sampling follows transformers' generate(do_sample=True) with its default warpers, in their order:
 // TemperatureLogitsWarper, then TopKLogitsWarper, then TopPLogitsWarper, then softmax and a
 // multinomial draw. Temperature 0 means greedy (argmax, first index on ties like torch.argmax).
