@@ -11,6 +11,9 @@
 // (WY*TM) x (WX*TN) output tile; the reduction runs in BK-long chunks staged in workgroup memory; each
 // thread accumulates TM x TN outputs in registers. Output rows and columns are strided by WY and WX so
 // neighbouring threads touch neighbouring addresses. Ragged edges load zeros (select, no early return).
+// Entry `decode` (inference, M <= 4 rows, no dropout, U not saved): both stages in one dispatch.
+// Each 64-thread workgroup computes all of U (M·R tree reductions over K, cheap at decoding's M)
+// into workgroup memory, then its 64 columns of Y; a decoded token's LoRA costs one dispatch.
 // `down` uses a narrow tile along R (R is 1..64); `up` a square one. No split-K yet: `down` at small M
 // has few workgroups (each reduces all of K); it is ~1% of the layer's FLOPs, so left for later.
 // All math in f32.
@@ -157,5 +160,36 @@ fn up(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let n = q0 + lid3.x + j * WX;
       if (m < p.M && n < p.N) { Y[m * p.N + n] += p.scale * acc[i * TN + j]; }
     }
+  }
+}
+
+const DW: u32 = 64u;
+var<workgroup> part: array<f32, DW>;
+var<workgroup> Us: array<f32, 256>;  // U (M <= 4, R <= 64)
+
+@compute @workgroup_size(DW)
+fn decode(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+          @builtin(local_invocation_index) lid: u32) {
+  // U[m, r] = sum_k x[m, k] * A[r, k]: threads stride over k, then a tree sum (p.M, p.R uniform).
+  for (var q = 0u; q < p.M * p.R; q++) {
+    let m = q / p.R;
+    let r = q - m * p.R;
+    var s = 0.0;
+    for (var k = lid; k < p.K; k += DW) { s = fma(x[m * p.K + k], A[r * p.K + k], s); }
+    part[lid] = s;
+    workgroupBarrier();
+    for (var h = DW / 2u; h > 0u; h >>= 1u) {
+      if (lid < h) { part[lid] += part[lid + h]; }
+      workgroupBarrier();
+    }
+    if (lid == 0u) { Us[q] = part[0]; }
+    workgroupBarrier();
+  }
+  let n = (wid.x + wid.y * nwg.x) * DW + lid;
+  if (n >= p.N) { return; }  // after the last barrier
+  for (var m = 0u; m < p.M; m++) {
+    var acc = 0.0;
+    for (var r = 0u; r < p.R; r++) { acc = fma(Us[m * p.R + r], B[n * p.R + r], acc); }
+    Y[m * p.N + n] += p.scale * acc;
   }
 }

@@ -4,6 +4,8 @@
 // Shapes: x, y (N, C) row-major; w (C); rstd (N), saved for the backward pass.
 // Version 1: one workgroup per row, WG threads stride over C, tree reduction in workgroup memory
 // (portable: no subgroups needed). All math in f32, as HF does with hidden_states.float().
+// Entry `copy` also writes xc = x: the decoder layer starts its residual sum (h2 = h + ..., then
+// h' = h2 + ...) as a copy of the norm's input, and a buffer copy would end the compute pass.
 
 override WG: u32 = 128;
 
@@ -18,15 +20,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> rstd: array<f32>;  // (N)
 @group(0) @binding(3) var<storage, read> x: array<f32>;           // (N, C)
 @group(0) @binding(4) var<storage, read> w: array<f32>;           // (C)
+@group(0) @binding(5) var<storage, read_write> xc: array<f32>;    // (N, C), copy only
 
 var<workgroup> partial: array<f32, WG>;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let n = wid.x + wid.y * nwg.x;
-  // No early return: every invocation must reach the barriers. Rows past N do no loads or stores.
-  let live = n < p.N;
+// 1 / rms of row n (every invocation must call it: it holds barriers); rows past N give junk, unused.
+fn rowRstd(n: u32, live: bool, lid: u32) -> f32 {
   let base = n * p.C;
   var ss = 0.0;
   if (live) {
@@ -41,11 +40,38 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     if (lid < s) { partial[lid] += partial[lid + s]; }
     workgroupBarrier();
   }
-  let r = inverseSqrt(partial[0] / f32(p.C) + p.eps);
+  return inverseSqrt(partial[0] / f32(p.C) + p.eps);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let n = wid.x + wid.y * nwg.x;
+  // No early return: every invocation must reach the barriers. Rows past N do no loads or stores.
+  let live = n < p.N;
+  let r = rowRstd(n, live, lid);
   if (live) {
+    let base = n * p.C;
     if (lid == 0u) { rstd[n] = r; }
     for (var c = lid; c < p.C; c += WG) {
       y[base + c] = w[c] * (x[base + c] * r);
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn copy(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let n = wid.x + wid.y * nwg.x;
+  let live = n < p.N;
+  let r = rowRstd(n, live, lid);
+  if (live) {
+    let base = n * p.C;
+    if (lid == 0u) { rstd[n] = r; }
+    for (var c = lid; c < p.C; c += WG) {
+      let v = x[base + c];
+      y[base + c] = w[c] * (v * r);
+      xc[base + c] = v;
     }
   }
 }

@@ -3,7 +3,9 @@
 //   gpu.tensor(label, cat, size)  a storage buffer, counted by category (weights, lora, ...)
 //   gpu.kernel(name, wgsl, opts)  a compute pipeline, cached by (kernel, entry point, overrides)
 //   gpu.dispatch(k, bindings, params, workgroups)
-//                                 recorded into the step's one command encoder and compute pass
+//                                 recorded into the step's command encoder and compute pass,
+//                                 submitted in chunks of SUBMIT_EVERY dispatches so the GPU starts
+//                                 on the first while JavaScript records the rest
 //   gpu.read(t)                   the only way back to the CPU; counted as a readback
 //   gpu.scalars(label, data)      a small buffer of values that change every step (dropout seeds,
 //                                 the optimizer's step, a decode position), rewritten in place so
@@ -96,6 +98,11 @@ export function grid(workgroups: number, maxPerDim = 65535): [number, number] {
 
 const MAX_CACHED_UNIFORMS = 4096;
 
+/** Dispatches recorded before the encoder is submitted on its own: a training step of a 1B model
+ *  (about 650) goes out in three chunks, each one compute pass, and the GPU runs the first while the
+ *  rest are recorded; a decoded token (under 300) in one or two. */
+export const SUBMIT_EVERY = 256;
+
 /** Staging buffers up to this size are kept for the next readback (a logits row is 513 KB at a
  *  128k vocabulary); larger ones (whole tensors read in tests and exports) are destroyed after use. */
 const MAX_POOLED_STAGING = 4 * 2 ** 20;
@@ -134,6 +141,8 @@ export class Gpu {
   private uncaptured: WebtuneError[] = [];
   private encoder: GPUCommandEncoder | undefined;
   private pass: GPUComputePassEncoder | undefined;
+  /** Dispatches recorded in the current encoder. */
+  private recorded = 0;
 
   static async create(opts: { powerPreference?: GPUPowerPreference } = {}): Promise<Gpu> {
     return new Gpu(await acquireDevice(opts));
@@ -362,6 +371,7 @@ export class Gpu {
     this.pass.setBindGroup(0, group);
     this.pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
+    if (++this.recorded >= SUBMIT_EVERY) this.flush();
   }
 
   /** Copy between tensors inside the step's encoder (ends the current compute pass). */
@@ -393,6 +403,7 @@ export class Gpu {
     if (!this.encoder) return;
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = undefined;
+    this.recorded = 0;
     this.scalarsInEncoder.clear();
     this.counters.submits++;
     // Uniforms that change every step would grow the cache without bound (such values belong in

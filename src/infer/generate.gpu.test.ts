@@ -12,6 +12,7 @@ import { PROJS } from '../model/lora.ts';
 import { UsageError } from '../errors.ts';
 import { generationModel } from './kv-open.ts';
 import { generate } from './generate.ts';
+import { Rng, sampleToken, type SamplingOptions } from './sample.ts';
 
 const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral'];
 type Golden = Record<string, any>;
@@ -48,7 +49,7 @@ describe.each(MODELS)('%s: greedy generation with the KV cache', (name) => {
     const got = await generate(model, prompt, { maxNewTokens: tokens.length, onToken: (id) => streamed.push(id) });
     expect(got).toEqual(tokens);
     expect(streamed).toEqual(tokens);
-    // One readback per new token (its logits row) and nothing else.
+    // One readback per new token (its best logit, selected on the GPU: 8 bytes) and nothing else.
     expect(gpu.counters.readbacks - reads).toBe(tokens.length);
   });
 });
@@ -118,6 +119,32 @@ describe('tiny-llama: the cached path and sampling', () => {
     expect(c).not.toEqual(a);
     expect(await generate(m.model, prompt, { ...o, seed: 3, topK: 1 })).toEqual(tokens.slice(0, 4));
     expect(await generate(m.model, prompt, { ...o, seed: 3, topP: 1e-6 })).toEqual(tokens.slice(0, 4)); // nucleus of one
+  });
+
+  test('sampling from the GPU-selected candidates gives the CPU sampler\'s tokens over whole rows, reading back at most 2 KiB a token', async () => {
+    /** The reference: every token from its whole logits row, sampled on the CPU. */
+    async function onCpu(o: SamplingOptions & { seed: number }, n: number): Promise<number[]> {
+      const rng = new Rng(o.seed), out: number[] = [];
+      let logits = m.model.forwardNext(Uint32Array.from(prompt), 0);
+      for (;;) {
+        out.push(sampleToken(await gpu.readF32(logits, 0, V()), o, rng));
+        if (out.length === n) return out;
+        logits = m.model.forwardNext(Uint32Array.of(out[out.length - 1]), prompt.length + out.length - 1);
+      }
+    }
+    const n = T - prompt.length;
+    for (const o of [
+      { temperature: 0, seed: 0 },
+      { temperature: 1.5, topK: 5, seed: 1 },
+      { temperature: 2, topK: 40, topP: 0.9, seed: 4 },
+      { temperature: 0.7, topK: 255, seed: 9 }, // 256 candidates, the most one token reads
+    ]) {
+      const c0 = { ...gpu.counters };
+      const got = await generate(m.model, prompt, { ...o, maxNewTokens: n });
+      expect(gpu.counters.readbacks - c0.readbacks).toBe(n);
+      expect(gpu.counters.readbackBytes - c0.readbackBytes).toBeLessThanOrEqual(n * 2048);
+      expect(got, JSON.stringify(o)).toEqual(await onCpu(o, n));
+    }
   });
 
   test('stops at an EOS id, which ends the result', async () => {

@@ -1,10 +1,16 @@
 // Autoregressive generation over the KV cache: the prompt is prefilled in one pass, then one token per
-// step. Each step reads back exactly one thing, the V logits of the last position (sampling runs on
-// the CPU); nothing else leaves the GPU. Greedy or seeded temperature / top-k / top-p sampling,
-// stopping at an EOS id or the token limit, with tokens handed to onToken as they come.
+// step. Each step reads back one thing: the best logits of the last position as (value, id) pairs,
+// selected on the GPU (shaders/topk_select.wgsl), from which the CPU sampler draws exactly as it
+// would from the whole row: one pair for greedy, the next power of two above k for top-k (at most
+// 2 KiB). Temperature alone, top-p without top-k, top-k of 256 or more, and the rare top-k whose ties
+// with the k-th run past the pairs read back the whole row of V logits instead. Greedy or seeded
+// temperature / top-k / top-p sampling, stopping at an EOS id or the token limit, with tokens handed
+// to onToken as they come.
 import { UsageError } from '../errors.ts';
+import type { Tensor } from '../gpu/runtime.ts';
 import type { LlamaModel } from '../model/llama.ts';
-import { Rng, sampleToken, type SamplingOptions } from './sample.ts';
+import { splitPairs, topkSelect } from '../kernels/topk_select.ts';
+import { candidateCount, Rng, sampleCandidates, sampleToken, type SamplingOptions } from './sample.ts';
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -69,11 +75,23 @@ export async function generate(model: LlamaModel, promptIds: ArrayLike<number>, 
   const out: number[] = [];
   let logits = model.forwardNext(Uint32Array.from(promptIds), 0, { noAdapter: opts.noAdapter });
   for (;;) {
-    const row = await model.gpu.readF32(logits, 0, V);
-    const id = sampleToken(row, sampling, rng);
+    const id = await nextToken(model, logits, sampling, rng);
     out.push(id);
     opts.onToken?.(id);
     if (eos.has(id) || out.length >= opts.maxNewTokens || opts.shouldStop?.()) return out;
     logits = model.forwardNext(Uint32Array.of(id), P + out.length - 1, { noAdapter: opts.noAdapter });
   }
+}
+
+/** The token drawn from the first V floats of `logits`, reading back only the candidates it needs. */
+async function nextToken(model: LlamaModel, logits: Tensor, o: SamplingOptions, rng: Rng): Promise<number> {
+  const g = model.gpu, V = model.dims.vocabSize, c = candidateCount(o, V);
+  if (c > 0) {
+    const scratch: [Tensor, Tensor] = [model.plan.tensor('sample.a'), model.plan.tensor('sample.b')];
+    const best = topkSelect(g, scratch, { tensor: logits, offset: 0, size: V * 4 }, V, c);
+    const { ids, values } = splitPairs(await g.readU32(best, 0, 2 * c), c);
+    const id = sampleCandidates(ids, values, V, o, rng);
+    if (id !== undefined) return id;
+  }
+  return sampleToken(await g.readF32(logits, 0, V), o, rng);
 }

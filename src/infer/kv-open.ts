@@ -36,7 +36,7 @@ export function generationModel(gpu: Gpu, opened: OpenedModel, positions = opene
   const shared = new Set<string>();
   for (const r of plan.rows) {
     if (r.phase === 'load') continue;
-    if (r.phase === 'weights' || r.name === 'lora.params' || (reuse && !r.name.startsWith('kv.') && !r.name.startsWith('last.'))) {
+    if (r.phase === 'weights' || r.name === 'lora.params' || (reuse && !/^(kv|last|sample)\./.test(r.name))) {
       plan.adopt(r.name, old.tensor(r.name));
       shared.add(r.name);
     }

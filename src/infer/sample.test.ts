@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { argmax, Rng, sampleToken, samplingDistribution, type SamplingOptions } from './sample.ts';
+import { argmax, candidateCount, MAX_CANDIDATES, Rng, sampleCandidates, sampleToken, samplingDistribution, type SamplingOptions } from './sample.ts';
+import { topkSelectRef } from '../kernels/topk_select.ref.ts';
 
 describe('sampling', () => {
   test('greedy is the first index of the maximum, whatever the other options', () => {
@@ -186,5 +187,62 @@ describe('the selection sampler equals the full-sort sampler', () => {
         expect(Math.abs((hits.get(id) ?? 0) - n * p), JSON.stringify({ o, id, p })).toBeLessThanOrEqual(4.5 * sd + 1);
       });
     }
+  });
+});
+
+// The GPU selects the best candidateCount() logits (shaders/topk_select.wgsl, whose twin is used
+// here) and the CPU finishes on them: the same token as sampleToken over the whole row, with the
+// same draws, or undefined (then the caller reads the whole row) without consuming a draw.
+describe('sampling from the GPU-selected candidates', () => {
+  test('how many candidates each setting needs: greedy one, top-k the next power of two above k, else the whole row', () => {
+    expect(candidateCount({ temperature: 0, topK: 0, topP: 0.5 }, 1000)).toBe(1);
+    expect(candidateCount({ temperature: 0.8, topK: 50, topP: 0.9 }, 128256)).toBe(64);
+    expect(candidateCount({ temperature: 0.8, topK: 64 }, 128256)).toBe(128);
+    expect(candidateCount({ temperature: 0.8, topK: 255 }, 128256)).toBe(MAX_CANDIDATES);
+    expect(candidateCount({ temperature: 0.8, topK: 256 }, 128256)).toBe(0); // over the cap: the whole row
+    expect(candidateCount({ temperature: 0.8, topK: 5 }, 6)).toBe(6); // every token is a candidate
+    expect(candidateCount({ temperature: 0.8, topP: 0.9 }, 128256)).toBe(0);
+    expect(candidateCount({ temperature: 0.8 }, 128256)).toBe(0);
+  });
+
+  test('same ids for a fixed seed as the whole-row sampler, over settings, vocabularies and ties', () => {
+    let undecided = 0, decided = 0;
+    for (const [V, levels] of [[7, 0], [60, 1], [500, 1], [4000, 0], [4000, 2], [151936, 0], [151936, 8]] as const) {
+      const logits = randomLogits(V, V + levels, 2, levels);
+      const best = topkSelectRef(logits, Math.min(V, MAX_CANDIDATES)); // the best c are its first c
+      for (const o of [{ temperature: 0 }, ...SETTINGS]) {
+        const c = candidateCount(o, V);
+        if (c === 0) continue;
+        const ids = best.ids.subarray(0, c), values = best.values.subarray(0, c);
+        const a = new Rng(5), b = new Rng(5);
+        for (let i = 0; i < (V > 10000 ? 20 : 100); i++) {
+          const got = sampleCandidates(ids, values, V, o, a);
+          if (got === undefined) {
+            undecided++;
+            break;
+          }
+          decided++;
+          expect(got, JSON.stringify({ V, levels, o, i })).toBe(sampleToken(logits, o, b));
+        }
+      }
+    }
+    expect(decided).toBeGreaterThan(1000);
+    expect(undecided).toBeGreaterThan(0); // the coarse grids tie past the candidates somewhere
+  });
+
+  test('ties running past the last candidate: undefined, and no draw taken', () => {
+    // k = 2 asks for 4 candidates; ids 1..5 all tie with the 2nd best.
+    const logits = Float32Array.from([0, 3, 3, 3, 3, 3, 9, 1]);
+    const o = { temperature: 1, topK: 2 };
+    const { ids, values } = topkSelectRef(logits, candidateCount(o, logits.length));
+    let draws = 0;
+    const counting = { next: () => (draws++, 0.5) } as Rng;
+    expect(sampleCandidates(ids, values, logits.length, o, counting)).toBeUndefined();
+    expect(draws).toBe(0);
+    // Ties that end inside the candidates decide: k = 3 reads 4 and the 4th is below the 3rd.
+    const l2 = Float32Array.from([0, 3, 3, 2, 2, 1, 9, 1]);
+    const o2 = { temperature: 1, topK: 3 };
+    const c2 = topkSelectRef(l2, candidateCount(o2, l2.length));
+    expect(sampleCandidates(c2.ids, c2.values, l2.length, o2, new Rng(3))).toBe(sampleToken(l2, o2, new Rng(3)));
   });
 });

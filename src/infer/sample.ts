@@ -1,4 +1,5 @@
-// Choosing the next token from one row of logits, on the CPU (the row is already read back).
+// Choosing the next token on the CPU, from one row of logits read back, or from the best few of them
+// selected on the GPU (sampleCandidates, below; same token, same draws).
 // Sampling follows transformers' generate(do_sample=True) with its default warpers, in their order:
 // TemperatureLogitsWarper, then TopKLogitsWarper, then TopPLogitsWarper, then softmax and a
 // multinomial draw. Temperature 0 means greedy (argmax, first index on ties like torch.argmax).
@@ -82,9 +83,10 @@ function topKIds(logits: ArrayLike<number>, k: number): number[] {
   return sortRanked(logits, ids);
 }
 
-/** Temperature softmax over `ids` (ranked), then the top-p cut and renormalisation. */
-function softmaxTopP(logits: ArrayLike<number>, ids: number[], t: number, topP: number): { ids: number[]; probs: Float64Array } {
-  const scaled = ids.map((i) => logits[i] / t);
+/** Temperature softmax over `ids` (ranked; `values` their logits, in the same order), then the
+ *  top-p cut and renormalisation. */
+function softmaxTopP(values: ArrayLike<number>, ids: number[], t: number, topP: number): { ids: number[]; probs: Float64Array } {
+  const scaled = ids.map((_, j) => values[j] / t);
   const max = scaled[0];
   let probs = Float64Array.from(scaled, (x) => Math.exp(x - max));
   let sum = probs.reduce((a, x) => a + x, 0);
@@ -193,8 +195,9 @@ function crossing(logits: ArrayLike<number>, w: Float64Array, x: number): number
  */
 export function samplingDistribution(logits: ArrayLike<number>, o: SamplingOptions): { ids: number[]; probs: Float64Array } {
   const V = logits.length, t = o.temperature, topK = o.topK ?? 0, topP = o.topP ?? 1;
-  if (topK > 0 && topK < V) return softmaxTopP(logits, topKIds(logits, topK), t, topP);
-  if (topP >= 1) return softmaxTopP(logits, sortRanked(logits, Array.from({ length: V }, (_, i) => i)), t, 1);
+  const ranked = (ids: number[]) => softmaxTopP(ids.map((i) => logits[i]), ids, t, topP);
+  if (topK > 0 && topK < V) return ranked(topKIds(logits, topK));
+  if (topP >= 1) return ranked(sortRanked(logits, Array.from({ length: V }, (_, i) => i)));
   // Top-p alone: find the nucleus by mass, then sort and normalise only it.
   const { w, sum, top } = weights(logits, t);
   const ids = sortRanked(logits, nucleus(logits, w, (1 - topP) * sum, top));
@@ -213,7 +216,11 @@ export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rng: 
     const { w, sum } = weights(logits, o.temperature);
     return crossing(logits, w, rng.next() * sum);
   }
-  const { ids, probs } = samplingDistribution(logits, o);
+  return draw(samplingDistribution(logits, o), rng);
+}
+
+/** A draw from (ids, probs): the first id whose cumulative probability exceeds u. */
+function draw({ ids, probs }: { ids: number[]; probs: Float64Array }, rng: Rng): number {
   const u = rng.next();
   let cum = 0;
   for (let i = 0; i < ids.length; i++) {
@@ -221,4 +228,40 @@ export function sampleToken(logits: ArrayLike<number>, o: SamplingOptions, rng: 
     if (u < cum) return ids[i];
   }
   return ids[ids.length - 1]; // u within rounding of 1
+}
+
+// Sampling from candidates: the GPU selects the best few logits of a row (src/kernels/topk_select.ts)
+// and only they are read back. Greedy needs one; top-k needs the k best and enough after them to see
+// where the ties with the k-th end. Temperature alone or top-p without top-k weigh every token (the
+// softmax's sum runs over the whole vocabulary), so those read the whole row.
+
+/** The most candidates a token reads back (2 KiB of (value, id) pairs). */
+export const MAX_CANDIDATES = 256;
+
+/** How many of the best logits `o` needs to draw from, or 0 when it needs the whole row of V. */
+export function candidateCount(o: SamplingOptions, V: number): number {
+  if (!(o.temperature > 0)) return 1;
+  const topK = o.topK ?? 0;
+  if (!(topK > 0 && topK < V)) return 0;
+  // One more than k shows whether the k-th's ties go on; a power of two keeps the uniforms few.
+  const c = Math.min(V, 2 ** Math.ceil(Math.log2(topK + 1)));
+  return c <= MAX_CANDIDATES ? c : 0;
+}
+
+/**
+ * sampleToken over the `ids` and `values` of the best candidateCount(o, V) logits of a row of V,
+ * ranked (larger value first, equal values by id): the same token for the same rng state, or
+ * undefined, without drawing, when the candidates cannot tell (ties with the k-th reach past the
+ * last candidate); the caller then samples from the whole row.
+ */
+export function sampleCandidates(ids: ArrayLike<number>, values: ArrayLike<number>, V: number, o: SamplingOptions, rng: Rng): number | undefined {
+  if (!(o.temperature > 0)) return ids[0];
+  const c = ids.length, topK = o.topK ?? 0;
+  if (!(topK > 0 && topK < V) || c < topK) throw new RangeError(`sampleCandidates: ${c} candidates cannot sample top-k ${topK} of ${V}`);
+  const kth = values[topK - 1];
+  if (c < V && values[c - 1] === kth) return undefined;
+  let n = topK;
+  while (n < c && values[n] === kth) n++;
+  const kept = Array.from({ length: n }, (_, i) => ids[i]);
+  return draw(softmaxTopP(Array.from({ length: n }, (_, i) => values[i]), kept, o.temperature, o.topP ?? 1), rng);
 }

@@ -99,6 +99,26 @@ describe('lora_forward kernel', () => {
     assertClose('Y', await gpu.readF32(YT), Y, TOL);
   });
 
+  // The one-dispatch `decode` entry (noU): 1 to 4 rows, ragged N and K, R up to 64; U is left alone.
+  test.each([
+    [1, 7, 13, 1],
+    [1, 130, 97, 8],
+    [3, 65, 200, 20],
+    [4, 64, 64, 64],
+  ])('noU (one dispatch) equals its twin at M=%i N=%i K=%i R=%i', async (M, N, K, R) => {
+    const x = rand(M * K, M + K + 5, -2, 2), A = rand(R * K, R + 6, -0.3, 0.3), B = rand(N * R, N + 7, -0.5, 0.5);
+    const Y0 = rand(M * N, M + N + 8), scale = 16 / R;
+    const YT = gpu.tensor('Y', 'activations', Y0), UT = gpu.tensor('U', 'activations', M * R * 4);
+    const d0 = gpu.counters.dispatches;
+    loraForward(gpu, YT, UT, gpu.tensor('x', 'activations', x), gpu.tensor('A', 'lora', A), gpu.tensor('B', 'lora', B),
+      { M, N, K, R }, { scale, seed: 1, noU: true });
+    expect(gpu.counters.dispatches - d0).toBe(1);
+    const Y = Y0.slice(), U = new Float32Array(M * R);
+    loraForwardRef(Y, U, x, A, B, M, N, K, R, scale);
+    assertClose('Y', await gpu.readF32(YT), Y, TOL);
+    expect(Array.from(await gpu.readF32(UT)).every((v) => v === 0)).toBe(true);
+  });
+
   test.each([0.1, 0.5])('GPU mask equals the twin mask and keeps 1-p: p=%s', async (p) => {
     // K = 1, A = [[1]]: U[m] = dropout(x)[m, 0] = mask[m] / (1-p) for x = 1, over 16384 flat indices.
     const M = 16_384;

@@ -19,6 +19,9 @@ export interface LoraOptions {
   /** Or the seed as seeds.table[seeds.index] (u32), a table of per-step seeds the caller rewrites each
    *  step (Gpu.scalars): the uniform then never changes, nor the bind groups. Wins over `seed`. */
   seeds?: { table: Binding; index: number };
+  /** Inference: nothing reads U back. With at most 4 rows, R <= 64 and no dropout, the branch is then
+   *  one dispatch (entry `decode`) and U is not written. */
+  noU?: boolean;
 }
 
 /** The seed table binding and the uniform fields of lora_forward.wgsl and lora_backward.wgsl (same
@@ -54,13 +57,18 @@ export function tiles(rows: number, cols: number, t: { WX: number; WY: number })
 }
 
 /**
- * Y (M, N) += scale · (dropout(x) · Aᵀ) · Bᵀ, saving U = dropout(x) · Aᵀ (M, R) for the backward.
- * Y must already hold the base layer's output.
+ * Y (M, N) += scale · (dropout(x) · Aᵀ) · Bᵀ, saving U = dropout(x) · Aᵀ (M, R) for the backward
+ * (unless o.noU applies). Y must already hold the base layer's output.
  */
 export function loraForward(
   gpu: Gpu, Y: Binding, U: Binding, x: Binding, A: Binding, B: Binding, d: LoraDims, o: LoraOptions,
 ): void {
   const { seeds, u } = loraBindings(gpu, d, o);
+  if (o.noU && d.M <= 4 && d.R <= 64 && !(o.dropout ?? 0)) {
+    const fused = gpu.kernel('lora_forward', shader, { entry: 'decode' });
+    gpu.dispatch(fused, [Y, undefined, x, A, B], u, grid(Math.ceil(d.N / 64)));
+    return;
+  }
   const down = gpu.kernel('lora_forward', shader, { entry: 'down', overrides: NARROW });
   gpu.dispatch(down, [undefined, U, x, A, undefined, seeds], u, tiles(d.M, d.R, NARROW));
   const up = gpu.kernel('lora_forward', shader, { entry: 'up', overrides: SQUARE });

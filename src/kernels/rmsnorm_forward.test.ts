@@ -46,4 +46,22 @@ describe('rmsnorm_forward kernel', () => {
     assertClose('rstd', await gpu.readF32(rT), rstd, TOL);
     expect(gpu.counters.dispatches).toBeGreaterThan(0);
   });
+
+  // The `copy` entry: the same y and rstd, and x copied exactly (the residual sum's start).
+  test.each([
+    [1, 1],
+    [7, 131],
+    [66_000, 3],
+  ])('with copyTo, equals its twin and copies x exactly at N=%i C=%i', async (N, C) => {
+    const x = rand(N * C, N + C + 1, -3, 3);
+    const w = rand(C, 7 * C + 1, 0.5, 1.5);
+    const yT = gpu.tensor('y', 'activations', N * C * 4), rT = gpu.tensor('rstd', 'activations', N * 4);
+    const cT = gpu.tensor('copy', 'activations', N * C * 4);
+    rmsnormForward(gpu, yT, rT, gpu.tensor('x', 'activations', x), gpu.tensor('w', 'weights', w), N, C, 1e-5, cT);
+    const y = new Float32Array(N * C), rstd = new Float32Array(N);
+    rmsnormForwardRef(y, rstd, x, w, N, C, 1e-5);
+    assertClose('y', await gpu.readF32(yT), y, TOL);
+    assertClose('rstd', await gpu.readF32(rT), rstd, TOL);
+    expect(Array.from(await gpu.readF32(cT))).toEqual(Array.from(x));
+  });
 });

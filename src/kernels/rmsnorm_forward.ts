@@ -3,8 +3,9 @@ import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
 
 const WG = 128;
 
-/** y = w * (x * rstd), saving rstd. x, y: (N, C); w: (C); rstd: (N). */
-export function rmsnormForward(gpu: Gpu, y: Binding, rstd: Binding, x: Binding, w: Binding, N: number, C: number, eps: number): void {
-  const k = gpu.kernel('rmsnorm_forward', shader, { overrides: { WG } });
-  gpu.dispatch(k, [y, rstd, x, w], params([N, C], [eps]), grid(N));
+/** y = w * (x * rstd), saving rstd. x, y: (N, C); w: (C); rstd: (N). With `copyTo` (N, C), the
+ *  same dispatch also copies x there (the start of a residual sum, without a pass-ending copy). */
+export function rmsnormForward(gpu: Gpu, y: Binding, rstd: Binding, x: Binding, w: Binding, N: number, C: number, eps: number, copyTo?: Binding): void {
+  const k = gpu.kernel('rmsnorm_forward', shader, { entry: copyTo ? 'copy' : 'main', overrides: { WG } });
+  gpu.dispatch(k, [y, rstd, x, w, copyTo], params([N, C], [eps]), grid(N));
 }

@@ -26,3 +26,21 @@ export function ropeForwardRef(
     }
   }
 }
+
+/** Twin of the `append` entry: q (T, H, D) rotated in place; rope(k) into kc and v into vc, token t
+ *  at row positions[t] (B = 1), rows past the cache not written. */
+export function ropeAppendKvRef(
+  q: Float32Array, k: Float32Array, v: Float32Array, positions: Uint32Array, cos: Float32Array, sin: Float32Array,
+  kc: Float32Array, vc: Float32Array, T: number, H: number, Hkv: number, D: number,
+): void {
+  ropeForwardRef(q, positions, cos, sin, 1, T, H, D);
+  const row = Hkv * D;
+  const rotated = k.slice(0, T * row);
+  ropeForwardRef(rotated, positions, cos, sin, 1, T, Hkv, D);
+  for (let t = 0; t < T; t++) {
+    const pos = positions[t];
+    if ((pos + 1) * row > Math.min(kc.length, vc.length)) continue;
+    kc.set(rotated.subarray(t * row, (t + 1) * row), pos * row);
+    vc.set(v.subarray(t * row, (t + 1) * row), pos * row);
+  }
+}

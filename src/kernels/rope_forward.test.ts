@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand, randInts, type GoldenTensor } from '../testing/compare.ts';
 import { plainRopeTables } from '../testing/rope-tables.ts';
-import { ropeForward, ropeTables } from './rope_forward.ts';
-import { ropeForwardRef } from './rope_forward.ref.ts';
+import { ropeAppendKv, ropeForward, ropeTables } from './rope_forward.ts';
+import { ropeAppendKvRef, ropeForwardRef } from './rope_forward.ref.ts';
 
 const TOL = { atol: 1e-6, rtol: 1e-5 };
 // torch's f32 cos/sin vs our f64 cos/sin rounded to f32: within an ulp of values <= 1.
@@ -76,5 +76,32 @@ describe('rope_forward kernel', () => {
     const y = x.slice();
     ropeForwardRef(y, positions, cos, sin, B, T, Hn, D);
     assertClose('y', await gpu.readF32(xT), y, TOL);
+  });
+
+  // Decoding's append: T new rows (a prefill of several, or one) at their positions in a cache whose
+  // other rows must stay as they were; rows of Hkv·D = 20 floats are not 256-byte aligned; a
+  // position past the RoPE table (copied unrotated) and one past the cache (not written).
+  test.each([
+    [1, 2, 2, 10, 0, 8, 'default'],
+    [5, 6, 2, 10, 3, 8, 'default'],
+    [1, 32, 8, 64, 130, 131, 'default'],
+    [3, 3, 3, 6, 4, 9, 'past the table'],
+    [3, 9, 3, 6, 4, 9, 'past the cache'],
+  ])('append equals its twin at T=%i H=%i Hkv=%i D=%i pos0=%i rows=%i (%s)', async (T, H, Hkv, D, pos0, rows, kind) => {
+    const { cos, sin } = plainRopeTables(D, 1e4, kind === 'past the table' ? pos0 + 1 : rows);
+    const positions = Uint32Array.from({ length: T }, (_, i) => pos0 + i);
+    if (kind === 'past the cache') positions[1] = rows + 2;
+    const k = rand(T * Hkv * D, T + D, -2, 2), v = rand(T * Hkv * D, T + D + 1, -2, 2);
+    const kc = rand(rows * Hkv * D, rows, -1, 1), vc = rand(rows * Hkv * D, rows + 1, -1, 1);
+    const q = rand(T * H * D, T + H, -2, 2);
+    const kcT = gpu.tensor('kc', 'kv-cache', kc), vcT = gpu.tensor('vc', 'kv-cache', vc), kT = gpu.tensor('k', 'activations', k);
+    const qT = gpu.tensor('q', 'activations', q);
+    ropeAppendKv(gpu, qT, kT, gpu.tensor('v', 'activations', v), gpu.tensor('positions', 'activations', positions),
+      gpu.tensor('cos', 'scratch', cos), gpu.tensor('sin', 'scratch', sin), kcT, vcT, T, H, Hkv, D);
+    ropeAppendKvRef(q, k, v, positions, cos, sin, kc, vc, T, H, Hkv, D);
+    assertClose('q', await gpu.readF32(qT), q, TOL);
+    assertClose('k cache', await gpu.readF32(kcT), kc, TOL);
+    expect(Array.from(await gpu.readF32(vcT))).toEqual(Array.from(vc)); // a copy, exact
+    expect(Array.from(await gpu.readF32(kT))).toEqual(Array.from(k)); // k itself untouched
   });
 });

@@ -1,5 +1,5 @@
 import shader from '../../shaders/rope_forward.wgsl?raw';
-import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
+import { grid, params, type Binding, type Gpu, type Tensor } from '../gpu/runtime.ts';
 
 // The tables come from src/model/rope.ts (transformers' inv_freq for the model's rope type); this
 // host only lays them out and applies them.
@@ -37,4 +37,22 @@ export function ropeForward(
   const P = Math.floor(cos.size / (4 * (D / 2)));
   const k = gpu.kernel('rope_forward', shader, { overrides: { WG } });
   gpu.dispatch(k, [x, positions, cos, sin], params([B, T, Hn, D, P]), grid(Math.ceil((B * T * Hn * D) / 2 / WG)));
+}
+
+/**
+ * Decoding's rope and K/V append, one dispatch: q (T, H, D) rotated in place; rope(k) written into
+ * the K cache and v copied into the V cache, token t's rows at row positions[t] (B = 1; a row past
+ * the cache is not written); k itself is left as it was. k, v: (T, Hkv, D); kc, vc: (rows, Hkv, D),
+ * bound whole. The rows come from the positions buffer, not the uniform, so a token's dispatch
+ * reuses the last one's bind group.
+ */
+export function ropeAppendKv(
+  gpu: Gpu, q: Binding, k: Binding, v: Binding, positions: Binding, cos: Binding, sin: Binding, kc: Tensor, vc: Tensor,
+  T: number, H: number, Hkv: number, D: number,
+): void {
+  if (D % 2 !== 0) throw new RangeError(`rope_forward: D must be even, got ${D}`);
+  if (H < Hkv) throw new RangeError(`rope_forward: ${H} query heads, fewer than the ${Hkv} key/value heads`);
+  const P = Math.floor(cos.size / (4 * (D / 2)));
+  const kern = gpu.kernel('rope_forward', shader, { entry: 'append', overrides: { WG } });
+  gpu.dispatch(kern, [k, positions, cos, sin, kc, v, vc, q], params([1, T, Hkv, D, P, H]), grid(Math.ceil((T * H * D) / 2 / WG)));
 }

@@ -1,6 +1,7 @@
 // Work per step on a real device (SwiftShader here): once warm, a training step creates no bind
 // group and no buffer (per-step values live in Gpu.scalars buffers rewritten in place), and a
-// decoded token creates no buffer (its readback reuses a pooled staging buffer). The same figures
+// decoded token creates no buffer (its readback reuses a pooled staging buffer); both stay within
+// their compute passes and a token reads back only its candidates. The same figures
 // for a 1B model come from `webtune bench --count` (src/gpu/counting.ts).
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu, type Counters } from '../gpu/runtime.ts';
@@ -58,6 +59,9 @@ describe('work per warm step', () => {
       expect(Number.isFinite(r.loss)).toBe(true);
       expect(created(c0), `step ${i}`).toEqual({ bindGroups: 0, buffers: 0 });
       expect(gpu.counters.readbacks - c0.readbacks).toBe(1);
+      // No buffer copy splits the forward (the norms start the residual sums): one compute pass per
+      // upload-separated stretch: each micro-batch's forward and backward, then the optimizer.
+      expect(gpu.counters.passes - c0.passes, `step ${i}`).toBeLessThanOrEqual(4);
     }
   }, 300_000);
 
@@ -77,6 +81,10 @@ describe('work per warm step', () => {
     expect(b.slice(0, 6)).toEqual(a); // same seed, same tokens
     expect(created(c0)).toEqual({ bindGroups: 0, buffers: 0 });
     expect(gpu.counters.readbacks - c0.readbacks).toBe(10);
+    // Each token reads back its 32 best logits (top-k 20), 256 bytes, not the row; and the prompt and
+    // each token run in one compute pass each (no buffer copies between the layers).
+    expect(gpu.counters.readbackBytes - c0.readbackBytes).toBe(10 * 32 * 8);
+    expect(gpu.counters.passes - c0.passes).toBeLessThanOrEqual(11);
     gen.dispose();
   }, 300_000);
 });

@@ -6,8 +6,10 @@
 //   x1 = rmsnorm(h) ; q,k,v = x1·Wᵀ (+b) (+LoRA) ; rope(q,k) ; o = attn(q,k,v)
 //   h2 = h + o·Woᵀ (+LoRA) ; x2 = rmsnorm(h2) ; g,u = x2·Wᵀ (+LoRA) ; m = silu(g)·u
 //   h' = h2 + m·Wdᵀ (+LoRA)
-// Residual adds are free: the output buffer starts as a copy of the residual and every matmul
-// accumulates into it.
+// Residual adds are free: the output buffer starts as a copy of the residual, written by the RMSNorm
+// dispatch that reads it anyway (a buffer copy would end the compute pass), and every matmul
+// accumulates into it. Decoding saves nothing for a backward, so there the residual stream is one
+// buffer (h.0) that each sublayer adds into in place: one compute pass per token.
 import type { Binding, Gpu, Scalars, Tensor, View } from '../gpu/runtime.ts';
 import { matmul, type MatmulOptions } from '../kernels/matmul.ts';
 import { matmulPackedF16 } from '../kernels/matmul_packed_f16.ts';
@@ -15,7 +17,7 @@ import { matmulNf4 } from '../kernels/matmul_nf4.ts';
 import { matmulNf4Backward } from '../kernels/matmul_nf4_backward.ts';
 import { rmsnormForward } from '../kernels/rmsnorm_forward.ts';
 import { rmsnormBackward } from '../kernels/rmsnorm_backward.ts';
-import { ropeForward } from '../kernels/rope_forward.ts';
+import { ropeAppendKv, ropeForward } from '../kernels/rope_forward.ts';
 import { ropeBackward } from '../kernels/rope_backward.ts';
 import { attentionForward } from '../kernels/attention_forward.ts';
 import { attentionBackward } from '../kernels/attention_backward.ts';
@@ -84,12 +86,6 @@ export interface CacheStep {
 
 function view(t: Tensor, offsetFloats: number, countFloats: number): View {
   return { tensor: t, offset: offsetFloats * 4, size: countFloats * 4 };
-}
-
-/** A buffer-to-buffer copy between whole tensors or views (saved activations may be either). */
-function copy(g: Gpu, src: Tensor | View, dst: Tensor | Pick<View, 'tensor' | 'offset'>, bytes: number): void {
-  const s = 'tensor' in src ? src : { tensor: src, offset: 0 }, d = 'tensor' in dst ? dst : { tensor: dst, offset: 0 };
-  g.copy(s.tensor, s.offset, d.tensor, d.offset, bytes);
 }
 
 /** Mixes (seed, layer, projection) into a per-module dropout seed. */
@@ -186,7 +182,7 @@ export class LlamaModel {
     const Bm = lo.entry(l, p, 'B')!;
     loraForward(this.gpu, y, this.act(`U.${p}`, l), x, lo.view(lo.params, A), lo.view(lo.params, Bm),
       { M, N: lin.N, K: lin.K, R: lo.spec.rank },
-      { scale: this.plan.loraScale, dropout: o.training ? lo.spec.dropout : 0, seeds: this.seeds(l, p) });
+      { scale: this.plan.loraScale, dropout: o.training ? lo.spec.dropout : 0, seeds: this.seeds(l, p), noU: !o.training });
   }
 
   /** dx (=|+=) dy·W + LoRA's dX, and LoRA's dA, dB added into the gradient buffer. */
@@ -208,33 +204,34 @@ export class LlamaModel {
   layerForward(l: number, b: Batch, o: RunOptions, cache?: CacheStep): void {
     const g = this.gpu, d = this.dims, w = this.weights.layers[l];
     const N = b.B * b.T, C = d.hiddenSize, H = d.numHeads, Hkv = d.numKvHeads, D = d.headDim, F = d.intermediateSize;
-    const h = this.t(`h.${l}`), hOut = this.t(`h.${l + 1}`);
-    const x1 = this.act('x1', l), x2 = this.act('x2', l), h2 = this.act('h2', l);
+    // With the cache, h, h2 and h' are one buffer (see the header).
+    const h = this.t(cache ? 'h.0' : `h.${l}`), hOut = cache ? h : this.t(`h.${l + 1}`);
+    const x1 = this.act('x1', l), x2 = this.act('x2', l), h2 = cache ? h : this.act('h2', l);
     const q = this.act('q', l), k = this.act('k', l), v = this.act('v', l), att = this.act('o', l);
     const pos = this.t('positions');
-    rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps);
+    // The norms also start the residual sums (h2 = h, then h' = h2) as copies of their input.
+    rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps, h2 !== h ? h2 : undefined);
     this.proj(l, 'q_proj', q, x1, N, false, o);
     this.proj(l, 'k_proj', k, x1, N, false, o);
     this.proj(l, 'v_proj', v, x1, N, false, o);
-    ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
-    ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
     if (cache) {
-      // The new rows (after RoPE, as HF caches them) go in at pos0; attention then reads the cache.
-      const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`), row = Hkv * D * 4;
-      copy(g, k, { tensor: kc, offset: cache.pos0 * row }, N * row);
-      copy(g, v, { tensor: vc, offset: cache.pos0 * row }, N * row);
+      // One dispatch ropes q and k; the new K and V rows (after RoPE, as HF caches them) go in at
+      // their positions, pos0 on, written by it too (a copy would end the compute pass); attention
+      // then reads the cache.
+      const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`);
+      ropeAppendKv(g, q, k, v, pos, this.weights.ropeCos, this.weights.ropeSin, kc, vc, N, H, Hkv, D);
       attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D);
     } else {
+      ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
+      ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
       attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D);
     }
-    copy(g, h, h2, N * C * 4);
     this.proj(l, 'o_proj', h2, att, N, true, o);
-    rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps);
+    rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps, hOut !== h2 ? hOut : undefined);
     const gate = this.act('g', l), up = this.act('u', l), m = this.act('m', l);
     this.proj(l, 'gate_proj', gate, x2, N, false, o);
     this.proj(l, 'up_proj', up, x2, N, false, o);
     swigluForward(g, m, gate, up, N, F);
-    copy(g, h2, hOut, N * C * 4);
     this.proj(l, 'down_proj', hOut, m, N, true, o);
   }
 
@@ -346,9 +343,16 @@ export class LlamaModel {
     g.upload(this.t('positions'), positions);
     embedding(g, this.t('h.0'), this.t('ids'), this.weights.embed, n);
     for (let l = 0; l < L; l++) this.layerForward(l, b, o, { pos0 });
-    // Only the last position reaches the final norm and the (V, C) head.
-    const hl = this.t('last.h'), xl = this.t('last.x');
-    g.copy(this.t(`h.${L}`), (n - 1) * C * 4, hl, 0, C * 4);
+    // Only the last position reaches the final norm and the (V, C) head. Its row of the residual
+    // stream (h.0 when decoding) is bound in place when its offset is aligned, as a decoded token's
+    // row 0 is; otherwise it is copied out first.
+    const xl = this.t('last.x'), stream = this.t('h.0'), at = (n - 1) * C * 4;
+    let hl: Binding = { tensor: stream, offset: at, size: C * 4 };
+    if (at % this.gpu.limits.minStorageBufferOffsetAlignment !== 0) {
+      const row = this.t('last.h');
+      g.copy(stream, at, row, 0, C * 4);
+      hl = row;
+    }
     rmsnormForward(g, xl, this.t('last.rstd'), hl, this.weights.norm, 1, C, d.rmsNormEps);
     const logits = this.t('logits');
     this.headMatmul(view(logits, 0, V), xl, 1, V, C, { transB: true });

@@ -23,8 +23,11 @@ describe('memory plan', () => {
     expect(p.row('last.x').bytes).toBe(64 * 4);
     // Everything else is the plain inference plan.
     const plain = new Plan(dims, base);
-    expect(names(plain).some((n) => n.startsWith('kv.') || n.startsWith('last.'))).toBe(false);
-    expect(p.peakBytes() - plain.peakBytes()).toBe(4 * bytes + 2 * 64 * 4 + 4);
+    expect(names(plain).some((n) => /^(kv|last|sample)\./.test(n))).toBe(false);
+    // Plus two ping-pong buffers for selecting the best logits on the GPU: 256 (value, id) pairs
+    // per 2048 logits, and at least one such group.
+    for (const s of ['sample.a', 'sample.b']) expect(p.row(s)).toMatchObject({ category: 'scratch', bytes: 256 * 8, phase: 'run' });
+    expect(p.peakBytes() - plain.peakBytes()).toBe(4 * bytes + 2 * 64 * 4 + 4 + 2 * 256 * 8);
   });
 
   test('inference keeps one shared activation set; training without checkpointing one per layer', () => {

@@ -9,6 +9,7 @@ import { loraScaling, loraTable, PROJS, type LoraSpec, type Proj } from './lora.
 import { linearShape } from '../io/hf-names.ts';
 import { gradNormPartials } from '../kernels/grad_norm.ts';
 import { crossEntropyChunkTokens } from '../kernels/cross_entropy.ts';
+import { topkScratchBytes } from '../kernels/topk_select.ts';
 
 /** The dimensions the engine needs from a config (ModelConfig provides them). */
 export interface ModelDims {
@@ -234,6 +235,9 @@ export class Plan {
       add('last.h', 'activations', f32(C));
       add('last.x', 'activations', f32(C));
       add('last.rstd', 'activations', f32(1));
+      // Sampling selects the best logits on the GPU and reads back only those (src/infer/generate.ts).
+      add('sample.a', 'scratch', topkScratchBytes(V));
+      add('sample.b', 'scratch', topkScratchBytes(V));
     }
     if (o.training) {
       for (const n of ['grad.dh', 'grad.dx']) add(n, 'scratch', f32(N * C));
