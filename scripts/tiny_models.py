@@ -4,8 +4,8 @@ Run with Debian's torch:  /usr/bin/python3 scripts/tiny_models.py
 Writes fixtures/models/<name>/{config.json, model.safetensors} and fixtures/goldens/model_<name>.json.
 
 There is no `transformers` package on this machine, so the reference below re-implements the HF
-modeling code it stands for (LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM, eager
-attention, fp32), PEFT's LoRA layer (y = W x + b + s * B A x, dropout 0 here because no RNG can be
+modeling code it stands for (LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM /
+Qwen3ForCausalLM, eager attention, fp32), PEFT's LoRA layer (y = W x + b + s * B A x, dropout 0 here because no RNG can be
 shared with torch) and bitsandbytes' NF4 round trip (torch reference quantize_4bit, blocksize 64).
 Each piece names the upstream function it follows. Goldens: logits and loss for a batch, every LoRA
 gradient, and the loss, lr, grad-norm and adapter after 5 AdamW steps with gradient accumulation,
@@ -112,8 +112,13 @@ def forward(cfg, W, lora, ids, quant):
     h = base["model.embed_tokens.weight"][ids]
     for i in range(cfg["num_hidden_layers"]):
         x = rms(h, base[f"model.layers.{i}.input_layernorm.weight"])
-        q = lin(x, i, "q_proj").view(B, T, H, D).transpose(1, 2)
-        k = lin(x, i, "k_proj").view(B, T, Hkv, D).transpose(1, 2)
+        q = lin(x, i, "q_proj").view(B, T, H, D)
+        k = lin(x, i, "k_proj").view(B, T, Hkv, D)
+        if cfg["model_type"] == "qwen3":  # Qwen3Attention: q_norm / k_norm over head_dim, before RoPE
+            q = rms(q, base[f"model.layers.{i}.self_attn.q_norm.weight"])
+            k = rms(k, base[f"model.layers.{i}.self_attn.k_norm.weight"])
+        q = q.transpose(1, 2)
+        k = k.transpose(1, 2)
         v = lin(x, i, "v_proj").view(B, T, Hkv, D).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
@@ -181,12 +186,16 @@ MODELS = {
     # SmolLM2 / Mistral style: tied, GQA 4:1, linear rope scaling, F32 on disk.
     "tiny-mistral": dict(arch="MistralForCausalLM", model_type="mistral", tie=True, bias=False, dtype=torch.float32,
                          rope_scaling={"rope_type": "linear", "factor": 2.0}, rope_theta=10000.0, H=4, Hkv=1),
+    # Qwen3 style: per-head q/k RMSNorm, no biases, GQA 2:1, head_dim 24 != hidden / heads, untied
+    # head (Qwen3-4B and larger; 0.6B/1.7B tie), BF16 on disk.
+    "tiny-qwen3": dict(arch="Qwen3ForCausalLM", model_type="qwen3", tie=False, bias=False, dtype=torch.bfloat16,
+                       rope_scaling=None, rope_theta=1000000.0, H=4, Hkv=2, D=24),
 }
 
 
 def build(name, spec, seed):
     g = torch.Generator().manual_seed(seed)
-    C, F, L, V, D = 64, 96, 2, 256, 16
+    C, F, L, V, D = 64, 96, 2, 256, spec.get("D", 16)
     cfg = {
         "architectures": [spec["arch"]], "model_type": spec["model_type"], "vocab_size": V, "hidden_size": C,
         "intermediate_size": F, "num_hidden_layers": L, "num_attention_heads": spec["H"],
@@ -199,6 +208,9 @@ def build(name, spec, seed):
     if spec["model_type"] == "llama":
         cfg["attention_bias"] = False
         cfg["mlp_bias"] = False
+    if spec["model_type"] == "qwen3":
+        cfg["attention_bias"] = False
+        cfg["use_sliding_window"] = False
     W = {"model.embed_tokens.weight": torch.randn(V, C, generator=g) * 0.5, "model.norm.weight": 1 + 0.1 * torch.randn(C, generator=g)}
     if not spec["tie"]:
         W["lm_head.weight"] = torch.randn(V, C, generator=g) * 0.1
@@ -210,6 +222,9 @@ def build(name, spec, seed):
             W[f"model.layers.{i}.{module_of(p)}.{p}.weight"] = torch.randn(o, k, generator=g) / math.sqrt(k)
             if spec["bias"] and p in ("q_proj", "k_proj", "v_proj"):
                 W[f"model.layers.{i}.{module_of(p)}.{p}.bias"] = 0.1 * torch.randn(o, generator=g)
+        if spec["model_type"] == "qwen3":
+            for n in ("q_norm", "k_norm"):
+                W[f"model.layers.{i}.self_attn.{n}.weight"] = 1 + 0.1 * torch.randn(D, generator=g)
     # The file holds the weights in the stated dtype; the reference computes on exactly those values.
     W = {k: v.to(spec["dtype"]).to(torch.float32) for k, v in W.items()}
     out = os.path.join(ROOT, "fixtures", "models", name)

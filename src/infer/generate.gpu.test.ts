@@ -1,5 +1,5 @@
 // Generation over the KV cache against the PyTorch reference (scripts/tiny_models.py: a greedy
-// continuation of 8 tokens with the trained adapter, for three tiny checkpoints, base in full
+// continuation of 8 tokens with the trained adapter, for four tiny checkpoints, base in full
 // precision and NF4), the cached logits against the full forward pass, and the sampling contract.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,7 @@ import { UsageError } from '../errors.ts';
 import { generationModel } from './kv-open.ts';
 import { generate } from './generate.ts';
 
-const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral'];
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3'];
 type Golden = Record<string, any>;
 
 let gpu: Gpu;

@@ -1,9 +1,9 @@
-// The LLaMA-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2) with LoRA, as hand-written
+// The LLaMA-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2, Qwen3) with LoRA, as hand-written
 // forward and backward passes over the engine's kernels (llm.c style). The backward runs in exact
 // reverse order of the forward. Every buffer comes from one memory plan (plan.ts), allocated up front.
 //
 // Per layer (HF LlamaDecoderLayer, fp32):
-//   x1 = rmsnorm(h) ; q,k,v = x1·Wᵀ (+b) (+LoRA) ; rope(q,k) ; o = attn(q,k,v)
+//   x1 = rmsnorm(h) ; q,k,v = x1·Wᵀ (+b) (+LoRA) ; [Qwen3: q,k = rmsnorm per head] ; rope(q,k) ; o = attn(q,k,v)
 //   h2 = h + o·Woᵀ (+LoRA) ; x2 = rmsnorm(h2) ; g,u = x2·Wᵀ (+LoRA) ; m = silu(g)·u
 //   h' = h2 + m·Wdᵀ (+LoRA)
 // Residual adds are free: the output buffer starts as a copy of the residual and every matmul
@@ -38,6 +38,9 @@ export type BaseLinear =
 export interface LayerWeights {
   inputNorm: Tensor;
   postNorm: Tensor;
+  /** Qwen3's per-head RMSNorm weights (head_dim) of q and k; absent for the other families. */
+  qNorm?: Tensor;
+  kNorm?: Tensor;
   proj: Record<Proj, BaseLinear>;
 }
 
@@ -179,9 +182,15 @@ export class LlamaModel {
     const q = this.act('q', l), k = this.act('k', l), v = this.act('v', l), att = this.act('o', l);
     const pos = this.t('positions');
     rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps);
-    this.proj(l, 'q_proj', q, x1, N, false, o);
-    this.proj(l, 'k_proj', k, x1, N, false, o);
+    // Qwen3: q and k are projected into qr, kr and normed per head (rows of D) into q, k.
+    const qkNorm = w.qNorm && w.kNorm;
+    this.proj(l, 'q_proj', qkNorm ? this.act('qr', l) : q, x1, N, false, o);
+    this.proj(l, 'k_proj', qkNorm ? this.act('kr', l) : k, x1, N, false, o);
     this.proj(l, 'v_proj', v, x1, N, false, o);
+    if (qkNorm) {
+      rmsnormForward(g, q, this.act('rstdq', l), this.act('qr', l), w.qNorm!, N * H, D, d.rmsNormEps);
+      rmsnormForward(g, k, this.act('rstdk', l), this.act('kr', l), w.kNorm!, N * Hkv, D, d.rmsNormEps);
+    }
     ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
     ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
     if (cache) {
@@ -225,9 +234,17 @@ export class LlamaModel {
       this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D);
     ropeBackward(g, dq, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
     ropeBackward(g, dk, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
+    let dqr = dq, dkr = dk;
+    if (w.qNorm && w.kNorm) {
+      // Through the frozen per-head norms: dO is free again and takes dq's result.
+      dqr = dO;
+      dkr = this.t('grad.dkr');
+      rmsnormBackward(g, dqr, dq, this.act('qr', l), w.qNorm, this.act('rstdq', l), N * H, D);
+      rmsnormBackward(g, dkr, dk, this.act('kr', l), w.kNorm, this.act('rstdk', l), N * Hkv, D);
+    }
     this.projBackward(l, 'v_proj', dx, dv, x1, N, false, o);
-    this.projBackward(l, 'k_proj', dx, dk, x1, N, true, o);
-    this.projBackward(l, 'q_proj', dx, dq, x1, N, true, o);
+    this.projBackward(l, 'k_proj', dx, dkr, x1, N, true, o);
+    this.projBackward(l, 'q_proj', dx, dqr, x1, N, true, o);
     rmsnormBackward(g, dh, dx, h, w.inputNorm, this.act('rstd1', l), N, C, true);
   }
 

@@ -24,6 +24,8 @@ export interface ModelDims {
   attentionBias: boolean;
   /** o_proj has a bias too (Llama with attention_bias). */
   oProjBias?: boolean;
+  /** Per-head RMSNorm of q and k before RoPE (Qwen3's q_norm, k_norm). */
+  qkNorm?: boolean;
 }
 
 export interface PlanOptions {
@@ -116,6 +118,7 @@ export class Plan {
     for (let l = 0; l < L; l++) {
       add(`layers.${l}.input_layernorm`, 'weights', f32(C), 'weights');
       add(`layers.${l}.post_attention_layernorm`, 'weights', f32(C), 'weights');
+      if (d.qkNorm) for (const n of ['q_norm', 'k_norm']) add(`layers.${l}.${n}`, 'weights', f32(D), 'weights');
       for (const p of PROJS) {
         const [n, k] = linearShape(d, p);
         const b = linearBytes(o.quant, n, k, o.doubleQuant);
@@ -156,6 +159,13 @@ export class Plan {
       add(pre + 'k', 'activations', f32(N * Hkv * D));
       add(pre + 'v', 'activations', f32(N * Hkv * D));
       add(pre + 'lse', 'activations', f32(o.batch * H * o.seqLen));
+      if (d.qkNorm) {
+        // q and k as projected (the norms' inputs, for their backward) and the per-head rstd.
+        add(pre + 'qr', 'activations', f32(N * H * D));
+        add(pre + 'kr', 'activations', f32(N * Hkv * D));
+        add(pre + 'rstdq', 'activations', f32(N * H));
+        add(pre + 'rstdk', 'activations', f32(N * Hkv));
+      }
       for (const n of ['g', 'u', 'm']) add(pre + n, 'activations', f32(N * F));
       for (const p of o.lora?.targets ?? []) add(pre + `U.${p}`, 'activations', f32(N * R));
     }
@@ -179,6 +189,8 @@ export class Plan {
       for (const n of ['grad.dm', 'grad.dg', 'grad.du']) add(n, 'scratch', f32(N * F));
       for (const n of ['grad.do', 'grad.dq']) add(n, 'scratch', f32(N * H * D));
       for (const n of ['grad.dk', 'grad.dv']) add(n, 'scratch', f32(N * Hkv * D));
+      // dk through k_norm (dq through q_norm reuses grad.do, free once attention's backward is done).
+      if (d.qkNorm) add('grad.dkr', 'scratch', f32(N * Hkv * D));
       add('grad.Dsum', 'scratch', f32(o.batch * H * o.seqLen));
       if (o.lora) add('grad.dU', 'scratch', f32(N * R));
     }
