@@ -81,6 +81,19 @@ def module_of(name):
     return "self_attn" if name in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
 
 
+def layer_windows(cfg):
+    """Each layer's sliding window (0 = full causal): MistralModel slides every layer when
+    sliding_window is set; Qwen2Config / Qwen3Config mark the layers from max_window_layers on as
+    "sliding_attention" when use_sliding_window is true."""
+    L = cfg["num_hidden_layers"]
+    if cfg["model_type"] == "mistral":
+        return [cfg.get("sliding_window", 4096) or 0] * L
+    if cfg["model_type"] in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
+        w = cfg.get("sliding_window", 4096) or 0
+        return [w if i >= cfg.get("max_window_layers", 28) else 0 for i in range(L)]
+    return [0] * L
+
+
 def forward(cfg, W, lora, ids, quant):
     """Logits (B, T, V). W: HF state dict (f32). lora: {(layer, proj): (A, B)} with requires_grad."""
     B, T = ids.shape
@@ -108,6 +121,8 @@ def forward(cfg, W, lora, ids, quant):
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos(), emb.sin()
     mask = torch.full((T, T), float("-inf")).triu(1)
+    # masking_utils.sliding_window_overlay: key j is visible to query i iff j > i - window.
+    masks = [mask + torch.full((T, T), float("-inf")).tril(-w) if w else mask for w in layer_windows(cfg)]
 
     h = base["model.embed_tokens.weight"][ids]
     for i in range(cfg["num_hidden_layers"]):
@@ -124,7 +139,7 @@ def forward(cfg, W, lora, ids, quant):
         k = k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(H // Hkv, dim=1)  # repeat_kv
         v = v.repeat_interleave(H // Hkv, dim=1)
-        att = (q @ k.transpose(-1, -2)) * (D ** -0.5) + mask
+        att = (q @ k.transpose(-1, -2)) * (D ** -0.5) + masks[i]
         att = torch.softmax(att, dim=-1, dtype=torch.float32)
         o = (att @ v).transpose(1, 2).reshape(B, T, H * D)
         h = h + lin(o, i, "o_proj")
@@ -190,6 +205,14 @@ MODELS = {
     # head (Qwen3-4B and larger; 0.6B/1.7B tie), BF16 on disk.
     "tiny-qwen3": dict(arch="Qwen3ForCausalLM", model_type="qwen3", tie=False, bias=False, dtype=torch.bfloat16,
                        rope_scaling=None, rope_theta=1000000.0, H=4, Hkv=2, D=24),
+    # Sliding windows shorter than the 9-token batch and the 12-token greedy sequence: Mistral slides
+    # in every layer; Qwen2 with use_sliding_window slides from max_window_layers (1) on, so layer 0
+    # stays full.
+    "tiny-mistral-swa": dict(arch="MistralForCausalLM", model_type="mistral", tie=True, bias=False, dtype=torch.float32,
+                             rope_scaling=None, rope_theta=10000.0, H=4, Hkv=2, extra={"sliding_window": 4}),
+    "tiny-qwen2-swa": dict(arch="Qwen2ForCausalLM", model_type="qwen2", tie=True, bias=True, dtype=torch.float32,
+                           rope_scaling=None, rope_theta=1000000.0, H=4, Hkv=4,
+                           extra={"use_sliding_window": True, "sliding_window": 3, "max_window_layers": 1}),
 }
 
 
@@ -211,6 +234,7 @@ def build(name, spec, seed):
     if spec["model_type"] == "qwen3":
         cfg["attention_bias"] = False
         cfg["use_sliding_window"] = False
+    cfg.update(spec.get("extra", {}))
     W = {"model.embed_tokens.weight": torch.randn(V, C, generator=g) * 0.5, "model.norm.weight": 1 + 0.1 * torch.randn(C, generator=g)}
     if not spec["tie"]:
         W["lm_head.weight"] = torch.randn(V, C, generator=g) * 0.1

@@ -111,7 +111,27 @@ describe('parseModelConfig', () => {
     const { model_type: __, ...noType } = qwen3;
     expect(parseModelConfig(noType).arch).toBe('qwen3');
     expect(parseModelConfig(qwen25).qkNorm).toBe(false);
-    expect(thrown(() => parseModelConfig({ ...qwen3, use_sliding_window: true })).details.field).toBe('use_sliding_window');
+  });
+
+  test('sliding windows per layer: Mistral in every layer; Qwen2/3 from max_window_layers on, or by layer_types', () => {
+    const mistral = { ...smollm2, model_type: 'mistral', num_hidden_layers: 3 };
+    expect(parseModelConfig({ ...mistral, sliding_window: 5 })).toMatchObject({ slidingWindow: 5, layerWindows: [5, 5, 5] });
+    expect(parseModelConfig(mistral)).toMatchObject({ slidingWindow: 4096, layerWindows: [4096, 4096, 4096] });
+    expect(parseModelConfig({ ...mistral, sliding_window: null })).toMatchObject({ slidingWindow: null, layerWindows: [0, 0, 0] });
+    expect(parseModelConfig(smollm2).layerWindows).toEqual(new Array(30).fill(0));
+    // use_sliding_window false: sliding_window is ignored, as Qwen2Config sets it to None.
+    expect(parseModelConfig(qwen25)).toMatchObject({ slidingWindow: null, layerWindows: new Array(24).fill(0) });
+    const q2 = { ...qwen25, num_hidden_layers: 4, use_sliding_window: true, sliding_window: 8 };
+    expect(parseModelConfig({ ...q2, max_window_layers: 2 })).toMatchObject({ slidingWindow: 8, layerWindows: [0, 0, 8, 8] });
+    expect(parseModelConfig(q2).layerWindows).toEqual([0, 0, 0, 0]); // max_window_layers defaults to 28
+    expect(parseModelConfig({ ...q2, max_window_layers: 0 }).layerWindows).toEqual([8, 8, 8, 8]);
+    const { sliding_window: _, ...noWindow } = q2;
+    expect(parseModelConfig({ ...noWindow, max_window_layers: 3 }).layerWindows).toEqual([0, 0, 0, 4096]);
+    const types = ['sliding_attention', 'full_attention', 'sliding_attention', 'full_attention'];
+    expect(parseModelConfig({ ...q2, layer_types: types }).layerWindows).toEqual([8, 0, 8, 0]);
+    expect(parseModelConfig({ ...qwen3, num_hidden_layers: 2, use_sliding_window: true, sliding_window: 16, layer_types: ['full_attention', 'sliding_attention'] }).layerWindows).toEqual([0, 16]);
+    expect(thrown(() => parseModelConfig({ ...q2, layer_types: ['full_attention'] })).details.field).toBe('layer_types');
+    expect(thrown(() => parseModelConfig({ ...q2, max_window_layers: -1 })).details.field).toBe('max_window_layers');
   });
 
   describe('configs this engine cannot run are refused naming the field and what is supported', () => {

@@ -37,8 +37,12 @@ export interface ModelConfig {
   /** Per-head RMSNorm of q and k (weights of size head_dim) after the projection, before RoPE (qwen3). */
   qkNorm: boolean;
   maxPositionEmbeddings: number;
-  /** Mistral's sliding attention window in tokens; null = full causal attention. */
+  /** The sliding attention window in tokens (Mistral; Qwen2/3 with use_sliding_window); null = none. */
   slidingWindow: number | null;
+  /** Per layer: its attention window in tokens, 0 = full causal attention. Mistral slides in every
+   *  layer; Qwen2/3 in the layers `layer_types` marks "sliding_attention", by default those from
+   *  max_window_layers on (configuration_qwen2.py / configuration_qwen3.py). */
+  layerWindows: number[];
   bosTokenId: number | null;
   /** eos_token_id may be a list (Llama 3.1: end_of_text, eom, eot). */
   eosTokenIds: number[];
@@ -95,6 +99,13 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
     }
     return v;
   };
+  const posIntOrZero = (name: string): number => {
+    const v = field(name);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+      throw err(`"${name}" must be a non-negative integer, got ${JSON.stringify(v)}.`, 'The config is damaged.', { field: name });
+    }
+    return v;
+  };
   const bool = (name: string, fallback: boolean): boolean => {
     const v = field(name);
     if (v === undefined || v === null) return fallback;
@@ -132,11 +143,27 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
   const llamaBias = arch === 'llama' || arch === 'qwen3' ? bool('attention_bias', false) : false;
 
   let slidingWindow: number | null = null;
+  let layerWindows = new Array<number>(numLayers).fill(0);
   if (arch === 'mistral') {
     const sw = field('sliding_window');
     slidingWindow = sw === undefined ? d.slidingWindow : sw === null ? null : posInt('sliding_window');
+    layerWindows.fill(slidingWindow ?? 0);
   } else if ((arch === 'qwen2' || arch === 'qwen3') && bool('use_sliding_window', false)) {
-    throw err(`use_sliding_window: true is not supported for ${arch} yet.`, 'Qwen2/2.5/3 checkpoints ship with use_sliding_window false; set it back to false.', { field: 'use_sliding_window' });
+    // Qwen2Config / Qwen3Config: sliding_window (default 4096) only counts with use_sliding_window.
+    slidingWindow = field('sliding_window') === null ? null : posInt('sliding_window', 4096);
+    if (slidingWindow !== null) {
+      const types = field('layer_types');
+      if (types !== undefined && types !== null) {
+        if (!Array.isArray(types) || types.length !== numLayers || !types.every((t) => t === 'full_attention' || t === 'sliding_attention')) {
+          throw err(`"layer_types" must list "full_attention" or "sliding_attention" for each of the ${numLayers} layers, got ${JSON.stringify(types)}.`,
+            'The config is damaged.', { field: 'layer_types' });
+        }
+        layerWindows = types.map((t) => (t === 'sliding_attention' ? slidingWindow! : 0));
+      } else {
+        const from = field('max_window_layers') === undefined || field('max_window_layers') === null ? 28 : posIntOrZero('max_window_layers');
+        layerWindows = layerWindows.map((_, i) => (i >= from ? slidingWindow! : 0));
+      }
+    }
   }
 
   const maxPositionEmbeddings = posInt('max_position_embeddings', d.maxPositionEmbeddings);
@@ -160,6 +187,7 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
     qkNorm: arch === 'qwen3',
     maxPositionEmbeddings,
     slidingWindow,
+    layerWindows,
     bosTokenId: tokenIds(cfg, 'bos_token_id', d.bos === null ? [] : [d.bos], file)[0] ?? null,
     eosTokenIds: tokenIds(cfg, 'eos_token_id', d.eos, file),
     torchDtype: typeof cfg.torch_dtype === 'string' ? cfg.torch_dtype : typeof cfg.dtype === 'string' ? cfg.dtype : null,

@@ -113,6 +113,11 @@ export class LlamaModel {
     return { table: this.seedTable, index: l * PROJS.length + PROJS.indexOf(p) };
   }
 
+  /** Layer l's sliding attention window (Mistral, Qwen2/3 sliding layers), 0 = full causal. */
+  private window(l: number): number {
+    return this.dims.layerWindows?.[l] ?? 0;
+  }
+
   private t(name: string): Tensor {
     return this.plan.tensor(name);
   }
@@ -198,9 +203,9 @@ export class LlamaModel {
       const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`), row = Hkv * D * 4;
       g.copy(k, 0, kc, cache.pos0 * row, N * row);
       g.copy(v, 0, vc, cache.pos0 * row, N * row);
-      attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D);
+      attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D, undefined, undefined, this.window(l));
     } else {
-      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D);
+      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l));
     }
     g.copy(h, 0, h2, 0, N * C * 4);
     this.proj(l, 'o_proj', h2, att, N, true, o);
@@ -231,7 +236,7 @@ export class LlamaModel {
     const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
     this.projBackward(l, 'o_proj', dO, dh, this.act('o', l), N, false, o);
     attentionBackward(g, dq, dk, dv, dO, this.act('q', l), this.act('k', l), this.act('v', l), this.act('o', l),
-      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D);
+      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l));
     ropeBackward(g, dq, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
     ropeBackward(g, dk, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
     let dqr = dq, dkr = dk;

@@ -26,6 +26,8 @@ export interface ModelDims {
   oProjBias?: boolean;
   /** Per-head RMSNorm of q and k before RoPE (Qwen3's q_norm, k_norm). */
   qkNorm?: boolean;
+  /** Per layer: its sliding attention window in tokens, 0 = full causal attention. */
+  layerWindows?: readonly number[];
 }
 
 export interface PlanOptions {
