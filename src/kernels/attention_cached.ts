@@ -29,6 +29,8 @@ export function attentionCached(
   if (q.size < Tn * H * D * 4 || o.size < Tn * H * D * 4) throw new RangeError(`attention_cached: q or o is smaller than (${Tn}, ${H}, ${D})`);
   const kern = gpu.kernel('attention_cached', shader, { overrides: { WG: threads, D } });
   // pos0 moves with every decoded token: a persistent uniform rewritten in place (all layers of one
-  // token share it) instead of a new uniform buffer and bind group per token.
-  gpu.dispatch(kern, [o, q, k, v], gpu.scalars('attention_cached.params', params([Tn, H, Hkv, pos0, windowParam(window, pos0 + Tn)], [scale])), grid(Tn * H));
+  // token share it) instead of a new uniform buffer and bind group per token. One per window size, so
+  // a model mixing full and sliding layers does not rewrite it (and flush) between its layers.
+  const label = window > 0 ? `attention_cached.params.w${window}` : 'attention_cached.params';
+  gpu.dispatch(kern, [o, q, k, v], gpu.scalars(label, params([Tn, H, Hkv, pos0, windowParam(window, pos0 + Tn)], [scale])), grid(Tn * H));
 }
