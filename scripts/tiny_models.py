@@ -4,8 +4,8 @@ Run with Debian's torch:  /usr/bin/python3 scripts/tiny_models.py
 Writes fixtures/models/<name>/{config.json, model.safetensors} and fixtures/goldens/model_<name>.json.
 
 There is no `transformers` package on this machine, so the reference below re-implements the HF
-modeling code it stands for (LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM, eager
-attention, fp32), PEFT's LoRA layer (y = W x + b + s * B A x, dropout 0 here because no RNG can be
+modeling code it stands for (LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM /
+Qwen3ForCausalLM, eager attention, fp32), PEFT's LoRA layer (y = W x + b + s * B A x, dropout 0 here because no RNG can be
 shared with torch) and bitsandbytes' NF4 round trip (torch reference quantize_4bit, blocksize 64).
 Each piece names the upstream function it follows. Goldens: logits and loss for a batch, every LoRA
 gradient, and the loss, lr, grad-norm and adapter after 5 AdamW steps with gradient accumulation,
@@ -81,6 +81,19 @@ def module_of(name):
     return "self_attn" if name in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
 
 
+def layer_windows(cfg):
+    """Each layer's sliding window (0 = full causal): MistralModel slides every layer when
+    sliding_window is set; Qwen2Config / Qwen3Config mark the layers from max_window_layers on as
+    "sliding_attention" when use_sliding_window is true."""
+    L = cfg["num_hidden_layers"]
+    if cfg["model_type"] == "mistral":
+        return [cfg.get("sliding_window", 4096) or 0] * L
+    if cfg["model_type"] in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
+        w = cfg.get("sliding_window", 4096) or 0
+        return [w if i >= cfg.get("max_window_layers", 28) else 0 for i in range(L)]
+    return [0] * L
+
+
 def forward(cfg, W, lora, ids, quant):
     """Logits (B, T, V). W: HF state dict (f32). lora: {(layer, proj): (A, B)} with requires_grad."""
     B, T = ids.shape
@@ -108,18 +121,25 @@ def forward(cfg, W, lora, ids, quant):
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos(), emb.sin()
     mask = torch.full((T, T), float("-inf")).triu(1)
+    # masking_utils.sliding_window_overlay: key j is visible to query i iff j > i - window.
+    masks = [mask + torch.full((T, T), float("-inf")).tril(-w) if w else mask for w in layer_windows(cfg)]
 
     h = base["model.embed_tokens.weight"][ids]
     for i in range(cfg["num_hidden_layers"]):
         x = rms(h, base[f"model.layers.{i}.input_layernorm.weight"])
-        q = lin(x, i, "q_proj").view(B, T, H, D).transpose(1, 2)
-        k = lin(x, i, "k_proj").view(B, T, Hkv, D).transpose(1, 2)
+        q = lin(x, i, "q_proj").view(B, T, H, D)
+        k = lin(x, i, "k_proj").view(B, T, Hkv, D)
+        if cfg["model_type"] == "qwen3":  # Qwen3Attention: q_norm / k_norm over head_dim, before RoPE
+            q = rms(q, base[f"model.layers.{i}.self_attn.q_norm.weight"])
+            k = rms(k, base[f"model.layers.{i}.self_attn.k_norm.weight"])
+        q = q.transpose(1, 2)
+        k = k.transpose(1, 2)
         v = lin(x, i, "v_proj").view(B, T, Hkv, D).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(H // Hkv, dim=1)  # repeat_kv
         v = v.repeat_interleave(H // Hkv, dim=1)
-        att = (q @ k.transpose(-1, -2)) * (D ** -0.5) + mask
+        att = (q @ k.transpose(-1, -2)) * (D ** -0.5) + masks[i]
         att = torch.softmax(att, dim=-1, dtype=torch.float32)
         o = (att @ v).transpose(1, 2).reshape(B, T, H * D)
         h = h + lin(o, i, "o_proj")
@@ -181,12 +201,24 @@ MODELS = {
     # SmolLM2 / Mistral style: tied, GQA 4:1, linear rope scaling, F32 on disk.
     "tiny-mistral": dict(arch="MistralForCausalLM", model_type="mistral", tie=True, bias=False, dtype=torch.float32,
                          rope_scaling={"rope_type": "linear", "factor": 2.0}, rope_theta=10000.0, H=4, Hkv=1),
+    # Qwen3 style: per-head q/k RMSNorm, no biases, GQA 2:1, head_dim 24 != hidden / heads, untied
+    # head (Qwen3-4B and larger; 0.6B/1.7B tie), BF16 on disk.
+    "tiny-qwen3": dict(arch="Qwen3ForCausalLM", model_type="qwen3", tie=False, bias=False, dtype=torch.bfloat16,
+                       rope_scaling=None, rope_theta=1000000.0, H=4, Hkv=2, D=24),
+    # Sliding windows shorter than the 9-token batch and the 12-token greedy sequence: Mistral slides
+    # in every layer; Qwen2 with use_sliding_window slides from max_window_layers (1) on, so layer 0
+    # stays full.
+    "tiny-mistral-swa": dict(arch="MistralForCausalLM", model_type="mistral", tie=True, bias=False, dtype=torch.float32,
+                             rope_scaling=None, rope_theta=10000.0, H=4, Hkv=2, extra={"sliding_window": 4}),
+    "tiny-qwen2-swa": dict(arch="Qwen2ForCausalLM", model_type="qwen2", tie=True, bias=True, dtype=torch.float32,
+                           rope_scaling=None, rope_theta=1000000.0, H=4, Hkv=4,
+                           extra={"use_sliding_window": True, "sliding_window": 3, "max_window_layers": 1}),
 }
 
 
 def build(name, spec, seed):
     g = torch.Generator().manual_seed(seed)
-    C, F, L, V, D = 64, 96, 2, 256, 16
+    C, F, L, V, D = 64, 96, 2, 256, spec.get("D", 16)
     cfg = {
         "architectures": [spec["arch"]], "model_type": spec["model_type"], "vocab_size": V, "hidden_size": C,
         "intermediate_size": F, "num_hidden_layers": L, "num_attention_heads": spec["H"],
@@ -199,6 +231,10 @@ def build(name, spec, seed):
     if spec["model_type"] == "llama":
         cfg["attention_bias"] = False
         cfg["mlp_bias"] = False
+    if spec["model_type"] == "qwen3":
+        cfg["attention_bias"] = False
+        cfg["use_sliding_window"] = False
+    cfg.update(spec.get("extra", {}))
     W = {"model.embed_tokens.weight": torch.randn(V, C, generator=g) * 0.5, "model.norm.weight": 1 + 0.1 * torch.randn(C, generator=g)}
     if not spec["tie"]:
         W["lm_head.weight"] = torch.randn(V, C, generator=g) * 0.1
@@ -210,6 +246,9 @@ def build(name, spec, seed):
             W[f"model.layers.{i}.{module_of(p)}.{p}.weight"] = torch.randn(o, k, generator=g) / math.sqrt(k)
             if spec["bias"] and p in ("q_proj", "k_proj", "v_proj"):
                 W[f"model.layers.{i}.{module_of(p)}.{p}.bias"] = 0.1 * torch.randn(o, generator=g)
+        if spec["model_type"] == "qwen3":
+            for n in ("q_norm", "k_norm"):
+                W[f"model.layers.{i}.self_attn.{n}.weight"] = 1 + 0.1 * torch.randn(D, generator=g)
     # The file holds the weights in the stated dtype; the reference computes on exactly those values.
     W = {k: v.to(spec["dtype"]).to(torch.float32) for k, v in W.items()}
     out = os.path.join(ROOT, "fixtures", "models", name)

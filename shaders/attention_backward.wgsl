@@ -6,6 +6,8 @@
 //   dq[t]    = scale · sum_{j<=t} dS[t,j] k[j]
 //   dk[j]    = scale · sum_{h in group(g)} sum_{t>=j} dS[t,j] q[t]
 //   dv[j]    =         sum_{h in group(g)} sum_{t>=j} P[t,j] dO[t]
+// With a sliding window W > 0 the pairs are those with t - W < j <= t (as in the forward); W = 0 is
+// full causal attention.
 // Shapes: dq, dO, q, o (B, T, H, D); dk, dv, k, v (B, T, Hkv, D); lse, Dsum (B, H, T).
 // KV head g serves Q heads g*n_rep .. (g+1)*n_rep-1. D is a pipeline override, D % 4 == 0.
 // Version 1, flash-attention-2 backward as three entry points (torchlette's split; WGSL has no
@@ -30,6 +32,7 @@ struct Params {
   T: u32,
   H: u32,
   Hkv: u32,
+  window: u32,  // sliding window W, 0 = none
   scale: f32,
 }
 
@@ -108,7 +111,12 @@ fn dq_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
 
   var kv_end = 0u;
   if (wg_live) { kv_end = min(p.T, (blk + 1u) * ROWS); }
-  for (var j0 = 0u; j0 < kv_end; j0 += TILE) {
+  // Window bound: the block's first query sees no key before first + 1 - W; this row none before lo.
+  var kv_begin = 0u;
+  if (p.window > 0u && blk * ROWS + 1u > p.window) { kv_begin = blk * ROWS + 1u - p.window; }
+  var lo = 0u;
+  if (p.window > 0u && t + 1u > p.window) { lo = t + 1u - p.window; }
+  for (var j0 = kv_begin; j0 < kv_end; j0 += TILE) {
     for (var i = lid; i < TILE4; i += ROWS) {
       let j = j0 + i / D4;
       var kk = vec4f(0.0);
@@ -122,9 +130,10 @@ fn dq_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
       tile_b[i] = vv;
     }
     workgroupBarrier();
-    if (live && j0 <= t) {
+    if (live && j0 <= t && j0 + TILE > lo) {
       let n = min(TILE, t + 1u - j0);
-      for (var jj = 0u; jj < n; jj++) {
+      let jb = select(0u, lo - j0, lo > j0);
+      for (var jj = jb; jj < n; jj++) {
         let pj = exp(dot_row(&qr, jj * D4, true) - L);
         let ds = pj * (dot_row(&dor, jj * D4, false) - Dt);
         for (var c = 0u; c < D4; c++) { acc[c] += ds * tile_a[jj * D4 + c]; }
@@ -164,13 +173,19 @@ fn dkv_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
     dv_acc[c] = vec4f(0.0);
   }
 
-  // Causal bound: queries before the block's first key see none of its keys.
+  // Causal bound: queries before the block's first key see none of its keys; with a window, queries
+  // from the block's last key + W on see none either.
   var q_begin = p.T;
   if (wg_live) { q_begin = blk * ROWS; }
+  var q_end = p.T;
+  if (p.window > 0u) { q_end = min(p.T, (blk + 1u) * ROWS - 1u + p.window); }
+  // This key's last query (exclusive): j + W.
+  var t_hi = p.T;
+  if (p.window > 0u) { t_hi = min(p.T, j + p.window); }
   for (var r = 0u; r < n_rep; r++) {
     let h = g * n_rep + r;
     let stat = (b * p.H + h) * p.T;
-    for (var t0 = q_begin; t0 < p.T; t0 += TILE) {
+    for (var t0 = q_begin; t0 < q_end; t0 += TILE) {
       for (var i = lid; i < TILE4; i += ROWS) {
         let t = t0 + i / D4;
         var qq = vec4f(0.0);
@@ -184,10 +199,11 @@ fn dkv_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
         tile_b[i] = dd;
       }
       workgroupBarrier();
-      if (live && t0 + TILE > j) {
-        // Queries t0 + tt with j <= t < T; those before j are masked for this key.
+      if (live && t0 + TILE > j && t0 < t_hi) {
+        // Queries t0 + tt with j <= t < t_hi; those before j (causal) or from j + W on (window) are
+        // masked for this key.
         let tt_begin = select(0u, j - t0, j > t0);
-        let tt_end = min(TILE, p.T - t0);
+        let tt_end = min(TILE, t_hi - t0);
         for (var tt = tt_begin; tt < tt_end; tt++) {
           let t = t0 + tt;
           let pt = exp(dot_row(&kr, tt * D4, true) - lse[stat + t]);

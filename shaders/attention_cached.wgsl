@@ -4,6 +4,7 @@
 // the cache, of which rows 0 .. pos0+Tn-1 are filled (the host has already copied the new rows in).
 // Same maths as attention_forward.wgsl at pos0 = 0 (HF eager attention, repeat_kv), minus the lse,
 // which only the backward pass needs. B = 1: generation runs one sequence at a time.
+// With a sliding window W > 0 the sum runs over pos0 + i - W < j <= pos0 + i (0 = full causal).
 // Version 1, split-keys within a workgroup (flash-decoding's idea, without the cross-workgroup
 // split): one workgroup of WG threads per (query row, head), so the decode case (Tn = 1) still puts
 // WG threads on every head. Keys are walked in tiles of WG: thread t scores key j0+t (a full dot
@@ -29,6 +30,7 @@ struct Params {
   H: u32,
   Hkv: u32,
   pos0: u32,
+  window: u32,  // sliding window W, 0 = none
   scale: f32,
 }
 
@@ -53,8 +55,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = w / p.H;
   let h = w % p.H;
   let g = h / (p.H / p.Hkv);
-  var end = 0u;  // keys 0 .. end-1 are visible to this row
+  var end = 0u;  // keys begin .. end-1 are visible to this row
   if (wg_live) { end = p.pos0 + i + 1u; }
+  // With a sliding window W, position pos0 + i sees keys from pos0 + i + 1 - W on.
+  var begin = 0u;
+  if (p.window > 0u && end > p.window) { begin = end - p.window; }
 
   let q_base = (i * p.H + h) * D4;
   for (var c = lid; c < D4; c += WG) {
@@ -70,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var m = NEG_BIG;
   var l = 0.0;
   var acc = vec4f(0.0);
-  for (var j0 = 0u; j0 < end; j0 += WG) {
+  for (var j0 = begin; j0 < end; j0 += WG) {
     let j = j0 + lid;
     var s = NEG_BIG;
     if (j < end) {
@@ -111,7 +116,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       a += acc_s[r * D4 + lid];
       sum += l_s[r * D4];  // every lane of a group holds the group's sum; take lane 0's
     }
-    // Key 0 is visible to every row, so sum >= 1 (its term is exp(s - max) with one s = max).
+    // Key pos0 + i (the row's own) is visible to every row, so sum >= 1 (its term is exp(s - max) with one s = max).
     o[q_base + lid] = a / sum;
   }
 }

@@ -2,6 +2,8 @@
 // modeling_llama.py: repeat_kv, softmax(q kᵀ · scale + causal mask) in f32, then · v):
 //   o[b,t,h,:] = sum_{j<=t} softmax_j(q[b,t,h,:] · k[b,j,g,:] · scale) v[b,j,g,:],  g = h / (H / Hkv)
 //   lse[b,h,t] = log sum_{j<=t} exp(q[b,t,h,:] · k[b,j,g,:] · scale), saved for the backward pass.
+// With a sliding window W > 0 (Mistral, Qwen2's sliding layers; HF masking_utils'
+// sliding_window_overlay) the sums run over t - W < j <= t instead; W = 0 is full causal attention.
 // Shapes: q, o (B, T, H, D); k, v (B, T, Hkv, D); lse (B, H, T). KV head g serves Q heads
 // g*n_rep .. (g+1)*n_rep-1 (repeat_kv). D is a pipeline override (the model's head_dim), D % 4 == 0.
 // Version 1, flash-attention-2 style (after ORT's flash_attention.wgsl.template, loop-based smem
@@ -29,6 +31,7 @@ struct Params {
   T: u32,
   H: u32,
   Hkv: u32,
+  window: u32,  // sliding window W, 0 = none
   scale: f32,
 }
 
@@ -68,10 +71,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var l = 0.0;
   var s: array<f32, MAX_KV_TILE>;
 
-  // Causal bound: the last query of this block sees keys 0 ..= last.
+  // Causal bound: the last query of this block sees keys 0 ..= last; with a window, the first query
+  // of the block sees none before first + 1 - W, so tiles before that are never loaded.
   var kv_end = 0u;
   if (wg_live) { kv_end = min(p.T, (blk + 1u) * ROWS); }
-  for (var j0 = 0u; j0 < kv_end; j0 += KV_TILE) {
+  var kv_begin = 0u;
+  if (p.window > 0u && blk * ROWS + 1u > p.window) { kv_begin = blk * ROWS + 1u - p.window; }
+  // This row's first visible key.
+  var lo = 0u;
+  if (p.window > 0u && t + 1u > p.window) { lo = t + 1u - p.window; }
+  for (var j0 = kv_begin; j0 < kv_end; j0 += KV_TILE) {
     // Stage K and V rows j0 .. j0+KV_TILE-1 of KV head g; rows past T are zero-filled.
     for (var i = lid; i < TILE4; i += ROWS) {
       let j = j0 + i / D4;
@@ -87,10 +96,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
     workgroupBarrier();
 
-    if (live && j0 <= t) {
+    if (live && j0 <= t && j0 + KV_TILE > lo) {
       let n = min(KV_TILE, t + 1u - j0);  // keys j0 .. j0+n-1 are <= t (and < T since t < T)
+      let jb = select(0u, lo - j0, lo > j0);  // keys before lo are outside the window
       var m_tile = NEG_BIG;
-      for (var jj = 0u; jj < n; jj++) {
+      for (var jj = jb; jj < n; jj++) {
         var dot4 = vec4f(0.0);
         for (var c = 0u; c < D4; c++) { dot4 += qr[c] * k_tile[jj * D4 + c]; }
         let sj = dot4.x + dot4.y + dot4.z + dot4.w;
@@ -102,7 +112,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let alpha = exp(m - m_new);
       l *= alpha;
       for (var c = 0u; c < D4; c++) { acc[c] *= alpha; }
-      for (var jj = 0u; jj < n; jj++) {
+      for (var jj = jb; jj < n; jj++) {
         let pj = exp(s[jj] - m_new);
         l += pj;
         for (var c = 0u; c < D4; c++) { acc[c] += pj * v_tile[jj * D4 + c]; }
@@ -113,7 +123,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 
   if (live) {
-    // Every live row sees key 0, so l >= 1 here.
+    // Every live row sees key t (its own), so l >= 1 here.
     let inv = 1.0 / l;
     for (var c = 0u; c < D4; c++) { o[q_base + c] = acc[c] * inv; }
     lse[(b * p.H + h) * p.T + t] = m + log(l);

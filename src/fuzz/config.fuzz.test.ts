@@ -71,6 +71,8 @@ function checkParsed(c: ModelConfig): void {
   expect(posFinite(c.rmsNormEps) && posFinite(c.ropeTheta)).toBe(true);
   expect(posFinite(c.rope.factor) && posFinite(c.rope.lowFreqFactor) && posFinite(c.rope.highFreqFactor) && posFinite(c.rope.originalMaxPositionEmbeddings)).toBe(true);
   expect(c.slidingWindow === null || posInt(c.slidingWindow)).toBe(true);
+  expect(c.layerWindows.length).toBe(c.numLayers);
+  expect(c.layerWindows.every((w) => w === 0 || w === c.slidingWindow)).toBe(true);
   expect(c.bosTokenId === null || Number.isSafeInteger(c.bosTokenId)).toBe(true);
   expect(c.eosTokenIds.every((t) => Number.isSafeInteger(t) && t >= 0)).toBe(true);
   expect(typeof c.tieWordEmbeddings === 'boolean' && typeof c.attentionBias === 'boolean').toBe(true);

@@ -1,6 +1,7 @@
 // Generation over the KV cache against the PyTorch reference (scripts/tiny_models.py: a greedy
-// continuation of 8 tokens with the trained adapter, for three tiny checkpoints, base in full
-// precision and NF4), the cached logits against the full forward pass, and the sampling contract.
+// continuation of 8 tokens with the trained adapter, for six tiny checkpoints, two of them with
+// sliding windows shorter than the 12-token sequence; base in full precision and NF4), the cached
+// logits against the full forward pass, and the sampling contract.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../gpu/runtime.ts';
@@ -14,7 +15,7 @@ import { generationModel } from './kv-open.ts';
 import { generate } from './generate.ts';
 import { Rng, sampleToken, type SamplingOptions } from './sample.ts';
 
-const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral'];
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa'];
 type Golden = Record<string, any>;
 
 let gpu: Gpu;

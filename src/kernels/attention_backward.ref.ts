@@ -20,6 +20,7 @@ export function attentionBackwardRef(
   Hkv: number,
   D: number,
   scale = 1 / Math.sqrt(D),
+  window = 0, // sliding window W: query t sees keys t - W < j <= t; 0 = full causal
 ): void {
   const nRep = H / Hkv;
   // Accumulate in f64; dk and dv sum over the n_rep query heads of their group (repeat_kv's backward).
@@ -30,8 +31,9 @@ export function attentionBackwardRef(
       const g = Math.floor(h / nRep);
       for (let t = 0; t < T; t++) {
         const qi = ((b * T + t) * H + h) * D;
+        const lo = window > 0 ? Math.max(0, t - window + 1) : 0;
         let max = -Infinity;
-        for (let j = 0; j <= t; j++) {
+        for (let j = lo; j <= t; j++) {
           const kj = ((b * T + j) * Hkv + g) * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += q[qi + d] * k[kj + d];
@@ -39,17 +41,17 @@ export function attentionBackwardRef(
           max = Math.max(max, P[j]);
         }
         let sum = 0;
-        for (let j = 0; j <= t; j++) sum += Math.exp(P[j] - max);
-        for (let j = 0; j <= t; j++) P[j] = Math.exp(P[j] - max) / sum;
+        for (let j = lo; j <= t; j++) sum += Math.exp(P[j] - max);
+        for (let j = lo; j <= t; j++) P[j] = Math.exp(P[j] - max) / sum;
         let pdp = 0;
-        for (let j = 0; j <= t; j++) {
+        for (let j = lo; j <= t; j++) {
           const vj = ((b * T + j) * Hkv + g) * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += dO[qi + d] * v[vj + d];
           dP[j] = dot;
           pdp += P[j] * dot;
         }
-        for (let j = 0; j <= t; j++) {
+        for (let j = lo; j <= t; j++) {
           const kj = ((b * T + j) * Hkv + g) * D;
           const dS = P[j] * (dP[j] - pdp);
           for (let d = 0; d < D; d++) {

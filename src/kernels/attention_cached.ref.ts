@@ -13,26 +13,28 @@ export function attentionCachedRef(
   Hkv: number,
   D: number,
   scale = 1 / Math.sqrt(D),
+  window = 0, // sliding window W: row i sees keys pos0 + i - W < j <= pos0 + i; 0 = full causal
 ): void {
   const nRep = H / Hkv; // repeat_kv: KV head g serves Q heads g*nRep .. (g+1)*nRep-1
   const s = new Float64Array(pos0 + Tn);
   for (let i = 0; i < Tn; i++) {
-    const end = pos0 + i + 1; // causal: this row sees keys 0 .. pos0+i
+    const end = pos0 + i + 1; // causal: this row sees keys lo .. pos0+i
+    const lo = window > 0 ? Math.max(0, end - window) : 0;
     for (let h = 0; h < H; h++) {
       const g = Math.floor(h / nRep);
       const qi = (i * H + h) * D;
       let max = -Infinity;
-      for (let j = 0; j < end; j++) {
+      for (let j = lo; j < end; j++) {
         let dot = 0;
         for (let d = 0; d < D; d++) dot += q[qi + d] * k[(j * Hkv + g) * D + d];
         s[j] = dot * scale;
         max = Math.max(max, s[j]);
       }
       let sum = 0;
-      for (let j = 0; j < end; j++) sum += Math.exp(s[j] - max);
+      for (let j = lo; j < end; j++) sum += Math.exp(s[j] - max);
       for (let d = 0; d < D; d++) {
         let acc = 0;
-        for (let j = 0; j < end; j++) acc += (Math.exp(s[j] - max) / sum) * v[(j * Hkv + g) * D + d];
+        for (let j = lo; j < end; j++) acc += (Math.exp(s[j] - max) / sum) * v[(j * Hkv + g) * D + d];
         o[qi + d] = acc;
       }
     }

@@ -7,13 +7,18 @@ import { attentionForwardRef } from './attention_forward.ref.ts';
 
 const TOL = { atol: 2e-5, rtol: 1e-4 };
 
-/** Seeded q (Tn, H, D) and a cache k, v (P, Hkv, D) whose rows past pos0+Tn hold NaN: a kernel that
- *  read a key it may not see would turn the output into NaN. */
-function inputs(Tn: number, pos0: number, P: number, H: number, Hkv: number, D: number) {
+/** Seeded q (Tn, H, D) and a cache k, v (P, Hkv, D) whose rows past pos0+Tn hold NaN, and with a
+ *  sliding window W also the rows before the first row's window (pos0 + 1 - W): a kernel that read a
+ *  key it may not see would turn the output into NaN. */
+function inputs(Tn: number, pos0: number, P: number, H: number, Hkv: number, D: number, window = 0) {
   const seed = Tn * 7 + pos0 * 11 + H * 13 + D;
   const q = rand(Tn * H * D, seed, -2, 2), k = rand(P * Hkv * D, seed + 1, -2, 2), v = rand(P * Hkv * D, seed + 2);
   k.fill(NaN, (pos0 + Tn) * Hkv * D);
   v.fill(NaN, (pos0 + Tn) * Hkv * D);
+  if (window > 0 && pos0 + 1 > window) {
+    k.fill(NaN, 0, (pos0 + 1 - window) * Hkv * D);
+    v.fill(NaN, 0, (pos0 + 1 - window) * Hkv * D);
+  }
   return { q, k, v };
 }
 
@@ -25,6 +30,21 @@ describe('attention_cached twin', () => {
     attentionCachedRef(o, q, k, v, T, 0, H, Hkv, D);
     attentionForwardRef(want, new Float32Array(H * T), q, k, v, 1, T, H, Hkv, D);
     assertClose('o', o, want, { atol: 1e-6, rtol: 1e-6 });
+  });
+
+  test('with a sliding window, at pos0 = 0 it equals the training twin with that window, and decode steps the rows of one pass', () => {
+    const [T, H, Hkv, D, W] = [11, 4, 2, 8, 4];
+    const { q, k, v } = inputs(T, 0, T, H, Hkv, D);
+    const o = new Float32Array(q.length), want = new Float32Array(q.length);
+    attentionCachedRef(o, q, k, v, T, 0, H, Hkv, D, undefined, W);
+    attentionForwardRef(want, new Float32Array(H * T), q, k, v, 1, T, H, Hkv, D, undefined, W);
+    assertClose('o', o, want, { atol: 1e-6, rtol: 1e-6 });
+    const row = H * D;
+    for (let t = 0; t < T; t++) {
+      const one = new Float32Array(row);
+      attentionCachedRef(one, q.subarray(t * row, (t + 1) * row), k, v, 1, t, H, Hkv, D, undefined, W);
+      assertClose(`decode ${t}`, one, o.subarray(t * row, (t + 1) * row), { atol: 0, rtol: 0 });
+    }
   });
 
   test('a prompt split into a prefill and single-token steps gives the rows of one full pass', () => {
@@ -56,22 +76,27 @@ describe('attention_cached kernel', () => {
   // V groups (64 / 10 = 6 groups of 10 lanes, 4 idle), D = 128 gives 2 groups; 8 threads force many
   // tiles at tiny P with a partial last one; Hkv = 1 is MQA, H/Hkv = 2 GQA; 66 000 heads need
   // more workgroups than one grid dimension holds.
-  const cases: [number, number, number, number, number, number, number | undefined][] = [
-    [1, 0, 1, 2, 2, 8, undefined],
-    [1, 37, 50, 4, 2, 24, undefined],
-    [1, 130, 140, 3, 1, 40, undefined],
-    [5, 17, 30, 4, 2, 16, 8],
-    [7, 0, 7, 2, 1, 128, undefined],
-    [6, 3, 12, 4, 4, 12, 4],
-    [1, 2, 3, 66_000, 1, 4, 4],
+  // The last column is the sliding window (0 = none): decode past a window that starts mid-tile, a
+  // prefill whose rows' windows start at different keys, and a window of 1.
+  const cases: [number, number, number, number, number, number, number | undefined, number][] = [
+    [1, 0, 1, 2, 2, 8, undefined, 0],
+    [1, 37, 50, 4, 2, 24, undefined, 0],
+    [1, 130, 140, 3, 1, 40, undefined, 0],
+    [5, 17, 30, 4, 2, 16, 8, 0],
+    [7, 0, 7, 2, 1, 128, undefined, 0],
+    [6, 3, 12, 4, 4, 12, 4, 0],
+    [1, 2, 3, 66_000, 1, 4, 4, 0],
+    [1, 130, 140, 3, 1, 40, undefined, 50],
+    [5, 17, 30, 4, 2, 16, 8, 6],
+    [6, 3, 12, 4, 4, 12, 4, 1],
   ];
-  test.each(cases)('equals its twin at Tn=%i pos0=%i P=%i H=%i Hkv=%i D=%i threads=%s', async (Tn, pos0, P, H, Hkv, D, threads) => {
-    const { q, k, v } = inputs(Tn, pos0, P, H, Hkv, D);
+  test.each(cases)('equals its twin at Tn=%i pos0=%i P=%i H=%i Hkv=%i D=%i threads=%s window=%i', async (Tn, pos0, P, H, Hkv, D, threads, window) => {
+    const { q, k, v } = inputs(Tn, pos0, P, H, Hkv, D, window);
     const oT = gpu.tensor('o', 'activations', q.byteLength);
     attentionCached(gpu, oT, gpu.tensor('q', 'activations', q), gpu.tensor('k', 'kv-cache', k), gpu.tensor('v', 'kv-cache', v),
-      Tn, pos0, H, Hkv, D, undefined, threads);
+      Tn, pos0, H, Hkv, D, undefined, threads, window);
     const o = new Float32Array(q.length);
-    attentionCachedRef(o, q, k, v, Tn, pos0, H, Hkv, D);
+    attentionCachedRef(o, q, k, v, Tn, pos0, H, Hkv, D, undefined, window);
     expect(o.some(Number.isNaN)).toBe(false); // the twin too never looks past the visible keys
     assertClose('o', await gpu.readF32(oT), o, TOL);
   });

@@ -14,6 +14,7 @@ export function attentionForwardRef(
   Hkv: number,
   D: number,
   scale = 1 / Math.sqrt(D),
+  window = 0, // sliding window W: query t sees keys t - W < j <= t; 0 = full causal
 ): void {
   const nRep = H / Hkv; // repeat_kv: KV head g serves Q heads g*nRep .. (g+1)*nRep-1
   const s = new Float64Array(T); // scaled scores of one query row
@@ -23,9 +24,10 @@ export function attentionForwardRef(
       const g = Math.floor(h / nRep);
       for (let t = 0; t < T; t++) {
         const qi = ((b * T + t) * H + h) * D;
-        // Scores of the keys this query may see (j <= t); the causal mask removes the rest.
+        // Scores of the keys this query may see (lo <= j <= t); the causal (and window) mask removes the rest.
+        const lo = window > 0 ? Math.max(0, t - window + 1) : 0;
         let max = -Infinity;
-        for (let j = 0; j <= t; j++) {
+        for (let j = lo; j <= t; j++) {
           const kj = ((b * T + j) * Hkv + g) * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += q[qi + d] * k[kj + d];
@@ -33,12 +35,12 @@ export function attentionForwardRef(
           max = Math.max(max, s[j]);
         }
         let sum = 0;
-        for (let j = 0; j <= t; j++) sum += Math.exp(s[j] - max);
+        for (let j = lo; j <= t; j++) sum += Math.exp(s[j] - max);
         lse[(b * H + h) * T + t] = max + Math.log(sum);
-        for (let j = 0; j <= t; j++) P[j] = Math.exp(s[j] - max) / sum;
+        for (let j = lo; j <= t; j++) P[j] = Math.exp(s[j] - max) / sum;
         for (let d = 0; d < D; d++) {
           let acc = 0;
-          for (let j = 0; j <= t; j++) acc += P[j] * v[((b * T + j) * Hkv + g) * D + d];
+          for (let j = lo; j <= t; j++) acc += P[j] * v[((b * T + j) * Hkv + g) * D + d];
           o[qi + d] = acc;
         }
       }

@@ -18,6 +18,42 @@ describe('attention_forward twin', () => {
   });
 });
 
+describe('attention_forward twin with a sliding window', () => {
+  const [B, T, H, Hkv, D] = [2, 9, 4, 2, 8];
+  const q = rand(B * T * H * D, 5, -2, 2), k = rand(B * T * Hkv * D, 6, -2, 2), v = rand(B * T * Hkv * D, 7);
+  const run = (window: number) => {
+    const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, 0.5, window);
+    return { o, lse };
+  };
+  test('a window of T or more is full causal attention', () => {
+    expect(run(T)).toEqual(run(0));
+    expect(run(T + 5)).toEqual(run(0));
+  });
+  test('a window of 1 lets each query see only its own key: o = v of its KV head', () => {
+    const { o } = run(1);
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) for (let d = 0; d < D; d++) {
+      expect(o[((b * T + t) * H + h) * D + d]).toBeCloseTo(v[((b * T + t) * Hkv + Math.floor(h / 2)) * D + d], 6);
+    }
+  });
+  test('a window of W: query t ignores keys before t - W + 1 (changing them changes nothing)', () => {
+    const W = 3;
+    const before = run(W);
+    // Key/value rows 0 .. T-1-W are outside the window of the last query; scramble them.
+    const saved = [k.slice(), v.slice()];
+    for (let b = 0; b < B; b++) for (let j = 0; j <= T - 1 - W; j++) {
+      k.fill(7, (b * T + j) * Hkv * D, (b * T + j + 1) * Hkv * D);
+      v.fill(-7, (b * T + j) * Hkv * D, (b * T + j + 1) * Hkv * D);
+    }
+    const after = run(W);
+    k.set(saved[0]);
+    v.set(saved[1]);
+    const last = (o: Float32Array, b: number) => o.slice(((b * T + T - 1) * H) * D, (b * T + T) * H * D);
+    for (let b = 0; b < B; b++) expect(last(after.o, b)).toEqual(last(before.o, b));
+    expect(after.o).not.toEqual(before.o); // earlier queries do see the scrambled rows
+  });
+});
+
 describe('attention_forward kernel', () => {
   let gpu: Gpu;
   beforeAll(async () => {
@@ -28,15 +64,21 @@ describe('attention_forward kernel', () => {
   // [B, T, H, Hkv, D, tiles]. Default tiles are 64 query rows and up to 32 staged keys; T = 70 and 33
   // are not multiples of either, D = 24 and 40 are not powers of two, Hkv = 1 is MQA, H/Hkv = 2 GQA.
   // Small explicit tiles push tiny T through many query blocks and key tiles (a partial last one),
-  // and H = 66 000 heads need more workgroups than one grid dimension holds.
-  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined][] = [
-    [1, 5, 2, 2, 8, undefined],
-    [2, 70, 4, 2, 24, undefined],
-    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }],
-    [2, 19, 2, 1, 128, undefined],
-    [1, 3, 66_000, 1, 4, { rows: 4, tile: 2 }],
+  // and H = 66 000 heads need more workgroups than one grid dimension holds. The last column is the
+  // sliding window (0 = none): windows shorter than T that start mid-tile and mid-block, a window of
+  // 1 (each query sees only itself), and one of T - 1.
+  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number][] = [
+    [1, 5, 2, 2, 8, undefined, 0],
+    [2, 70, 4, 2, 24, undefined, 0],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 0],
+    [2, 19, 2, 1, 128, undefined, 0],
+    [1, 3, 66_000, 1, 4, { rows: 4, tile: 2 }, 0],
+    [2, 70, 4, 2, 24, undefined, 20],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 7],
+    [1, 9, 2, 2, 8, { rows: 4, tile: 2 }, 1],
+    [2, 19, 2, 1, 16, { rows: 8, tile: 3 }, 18],
   ];
-  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o', async (B, T, H, Hkv, D, tiles) => {
+  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i', async (B, T, H, Hkv, D, tiles, window) => {
     const seed = B * 7 + T * 11 + H * 13 + D;
     const q = rand(B * T * H * D, seed, -2, 2), k = rand(B * T * Hkv * D, seed + 1, -2, 2);
     const v = rand(B * T * Hkv * D, seed + 2);
@@ -45,10 +87,10 @@ describe('attention_forward kernel', () => {
     const lseT = gpu.tensor('lse', 'activations', B * H * T * 4);
     attentionForward(
       gpu, oT, lseT, gpu.tensor('q', 'activations', q), gpu.tensor('k', 'activations', k),
-      gpu.tensor('v', 'activations', v), B, T, H, Hkv, D, scale, tiles,
+      gpu.tensor('v', 'activations', v), B, T, H, Hkv, D, scale, tiles, window,
     );
     const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
-    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale, window);
     assertClose('o', await gpu.readF32(oT), o, TOL);
     assertClose('lse', await gpu.readF32(lseT), lse, TOL);
     expect(gpu.counters.dispatches).toBeGreaterThan(0);

@@ -31,16 +31,23 @@ export function checkHeads(H: number, Hkv: number): void {
   if (Hkv < 1 || H % Hkv !== 0) throw new RangeError(`attention: H=${H} is not a multiple of Hkv=${Hkv}`);
 }
 
+/** The window the kernels get: 0 (full causal) when there is none or it covers every position. */
+export function windowParam(window: number, positions: number): number {
+  if (!Number.isInteger(window) || window < 0) throw new RangeError(`attention: sliding window ${window} must be a non-negative integer`);
+  return window >= positions ? 0 : window;
+}
+
 /**
  * Causal GQA attention: o = softmax(q kᵀ · scale + causal mask) v, saving lse for the backward pass.
- * q, o: (B, T, H, D); k, v: (B, T, Hkv, D); lse: (B, H, T). scale defaults to 1/sqrt(D).
+ * q, o: (B, T, H, D); k, v: (B, T, Hkv, D); lse: (B, H, T). scale defaults to 1/sqrt(D). With
+ * window W > 0, query t sees keys t - W < j <= t (sliding-window attention); 0 = full causal.
  */
 export function attentionForward(
   gpu: Gpu, o: Binding, lse: Binding, q: Binding, k: Binding, v: Binding,
-  B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D), tiles?: Partial<AttentionTiles>,
+  B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D), tiles?: Partial<AttentionTiles>, window = 0,
 ): void {
   checkHeads(H, Hkv);
   const { rows, tile } = attentionTiles(gpu, D, tiles);
   const kern = gpu.kernel('attention_forward', shader, { overrides: { ROWS: rows, KV_TILE: tile, D } });
-  gpu.dispatch(kern, [o, lse, q, k, v], params([B, T, H, Hkv], [scale]), grid(B * H * Math.ceil(T / rows)));
+  gpu.dispatch(kern, [o, lse, q, k, v], params([B, T, H, Hkv, windowParam(window, T)], [scale]), grid(B * H * Math.ceil(T / rows)));
 }

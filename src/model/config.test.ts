@@ -22,6 +22,14 @@ const qwen25 = {
   tie_word_embeddings: true, use_sliding_window: false, sliding_window: 32768, max_position_embeddings: 32768, bos_token_id: 151643, eos_token_id: 151643,
 };
 
+// Qwen/Qwen3-0.6B.
+const qwen3 = {
+  architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', vocab_size: 151936, hidden_size: 1024, intermediate_size: 3072,
+  num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128, rms_norm_eps: 1e-6, rope_theta: 1000000,
+  max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, use_sliding_window: false, sliding_window: null,
+  max_window_layers: 28, bos_token_id: 151643, eos_token_id: 151645, hidden_act: 'silu', torch_dtype: 'bfloat16',
+};
+
 function thrown(f: () => unknown): ModelFileError {
   try {
     f();
@@ -85,8 +93,72 @@ describe('parseModelConfig', () => {
     const e = thrown(() => parseModelConfig({ ...smollm2, model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }, 'gpt2/config.json'));
     expect(e.message).toContain('gpt2/config.json');
     expect(e.message).toContain('model_type "gpt2"');
-    for (const s of ['llama', 'mistral', 'qwen2', 'LlamaForCausalLM', 'Qwen2ForCausalLM']) expect(e.message).toContain(s);
-    expect(e.details).toMatchObject({ field: 'model_type', supported: ['llama', 'mistral', 'qwen2'] });
+    for (const s of ['llama', 'mistral', 'qwen2', 'qwen3', 'LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM']) expect(e.message).toContain(s);
+    expect(e.details).toMatchObject({ field: 'model_type', supported: ['llama', 'mistral', 'qwen2', 'qwen3'] });
+  });
+
+  test('Qwen3: per-head q/k norms, explicit head_dim, no biases unless attention_bias (then o_proj too)', () => {
+    const c = parseModelConfig(qwen3);
+    expect(c).toMatchObject({
+      arch: 'qwen3', vocabSize: 151936, hiddenSize: 1024, intermediateSize: 3072, numLayers: 28, numHeads: 16, numKvHeads: 8,
+      headDim: 128, qkNorm: true, attentionBias: false, oProjBias: false, tieWordEmbeddings: true, ropeTheta: 1000000,
+      maxPositionEmbeddings: 40960, slidingWindow: null, bosTokenId: 151643, eosTokenIds: [151645],
+    });
+    expect(parseModelConfig({ ...qwen3, attention_bias: true })).toMatchObject({ attentionBias: true, oProjBias: true });
+    // Qwen3Config's head_dim defaults to 128, not hidden_size / num_attention_heads (64 here).
+    const { head_dim: _, ...noHeadDim } = qwen3;
+    expect(parseModelConfig(noHeadDim).headDim).toBe(128);
+    const { model_type: __, ...noType } = qwen3;
+    expect(parseModelConfig(noType).arch).toBe('qwen3');
+    expect(parseModelConfig(qwen25).qkNorm).toBe(false);
+  });
+
+  test('sliding windows per layer: Mistral in every layer; Qwen2/3 from max_window_layers on, or by layer_types', () => {
+    const mistral = { ...smollm2, model_type: 'mistral', num_hidden_layers: 3 };
+    expect(parseModelConfig({ ...mistral, sliding_window: 5 })).toMatchObject({ slidingWindow: 5, layerWindows: [5, 5, 5] });
+    expect(parseModelConfig(mistral)).toMatchObject({ slidingWindow: 4096, layerWindows: [4096, 4096, 4096] });
+    expect(parseModelConfig({ ...mistral, sliding_window: null })).toMatchObject({ slidingWindow: null, layerWindows: [0, 0, 0] });
+    expect(parseModelConfig(smollm2).layerWindows).toEqual(new Array(30).fill(0));
+    // use_sliding_window false: sliding_window is ignored, as Qwen2Config sets it to None.
+    expect(parseModelConfig(qwen25)).toMatchObject({ slidingWindow: null, layerWindows: new Array(24).fill(0) });
+    const q2 = { ...qwen25, num_hidden_layers: 4, use_sliding_window: true, sliding_window: 8 };
+    expect(parseModelConfig({ ...q2, max_window_layers: 2 })).toMatchObject({ slidingWindow: 8, layerWindows: [0, 0, 8, 8] });
+    expect(parseModelConfig(q2).layerWindows).toEqual([0, 0, 0, 0]); // max_window_layers defaults to 28
+    expect(parseModelConfig({ ...q2, max_window_layers: 0 }).layerWindows).toEqual([8, 8, 8, 8]);
+    const { sliding_window: _, ...noWindow } = q2;
+    expect(parseModelConfig({ ...noWindow, max_window_layers: 3 }).layerWindows).toEqual([0, 0, 0, 4096]);
+    const types = ['sliding_attention', 'full_attention', 'sliding_attention', 'full_attention'];
+    expect(parseModelConfig({ ...q2, layer_types: types }).layerWindows).toEqual([8, 0, 8, 0]);
+    expect(parseModelConfig({ ...qwen3, num_hidden_layers: 2, use_sliding_window: true, sliding_window: 16, layer_types: ['full_attention', 'sliding_attention'] }).layerWindows).toEqual([0, 16]);
+    expect(thrown(() => parseModelConfig({ ...q2, layer_types: ['full_attention'] })).details.field).toBe('layer_types');
+    expect(thrown(() => parseModelConfig({ ...q2, max_window_layers: -1 })).details.field).toBe('max_window_layers');
+  });
+
+  describe('configs this engine cannot run are refused naming the field and what is supported', () => {
+    const cases: [string, Record<string, unknown>, string, RegExp][] = [
+      ['Qwen3-MoE (num_experts)', { ...qwen3, architectures: ['Qwen3MoeForCausalLM'], model_type: 'qwen3_moe', num_experts: 128, num_experts_per_tok: 8 },
+        'num_experts', /"num_experts": 128 makes this a mixture-of-experts model \(model_type "qwen3_moe"\)/],
+      ['Qwen3-MoE without the expert count', { ...qwen3, model_type: 'qwen3_moe' }, 'model_type', /model_type "qwen3_moe" is a mixture-of-experts model/],
+      ['Mixtral (num_local_experts)', { ...smollm2, model_type: 'mixtral', num_local_experts: 8 }, 'num_local_experts', /"num_local_experts": 8/],
+      ['an expert count under a dense model_type', { ...qwen3, num_experts: 64 }, 'num_experts', /mixture-of-experts/],
+      ['Gemma 3 with its vision tower', { architectures: ['Gemma3ForConditionalGeneration'], model_type: 'gemma3', text_config: { hidden_size: 2560 }, vision_config: { hidden_size: 1152 } },
+        'vision_config', /Gemma 3 with a vision tower \("vision_config"\) is not supported.*gemma3_text/],
+      ['Phi-3-small (block-sparse attention)', { ...smollm2, architectures: ['Phi3SmallForCausalLM'], model_type: 'phi3small', blocksparse_block_size: 64, blocksparse_num_local_blocks: 16 },
+        'blocksparse_block_size', /block-sparse attention \("blocksparse_block_size"\)/],
+      ['Phi-3-small by class name alone', { ...smollm2, model_type: undefined, architectures: ['Phi3SmallForCausalLM'] }, 'model_type', /model_type "phi3small"/],
+      ['Gemma', { ...smollm2, model_type: 'gemma' }, 'model_type', /model_type "gemma" is not supported yet: .*GeGLU/],
+      ['Gemma 2', { ...smollm2, model_type: 'gemma2' }, 'model_type', /model_type "gemma2" is not supported yet: .*softcapping/],
+      ['Gemma 3 text', { ...smollm2, model_type: 'gemma3_text' }, 'model_type', /model_type "gemma3_text" is not supported yet/],
+      ['Gemma 2 by class name alone', { ...smollm2, model_type: undefined, architectures: ['Gemma2ForCausalLM'] }, 'model_type', /model_type "gemma2"/],
+      ['Phi-3', { ...smollm2, model_type: 'phi3' }, 'model_type', /model_type "phi3" is not supported yet: .*fused qkv_proj/],
+    ];
+    test.each(cases)('%s', (_, cfg, field, message) => {
+      const e = thrown(() => parseModelConfig(cfg, 'm/config.json'));
+      expect(e.message).toMatch(message);
+      expect(e.message).toContain('m/config.json');
+      expect(e.message).toContain('Supported: llama (LlamaForCausalLM), mistral (MistralForCausalLM), qwen2 (Qwen2ForCausalLM), qwen3 (Qwen3ForCausalLM).');
+      expect(e.details).toMatchObject({ field, supported: ['llama', 'mistral', 'qwen2', 'qwen3'] });
+    });
   });
 
   test('unsupported rope type and bad rope fields are clear errors naming the field', () => {

@@ -1,19 +1,20 @@
 // Hugging Face config.json -> one typed ModelConfig for the Llama family we support (llama: Llama
-// 2/3/3.1/3.2, SmolLM2, TinyLlama; mistral; qwen2). Defaults are the transformers config classes'
-// own (configuration_{llama,mistral,qwen2}.py; docs/formats.md#hugging-face-model-configs), so a
+// 2/3/3.1/3.2, SmolLM2, TinyLlama; mistral; qwen2; qwen3). Defaults are the transformers config classes'
+// own (configuration_{llama,mistral,qwen2,qwen3}.py; docs/formats.md#hugging-face-model-configs), so a
 // config that omits a field means what it means in Python. The shape fields have no default here
 // on purpose: LlamaConfig would silently fill in a 7B shape. RoPE fields are parsed by rope.ts.
 
 import { ModelFileError } from '../errors.ts';
 import { parseRope, type RopeConfig } from './rope.ts';
 
-export type Arch = 'llama' | 'mistral' | 'qwen2';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
 
 /** model_type -> the transformers class names that carry it. */
 export const SUPPORTED_ARCHITECTURES: Readonly<Record<Arch, string>> = {
   llama: 'LlamaForCausalLM',
   mistral: 'MistralForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
 };
 
 export interface ModelConfig {
@@ -29,13 +30,19 @@ export interface ModelConfig {
   ropeTheta: number;
   rope: RopeConfig;
   tieWordEmbeddings: boolean;
-  /** q/k/v projections have a bias (always for qwen2; llama `attention_bias`). */
+  /** q/k/v projections have a bias (always for qwen2; llama and qwen3 `attention_bias`). */
   attentionBias: boolean;
-  /** o_proj has a bias (llama `attention_bias` only; never for qwen2). */
+  /** o_proj has a bias (llama and qwen3 `attention_bias`; never for qwen2). */
   oProjBias: boolean;
+  /** Per-head RMSNorm of q and k (weights of size head_dim) after the projection, before RoPE (qwen3). */
+  qkNorm: boolean;
   maxPositionEmbeddings: number;
-  /** Mistral's sliding attention window in tokens; null = full causal attention. */
+  /** The sliding attention window in tokens (Mistral; Qwen2/3 with use_sliding_window); null = none. */
   slidingWindow: number | null;
+  /** Per layer: its attention window in tokens, 0 = full causal attention. Mistral slides in every
+   *  layer; Qwen2/3 in the layers `layer_types` marks "sliding_attention", by default those from
+   *  max_window_layers on (configuration_qwen2.py / configuration_qwen3.py). */
+  layerWindows: number[];
   bosTokenId: number | null;
   /** eos_token_id may be a list (Llama 3.1: end_of_text, eom, eot). */
   eosTokenIds: number[];
@@ -56,6 +63,7 @@ const DEFAULTS: Record<Arch, ArchDefaults> = {
   llama: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, bos: 1, eos: [2], slidingWindow: null },
   mistral: { maxPositionEmbeddings: 131072, rmsNormEps: 1e-6, bos: 1, eos: [2], slidingWindow: 4096 },
   qwen2: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, bos: null, eos: [], slidingWindow: null },
+  qwen3: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, bos: null, eos: [], slidingWindow: null },
 };
 
 const CLASS_TO_ARCH = new Map(Object.entries(SUPPORTED_ARCHITECTURES).map(([a, c]) => [c, a as Arch]));
@@ -91,6 +99,13 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
     }
     return v;
   };
+  const posIntOrZero = (name: string): number => {
+    const v = field(name);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+      throw err(`"${name}" must be a non-negative integer, got ${JSON.stringify(v)}.`, 'The config is damaged.', { field: name });
+    }
+    return v;
+  };
   const bool = (name: string, fallback: boolean): boolean => {
     const v = field(name);
     if (v === undefined || v === null) return fallback;
@@ -104,13 +119,14 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
   const numLayers = posInt('num_hidden_layers');
   const numHeads = posInt('num_attention_heads');
   const numKvHeads = posInt('num_key_value_heads', numHeads);
-  if (field('head_dim') === undefined || field('head_dim') === null) {
+  // Qwen3Config's head_dim defaults to 128 whatever hidden_size / num_attention_heads is.
+  if (arch !== 'qwen3' && (field('head_dim') === undefined || field('head_dim') === null)) {
     if (hiddenSize % numHeads !== 0) {
       throw err(`hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}, and head_dim is not given.`,
         'The config is inconsistent.', { field: 'head_dim' });
     }
   }
-  const headDim = posInt('head_dim', hiddenSize / numHeads);
+  const headDim = posInt('head_dim', arch === 'qwen3' ? 128 : hiddenSize / numHeads);
   if (numHeads % numKvHeads !== 0) {
     throw err(`num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}.`,
       'Grouped-query attention needs whole groups; the config is inconsistent.', { field: 'num_key_value_heads' });
@@ -123,14 +139,31 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
   if (bool('mlp_bias', false)) {
     throw err('mlp_bias: true is not supported yet.', 'Use a model without MLP biases (standard Llama checkpoints have none).', { field: 'mlp_bias' });
   }
-  const llamaBias = arch === 'llama' ? bool('attention_bias', false) : false;
+  // Llama and Qwen3 put attention_bias on all four attention projections; Qwen2 has q/k/v biases always.
+  const llamaBias = arch === 'llama' || arch === 'qwen3' ? bool('attention_bias', false) : false;
 
   let slidingWindow: number | null = null;
+  let layerWindows = new Array<number>(numLayers).fill(0);
   if (arch === 'mistral') {
     const sw = field('sliding_window');
     slidingWindow = sw === undefined ? d.slidingWindow : sw === null ? null : posInt('sliding_window');
-  } else if (arch === 'qwen2' && bool('use_sliding_window', false)) {
-    throw err('use_sliding_window: true is not supported for qwen2 yet.', 'Qwen2/2.5 checkpoints ship with use_sliding_window false; set it back to false.', { field: 'use_sliding_window' });
+    layerWindows.fill(slidingWindow ?? 0);
+  } else if ((arch === 'qwen2' || arch === 'qwen3') && bool('use_sliding_window', false)) {
+    // Qwen2Config / Qwen3Config: sliding_window (default 4096) only counts with use_sliding_window.
+    slidingWindow = field('sliding_window') === null ? null : posInt('sliding_window', 4096);
+    if (slidingWindow !== null) {
+      const types = field('layer_types');
+      if (types !== undefined && types !== null) {
+        if (!Array.isArray(types) || types.length !== numLayers || !types.every((t) => t === 'full_attention' || t === 'sliding_attention')) {
+          throw err(`"layer_types" must list "full_attention" or "sliding_attention" for each of the ${numLayers} layers, got ${JSON.stringify(types)}.`,
+            'The config is damaged.', { field: 'layer_types' });
+        }
+        layerWindows = types.map((t) => (t === 'sliding_attention' ? slidingWindow! : 0));
+      } else {
+        const from = field('max_window_layers') === undefined || field('max_window_layers') === null ? 28 : posIntOrZero('max_window_layers');
+        layerWindows = layerWindows.map((_, i) => (i >= from ? slidingWindow! : 0));
+      }
+    }
   }
 
   const maxPositionEmbeddings = posInt('max_position_embeddings', d.maxPositionEmbeddings);
@@ -151,27 +184,76 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
     tieWordEmbeddings: bool('tie_word_embeddings', false),
     attentionBias: arch === 'qwen2' || llamaBias,
     oProjBias: llamaBias,
+    qkNorm: arch === 'qwen3',
     maxPositionEmbeddings,
     slidingWindow,
+    layerWindows,
     bosTokenId: tokenIds(cfg, 'bos_token_id', d.bos === null ? [] : [d.bos], file)[0] ?? null,
     eosTokenIds: tokenIds(cfg, 'eos_token_id', d.eos, file),
     torchDtype: typeof cfg.torch_dtype === 'string' ? cfg.torch_dtype : typeof cfg.dtype === 'string' ? cfg.dtype : null,
   };
 }
 
+/** Decoder families this engine knows and does not run yet, by model_type: what they need. */
+const NOT_YET: Readonly<Record<string, string>> = {
+  gemma: 'Gemma (GemmaForCausalLM) needs GeGLU, the (1 + w) RMSNorm and the scaled embedding, which are not implemented yet',
+  gemma2: 'Gemma 2 (Gemma2ForCausalLM) needs logit softcapping, alternating sliding-window layers and its extra norms, which are not implemented yet',
+  gemma3_text: 'Gemma 3 (Gemma3ForCausalLM) needs GeGLU, q/k norms, sliding-window layers with their own RoPE base and its extra norms, which are not implemented yet',
+  phi3: 'Phi-3/3.5 (Phi3ForCausalLM) needs the fused qkv_proj and gate_up_proj and longrope, which are not implemented yet',
+};
+
+/** Mixture-of-experts families (their model_type alone says so: the expert count has a default). */
+const MOE_TYPES = new Set(['qwen2_moe', 'qwen3_moe', 'mixtral', 'phimoe']);
+/** Fields that hold an expert count in transformers' MoE configs. */
+const EXPERT_FIELDS = ['num_experts', 'num_local_experts', 'n_routed_experts'];
+
+/** Class names of the refused families, for a config without model_type. */
+const REFUSED_CLASSES: Readonly<Record<string, string>> = {
+  GemmaForCausalLM: 'gemma', Gemma2ForCausalLM: 'gemma2', Gemma3ForCausalLM: 'gemma3_text', Gemma3ForConditionalGeneration: 'gemma3',
+  Phi3ForCausalLM: 'phi3', Phi3SmallForCausalLM: 'phi3small', Qwen3MoeForCausalLM: 'qwen3_moe', Qwen2MoeForCausalLM: 'qwen2_moe',
+  MixtralForCausalLM: 'mixtral', PhiMoEForCausalLM: 'phimoe',
+};
+
 function detectArch(cfg: Record<string, unknown>, file: string): Arch {
   const supported = Object.entries(SUPPORTED_ARCHITECTURES).map(([a, c]) => `${a} (${c})`).join(', ');
-  const mt = cfg.model_type;
+  const refuse = (message: string, hint: string, field: string, modelType: unknown) =>
+    new ModelFileError(`${file}: ${message} Supported: ${supported}.`, hint,
+      { file, field, modelType: modelType ?? null, supported: Object.keys(SUPPORTED_ARCHITECTURES) });
+  const archs = Array.isArray(cfg.architectures) ? cfg.architectures : [];
+  let mt = cfg.model_type;
+  if (mt === undefined) {
+    for (const a of archs) if (typeof a === 'string' && Object.hasOwn(REFUSED_CLASSES, a)) mt = REFUSED_CLASSES[a];
+  }
+  const dense = 'Choose a dense Llama, Mistral, Qwen2 or Qwen3 model (for example Qwen3-0.6B, Qwen2.5-0.5B, Llama 3.2 1B).';
+  // Experts first: a MoE config must not load as the dense family its attention resembles.
+  for (const f of EXPERT_FIELDS) {
+    const v = cfg[f];
+    if (typeof v === 'number' && v > 0) {
+      throw refuse(`"${f}": ${v} makes this a mixture-of-experts model${typeof mt === 'string' ? ` (model_type "${mt}")` : ''}; expert routing is not supported, only dense decoders.`, dense, f, mt);
+    }
+  }
+  if (typeof mt === 'string' && MOE_TYPES.has(mt)) {
+    throw refuse(`model_type "${mt}" is a mixture-of-experts model; expert routing is not supported, only dense decoders.`, dense, 'model_type', mt);
+  }
+  if (mt === 'gemma3' || cfg.vision_config !== undefined) {
+    throw refuse(`${mt === 'gemma3' ? 'Gemma 3 with a vision tower' : `model_type "${String(mt)}" with a vision tower`} ("vision_config") is not supported: this engine trains text decoders only, and the text-only Gemma 3 (model_type "gemma3_text", e.g. gemma-3-270m, gemma-3-1b) is not supported yet either.`,
+      dense, 'vision_config', mt);
+  }
+  const sparse = Object.keys(cfg).find((k) => k.startsWith('blocksparse_'));
+  if (mt === 'phi3small' || sparse) {
+    throw refuse(`Phi-3-small's block-sparse attention (${sparse ? `"${sparse}"` : 'model_type "phi3small"'}) is not supported; attention here is dense causal attention.`,
+      dense, sparse ?? 'model_type', mt);
+  }
+  if (typeof mt === 'string' && Object.hasOwn(NOT_YET, mt)) {
+    throw refuse(`model_type "${mt}" is not supported yet: ${NOT_YET[mt]}.`, dense, 'model_type', mt);
+  }
   // hasOwn, not `in`: "constructor", "toString" and "__proto__" are `in` every object.
   if (typeof mt === 'string' && Object.hasOwn(SUPPORTED_ARCHITECTURES, mt)) return mt as Arch;
-  const archs = Array.isArray(cfg.architectures) ? cfg.architectures : [];
   if (mt === undefined) {
     for (const a of archs) if (typeof a === 'string' && CLASS_TO_ARCH.has(a)) return CLASS_TO_ARCH.get(a)!;
   }
   const what = typeof mt === 'string' ? `model_type "${mt}"` : archs.length ? `architectures ${JSON.stringify(archs)}` : 'no model_type';
-  throw new ModelFileError(`${file}: unsupported architecture (${what}). Supported: ${supported}.`,
-    'Choose a Llama, Mistral or Qwen2 family model (for example SmolLM2, TinyLlama, Llama 3.2, Qwen2.5).',
-    { file, field: 'model_type', modelType: mt ?? null, supported: Object.keys(SUPPORTED_ARCHITECTURES) });
+  throw refuse(`unsupported architecture (${what}).`, dense, 'model_type', mt);
 }
 
 function tokenIds(cfg: Record<string, unknown>, name: string, fallback: number[], file: string): number[] {

@@ -18,6 +18,14 @@ const CONFIG = {
   max_position_embeddings: 64, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
 };
 
+// Qwen3 with a sliding window of 8 from layer 1 on: the q/k norms, and full and sliding layers side
+// by side, past the window both in training (16 tokens) and in decoding (up to 14 positions).
+const QWEN3 = {
+  architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', vocab_size: 96, hidden_size: 32, intermediate_size: 48,
+  num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 12, rms_norm_eps: 1e-6, rope_theta: 1e6,
+  max_position_embeddings: 64, tie_word_embeddings: true, use_sliding_window: true, sliding_window: 8, max_window_layers: 1,
+};
+
 let gpu: Gpu;
 beforeAll(async () => {
   gpu = await Gpu.create();
@@ -39,9 +47,9 @@ const created = (c0: Counters) => ({
   buffers: gpu.counters.buffersCreated - c0.buffersCreated,
 });
 
-describe('work per warm step', () => {
+describe.each([['llama', CONFIG], ['qwen3 with a sliding window', QWEN3]] as const)('work per warm step: %s', (_, config) => {
   test('a warm training step (dropout on, two micro-batches, a new learning rate and token count each step) creates no bind group and no buffer', async () => {
-    const opened = await openModel(gpu, randomFolder(CONFIG, 3), {
+    const opened = await openModel(gpu, randomFolder(config, 3), {
       quant: 'nf4', batch: 1, seqLen: 16, training: true, gradAccum: 2,
       lora: { rank: 4, alpha: 8, dropout: 0.1, rslora: false, targets: ['q_proj', 'v_proj', 'down_proj'] },
     });
@@ -66,7 +74,7 @@ describe('work per warm step', () => {
   }, 300_000);
 
   test('a decoded token creates no buffer and no bind group', async () => {
-    const opened = await openModel(gpu, randomFolder(CONFIG, 4), {
+    const opened = await openModel(gpu, randomFolder(config, 4), {
       quant: 'nf4', batch: 1, seqLen: 24, training: false,
       lora: { rank: 4, alpha: 8, dropout: 0, rslora: false, targets: ['q_proj', 'v_proj'] },
     });

@@ -1,9 +1,9 @@
-// The LLaMA-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2) with LoRA, as hand-written
+// The LLaMA-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2, Qwen3) with LoRA, as hand-written
 // forward and backward passes over the engine's kernels (llm.c style). The backward runs in exact
 // reverse order of the forward. Every buffer comes from one memory plan (plan.ts), allocated up front.
 //
 // Per layer (HF LlamaDecoderLayer, fp32):
-//   x1 = rmsnorm(h) ; q,k,v = x1·Wᵀ (+b) (+LoRA) ; rope(q,k) ; o = attn(q,k,v)
+//   x1 = rmsnorm(h) ; q,k,v = x1·Wᵀ (+b) (+LoRA) ; [Qwen3: q,k = rmsnorm per head] ; rope(q,k) ; o = attn(q,k,v)
 //   h2 = h + o·Woᵀ (+LoRA) ; x2 = rmsnorm(h2) ; g,u = x2·Wᵀ (+LoRA) ; m = silu(g)·u
 //   h' = h2 + m·Wdᵀ (+LoRA)
 // Residual adds are free: the output buffer starts as a copy of the residual, written by the RMSNorm
@@ -30,7 +30,7 @@ import { loraForward } from '../kernels/lora_forward.ts';
 import { loraBackward } from '../kernels/lora_backward.ts';
 import { packF16Gpu, unpackF16Gpu } from '../kernels/pack_f16.ts';
 import { PROJS, type LoraState, type Proj } from './lora.ts';
-import type { ModelDims, Plan } from './plan.ts';
+import { PER_LAYER_F32, type ModelDims, type Plan } from './plan.ts';
 
 /** A frozen base projection: NF4 (packed codes + f32 absmax, or its double quantization) or full
  *  precision, with an optional bias. */
@@ -41,6 +41,9 @@ export type BaseLinear =
 export interface LayerWeights {
   inputNorm: Tensor;
   postNorm: Tensor;
+  /** Qwen3's per-head RMSNorm weights (head_dim) of q and k; absent for the other families. */
+  qNorm?: Tensor;
+  kNorm?: Tensor;
   proj: Record<Proj, BaseLinear>;
 }
 
@@ -113,6 +116,11 @@ export class LlamaModel {
     return { table: this.seedTable, index: l * PROJS.length + PROJS.indexOf(p) };
   }
 
+  /** Layer l's sliding attention window (Mistral, Qwen2/3 sliding layers), 0 = full causal. */
+  private window(l: number): number {
+    return this.dims.layerWindows?.[l] ?? 0;
+  }
+
   private t(name: string): Tensor {
     return this.plan.tensor(name);
   }
@@ -127,7 +135,7 @@ export class LlamaModel {
     if (p.savedF16) {
       const f = p.savedFields.get(name);
       if (f) return view(p.tensor(f.group), f.offset, f.count);
-      return p.tensor(name === 'lse' ? `act.${l}.lse` : `act.${name}`);
+      return p.tensor(PER_LAYER_F32.includes(name) ? `act.${l}.${name}` : `act.${name}`);
     }
     return p.tensor(p.perLayerActivations ? `act.${l}.${name}` : `act.${name}`);
   }
@@ -211,20 +219,26 @@ export class LlamaModel {
     const pos = this.t('positions');
     // The norms also start the residual sums (h2 = h, then h' = h2) as copies of their input.
     rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps, h2 !== h ? h2 : undefined);
-    this.proj(l, 'q_proj', q, x1, N, false, o);
-    this.proj(l, 'k_proj', k, x1, N, false, o);
+    // Qwen3: q and k are projected into qr, kr and normed per head (rows of D) into q, k.
+    const qkNorm = w.qNorm && w.kNorm;
+    this.proj(l, 'q_proj', qkNorm ? this.act('qr', l) : q, x1, N, false, o);
+    this.proj(l, 'k_proj', qkNorm ? this.act('kr', l) : k, x1, N, false, o);
     this.proj(l, 'v_proj', v, x1, N, false, o);
+    if (qkNorm) {
+      rmsnormForward(g, q, this.act('rstdq', l), this.act('qr', l), w.qNorm!, N * H, D, d.rmsNormEps);
+      rmsnormForward(g, k, this.act('rstdk', l), this.act('kr', l), w.kNorm!, N * Hkv, D, d.rmsNormEps);
+    }
     if (cache) {
       // One dispatch ropes q and k; the new K and V rows (after RoPE, as HF caches them) go in at
       // their positions, pos0 on, written by it too (a copy would end the compute pass); attention
       // then reads the cache.
       const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`);
       ropeAppendKv(g, q, k, v, pos, this.weights.ropeCos, this.weights.ropeSin, kc, vc, N, H, Hkv, D);
-      attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D);
+      attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D, undefined, undefined, this.window(l));
     } else {
       ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
       ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
-      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D);
+      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l));
     }
     this.proj(l, 'o_proj', h2, att, N, true, o);
     rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps, hOut !== h2 ? hOut : undefined);
@@ -255,12 +269,20 @@ export class LlamaModel {
     const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
     this.projBackward(l, 'o_proj', dO, dh, this.act('o', l), N, false, o);
     attentionBackward(g, dq, dk, dv, dO, this.act('q', l), this.act('k', l), this.act('v', l), this.act('o', l),
-      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D);
+      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l));
     ropeBackward(g, dq, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
     ropeBackward(g, dk, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
+    let dqr = dq, dkr = dk;
+    if (w.qNorm && w.kNorm) {
+      // Through the frozen per-head norms: dO is free again and takes dq's result.
+      dqr = dO;
+      dkr = this.t('grad.dkr');
+      rmsnormBackward(g, dqr, dq, this.act('qr', l), w.qNorm, this.act('rstdq', l), N * H, D);
+      rmsnormBackward(g, dkr, dk, this.act('kr', l), w.kNorm, this.act('rstdk', l), N * Hkv, D);
+    }
     this.projBackward(l, 'v_proj', dx, dv, x1, N, false, o);
-    this.projBackward(l, 'k_proj', dx, dk, x1, N, true, o);
-    this.projBackward(l, 'q_proj', dx, dq, x1, N, true, o);
+    this.projBackward(l, 'k_proj', dx, dkr, x1, N, true, o);
+    this.projBackward(l, 'q_proj', dx, dqr, x1, N, true, o);
     rmsnormBackward(g, dh, dx, h, w.inputNorm, this.act('rstd1', l), N, C, true);
   }
 

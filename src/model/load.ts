@@ -71,7 +71,7 @@ export async function loadWeights(
     const data = await t.readFloat32();
     checkFiniteWeight(data, t.name, t.file);
     const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.(weight|bias)$/.exec(t.name);
-    const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight$/.exec(t.name);
+    const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm|self_attn\.q_norm|self_attn\.k_norm)\.weight$/.exec(t.name);
     if (t.name === 'model.embed_tokens.weight') {
       const table = upload('embed', f16 ? packF16(data) : data);
       embed = embeddingViews(table, V, C, embeddingChunks(V, C, gpu.limits, bytes), 256, f16);
@@ -83,7 +83,9 @@ export async function loadWeights(
     } else if (n) {
       const l = Number(n[1]);
       if (n[2] === 'input_layernorm') layers[l].inputNorm = upload(`layers.${l}.input_layernorm`, data);
-      else layers[l].postNorm = upload(`layers.${l}.post_attention_layernorm`, data);
+      else if (n[2] === 'post_attention_layernorm') layers[l].postNorm = upload(`layers.${l}.post_attention_layernorm`, data);
+      else if (n[2] === 'self_attn.q_norm') layers[l].qNorm = upload(`layers.${l}.q_norm`, data);
+      else layers[l].kNorm = upload(`layers.${l}.k_norm`, data);
     } else if (m) {
       const l = Number(m[1]), p = m[2] as Proj;
       const [N, K] = [t.shape[0], t.shape[1] ?? 1];

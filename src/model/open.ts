@@ -40,22 +40,10 @@ export interface OpenedModel {
   lora: LoraState | undefined;
 }
 
-/** Sliding-window attention (Mistral) is not implemented: refuse runs longer than the window. */
-function checkSlidingWindow(config: ModelConfig, seqLen: number): void {
-  if (config.slidingWindow !== null && seqLen > config.slidingWindow) {
-    throw new ModelFileError(
-      `Sequences of ${seqLen} tokens exceed the model's sliding attention window of ${config.slidingWindow}.`,
-      `Use --seq-len ${config.slidingWindow} or less: sliding-window attention is not implemented.`,
-      { field: 'sliding_window' },
-    );
-  }
-}
-
 export async function openModel(
   gpu: Gpu, folder: ModelFolder, opts: OpenOptions, onProgress?: (p: LoadProgress) => void,
 ): Promise<OpenedModel> {
   const config = parseModelConfig(folder.config, folder.configFile);
-  checkSlidingWindow(config, opts.seqLen);
   const plan = new Plan(config, {
     batch: opts.batch,
     seqLen: opts.seqLen,
@@ -108,7 +96,6 @@ export interface DerivedModel extends OpenedModel {
  */
 export async function openOverWeights(gpu: Gpu, base: LoadedBase, opts: OpenOptions): Promise<DerivedModel> {
   const maxPositions = base.plan.opts.maxPositions;
-  checkSlidingWindow(base.config, opts.seqLen);
   if (opts.seqLen > maxPositions) {
     throw new ModelFileError(`Sequences of ${opts.seqLen} tokens exceed the ${maxPositions} positions the model was loaded for.`,
       `Use a sequence length of ${maxPositions} or less.`, { field: 'seqLen' });

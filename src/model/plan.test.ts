@@ -30,6 +30,23 @@ describe('memory plan', () => {
     expect(p.peakBytes() - plain.peakBytes()).toBe(4 * bytes + 2 * 64 * 4 + 4 + 2 * 256 * 8);
   });
 
+  test('qwen3 q/k norms: weights of head_dim per layer, the pre-norm q, k and their rstd saved, one dk scratch', () => {
+    const q3 = new Plan({ ...dims, qkNorm: true }, { ...base, batch: 2, training: true });
+    const plain = new Plan(dims, { ...base, batch: 2, training: true });
+    const N = 2 * 16;
+    for (let l = 0; l < 2; l++) {
+      for (const n of ['q_norm', 'k_norm']) expect(q3.row(`layers.${l}.${n}`)).toMatchObject({ category: 'weights', bytes: 16 * 4, phase: 'weights' });
+      expect(q3.row(`act.${l}.qr`).bytes).toBe(N * 4 * 16 * 4);
+      expect(q3.row(`act.${l}.kr`).bytes).toBe(N * 2 * 16 * 4);
+      expect(q3.row(`act.${l}.rstdq`).bytes).toBe(N * 4 * 4);
+      expect(q3.row(`act.${l}.rstdk`).bytes).toBe(N * 2 * 4);
+    }
+    expect(q3.row('grad.dkr').bytes).toBe(N * 2 * 16 * 4);
+    const perLayer = 2 * 16 * 4 + (N * 4 * 16 + N * 2 * 16 + N * 4 + N * 2) * 4;
+    expect(q3.peakBytes() - plain.peakBytes()).toBe(2 * perLayer + N * 2 * 16 * 4);
+    expect(names(plain).some((n) => n.includes('norm') && n.startsWith('layers.') && !n.includes('layernorm'))).toBe(false);
+  });
+
   test('inference keeps one shared activation set; training without checkpointing one per layer', () => {
     const inf = new Plan(dims, base);
     expect(inf.perLayerActivations).toBe(false);

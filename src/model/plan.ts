@@ -25,6 +25,10 @@ export interface ModelDims {
   attentionBias: boolean;
   /** o_proj has a bias too (Llama with attention_bias). */
   oProjBias?: boolean;
+  /** Per-head RMSNorm of q and k before RoPE (Qwen3's q_norm, k_norm). */
+  qkNorm?: boolean;
+  /** Per layer: its sliding attention window in tokens, 0 = full causal attention. */
+  layerWindows?: readonly number[];
 }
 
 export interface PlanOptions {
@@ -74,6 +78,9 @@ export function linearBytes(quant: 'nf4' | 'none', N: number, K: number, doubleQ
   const blocks = Math.ceil((N * K) / 64);
   return quant === 'nf4' ? { w: nf4Words(N * K) * 4, absmax: doubleQuant ? dqWords(blocks) * 4 : f32(blocks) } : { w: f32(N * K), absmax: 0 };
 }
+
+/** With f16 storage, the saved fields that stay f32, one per layer: small, and precision-sensitive. */
+export const PER_LAYER_F32 = ['lse', 'rstdq', 'rstdk'];
 
 export class Plan {
   readonly rows: PlanRow[] = [];
@@ -143,6 +150,7 @@ export class Plan {
     for (let l = 0; l < L; l++) {
       add(`layers.${l}.input_layernorm`, 'weights', f32(C), 'weights');
       add(`layers.${l}.post_attention_layernorm`, 'weights', f32(C), 'weights');
+      if (d.qkNorm) for (const n of ['q_norm', 'k_norm']) add(`layers.${l}.${n}`, 'weights', f32(D), 'weights');
       for (const p of PROJS) {
         const [n, k] = linearShape(d, p);
         const b = linearBytes(o.quant, n, k, o.doubleQuant);
@@ -178,6 +186,8 @@ export class Plan {
       ['x1', N * C], ['x2', N * C], ['h2', N * C], ['rstd1', N], ['rstd2', N], ['q', N * H * D], ['o', N * H * D],
       ['k', N * Hkv * D], ['v', N * Hkv * D], ['lse', o.batch * H * o.seqLen], ['g', N * F], ['u', N * F], ['m', N * F],
       ...(o.lora?.targets ?? []).map((p): [string, number] => [`U.${p}`, N * R]),
+      // Qwen3: q and k as projected (the per-head norms' inputs, for their backward) and their rstd.
+      ...(d.qkNorm ? [['qr', N * H * D], ['kr', N * Hkv * D], ['rstdq', N * H], ['rstdk', N * Hkv]] as [string, number][] : []),
     ];
     this.savedF16 = this.perLayerActivations && o.storage === 'f16';
     this.cheapRecompute = this.checkpointing || this.savedF16;
@@ -186,11 +196,12 @@ export class Plan {
       // What the backward reads and cannot cheaply recompute goes through f16; x1 = rmsnorm(h.l),
       // x2 = rmsnorm(h2) and m = silu(g)·u are recomputed, and the small per-row rstd are recomputed
       // with them. lse stays f32 per layer (a few KiB, and exp(s - lse) is sensitive to it).
-      // The saved fields share three working buffers, grouped so that no kernel binds one buffer
+      // The saved fields share a few working buffers, grouped so that no kernel binds one buffer
       // writable and again in the same dispatch (WebGPU forbids it even for disjoint views):
       // attention writes o while reading q, k, v; o_proj writes h2 while reading o; the LoRA kernels
-      // write y and U together.
-      const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], (o.lora?.targets ?? []).map((p) => `U.${p}`)];
+      // write y and U together; Qwen3's per-head norms write q, k while reading qr, kr. The per-row
+      // rstd of those norms stay f32 per layer, like lse (written by the dispatch that reads qr).
+      const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], (o.lora?.targets ?? []).map((p) => `U.${p}`), d.qkNorm ? ['qr', 'kr'] : []];
       const size = new Map(fields);
       for (const [n, count] of fields) {
         if ((n === 'x1' || n === 'x2' || n === 'm' || n === 'rstd1' || n === 'rstd2') && !aliased(n)) add(`act.${n}`, 'activations', f32(count));
@@ -212,7 +223,7 @@ export class Plan {
       this.savedFloats = image;
       for (let l = 0; l < L; l++) {
         add(`act.${l}.f16`, 'activations', image * 2);
-        add(`act.${l}.lse`, 'activations', f32(o.batch * H * o.seqLen));
+        for (const n of PER_LAYER_F32) if (size.has(n)) add(`act.${l}.${n}`, 'activations', f32(size.get(n)!));
       }
     } else {
       const sets = this.perLayerActivations ? L : 1;
@@ -244,6 +255,8 @@ export class Plan {
       for (const n of ['grad.dm', 'grad.dg', 'grad.du']) add(n, 'scratch', f32(N * F));
       for (const n of ['grad.do', 'grad.dq']) add(n, 'scratch', f32(N * H * D));
       for (const n of ['grad.dk', 'grad.dv']) add(n, 'scratch', f32(N * Hkv * D));
+      // dk through k_norm (dq through q_norm reuses grad.do, free once attention's backward is done).
+      if (d.qkNorm) add('grad.dkr', 'scratch', f32(N * Hkv * D));
       add('grad.Dsum', 'scratch', f32(o.batch * H * o.seqLen));
       if (o.lora) add('grad.dU', 'scratch', f32(N * R));
     }

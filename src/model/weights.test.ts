@@ -33,6 +33,22 @@ describe('expectedWeights', () => {
     expect(w.some((s) => s.name.endsWith('.bias'))).toBe(false);
   });
 
+  test('qwen3: q_norm and k_norm of head_dim per layer, not quantized; a missing one is named', () => {
+    const cfg = tiny({ model_type: 'qwen3', head_dim: 6 });
+    const w = expectedWeights(cfg);
+    expect(w.length).toBe(1 + 2 * 11 + 1 + 1);
+    for (const l of [0, 1]) {
+      for (const n of ['q_norm', 'k_norm']) {
+        expect(w.find((s) => s.name === `model.layers.${l}.self_attn.${n}.weight`)).toMatchObject({ shape: [6], role: 'norm', quantizable: false, layer: l });
+      }
+    }
+    expect(w.find((s) => s.name === 'model.layers.0.self_attn.q_proj.weight')!.shape).toEqual([24, 16]); // H * head_dim
+    const found = shapes(cfg);
+    found.delete('model.layers.1.self_attn.k_norm.weight');
+    expect(checkWeights(cfg, found).problems).toEqual([{ name: 'model.layers.1.self_attn.k_norm.weight', kind: 'missing', expected: [6], found: null }]);
+    expect(expectedWeights(tiny()).some((s) => s.name.includes('_norm.weight') && s.name.includes('self_attn'))).toBe(false);
+  });
+
   test('tied embeddings drop lm_head; explicit head_dim changes q/k/v/o', () => {
     const w = expectedWeights(tiny({ tie_word_embeddings: true, head_dim: 8 }));
     expect(w.some((s) => s.name === 'lm_head.weight')).toBe(false);

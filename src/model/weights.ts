@@ -43,6 +43,11 @@ export function expectedWeights(cfg: ModelConfig): WeightSpec[] {
       const shape = linearShape(cfg, m);
       out.push({ name: `${path}.weight`, shape, role: 'linear', layer: i, module: m, quantizable: true });
       if (hasBias(cfg, m)) out.push({ name: `${path}.bias`, shape: [shape[0]], role: 'bias', layer: i, module: m, quantizable: false });
+      if (m === 'k_proj' && cfg.qkNorm) {
+        for (const n of ['q_norm', 'k_norm']) {
+          out.push({ name: `model.layers.${i}.self_attn.${n}.weight`, shape: [cfg.headDim], role: 'norm', layer: i, module: null, quantizable: false });
+        }
+      }
       if (m === 'o_proj') {
         out.push({ name: `model.layers.${i}.post_attention_layernorm.weight`, shape: [C], role: 'norm', layer: i, module: null, quantizable: false });
       }

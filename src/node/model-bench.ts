@@ -37,6 +37,17 @@ export const SHAPES: Record<string, Record<string, unknown>> = {
     num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 1000000,
     max_position_embeddings: 32768, tie_word_embeddings: true, bos_token_id: 151643, eos_token_id: 151643,
   },
+  // Qwen3: per-head q/k norms, head_dim 128 (not hidden / heads = 64 for the 0.6B), tied head.
+  'qwen3-0.6b': {
+    architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', vocab_size: 151936, hidden_size: 1024, intermediate_size: 3072,
+    num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128, rms_norm_eps: 1e-6, rope_theta: 1000000,
+    max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, bos_token_id: 151643, eos_token_id: 151645,
+  },
+  'qwen3-1.7b': {
+    architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', vocab_size: 151936, hidden_size: 2048, intermediate_size: 6144,
+    num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128, rms_norm_eps: 1e-6, rope_theta: 1000000,
+    max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, bos_token_id: 151643, eos_token_id: 151645,
+  },
   'llama-3.2-1b': {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 128256, hidden_size: 2048, intermediate_size: 8192,
     num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64, rms_norm_eps: 1e-5,
