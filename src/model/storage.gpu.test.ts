@@ -183,3 +183,28 @@ test('an f16 + double-quantized model read back as cache shards loads to the sam
   const n = b.B * b.T * a.config.vocabSize;
   expect(await gpu.readF32(cached.forwardLogits(b), 0, n)).toEqual(await gpu.readF32(a.model.forwardLogits(b), 0, n));
 });
+
+test('tiny-qwen3: f16 storage saves the per-head norms\' inputs too, and one training step stays close to f32', async () => {
+  // Qwen3 normalizes q and k per head: their inputs (qr, kr) join the f16 image, their rstd stay
+  // f32 per layer. A BF16 checkpoint rounds in an f16 table, so the comparison is closeness.
+  const golden = loadGolden('model_tiny-qwen3') as Golden;
+  const b = batchOf(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
+  const adapter = tensorMap(golden.nf4.adapter);
+  const [f32, f16] = [await open(gpu, 'tiny-qwen3', golden, { storage: 'f32', training: true }), await open(gpu, 'tiny-qwen3', golden, { storage: 'f16', training: true })];
+  expect([...f16.plan.savedFields.keys()]).toEqual(expect.arrayContaining(['qr', 'kr']));
+  const losses: number[] = [];
+  for (const m of [f32, f16]) {
+    m.lora!.load(adapter);
+    m.model.step(b, { gradScale: 1 / countTargets(b), seed: 0, training: true });
+    losses.push((await gpu.readF32(m.plan.tensor('loss'), 0, b.B * b.T)).reduce((a, x) => a + x, 0));
+  }
+  expect(Math.abs(losses[1] - losses[0]) / losses[0]).toBeLessThan(2e-3);
+  for (let l = 0; l < f16.config.numLayers; l++) {
+    const [r32, r16] = [await gpu.readF32(f32.plan.tensor(`act.${l}.rstdq`)), await gpu.readF32(f16.plan.tensor(`act.${l}.rstdq`))];
+    for (let i = 0; i < r32.length; i++) expect(Math.abs(r16[i] - r32[i]) / r32[i], `layer ${l} rstdq[${i}]`).toBeLessThan(1e-2);
+  }
+  const [g32, g16] = [await gpu.readF32(f32.lora!.grads), await gpu.readF32(f16.lora!.grads)];
+  const norm = Math.hypot(...g32), diff = Math.hypot(...g32.map((x, i) => x - g16[i]));
+  expect(diff / norm).toBeGreaterThan(0);
+  expect(diff / norm).toBeLessThan(1e-2);
+}, 300_000);
