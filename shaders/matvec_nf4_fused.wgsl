@@ -1,0 +1,450 @@
+// Fused decode-speed NF4 projections: matvec_nf4.wgsl's matrix-vector product over several frozen
+// NF4 linears that read the same input, in one dispatch (M = 1..4 rows, no bias):
+//   entry `qkv`     Y_j (M, N_j) (=|+=) X (M, K) · dequant(W_j)ᵀ,   j = 0, 1, 2 (q, k, v)
+//   entry `swiglu`  Y (M, F) = silu(X' · dequant(Wg)ᵀ) · (X' · dequant(Wu)ᵀ)   (gate, up, SwiGLU)
+//                   X' = X, or with NORM the RMSNorm of X: w[k] · (X[m, k] · rstd[m])
+// (`*_scalar`: the same for any K and blocksize.) Each W_j is an nn.Linear weight [out, in], packed as
+// in matvec_nf4.wgsl (docs/nf4.md); absmax_j plain f32 or double-quantized (DQ), one set per linear.
+// Reference ops: torch.nn.functional.linear(X, dequantize_4bit(W_j)) for each j; silu(g) * u; the
+// norm as LlamaRMSNorm. The twin is matvec_nf4_fused.ref.ts.
+// Why: a decoded token runs 16-32 layers of short kernels, and per-dispatch cost dominates; q, k and
+// v share x1, gate and up share x2. One dispatch replaces three (q, k, v) and four (RMSNorm, gate,
+// up, SwiGLU); m = silu(g)·u is formed in the epilogue from the two sums and g, u are never stored
+// (decoding saves nothing for a backward).
+// Layout: as matvec_nf4.wgsl (GROUPS groups of WG_K lanes, workgroup-memory reduction), and each
+// step of the K loop does exactly what that kernel does, so every output is bit-identical to
+// matvec_nf4 (and the norm to rmsnorm_forward.wgsl: the same 128-lane tree and the same products).
+//   - `qkv`: workgroups are dealt to the three linears in turn (NWG0 for q, NWG1 for k, the rest for
+//     v), so a workgroup's GROUPS · COLS columns lie in one linear; which buffer it reads is uniform
+//     across the workgroup. ACC bit j: Y_j += (the LoRA branch wrote Y_j first).
+//   - `swiglu`: group g owns one column n and accumulates it for both gate and up (the `red` rows
+//     c = 0, 1), so one invocation sees both sums; GROUPS columns per workgroup.
+// Ten storage buffers in `qkv` (the host falls back to three matvec_nf4 dispatches on a device that
+// allows fewer); seven in `swiglu`.
+
+const MR = 4u;                    // most rows of X per dispatch (the host checks M <= MR)
+const COLS = 2u;                  // qkv: output columns per group; swiglu: its two sums (gate, up)
+const NW = 128u;                  // lanes of the RMSNorm reduction (rmsnorm_forward.wgsl's WG)
+override WG_K: u32 = 64;          // lanes along K per column group: 8..64, sized to K by the host
+override GROUPS: u32 = 4;         // column groups per workgroup (WG >= NW)
+override WG: u32 = WG_K * GROUPS; // derived; not meant to be overridden on its own
+override ACC: u32 = 0u;           // qkv: bit j set = Y_j accumulates
+override NORM: bool = false;      // swiglu: X is the residual stream, RMS-normed here with w
+override BS: u32 = 64;            // NF4 blocksize
+override DQ: bool = false;        // absmax holds double-quantized words, not f32
+
+struct Params {
+  M: u32,
+  K: u32,
+  N0: u32,     // qkv: columns of each linear; swiglu: N0 = F (N1, N2 unused)
+  N1: u32,
+  N2: u32,
+  NWG0: u32,   // qkv: workgroups of linear 0, then of linear 1
+  NWG1: u32,
+  eps: f32,    // swiglu with NORM
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> Y0: array<f32>;    // (M, N0); swiglu: m (M, F)
+@group(0) @binding(2) var<storage, read_write> Y1: array<f32>;    // (M, N1)
+@group(0) @binding(3) var<storage, read_write> Y2: array<f32>;    // (M, N2)
+@group(0) @binding(4) var<storage, read> X: array<f32>;           // (M, K), *_scalar
+@group(0) @binding(4) var<storage, read> X4: array<vec4<f32>>;    // (M, K/4), vec4 entries
+@group(0) @binding(5) var<storage, read> W0: array<u32>;          // packed codes, *_scalar
+@group(0) @binding(6) var<storage, read> W1: array<u32>;
+@group(0) @binding(7) var<storage, read> W2: array<u32>;
+@group(0) @binding(5) var<storage, read> W04: array<vec4<u32>>;   // packed codes, vec4 entries
+@group(0) @binding(6) var<storage, read> W14: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read> W24: array<vec4<u32>>;
+@group(0) @binding(8) var<storage, read> A0: array<u32>;          // absmax (f32 bits or DQ words)
+@group(0) @binding(9) var<storage, read> A1: array<u32>;
+@group(0) @binding(10) var<storage, read> A2: array<u32>;
+@group(0) @binding(11) var<storage, read> normW: array<f32>;      // (K), swiglu with NORM
+
+const NF4 = array<u32, 16>(
+  0xbf800000u, 0xbf3239b1u, 0xbf066b30u, 0xbeca32a0u, 0xbe91a24du, 0xbe3d353fu, 0xbdba7871u, 0x00000000u,
+  0x3da2faffu, 0x3e24cae3u, 0x3e7c04ddu, 0x3ead033au, 0x3ee1a4b8u, 0x3f1007abu, 0x3f3913b3u, 0x3f800000u);
+
+var<workgroup> lut: array<f32, 16>;
+var<workgroup> red: array<f32, COLS * MR * GROUPS * (WG_K + 1u)>;
+var<workgroup> rstd: array<f32, MR>;
+
+// bitsandbytes' 8-bit dynamic map (src/quant/nf4.ts DYNAMIC_MAP) as f32 bits; read only when DQ.
+const DMAP = array<u32, 256>(
+  0xbf7e3333u, 0xbf7a999au, 0xbf770000u, 0xbf736666u, 0xbf6fcccdu, 0xbf6c3333u, 0xbf68999au, 0xbf650000u,
+  0xbf616666u, 0xbf5dcccdu, 0xbf5a3333u, 0xbf56999au, 0xbf530000u, 0xbf4f6666u, 0xbf4bcccdu, 0xbf483333u,
+  0xbf44999au, 0xbf410000u, 0xbf3d6666u, 0xbf39cccdu, 0xbf363333u, 0xbf32999au, 0xbf2f0000u, 0xbf2b6666u,
+  0xbf27cccdu, 0xbf243333u, 0xbf20999au, 0xbf1d0000u, 0xbf196666u, 0xbf15cccdu, 0xbf123333u, 0xbf0e999au,
+  0xbf0b0000u, 0xbf076666u, 0xbf03cccdu, 0xbf003333u, 0xbef93334u, 0xbef20000u, 0xbeeaccccu, 0xbee3999au,
+  0xbedc6666u, 0xbed53334u, 0xbece0000u, 0xbec6ccccu, 0xbebf999au, 0xbeb86666u, 0xbeb13334u, 0xbeaa0000u,
+  0xbea2ccccu, 0xbe9b999au, 0xbe946666u, 0xbe8d3334u, 0xbe860000u, 0xbe7d9999u, 0xbe6f3333u, 0xbe60cccdu,
+  0xbe526666u, 0xbe440000u, 0xbe35999au, 0xbe273333u, 0xbe18cccdu, 0xbe0a6666u, 0xbdf80000u, 0xbddb3334u,
+  0xbdc9eb85u, 0xbdc428f7u, 0xbdbe6667u, 0xbdb8a3d7u, 0xbdb2e148u, 0xbdad1eb8u, 0xbda75c2au, 0xbda1999au,
+  0xbd9bd70au, 0xbd96147bu, 0xbd9051ebu, 0xbd8a8f5du, 0xbd84cccdu, 0xbd7e147au, 0xbd728f5du, 0xbd670a3du,
+  0xbd5b8520u, 0xbd500000u, 0xbd447ae2u, 0xbd38f5c3u, 0xbd2d70a4u, 0xbd21eb85u, 0xbd166667u, 0xbd0ae148u,
+  0xbcfeb852u, 0xbce7ae15u, 0xbcd0a3d7u, 0xbcb9999au, 0xbca28f5du, 0xbc8b851fu, 0xbc68f5c3u, 0xbc3ae148u,
+  0xbc1f3b64u, 0xbc160418u, 0xbc0ccccdu, 0xbc039581u, 0xbbf4bc6au, 0xbbe24dd3u, 0xbbcfdf3bu, 0xbbbd70a4u,
+  0xbbab020du, 0xbb989374u, 0xbb8624ddu, 0xbb676c8au, 0xbb428f5cu, 0xbb1db22du, 0xbaf1a9fcu, 0xbaa7ef9du,
+  0xba7765ffu, 0xba59e83eu, 0xba3c6a80u, 0xba1eecc1u, 0xba016f01u, 0xb9c7e283u, 0xb98ce705u, 0xb923d70bu,
+  0xb8ba1f4bu, 0xb88aefb3u, 0xb8378034u, 0xb7b24206u, 0xb70205ffu, 0xb65a1a94u, 0xb513a3b7u, 0x00000000u,
+  0x3513a3b7u, 0x365a1a94u, 0x370205ffu, 0x37b24206u, 0x38378034u, 0x388aefb3u, 0x38ba1f4bu, 0x3923d70bu,
+  0x398ce705u, 0x39c7e283u, 0x3a016f01u, 0x3a1eecc1u, 0x3a3c6a80u, 0x3a59e83eu, 0x3a7765ffu, 0x3aa7ef9du,
+  0x3af1a9fcu, 0x3b1db22du, 0x3b428f5cu, 0x3b676c8au, 0x3b8624ddu, 0x3b989374u, 0x3bab020du, 0x3bbd70a4u,
+  0x3bcfdf3bu, 0x3be24dd3u, 0x3bf4bc6au, 0x3c039581u, 0x3c0ccccdu, 0x3c160418u, 0x3c1f3b64u, 0x3c3ae148u,
+  0x3c68f5c3u, 0x3c8b851fu, 0x3ca28f5du, 0x3cb9999au, 0x3cd0a3d7u, 0x3ce7ae15u, 0x3cfeb852u, 0x3d0ae148u,
+  0x3d166667u, 0x3d21eb85u, 0x3d2d70a4u, 0x3d38f5c3u, 0x3d447ae2u, 0x3d500000u, 0x3d5b8520u, 0x3d670a3du,
+  0x3d728f5du, 0x3d7e147au, 0x3d84cccdu, 0x3d8a8f5du, 0x3d9051ebu, 0x3d96147bu, 0x3d9bd70au, 0x3da1999au,
+  0x3da75c2au, 0x3dad1eb8u, 0x3db2e148u, 0x3db8a3d7u, 0x3dbe6667u, 0x3dc428f7u, 0x3dc9eb85u, 0x3ddb3334u,
+  0x3df80000u, 0x3e0a6666u, 0x3e18cccdu, 0x3e273333u, 0x3e35999au, 0x3e440000u, 0x3e526666u, 0x3e60cccdu,
+  0x3e6f3333u, 0x3e7d9999u, 0x3e860000u, 0x3e8d3334u, 0x3e946666u, 0x3e9b999au, 0x3ea2ccccu, 0x3eaa0000u,
+  0x3eb13334u, 0x3eb86666u, 0x3ebf999au, 0x3ec6ccccu, 0x3ece0000u, 0x3ed53334u, 0x3edc6666u, 0x3ee3999au,
+  0x3eeaccccu, 0x3ef20000u, 0x3ef93334u, 0x3f003333u, 0x3f03cccdu, 0x3f076666u, 0x3f0b0000u, 0x3f0e999au,
+  0x3f123333u, 0x3f15cccdu, 0x3f196666u, 0x3f1d0000u, 0x3f20999au, 0x3f243333u, 0x3f27cccdu, 0x3f2b6666u,
+  0x3f2f0000u, 0x3f32999au, 0x3f363333u, 0x3f39cccdu, 0x3f3d6666u, 0x3f410000u, 0x3f44999au, 0x3f483333u,
+  0x3f4bcccdu, 0x3f4f6666u, 0x3f530000u, 0x3f56999au, 0x3f5a3333u, 0x3f5dcccdu, 0x3f616666u, 0x3f650000u,
+  0x3f68999au, 0x3f6c3333u, 0x3f6fcccdu, 0x3f736666u, 0x3f770000u, 0x3f7a999au, 0x3f7e3333u, 0x3f800000u);
+var<workgroup> dmap: array<f32, 256>;
+
+fn loadLut(lid: u32) {
+  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
+  if (DQ) {
+    for (var i = lid; i < 256u; i += WG) { dmap[i] = bitcast<f32>(DMAP[i]); }
+  }
+  workgroupBarrier();
+}
+
+// Block b's scale from the absmax words `a` (word b, or with DQ the code, absmax2 and offset words
+// a matvec_nf4.wgsl blockScale reads), fetched by the caller from its linear's buffer.
+fn dqScale(code: u32, absmax2: u32, offset: u32) -> f32 {
+  return dmap[code] * bitcast<f32>(absmax2) + bitcast<f32>(offset);
+}
+
+// The absmax words of linear j (qkv: 0..2; swiglu: 0..1, never touching A2).
+fn absQ(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return A0[i]; }
+  if (j == 1u) { return A1[i]; }
+  return A2[i];
+}
+fn absS(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return A0[i]; }
+  return A1[i];
+}
+fn scaleQ(j: u32, b: u32, nb: u32) -> f32 {
+  if (!DQ) { return bitcast<f32>(absQ(j, b)); }
+  let q = (nb + 3u) / 4u;
+  return dqScale((absQ(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absQ(j, q + b / 256u), absQ(j, q + (nb + 255u) / 256u));
+}
+fn scaleS(j: u32, b: u32, nb: u32) -> f32 {
+  if (!DQ) { return bitcast<f32>(absS(j, b)); }
+  let q = (nb + 3u) / 4u;
+  return dqScale((absS(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absS(j, q + b / 256u), absS(j, q + (nb + 255u) / 256u));
+}
+
+fn decodeLo(w: u32) -> vec4<f32> {
+  return vec4<f32>(lut[(w >> 4u) & 15u], lut[w & 15u], lut[(w >> 12u) & 15u], lut[(w >> 8u) & 15u]);
+}
+fn decodeHi(w: u32) -> vec4<f32> {
+  return vec4<f32>(lut[(w >> 20u) & 15u], lut[(w >> 16u) & 15u], lut[(w >> 28u) & 15u], lut[(w >> 24u) & 15u]);
+}
+
+// The code of flat element f in a packed word w (f's word), unscaled.
+fn nibble(w: u32, f: u32) -> f32 {
+  let shift = 8u * ((f >> 1u) & 3u) + select(4u, 0u, (f & 1u) == 1u);
+  return lut[(w >> shift) & 15u];
+}
+
+// rstd of every row of X (NORM): rmsnorm_forward.wgsl's reduction, lane for lane (NW lanes, a tree
+// over them), so the normed values equal the x2 that kernel writes. From uniform control flow.
+fn normRows(lid: u32) {
+  for (var m = 0u; m < MR; m++) {
+    if (m < p.M) {  // p.M is uniform: the barriers stay in uniform control flow
+      var ss = 0.0;
+      if (lid < NW) {
+        for (var c = lid; c < p.K; c += NW) {
+          let v = X[m * p.K + c];
+          ss += v * v;
+        }
+        red[lid] = ss;
+      }
+      workgroupBarrier();
+      for (var s = NW / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] += red[lid + s]; }
+        workgroupBarrier();
+      }
+      if (lid == 0u) { rstd[m] = inverseSqrt(red[0] / f32(p.K) + p.eps); }
+      workgroupBarrier();
+    }
+  }
+}
+
+// normRows for the vec4 entries (X bound as vec4): the same elements in the same order.
+fn normRows4(lid: u32) {
+  for (var m = 0u; m < MR; m++) {
+    if (m < p.M) {
+      var ss = 0.0;
+      if (lid < NW) {
+        for (var c = lid; c < p.K; c += NW) {
+          let i = m * p.K + c;
+          let v = X4[i / 4u][i % 4u];
+          ss += v * v;
+        }
+        red[lid] = ss;
+      }
+      workgroupBarrier();
+      for (var s = NW / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] += red[lid + s]; }
+        workgroupBarrier();
+      }
+      if (lid == 0u) { rstd[m] = inverseSqrt(red[0] / f32(p.K) + p.eps); }
+      workgroupBarrier();
+    }
+  }
+}
+
+// X'[m, k]: X, or its RMSNorm with NORM.
+fn xs(m: u32, k: u32) -> f32 {
+  let v = X[m * p.K + k];
+  if (NORM) { return normW[k] * (v * rstd[m]); }
+  return v;
+}
+fn xs4(m: u32, k4: u32) -> vec4<f32> {
+  let v = X4[m * (p.K / 4u) + k4];
+  if (NORM) {
+    let w = vec4<f32>(normW[4u * k4], normW[4u * k4 + 1u], normW[4u * k4 + 2u], normW[4u * k4 + 3u]);
+    return w * (v * rstd[m]);
+  }
+  return v;
+}
+
+fn sigmoid(v: f32) -> f32 {
+  let e = exp(-abs(v));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+}
+
+// Partials of every (c, m) to `red`, as matvec_nf4.wgsl reduceAndStore lays them out. The caller
+// then adds them up and stores. Contains a barrier: call from uniform control flow.
+fn toRed(lid: u32, acc: array<array<f32, MR>, COLS>) {
+  let t = lid % WG_K;
+  let g = lid / WG_K;
+  workgroupBarrier();  // the norm's reduction may still be reading red
+  for (var c = 0u; c < COLS; c++) {
+    for (var m = 0u; m < MR; m++) { red[((c * MR + m) * GROUPS + g) * (WG_K + 1u) + t] = acc[c][m]; }
+  }
+  workgroupBarrier();
+}
+fn redSum(o: u32) -> f32 {
+  var s = 0.0;
+  for (var i = 0u; i < WG_K; i++) { s += red[o * (WG_K + 1u) + i]; }
+  return s;
+}
+
+// qkv: which linear workgroup w belongs to, and its first column there.
+fn qkvPart(w: u32) -> vec2u {
+  let cols = GROUPS * COLS;
+  if (w < p.NWG0) { return vec2u(0u, w * cols); }
+  if (w < p.NWG0 + p.NWG1) { return vec2u(1u, (w - p.NWG0) * cols); }
+  return vec2u(2u, (w - p.NWG0 - p.NWG1) * cols);
+}
+fn qkvN(j: u32) -> u32 {
+  if (j == 0u) { return p.N0; }
+  if (j == 1u) { return p.N1; }
+  return p.N2;
+}
+fn qkvStore(lid: u32, j: u32, n0: u32) {
+  if (lid < COLS * MR * GROUPS) {
+    let m = (lid / GROUPS) % MR;
+    let n = n0 + (lid % GROUPS) * COLS + lid / (GROUPS * MR);
+    let N = qkvN(j);
+    if (m < p.M && n < N) {
+      let v = redSum(lid);
+      let o = m * N + n;
+      let acc = ((ACC >> j) & 1u) == 1u;
+      if (j == 0u) { if (acc) { Y0[o] += v; } else { Y0[o] = v; } }
+      else if (j == 1u) { if (acc) { Y1[o] += v; } else { Y1[o] = v; } }
+      else { if (acc) { Y2[o] += v; } else { Y2[o] = v; } }
+    }
+  }
+}
+fn qkvCodes4(j: u32, i: u32) -> vec4<u32> {
+  if (j == 0u) { return W04[i]; }
+  if (j == 1u) { return W14[i]; }
+  return W24[i];
+}
+fn qkvWord(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return W0[i]; }
+  if (j == 1u) { return W1[i]; }
+  return W2[i];
+}
+
+@compute @workgroup_size(WG)
+fn qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+       @builtin(local_invocation_index) lid: u32) {
+  loadLut(lid);
+  let part = qkvPart(wid.x + wid.y * nwg.x);
+  let j = part.x;
+  let n0 = part.y;
+  let N = qkvN(j);
+  let t = lid % WG_K;
+  let g = lid / WG_K;
+  let K4 = p.K / 4u;
+  let K32 = p.K / 32u;
+  let nb = (N * p.K + BS - 1u) / BS;
+  var acc: array<array<f32, MR>, COLS>;
+  for (var jj = t; jj < K32; jj += WG_K) {
+    var codes: array<vec4<u32>, COLS>;
+    var scale: array<f32, COLS>;
+    for (var c = 0u; c < COLS; c++) {
+      let n = n0 + g * COLS + c;
+      if (n < N) {
+        codes[c] = qkvCodes4(j, n * K32 + jj);
+        scale[c] = scaleQ(j, (n * p.K + 32u * jj) / BS, nb);
+      }
+    }
+    var part4: array<array<f32, MR>, COLS>;
+    for (var i = 0u; i < 4u; i++) {
+      var xa: array<vec4<f32>, MR>;
+      var xb: array<vec4<f32>, MR>;
+      for (var m = 0u; m < MR; m++) {
+        if (m < p.M) {
+          xa[m] = X4[m * K4 + 8u * jj + 2u * i];
+          xb[m] = X4[m * K4 + 8u * jj + 2u * i + 1u];
+        }
+      }
+      for (var c = 0u; c < COLS; c++) {
+        let wa = decodeLo(codes[c][i]);
+        let wb = decodeHi(codes[c][i]);
+        for (var m = 0u; m < MR; m++) { part4[c][m] += dot(xa[m], wa) + dot(xb[m], wb); }
+      }
+    }
+    for (var c = 0u; c < COLS; c++) {
+      for (var m = 0u; m < MR; m++) { acc[c][m] = fma(scale[c], part4[c][m], acc[c][m]); }
+    }
+  }
+  toRed(lid, acc);
+  qkvStore(lid, j, n0);
+}
+
+@compute @workgroup_size(WG)
+fn qkv_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+              @builtin(local_invocation_index) lid: u32) {
+  loadLut(lid);
+  let part = qkvPart(wid.x + wid.y * nwg.x);
+  let j = part.x;
+  let n0 = part.y;
+  let N = qkvN(j);
+  let t = lid % WG_K;
+  let g = lid / WG_K;
+  let nb = (N * p.K + BS - 1u) / BS;
+  var acc: array<array<f32, MR>, COLS>;
+  for (var k = t; k < p.K; k += WG_K) {
+    var xv: array<f32, MR>;
+    for (var m = 0u; m < MR; m++) {
+      if (m < p.M) { xv[m] = X[m * p.K + k]; }
+    }
+    for (var c = 0u; c < COLS; c++) {
+      let n = n0 + g * COLS + c;
+      if (n < N) {
+        let f = n * p.K + k;
+        let w = nibble(qkvWord(j, f >> 3u), f) * scaleQ(j, f / BS, nb);
+        for (var m = 0u; m < MR; m++) { acc[c][m] = fma(xv[m], w, acc[c][m]); }
+      }
+    }
+  }
+  toRed(lid, acc);
+  qkvStore(lid, j, n0);
+}
+
+// swiglu: invocation lid < MR · GROUPS adds up row m, column n0 + g of both sums and stores m.
+fn swigluStore(lid: u32, n0: u32) {
+  if (lid < MR * GROUPS) {
+    let m = lid / GROUPS;
+    let g = lid % GROUPS;
+    let n = n0 + g;
+    if (m < p.M && n < p.N0) {
+      let gs = redSum((0u * MR + m) * GROUPS + g);
+      let us = redSum((1u * MR + m) * GROUPS + g);
+      Y0[m * p.N0 + n] = gs * sigmoid(gs) * us;
+    }
+  }
+}
+fn swCodes4(j: u32, i: u32) -> vec4<u32> {
+  if (j == 0u) { return W04[i]; }
+  return W14[i];
+}
+fn swWord(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return W0[i]; }
+  return W1[i];
+}
+
+@compute @workgroup_size(WG)
+fn swiglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+          @builtin(local_invocation_index) lid: u32) {
+  loadLut(lid);
+  if (NORM) { normRows4(lid); }
+  let n0 = (wid.x + wid.y * nwg.x) * GROUPS;
+  let t = lid % WG_K;
+  let g = lid / WG_K;
+  let n = n0 + g;
+  let K32 = p.K / 32u;
+  let nb = (p.N0 * p.K + BS - 1u) / BS;
+  var acc: array<array<f32, MR>, COLS>;
+  for (var jj = t; jj < K32; jj += WG_K) {
+    var codes: array<vec4<u32>, COLS>;
+    var scale: array<f32, COLS>;
+    if (n < p.N0) {
+      for (var c = 0u; c < COLS; c++) {
+        codes[c] = swCodes4(c, n * K32 + jj);
+        scale[c] = scaleS(c, (n * p.K + 32u * jj) / BS, nb);
+      }
+    }
+    var part4: array<array<f32, MR>, COLS>;
+    for (var i = 0u; i < 4u; i++) {
+      var xa: array<vec4<f32>, MR>;
+      var xb: array<vec4<f32>, MR>;
+      for (var m = 0u; m < MR; m++) {
+        if (m < p.M) {
+          xa[m] = xs4(m, 8u * jj + 2u * i);
+          xb[m] = xs4(m, 8u * jj + 2u * i + 1u);
+        }
+      }
+      for (var c = 0u; c < COLS; c++) {
+        let wa = decodeLo(codes[c][i]);
+        let wb = decodeHi(codes[c][i]);
+        for (var m = 0u; m < MR; m++) { part4[c][m] += dot(xa[m], wa) + dot(xb[m], wb); }
+      }
+    }
+    for (var c = 0u; c < COLS; c++) {
+      for (var m = 0u; m < MR; m++) { acc[c][m] = fma(scale[c], part4[c][m], acc[c][m]); }
+    }
+  }
+  toRed(lid, acc);
+  swigluStore(lid, n0);
+}
+
+@compute @workgroup_size(WG)
+fn swiglu_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+                 @builtin(local_invocation_index) lid: u32) {
+  loadLut(lid);
+  if (NORM) { normRows(lid); }
+  let n0 = (wid.x + wid.y * nwg.x) * GROUPS;
+  let t = lid % WG_K;
+  let g = lid / WG_K;
+  let n = n0 + g;
+  let nb = (p.N0 * p.K + BS - 1u) / BS;
+  var acc: array<array<f32, MR>, COLS>;
+  for (var k = t; k < p.K; k += WG_K) {
+    var xv: array<f32, MR>;
+    for (var m = 0u; m < MR; m++) {
+      if (m < p.M) { xv[m] = xs(m, k); }
+    }
+    if (n < p.N0) {
+      let f = n * p.K + k;
+      for (var c = 0u; c < COLS; c++) {
+        let w = nibble(swWord(c, f >> 3u), f) * scaleS(c, f / BS, nb);
+        for (var m = 0u; m < MR; m++) { acc[c][m] = fma(xv[m], w, acc[c][m]); }
+      }
+    }
+  }
+  toRed(lid, acc);
+  swigluStore(lid, n0);
+}
