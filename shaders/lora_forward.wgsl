@@ -193,3 +193,96 @@ fn decode(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     Y[m * p.N + n] += p.scale * acc;
   }
 }
+
+// Entry `decode_qkv` (inference, M <= 4, no dropout): the input RMSNorm and the LoRA branches of
+// up to three projections that read its output (q, k, v), in one dispatch that runs before the
+// base projections (matvec_nf4_fused.wgsl `qkv`, which then adds into these outputs):
+//   x1 = rmsnorm(h) with weight w      (written by workgroup 0; the base projections read it)
+//   Y_j (M, N_j) = scale · (x1 · A_jᵀ) · B_jᵀ   for each projection j with an adapter
+// Workgroups are dealt to the projections in turn (NWG_j of them for j, 0 without an adapter); each
+// recomputes rstd and its projection's U as `decode` does. A_j and B_j are read from the one LoRA
+// parameter buffer at offsets in the uniform. Every value equals what rmsnorm_forward.wgsl then
+// `decode` compute: the norm's 128-lane tree is walked by 64 threads holding two lanes each, and the
+// products and sums of `decode` are the same (Y = s·acc here, Y = base + s·acc there: the base's
+// later add gives the same f32 sum).
+struct QkvParams {
+  M: u32,
+  K: u32,
+  R: u32,
+  eps: f32,
+  scale: f32,
+  N0: u32,
+  N1: u32,
+  N2: u32,
+  NWG0: u32,
+  NWG1: u32,
+  A0: u32,     // offsets (f32 elements) of A_j (R, K) and B_j (N_j, R) in P
+  B0: u32,
+  A1: u32,
+  B1: u32,
+  A2: u32,
+  B2: u32,
+}
+@group(0) @binding(0) var<uniform> pq: QkvParams;
+@group(0) @binding(2) var<storage, read_write> Yk: array<f32>;   // (M, N1), decode_qkv
+@group(0) @binding(7) var<storage, read_write> Yv: array<f32>;   // (M, N2), decode_qkv
+@group(0) @binding(8) var<storage, read> normW: array<f32>;      // (K), decode_qkv
+@group(0) @binding(9) var<storage, read> P: array<f32>;          // every A and B, decode_qkv
+@group(0) @binding(10) var<storage, read_write> x1: array<f32>;  // (M, K) out, decode_qkv
+var<workgroup> rs: array<f32, 4>;
+
+@compute @workgroup_size(DW)
+fn decode_qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+              @builtin(local_invocation_index) lid: u32) {
+  let w = wid.x + wid.y * nwg.x;
+  var j = 2u;
+  var w0 = pq.NWG0 + pq.NWG1;
+  if (w < pq.NWG0) { j = 0u; w0 = 0u; } else if (w < pq.NWG0 + pq.NWG1) { j = 1u; w0 = pq.NWG0; }
+  var N = pq.N2;
+  var offA = pq.A2;
+  var offB = pq.B2;
+  if (j == 0u) { N = pq.N0; offA = pq.A0; offB = pq.B0; } else if (j == 1u) { N = pq.N1; offA = pq.A1; offB = pq.B1; }
+  // rstd of each row: rmsnorm_forward's lanes l and l + 64 of its 128, then its tree from 32 down.
+  for (var m = 0u; m < pq.M; m++) {
+    var a = 0.0;
+    var b = 0.0;
+    for (var c = lid; c < pq.K; c += 128u) { let v = x[m * pq.K + c]; a += v * v; }
+    for (var c = lid + 64u; c < pq.K; c += 128u) { let v = x[m * pq.K + c]; b += v * v; }
+    part[lid] = a + b;
+    workgroupBarrier();
+    for (var s = DW / 2u; s > 0u; s >>= 1u) {
+      if (lid < s) { part[lid] += part[lid + s]; }
+      workgroupBarrier();
+    }
+    if (lid == 0u) { rs[m] = inverseSqrt(part[0] / f32(pq.K) + pq.eps); }
+    workgroupBarrier();
+  }
+  if (w == 0u) {
+    for (var m = 0u; m < pq.M; m++) {
+      for (var c = lid; c < pq.K; c += DW) { x1[m * pq.K + c] = normW[c] * (x[m * pq.K + c] * rs[m]); }
+    }
+  }
+  for (var q = 0u; q < pq.M * pq.R; q++) {
+    let m = q / pq.R;
+    let r = q - m * pq.R;
+    var s = 0.0;
+    for (var k = lid; k < pq.K; k += DW) { s = fma(normW[k] * (x[m * pq.K + k] * rs[m]), P[offA + r * pq.K + k], s); }
+    part[lid] = s;
+    workgroupBarrier();
+    for (var h = DW / 2u; h > 0u; h >>= 1u) {
+      if (lid < h) { part[lid] += part[lid + h]; }
+      workgroupBarrier();
+    }
+    if (lid == 0u) { Us[q] = part[0]; }
+    workgroupBarrier();
+  }
+  let n = (w - w0) * DW + lid;
+  if (n >= N) { return; }  // after the last barrier
+  for (var m = 0u; m < pq.M; m++) {
+    var acc = 0.0;
+    for (var r = 0u; r < pq.R; r++) { acc = fma(Us[m * pq.R + r], P[offB + n * pq.R + r], acc); }
+    let v = pq.scale * acc;
+    let o = m * N + n;
+    if (j == 0u) { Y[o] = v; } else if (j == 1u) { Yk[o] = v; } else { Yv[o] = v; }
+  }
+}

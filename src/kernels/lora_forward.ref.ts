@@ -1,6 +1,7 @@
 // CPU twin of shaders/lora_forward.wgsl: the definition of correct. Plain loops, f32 storage, f64
 // accumulation. Also the one TypeScript copy of the dropout mask (PCG hash), which the backward
 // twin and the tests use.
+import { rmsnormForwardRef } from './rmsnorm_forward.ref.ts';
 
 /** PCG hash (Jarzynski & Olano 2020), u32 -> u32, exactly as in the WGSL. */
 export function pcg(v: number): number {
@@ -48,4 +49,27 @@ export function loraForwardRef(
       Y[m * N + n] += Math.fround(scale) * s;
     }
   }
+}
+
+/** Twin of the `decode_qkv` entry: x1 = rmsnorm(h; w, eps), then for each projection j with an
+ *  adapter Y_j = scale · (x1 · A_jᵀ) · B_jᵀ (assigned, not added). */
+export function loraForwardQkvRef(
+  Y: (Float32Array | undefined)[], // per projection (M, N_j) out, undefined = no adapter (left alone)
+  x1: Float32Array, // (M, K) out
+  h: Float32Array, // (M, K)
+  w: Float32Array, // (K)
+  slots: ({ A: Float32Array; B: Float32Array; N: number } | undefined)[],
+  M: number,
+  K: number,
+  R: number,
+  scale: number,
+  eps: number,
+): void {
+  rmsnormForwardRef(x1, new Float32Array(M), h, w, M, K, eps);
+  slots.forEach((s, j) => {
+    if (!s) return;
+    const y = Y[j]!;
+    y.fill(0);
+    loraForwardRef(y, new Float32Array(M * R), x1, s.A, s.B, M, s.N, K, R, scale);
+  });
 }

@@ -1,5 +1,5 @@
 import shader from '../../shaders/lora_forward.wgsl?raw';
-import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
+import { grid, params, type Binding, type Gpu, type View } from '../gpu/runtime.ts';
 
 /** x (M, K), A (R, K), B (N, R), Y (M, N), U (M, R). */
 export interface LoraDims {
@@ -73,4 +73,44 @@ export function loraForward(
   gpu.dispatch(down, [undefined, U, x, A, undefined, seeds], u, tiles(d.M, d.R, NARROW));
   const up = gpu.kernel('lora_forward', shader, { entry: 'up', overrides: SQUARE });
   gpu.dispatch(up, [Y, U, undefined, undefined, B], u, tiles(d.M, d.N, SQUARE));
+}
+
+/** One projection of loraForwardQkv: its output (M, N) and its A (R, K), B (N, R) as views of the
+ *  LoRA parameter buffer; undefined for a projection without an adapter. */
+export interface LoraQkvSlot {
+  Y: Binding;
+  A: View;
+  B: View;
+  N: number;
+}
+
+/**
+ * Decoding (M <= 4, no dropout), one dispatch: x1 = rmsnorm(h; w, eps), written for the base
+ * projections, and Y_j = scale · (x1 · A_jᵀ) · B_jᵀ for each of q, k, v with an adapter (assigned: the
+ * base projection adds into Y_j afterwards). `outputs` are the three projections' outputs (bound
+ * whether or not they have an adapter). Equal to rmsnormForward, then loraForward's `decode` onto a
+ * zero Y.
+ */
+export function loraForwardQkv(
+  gpu: Gpu, outputs: [Binding, Binding, Binding], slots: [LoraQkvSlot | undefined, LoraQkvSlot | undefined, LoraQkvSlot | undefined],
+  x1: Binding, h: Binding, w: Binding, d: { M: number; K: number; R: number }, o: { scale: number; eps: number },
+): void {
+  if (!(d.M >= 1 && d.M <= 4 && d.R >= 1 && d.R <= 64)) throw new RangeError(`lora_forward decode_qkv: M = ${d.M}, R = ${d.R}; expected M <= 4, R <= 64`);
+  const live = slots.filter((s) => s !== undefined);
+  if (live.length === 0) throw new RangeError('lora_forward decode_qkv: no projection has an adapter');
+  const P = live[0].A.tensor;
+  const off = (v: View, what: string) => {
+    if (v.tensor !== P || v.offset % 4) throw new RangeError(`lora_forward decode_qkv: ${what} is not a view of the one parameter buffer`);
+    return v.offset / 4;
+  };
+  const N = slots.map((s) => s?.N ?? 0);
+  const wgs = N.map((n) => Math.ceil(n / 64));
+  const offs = slots.flatMap((s, j) => (s ? [off(s.A, `A${j}`), off(s.B, `B${j}`)] : [0, 0]));
+  const u = new ArrayBuffer(64), U32 = new Uint32Array(u), F32 = new Float32Array(u);
+  U32.set([d.M, d.K, d.R]);
+  F32[3] = o.eps;
+  F32[4] = o.scale;
+  U32.set([N[0], N[1], N[2], wgs[0], wgs[1], ...offs], 5);
+  const k = gpu.kernel('lora_forward', shader, { entry: 'decode_qkv' });
+  gpu.dispatch(k, [outputs[0], outputs[1], h, undefined, undefined, undefined, outputs[2], w, P, x1], u, grid(wgs[0] + wgs[1] + wgs[2]));
 }
