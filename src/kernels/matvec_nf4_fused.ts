@@ -71,7 +71,7 @@ export function swigluLaunch(M: number, F: number, K: number, norm: { eps: numbe
  * Bit-identical to [rmsnormForward,] two matvecNf4 calls and swigluForward.
  */
 export function matvecNf4Swiglu(
-  gpu: Gpu, Y: Binding, X: Binding, gate: Omit<Nf4Part, 'Y'>, up: Omit<Nf4Part, 'Y'>, M: number, F: number, K: number,
+  gpu: Gpu, Y: Binding, X: Binding, gate: Pick<Nf4Part, 'Wq' | 'absmax'>, up: Pick<Nf4Part, 'Wq' | 'absmax'>, M: number, F: number, K: number,
   norm: { w: Binding; eps: number } | undefined, opts: MatvecNf4FusedOptions = {},
 ): void {
   const { entry, overrides, uniform, workgroups } = swigluLaunch(M, F, K, norm, opts);

@@ -26,7 +26,9 @@ import { swigluForward } from '../kernels/swiglu_forward.ts';
 import { swigluBackward } from '../kernels/swiglu_backward.ts';
 import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
 import { crossEntropy } from '../kernels/cross_entropy.ts';
-import { loraForward } from '../kernels/lora_forward.ts';
+import { loraForward, loraForwardQkv, type LoraQkvSlot } from '../kernels/lora_forward.ts';
+import { matvecNf4Qkv, matvecNf4Swiglu, QKV_STORAGE_BUFFERS } from '../kernels/matvec_nf4_fused.ts';
+import { MATVEC_NF4_MAX_M } from '../kernels/matvec_nf4.ts';
 import { loraBackward } from '../kernels/lora_backward.ts';
 import { packF16Gpu, unpackF16Gpu } from '../kernels/pack_f16.ts';
 import { PROJS, type LoraState, type Proj } from './lora.ts';
@@ -207,6 +209,52 @@ export class LlamaModel {
       { scale: this.plan.loraScale, dropout: lo.spec.dropout, seeds: this.seeds(l, p), accumulate: true });
   }
 
+  /** The NF4 linears of layer l that a fused decode kernel can take together: all NF4, no bias, one
+   *  absmax format; undefined otherwise. */
+  private nf4Group(l: number, ps: Proj[]): Extract<BaseLinear, { kind: 'nf4' }>[] | undefined {
+    const lins = ps.map((p) => this.weights.layers[l].proj[p]);
+    const nf4 = lins.filter((x): x is Extract<BaseLinear, { kind: 'nf4' }> => x.kind === 'nf4' && !x.bias);
+    return nf4.length === lins.length && nf4.every((x) => Boolean(x.doubleQuant) === Boolean(nf4[0].doubleQuant)) ? nf4 : undefined;
+  }
+
+  /** Decoding (at most 4 rows): the input norm and q, k, v with their adapters in two dispatches (the
+   *  norm and the adapters, then the three base projections adding in) or, without adapters there,
+   *  the norm and one. Bit-identical to the unfused path. False when the weights or the device do not
+   *  allow it (the caller then runs the unfused path). */
+  private decodeQkv(l: number, M: number, outs: [Binding, Binding, Binding], x1: Binding, h: Binding, o: RunOptions): boolean {
+    const qkv: Proj[] = ['q_proj', 'k_proj', 'v_proj'];
+    const lins = this.nf4Group(l, qkv);
+    if (!lins || M > MATVEC_NF4_MAX_M || this.gpu.limits.maxStorageBuffersPerShaderStage < QKV_STORAGE_BUFFERS) return false;
+    const d = this.dims, lo = o.noAdapter ? undefined : this.lora;
+    const slots = qkv.map((p, j): LoraQkvSlot | undefined => {
+      const A = lo?.entry(l, p, 'A');
+      return lo && A ? { Y: outs[j], A: lo.view(lo.params, A), B: lo.view(lo.params, lo.entry(l, p, 'B')!), N: lins[j].N } : undefined;
+    }) as [LoraQkvSlot | undefined, LoraQkvSlot | undefined, LoraQkvSlot | undefined];
+    const C = d.hiddenSize, w = this.weights.layers[l].inputNorm;
+    if (lo && slots.some(Boolean) && lo.spec.rank <= 64) {
+      loraForwardQkv(this.gpu, outs, slots, x1, h, w, { M, K: C, R: lo.spec.rank }, { scale: this.plan.loraScale, eps: d.rmsNormEps });
+    } else if (slots.some(Boolean)) {
+      return false;
+    } else {
+      rmsnormForward(this.gpu, x1, this.act('rstd1', l), h, w, M, C, d.rmsNormEps);
+    }
+    const parts = lins.map((lin, j) => ({ Y: outs[j], Wq: lin.packed, absmax: lin.absmax, N: lin.N, accumulate: slots[j] !== undefined }));
+    matvecNf4Qkv(this.gpu, x1, parts as Parameters<typeof matvecNf4Qkv>[2], M, C, { doubleQuant: lins[0].doubleQuant });
+    return true;
+  }
+
+  /** Decoding (at most 4 rows), gate and up without adapters: m = SwiGLU of the post-attention norm's
+   *  gate and up projections in one dispatch (bit-identical to the unfused path); false otherwise. */
+  private decodeMlp(l: number, M: number, m: Binding, h2: Binding, o: RunOptions): boolean {
+    const lins = this.nf4Group(l, ['gate_proj', 'up_proj']);
+    const lo = o.noAdapter ? undefined : this.lora;
+    if (!lins || M > MATVEC_NF4_MAX_M || lo?.entry(l, 'gate_proj', 'A') || lo?.entry(l, 'up_proj', 'A')) return false;
+    const [gate, up] = lins, d = this.dims;
+    matvecNf4Swiglu(this.gpu, m, h2, { Wq: gate.packed, absmax: gate.absmax }, { Wq: up.packed, absmax: up.absmax }, M, gate.N, gate.K,
+      { w: this.weights.layers[l].postNorm, eps: d.rmsNormEps }, { doubleQuant: gate.doubleQuant });
+    return true;
+  }
+
   /** One decoder layer over the batch; with `cache`, attention also sees the cached past and this
    *  step's K and V rows are appended to the cache. */
   layerForward(l: number, b: Batch, o: RunOptions, cache?: CacheStep): void {
@@ -217,13 +265,16 @@ export class LlamaModel {
     const x1 = this.act('x1', l), x2 = this.act('x2', l), h2 = cache ? h : this.act('h2', l);
     const q = this.act('q', l), k = this.act('k', l), v = this.act('v', l), att = this.act('o', l);
     const pos = this.t('positions');
-    // The norms also start the residual sums (h2 = h, then h' = h2) as copies of their input.
-    rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps, h2 !== h ? h2 : undefined);
     // Qwen3: q and k are projected into qr, kr and normed per head (rows of D) into q, k.
     const qkNorm = w.qNorm && w.kNorm;
-    this.proj(l, 'q_proj', qkNorm ? this.act('qr', l) : q, x1, N, false, o);
-    this.proj(l, 'k_proj', qkNorm ? this.act('kr', l) : k, x1, N, false, o);
-    this.proj(l, 'v_proj', v, x1, N, false, o);
+    const qOut = qkNorm ? this.act('qr', l) : q, kOut = qkNorm ? this.act('kr', l) : k;
+    if (!cache || !this.decodeQkv(l, N, [qOut, kOut, v], x1, h, o)) {
+      // The norms also start the residual sums (h2 = h, then h' = h2) as copies of their input.
+      rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps, h2 !== h ? h2 : undefined);
+      this.proj(l, 'q_proj', qOut, x1, N, false, o);
+      this.proj(l, 'k_proj', kOut, x1, N, false, o);
+      this.proj(l, 'v_proj', v, x1, N, false, o);
+    }
     if (qkNorm) {
       rmsnormForward(g, q, this.act('rstdq', l), this.act('qr', l), w.qNorm!, N * H, D, d.rmsNormEps);
       rmsnormForward(g, k, this.act('rstdk', l), this.act('kr', l), w.kNorm!, N * Hkv, D, d.rmsNormEps);
@@ -241,11 +292,14 @@ export class LlamaModel {
       attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l));
     }
     this.proj(l, 'o_proj', h2, att, N, true, o);
-    rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps, hOut !== h2 ? hOut : undefined);
-    const gate = this.act('g', l), up = this.act('u', l), m = this.act('m', l);
-    this.proj(l, 'gate_proj', gate, x2, N, false, o);
-    this.proj(l, 'up_proj', up, x2, N, false, o);
-    swigluForward(g, m, gate, up, N, F);
+    const m = this.act('m', l);
+    if (!cache || !this.decodeMlp(l, N, m, h2, o)) {
+      rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps, hOut !== h2 ? hOut : undefined);
+      const gate = this.act('g', l), up = this.act('u', l);
+      this.proj(l, 'gate_proj', gate, x2, N, false, o);
+      this.proj(l, 'up_proj', up, x2, N, false, o);
+      swigluForward(g, m, gate, up, N, F);
+    }
     this.proj(l, 'down_proj', hOut, m, N, true, o);
   }
 
