@@ -1,0 +1,282 @@
+// Fused NF4 matmuls over frozen linears that share their input, matmul_nf4.wgsl's tiled kernel
+// (M > 4 rows: prompts and training) run for several weights in one dispatch:
+//   entry `qkv`     Y_j (M, N_j) = X (M, K) · dequant(W_j)ᵀ,   j = 0, 1, 2 (q, k, v)
+//   entry `gateup`  G = X · dequant(Wg)ᵀ, U = X · dequant(Wu)ᵀ, and Mo = silu(G) · U (SwiGLU), all
+//                   three stored (G and U are saved for the backward, Mo feeds down_proj)
+// W_j NF4-packed as in matmul_nf4.wgsl (docs/nf4.md), each with its own absmax (plain or DQ).
+// Reference ops: torch.nn.functional.linear(X, dequantize_4bit(W_j)); silu(g) * u. Twin:
+// matmul_nf4_fused.ref.ts.
+// Why: per-dispatch cost. q, k and v read the same x1, gate and up the same x2; a training step of a
+// 16-layer model saves 64 dispatches (3 → 1 for q/k/v, 3 → 1 for gate, up and SwiGLU).
+// Layout: exactly matmul_nf4.wgsl's 64×64 tile, 16-deep K steps and 4×4 outputs per invocation, so
+// every output is bit-identical to it.
+//   - `qkv`: tiles are dealt to the three linears in turn (T0 tiles for q, T1 for k, the rest for
+//     v); a tile reads one linear's buffers, chosen uniformly for the workgroup.
+//   - `gateup`: a tile stages X once and both weights' patches (3 × 16 × 65 f32 + LUT + dynamic map
+//     = 13.5 KiB), and keeps 4×4 sums of each: the SwiGLU product is formed in the epilogue.
+// No bias (the host runs the unfused kernels for a linear with one), no accumulate.
+
+override BS: u32 = 64;        // NF4 blocksize
+override DQ: bool = false;    // absmax holds double-quantized words, not f32
+
+const TM = 64u;
+const TN = 64u;
+const TK = 16u;
+const WG = 256u;
+const S = 65u;
+
+struct Params {
+  M: u32,
+  K: u32,
+  N0: u32,    // qkv: columns of each linear; gateup: N0 = F
+  N1: u32,
+  N2: u32,
+  T0: u32,    // qkv: tiles of linear 0, then of linear 1
+  T1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> Y0: array<f32>;   // qkv: q (M, N0); gateup: G (M, F)
+@group(0) @binding(2) var<storage, read_write> Y1: array<f32>;   // qkv: k (M, N1); gateup: U
+@group(0) @binding(3) var<storage, read_write> Y2: array<f32>;   // qkv: v (M, N2); gateup: Mo
+@group(0) @binding(4) var<storage, read> X: array<f32>;          // (M, K)
+@group(0) @binding(5) var<storage, read> W0: array<u32>;         // packed codes
+@group(0) @binding(6) var<storage, read> W1: array<u32>;
+@group(0) @binding(7) var<storage, read> W2: array<u32>;
+@group(0) @binding(8) var<storage, read> A0: array<u32>;         // absmax: f32 bits or DQ words
+@group(0) @binding(9) var<storage, read> A1: array<u32>;
+@group(0) @binding(10) var<storage, read> A2: array<u32>;
+
+const NF4 = array<u32, 16>(
+  0xbf800000u, 0xbf3239b1u, 0xbf066b30u, 0xbeca32a0u, 0xbe91a24du, 0xbe3d353fu, 0xbdba7871u, 0x00000000u,
+  0x3da2faffu, 0x3e24cae3u, 0x3e7c04ddu, 0x3ead033au, 0x3ee1a4b8u, 0x3f1007abu, 0x3f3913b3u, 0x3f800000u);
+
+
+var<workgroup> lut: array<f32, 16>;
+var<workgroup> Xs: array<f32, TK * S>;
+var<workgroup> Ws: array<f32, TK * S>;       // qkv: the tile's linear; gateup: gate
+var<workgroup> Vs: array<f32, TK * S>;       // gateup: up
+
+// bitsandbytes' 8-bit dynamic map (src/quant/nf4.ts DYNAMIC_MAP) as f32 bits; read only when DQ.
+const DMAP = array<u32, 256>(
+  0xbf7e3333u, 0xbf7a999au, 0xbf770000u, 0xbf736666u, 0xbf6fcccdu, 0xbf6c3333u, 0xbf68999au, 0xbf650000u,
+  0xbf616666u, 0xbf5dcccdu, 0xbf5a3333u, 0xbf56999au, 0xbf530000u, 0xbf4f6666u, 0xbf4bcccdu, 0xbf483333u,
+  0xbf44999au, 0xbf410000u, 0xbf3d6666u, 0xbf39cccdu, 0xbf363333u, 0xbf32999au, 0xbf2f0000u, 0xbf2b6666u,
+  0xbf27cccdu, 0xbf243333u, 0xbf20999au, 0xbf1d0000u, 0xbf196666u, 0xbf15cccdu, 0xbf123333u, 0xbf0e999au,
+  0xbf0b0000u, 0xbf076666u, 0xbf03cccdu, 0xbf003333u, 0xbef93334u, 0xbef20000u, 0xbeeaccccu, 0xbee3999au,
+  0xbedc6666u, 0xbed53334u, 0xbece0000u, 0xbec6ccccu, 0xbebf999au, 0xbeb86666u, 0xbeb13334u, 0xbeaa0000u,
+  0xbea2ccccu, 0xbe9b999au, 0xbe946666u, 0xbe8d3334u, 0xbe860000u, 0xbe7d9999u, 0xbe6f3333u, 0xbe60cccdu,
+  0xbe526666u, 0xbe440000u, 0xbe35999au, 0xbe273333u, 0xbe18cccdu, 0xbe0a6666u, 0xbdf80000u, 0xbddb3334u,
+  0xbdc9eb85u, 0xbdc428f7u, 0xbdbe6667u, 0xbdb8a3d7u, 0xbdb2e148u, 0xbdad1eb8u, 0xbda75c2au, 0xbda1999au,
+  0xbd9bd70au, 0xbd96147bu, 0xbd9051ebu, 0xbd8a8f5du, 0xbd84cccdu, 0xbd7e147au, 0xbd728f5du, 0xbd670a3du,
+  0xbd5b8520u, 0xbd500000u, 0xbd447ae2u, 0xbd38f5c3u, 0xbd2d70a4u, 0xbd21eb85u, 0xbd166667u, 0xbd0ae148u,
+  0xbcfeb852u, 0xbce7ae15u, 0xbcd0a3d7u, 0xbcb9999au, 0xbca28f5du, 0xbc8b851fu, 0xbc68f5c3u, 0xbc3ae148u,
+  0xbc1f3b64u, 0xbc160418u, 0xbc0ccccdu, 0xbc039581u, 0xbbf4bc6au, 0xbbe24dd3u, 0xbbcfdf3bu, 0xbbbd70a4u,
+  0xbbab020du, 0xbb989374u, 0xbb8624ddu, 0xbb676c8au, 0xbb428f5cu, 0xbb1db22du, 0xbaf1a9fcu, 0xbaa7ef9du,
+  0xba7765ffu, 0xba59e83eu, 0xba3c6a80u, 0xba1eecc1u, 0xba016f01u, 0xb9c7e283u, 0xb98ce705u, 0xb923d70bu,
+  0xb8ba1f4bu, 0xb88aefb3u, 0xb8378034u, 0xb7b24206u, 0xb70205ffu, 0xb65a1a94u, 0xb513a3b7u, 0x00000000u,
+  0x3513a3b7u, 0x365a1a94u, 0x370205ffu, 0x37b24206u, 0x38378034u, 0x388aefb3u, 0x38ba1f4bu, 0x3923d70bu,
+  0x398ce705u, 0x39c7e283u, 0x3a016f01u, 0x3a1eecc1u, 0x3a3c6a80u, 0x3a59e83eu, 0x3a7765ffu, 0x3aa7ef9du,
+  0x3af1a9fcu, 0x3b1db22du, 0x3b428f5cu, 0x3b676c8au, 0x3b8624ddu, 0x3b989374u, 0x3bab020du, 0x3bbd70a4u,
+  0x3bcfdf3bu, 0x3be24dd3u, 0x3bf4bc6au, 0x3c039581u, 0x3c0ccccdu, 0x3c160418u, 0x3c1f3b64u, 0x3c3ae148u,
+  0x3c68f5c3u, 0x3c8b851fu, 0x3ca28f5du, 0x3cb9999au, 0x3cd0a3d7u, 0x3ce7ae15u, 0x3cfeb852u, 0x3d0ae148u,
+  0x3d166667u, 0x3d21eb85u, 0x3d2d70a4u, 0x3d38f5c3u, 0x3d447ae2u, 0x3d500000u, 0x3d5b8520u, 0x3d670a3du,
+  0x3d728f5du, 0x3d7e147au, 0x3d84cccdu, 0x3d8a8f5du, 0x3d9051ebu, 0x3d96147bu, 0x3d9bd70au, 0x3da1999au,
+  0x3da75c2au, 0x3dad1eb8u, 0x3db2e148u, 0x3db8a3d7u, 0x3dbe6667u, 0x3dc428f7u, 0x3dc9eb85u, 0x3ddb3334u,
+  0x3df80000u, 0x3e0a6666u, 0x3e18cccdu, 0x3e273333u, 0x3e35999au, 0x3e440000u, 0x3e526666u, 0x3e60cccdu,
+  0x3e6f3333u, 0x3e7d9999u, 0x3e860000u, 0x3e8d3334u, 0x3e946666u, 0x3e9b999au, 0x3ea2ccccu, 0x3eaa0000u,
+  0x3eb13334u, 0x3eb86666u, 0x3ebf999au, 0x3ec6ccccu, 0x3ece0000u, 0x3ed53334u, 0x3edc6666u, 0x3ee3999au,
+  0x3eeaccccu, 0x3ef20000u, 0x3ef93334u, 0x3f003333u, 0x3f03cccdu, 0x3f076666u, 0x3f0b0000u, 0x3f0e999au,
+  0x3f123333u, 0x3f15cccdu, 0x3f196666u, 0x3f1d0000u, 0x3f20999au, 0x3f243333u, 0x3f27cccdu, 0x3f2b6666u,
+  0x3f2f0000u, 0x3f32999au, 0x3f363333u, 0x3f39cccdu, 0x3f3d6666u, 0x3f410000u, 0x3f44999au, 0x3f483333u,
+  0x3f4bcccdu, 0x3f4f6666u, 0x3f530000u, 0x3f56999au, 0x3f5a3333u, 0x3f5dcccdu, 0x3f616666u, 0x3f650000u,
+  0x3f68999au, 0x3f6c3333u, 0x3f6fcccdu, 0x3f736666u, 0x3f770000u, 0x3f7a999au, 0x3f7e3333u, 0x3f800000u);
+var<workgroup> dmap: array<f32, 256>;
+
+// matmul_nf4.wgsl blockScale, on words fetched by the caller from its linear's absmax.
+fn dqScale(code: u32, absmax2: u32, offset: u32) -> f32 {
+  let scaled = dmap[code] * bitcast<f32>(absmax2);
+  return scaled + bitcast<f32>(offset);
+}
+fn absQ(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return A0[i]; }
+  if (j == 1u) { return A1[i]; }
+  return A2[i];
+}
+fn absG(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return A0[i]; }
+  return A1[i];
+}
+fn wordQ(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return W0[i]; }
+  if (j == 1u) { return W1[i]; }
+  return W2[i];
+}
+fn wordG(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return W0[i]; }
+  return W1[i];
+}
+fn code(w: u32, f: u32) -> f32 {
+  let shift = 8u * ((f >> 1u) & 3u) + select(4u, 0u, (f & 1u) == 1u);
+  return lut[(w >> shift) & 15u];
+}
+// dequant(W_j) at flat index f of a linear with nb blocks.
+fn weightQ(j: u32, f: u32, nb: u32) -> f32 {
+  let b = f / BS;
+  var s: f32;
+  if (DQ) {
+    let q = (nb + 3u) / 4u;
+    s = dqScale((absQ(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absQ(j, q + b / 256u), absQ(j, q + (nb + 255u) / 256u));
+  } else {
+    s = bitcast<f32>(absQ(j, b));
+  }
+  return code(wordQ(j, f >> 3u), f) * s;
+}
+fn weightG(j: u32, f: u32, nb: u32) -> f32 {
+  let b = f / BS;
+  var s: f32;
+  if (DQ) {
+    let q = (nb + 3u) / 4u;
+    s = dqScale((absG(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absG(j, q + b / 256u), absG(j, q + (nb + 255u) / 256u));
+  } else {
+    s = bitcast<f32>(absG(j, b));
+  }
+  return code(wordG(j, f >> 3u), f) * s;
+}
+
+fn loadTables(lid: u32) {
+  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
+  if (DQ) { dmap[lid] = bitcast<f32>(DMAP[lid]); }   // WG = 256 entries
+  workgroupBarrier();
+}
+
+fn sigmoid(v: f32) -> f32 {
+  let e = exp(-abs(v));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+       @builtin(local_invocation_index) lid: u32) {
+  var tile = wid.x + wid.y * nwg.x;
+  var j = 2u;
+  var N = p.N2;
+  if (tile < p.T0) { j = 0u; N = p.N0; } else if (tile < p.T0 + p.T1) { j = 1u; N = p.N1; tile -= p.T0; } else { tile -= p.T0 + p.T1; }
+  let tilesN = (N + TN - 1u) / TN;
+  // Past the end (grid rounding, or a linear with N = 0): m0 >= M, zeros loaded, nothing stored.
+  var m0 = p.M;
+  var n0 = 0u;
+  if (tilesN > 0u) { m0 = (tile / tilesN) * TM; n0 = (tile % tilesN) * TN; }
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  let nb = (N * p.K + BS - 1u) / BS;
+  loadTables(lid);
+
+  var acc: array<array<f32, 4>, 4>;
+  for (var k0 = 0u; k0 < p.K; k0 += TK) {
+    for (var r = 0u; r < 4u; r++) {
+      let e = lid + r * WG;
+      let k = e % TK;
+      let row = e / TK;
+      let gk = k0 + k;
+      var xv = 0.0;
+      let gm = m0 + row;
+      if (gm < p.M && gk < p.K) { xv = X[gm * p.K + gk]; }
+      Xs[k * S + row] = xv;
+      var wv = 0.0;
+      let gn = n0 + row;
+      if (gn < N && gk < p.K) { wv = weightQ(j, gn * p.K + gk, nb); }
+      Ws[k * S + row] = wv;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < TK; k++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) { a[i] = Xs[k * S + ty + 16u * i]; }
+      for (var jj = 0u; jj < 4u; jj++) { b[jj] = Ws[k * S + tx + 16u * jj]; }
+      for (var i = 0u; i < 4u; i++) {
+        for (var jj = 0u; jj < 4u; jj++) { acc[i][jj] = fma(a[i], b[jj], acc[i][jj]); }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + ty + 16u * i;
+    for (var jj = 0u; jj < 4u; jj++) {
+      let n = n0 + tx + 16u * jj;
+      if (m < p.M && n < N) {
+        let o = m * N + n;
+        if (j == 0u) { Y0[o] = acc[i][jj]; } else if (j == 1u) { Y1[o] = acc[i][jj]; } else { Y2[o] = acc[i][jj]; }
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gateup(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+          @builtin(local_invocation_index) lid: u32) {
+  let N = p.N0;
+  let tilesN = (N + TN - 1u) / TN;
+  let tile = wid.x + wid.y * nwg.x;
+  let m0 = (tile / tilesN) * TM;
+  let n0 = (tile % tilesN) * TN;
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  let nb = (N * p.K + BS - 1u) / BS;
+  loadTables(lid);
+
+  var accG: array<array<f32, 4>, 4>;
+  var accU: array<array<f32, 4>, 4>;
+  for (var k0 = 0u; k0 < p.K; k0 += TK) {
+    for (var r = 0u; r < 4u; r++) {
+      let e = lid + r * WG;
+      let k = e % TK;
+      let row = e / TK;
+      let gk = k0 + k;
+      var xv = 0.0;
+      let gm = m0 + row;
+      if (gm < p.M && gk < p.K) { xv = X[gm * p.K + gk]; }
+      Xs[k * S + row] = xv;
+      var gv = 0.0;
+      var uv = 0.0;
+      let gn = n0 + row;
+      if (gn < N && gk < p.K) {
+        gv = weightG(0u, gn * p.K + gk, nb);
+        uv = weightG(1u, gn * p.K + gk, nb);
+      }
+      Ws[k * S + row] = gv;
+      Vs[k * S + row] = uv;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < TK; k++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      var c: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) { a[i] = Xs[k * S + ty + 16u * i]; }
+      for (var jj = 0u; jj < 4u; jj++) { b[jj] = Ws[k * S + tx + 16u * jj]; c[jj] = Vs[k * S + tx + 16u * jj]; }
+      for (var i = 0u; i < 4u; i++) {
+        for (var jj = 0u; jj < 4u; jj++) {
+          accG[i][jj] = fma(a[i], b[jj], accG[i][jj]);
+          accU[i][jj] = fma(a[i], c[jj], accU[i][jj]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + ty + 16u * i;
+    for (var jj = 0u; jj < 4u; jj++) {
+      let n = n0 + tx + 16u * jj;
+      if (m < p.M && n < N) {
+        let o = m * N + n;
+        let g = accG[i][jj];
+        let u = accU[i][jj];
+        Y0[o] = g;
+        Y1[o] = u;
+        Y2[o] = g * sigmoid(g) * u;
+      }
+    }
+  }
+}

@@ -1,0 +1,55 @@
+import shader from '../../shaders/matmul_nf4_fused.wgsl?raw';
+import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
+import { NF4_BLOCKSIZE } from '../quant/nf4.ts';
+import type { MatvecNf4FusedOptions, Nf4Part } from './matvec_nf4_fused.ref.ts';
+
+const TM = 64, TN = 64;
+/** Storage buffers the `qkv` entry binds (three outputs, X, three code and three absmax buffers). */
+export const QKV_TILED_STORAGE_BUFFERS = 10;
+
+const bufferOf = (b: Binding) => ('tensor' in b ? b.tensor.buffer : b.buffer);
+
+function overrides(opts: MatvecNf4FusedOptions) {
+  return { BS: opts.blocksize ?? NF4_BLOCKSIZE, DQ: opts.doubleQuant ?? false };
+}
+
+function distinct(name: string, outs: Binding[], ins: Binding[]): void {
+  const o = outs.map(bufferOf), i = ins.map(bufferOf);
+  if (new Set(o).size !== o.length || o.some((b) => i.includes(b))) {
+    throw new RangeError(`${name}: the outputs must be distinct buffers, none an input`);
+  }
+}
+
+/** Tiles of each linear of a qkv call (the test checks the dealing with these). */
+export function qkvTiles(M: number, Ns: number[]): number[] {
+  return Ns.map((N) => Math.ceil(M / TM) * Math.ceil(N / TN));
+}
+
+/**
+ * Y_j (M, N_j) = X (M, K) · dequant(W_j)ᵀ for three NF4 linears sharing X (q, k, v), no bias, no
+ * accumulate, in one dispatch of matmul_nf4's tiled kernel. Bit-identical to three matmulNf4Tiled calls.
+ */
+export function matmulNf4Qkv(gpu: Gpu, X: Binding, parts: [Nf4Part, Nf4Part, Nf4Part], M: number, K: number, opts: MatvecNf4FusedOptions = {}): void {
+  if (parts.some((p) => p.accumulate)) throw new RangeError('matmul_nf4_fused qkv: outputs are written, not accumulated');
+  distinct('matmul_nf4_fused qkv', parts.map((p) => p.Y), [X, ...parts.flatMap((p) => [p.Wq, p.absmax])]);
+  const t = qkvTiles(M, parts.map((p) => p.N)), total = t[0] + t[1] + t[2];
+  if (total === 0) return;
+  const k = gpu.kernel('matmul_nf4_fused', shader, { entry: 'qkv', overrides: overrides(opts) });
+  gpu.dispatch(k, [parts[0].Y, parts[1].Y, parts[2].Y, X, parts[0].Wq, parts[1].Wq, parts[2].Wq, parts[0].absmax, parts[1].absmax, parts[2].absmax],
+    params([M, K, parts[0].N, parts[1].N, parts[2].N, t[0], t[1]]), grid(total));
+}
+
+/**
+ * G = X·dequant(Wg)ᵀ, U = X·dequant(Wu)ᵀ (M, F) and Mo = silu(G)·U, all three stored, in one
+ * dispatch. Bit-identical to two matmulNf4Tiled calls and swigluForward.
+ */
+export function matmulNf4GateUp(
+  gpu: Gpu, G: Binding, U: Binding, Mo: Binding, X: Binding, gate: Pick<Nf4Part, 'Wq' | 'absmax'>, up: Pick<Nf4Part, 'Wq' | 'absmax'>,
+  M: number, F: number, K: number, opts: MatvecNf4FusedOptions = {},
+): void {
+  distinct('matmul_nf4_fused gateup', [G, U, Mo], [X, gate.Wq, gate.absmax, up.Wq, up.absmax]);
+  const tiles = Math.ceil(M / TM) * Math.ceil(F / TN);
+  if (tiles === 0) return;
+  const k = gpu.kernel('matmul_nf4_fused', shader, { entry: 'gateup', overrides: overrides(opts) });
+  gpu.dispatch(k, [G, U, Mo, X, gate.Wq, up.Wq, undefined, gate.absmax, up.absmax], params([M, K, F, 0, 0, 0, 0]), grid(tiles));
+}
