@@ -81,10 +81,11 @@ describe('matmul_nf4_fused', () => {
     }
   });
 
-  test('tiles are dealt per linear; outputs must be distinct', () => {
+  test('tiles are dealt per linear; outputs must not overlap nor be read', () => {
     expect(qkvTiles(512, [2048, 512, 512])).toEqual([8 * 32, 8 * 8, 8 * 8]);
     const x = gpu.tensor('x', 'activations', 64), w = gpu.tensor('w', 'weights', 64), y = gpu.tensor('y', 'activations', 64);
     const part = { Y: y, Wq: w, absmax: w, N: 1 };
-    expect(() => matmulNf4Qkv(gpu, x, [part, part, part], 8, 2)).toThrow(/distinct/);
+    expect(() => matmulNf4Qkv(gpu, x, [part, part, part], 8, 2)).toThrow(/overlap/);
+    expect(() => matmulNf4Qkv(gpu, y, [{ ...part, Y: gpu.tensor('a', 'activations', 64) }, { ...part, Y: gpu.tensor('b', 'activations', 64) }, part], 8, 2)).toThrow(/shares a buffer with an input/);
   });
 });

@@ -13,11 +13,19 @@ function overrides(opts: MatvecNf4FusedOptions) {
   return { BS: opts.blocksize ?? NF4_BLOCKSIZE, DQ: opts.doubleQuant ?? false };
 }
 
-function distinct(name: string, outs: Binding[], ins: Binding[]): void {
-  const o = outs.map(bufferOf), i = ins.map(bufferOf);
-  if (new Set(o).size !== o.length || o.some((b) => i.includes(b))) {
-    throw new RangeError(`${name}: the outputs must be distinct buffers, none an input`);
-  }
+// The outputs may be disjoint views of one buffer (writable bindings may share a buffer when their
+// ranges do not overlap) but no output buffer may also be read (WebGPU forbids a buffer bound both
+// writable and read-only in one dispatch).
+export function checkOutputs(name: string, outs: Binding[], ins: Binding[]): void {
+  const range = (b: Binding) => ('tensor' in b ? [b.offset, b.offset + b.size] : [0, b.size]);
+  const inBufs = ins.map(bufferOf);
+  outs.forEach((a, i) => {
+    if (inBufs.includes(bufferOf(a))) throw new RangeError(`${name}: output ${i} shares a buffer with an input`);
+    outs.slice(i + 1).forEach((b) => {
+      const [a0, a1] = range(a), [b0, b1] = range(b);
+      if (bufferOf(a) === bufferOf(b) && a0 < b1 && b0 < a1) throw new RangeError(`${name}: two outputs overlap`);
+    });
+  });
 }
 
 /** Tiles of each linear of a qkv call (the test checks the dealing with these). */
@@ -31,7 +39,7 @@ export function qkvTiles(M: number, Ns: number[]): number[] {
  */
 export function matmulNf4Qkv(gpu: Gpu, X: Binding, parts: [Nf4Part, Nf4Part, Nf4Part], M: number, K: number, opts: MatvecNf4FusedOptions = {}): void {
   if (parts.some((p) => p.accumulate)) throw new RangeError('matmul_nf4_fused qkv: outputs are written, not accumulated');
-  distinct('matmul_nf4_fused qkv', parts.map((p) => p.Y), [X, ...parts.flatMap((p) => [p.Wq, p.absmax])]);
+  checkOutputs('matmul_nf4_fused qkv', parts.map((p) => p.Y), [X, ...parts.flatMap((p) => [p.Wq, p.absmax])]);
   const t = qkvTiles(M, parts.map((p) => p.N)), total = t[0] + t[1] + t[2];
   if (total === 0) return;
   const k = gpu.kernel('matmul_nf4_fused', shader, { entry: 'qkv', overrides: overrides(opts) });
@@ -47,7 +55,7 @@ export function matmulNf4GateUp(
   gpu: Gpu, G: Binding, U: Binding, Mo: Binding, X: Binding, gate: Pick<Nf4Part, 'Wq' | 'absmax'>, up: Pick<Nf4Part, 'Wq' | 'absmax'>,
   M: number, F: number, K: number, opts: MatvecNf4FusedOptions = {},
 ): void {
-  distinct('matmul_nf4_fused gateup', [G, U, Mo], [X, gate.Wq, gate.absmax, up.Wq, up.absmax]);
+  checkOutputs('matmul_nf4_fused gateup', [G, U, Mo], [X, gate.Wq, gate.absmax, up.Wq, up.absmax]);
   const tiles = Math.ceil(M / TM) * Math.ceil(F / TN);
   if (tiles === 0) return;
   const k = gpu.kernel('matmul_nf4_fused', shader, { entry: 'gateup', overrides: overrides(opts) });

@@ -2,6 +2,7 @@ import shader from '../../shaders/matvec_nf4_fused.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
 import { matvecLanes } from './matvec.ts';
 import { MATVEC_NF4_MAX_M } from './matvec_nf4.ts';
+import { checkOutputs } from './matmul_nf4_fused.ts';
 import { NF4_BLOCKSIZE } from '../quant/nf4.ts';
 import type { Nf4Part, MatvecNf4FusedOptions } from './matvec_nf4_fused.ref.ts';
 
@@ -43,11 +44,7 @@ export function qkvLaunch(M: number, K: number, parts: [Nf4Part, Nf4Part, Nf4Par
  */
 export function matvecNf4Qkv(gpu: Gpu, X: Binding, parts: [Nf4Part, Nf4Part, Nf4Part], M: number, K: number, opts: MatvecNf4FusedOptions = {}): void {
   const { entry, overrides, uniform, workgroups } = qkvLaunch(M, K, parts, opts);
-  const outs = parts.map((p) => bufferOf(p.Y));
-  const ins = [X, ...parts.flatMap((p) => [p.Wq, p.absmax])].map(bufferOf);
-  if (new Set(outs).size !== 3 || outs.some((o) => ins.includes(o))) {
-    throw new RangeError('matvec_nf4_fused qkv: the three outputs must be distinct buffers, none an input');
-  }
+  checkOutputs('matvec_nf4_fused qkv', parts.map((p) => p.Y), [X, ...parts.flatMap((p) => [p.Wq, p.absmax])]);
   if (workgroups === 0) return;
   const k = gpu.kernel('matvec_nf4_fused', shader, { entry, overrides });
   gpu.dispatch(k, [parts[0].Y, parts[1].Y, parts[2].Y, X, parts[0].Wq, parts[1].Wq, parts[2].Wq, parts[0].absmax, parts[1].absmax, parts[2].absmax], uniform, grid(workgroups));

@@ -28,6 +28,7 @@ import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
 import { crossEntropy } from '../kernels/cross_entropy.ts';
 import { loraForward, loraForwardQkv, type LoraQkvSlot } from '../kernels/lora_forward.ts';
 import { matvecNf4Qkv, matvecNf4Swiglu, QKV_STORAGE_BUFFERS } from '../kernels/matvec_nf4_fused.ts';
+import { matmulNf4GateUp, matmulNf4Qkv } from '../kernels/matmul_nf4_fused.ts';
 import { MATVEC_NF4_MAX_M } from '../kernels/matvec_nf4.ts';
 import { loraBackward } from '../kernels/lora_backward.ts';
 import { packF16Gpu, unpackF16Gpu } from '../kernels/pack_f16.ts';
@@ -186,6 +187,12 @@ export class LlamaModel {
   proj(l: number, p: Proj, y: Binding, x: Binding, M: number, accumulate: boolean, o: RunOptions): void {
     const lin = this.weights.layers[l].proj[p];
     this.linearForward(y, x, lin, M, accumulate);
+    this.adapterForward(l, p, y, x, M, o);
+  }
+
+  /** y += LoRA(x) of projection p, saving its U; nothing without an adapter there. */
+  private adapterForward(l: number, p: Proj, y: Binding, x: Binding, M: number, o: RunOptions): void {
+    const lin = this.weights.layers[l].proj[p];
     const lo = this.lora;
     const A = lo?.entry(l, p, 'A');
     if (!lo || !A || o.noAdapter) return;
@@ -215,6 +222,33 @@ export class LlamaModel {
     const lins = ps.map((p) => this.weights.layers[l].proj[p]);
     const nf4 = lins.filter((x): x is Extract<BaseLinear, { kind: 'nf4' }> => x.kind === 'nf4' && !x.bias);
     return nf4.length === lins.length && nf4.every((x) => Boolean(x.doubleQuant) === Boolean(nf4[0].doubleQuant)) ? nf4 : undefined;
+  }
+
+  /** q, k, v = x1·Wᵀ (+ LoRA): one dispatch for the three base projections when the weights and the
+   *  device allow (then each adapter's branch), else three proj() calls. Bit-identical either way. */
+  private projQkv(l: number, outs: [Binding, Binding, Binding], x1: Binding, M: number, o: RunOptions): void {
+    const qkv: Proj[] = ['q_proj', 'k_proj', 'v_proj'];
+    const lins = this.nf4Group(l, qkv);
+    if (!lins || this.gpu.limits.maxStorageBuffersPerShaderStage < QKV_STORAGE_BUFFERS) {
+      qkv.forEach((p, j) => this.proj(l, p, outs[j], x1, M, false, o));
+      return;
+    }
+    const parts = lins.map((lin, j) => ({ Y: outs[j], Wq: lin.packed, absmax: lin.absmax, N: lin.N })) as Parameters<typeof matmulNf4Qkv>[2];
+    const opts = { doubleQuant: lins[0].doubleQuant };
+    if (M <= MATVEC_NF4_MAX_M) matvecNf4Qkv(this.gpu, x1, parts, M, lins[0].K, opts);
+    else matmulNf4Qkv(this.gpu, x1, parts, M, lins[0].K, opts);
+    qkv.forEach((p, j) => this.adapterForward(l, p, outs[j], x1, M, o));
+  }
+
+  /** g, u = x2·Wᵀ and m = silu(g)·u in one dispatch (M > 4, no adapter on gate or up: the SwiGLU
+   *  must see the adapters' terms); false when that does not apply. */
+  private projGateUp(l: number, gate: Binding, up: Binding, m: Binding, x2: Binding, M: number, o: RunOptions): boolean {
+    const lins = this.nf4Group(l, ['gate_proj', 'up_proj']);
+    const lo = o.noAdapter ? undefined : this.lora;
+    if (!lins || M <= MATVEC_NF4_MAX_M || lo?.entry(l, 'gate_proj', 'A') || lo?.entry(l, 'up_proj', 'A')) return false;
+    const [g, u] = lins;
+    matmulNf4GateUp(this.gpu, gate, up, m, x2, { Wq: g.packed, absmax: g.absmax }, { Wq: u.packed, absmax: u.absmax }, M, g.N, g.K, { doubleQuant: g.doubleQuant });
+    return true;
   }
 
   /** Decoding (at most 4 rows): the input norm and q, k, v with their adapters in two dispatches (the
@@ -271,9 +305,7 @@ export class LlamaModel {
     if (!cache || !this.decodeQkv(l, N, [qOut, kOut, v], x1, h, o)) {
       // The norms also start the residual sums (h2 = h, then h' = h2) as copies of their input.
       rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps, h2 !== h ? h2 : undefined);
-      this.proj(l, 'q_proj', qOut, x1, N, false, o);
-      this.proj(l, 'k_proj', kOut, x1, N, false, o);
-      this.proj(l, 'v_proj', v, x1, N, false, o);
+      this.projQkv(l, [qOut, kOut, v], x1, N, o);
     }
     if (qkNorm) {
       rmsnormForward(g, q, this.act('rstdq', l), this.act('qr', l), w.qNorm!, N * H, D, d.rmsNormEps);
@@ -296,9 +328,11 @@ export class LlamaModel {
     if (!cache || !this.decodeMlp(l, N, m, h2, o)) {
       rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps, hOut !== h2 ? hOut : undefined);
       const gate = this.act('g', l), up = this.act('u', l);
-      this.proj(l, 'gate_proj', gate, x2, N, false, o);
-      this.proj(l, 'up_proj', up, x2, N, false, o);
-      swigluForward(g, m, gate, up, N, F);
+      if (!this.projGateUp(l, gate, up, m, x2, N, o)) {
+        this.proj(l, 'gate_proj', gate, x2, N, false, o);
+        this.proj(l, 'up_proj', up, x2, N, false, o);
+        swigluForward(g, m, gate, up, N, F);
+      }
     }
     this.proj(l, 'down_proj', hOut, m, N, true, o);
   }
