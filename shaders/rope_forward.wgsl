@@ -98,3 +98,36 @@ fn append(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   kc[o] = x1 * c - x2 * s;
   kc[o + half] = x2 * c + x1 * s;
 }
+
+// Entry `qk` (training, prompts): q (B, T, Hq, D) and k (B, T, Hn, D) rotated in place in one
+// dispatch, exactly as two `main` dispatches would: invocations below B·T·Hq·D/2 take q's pairs, the
+// rest k's (bound as x).
+@compute @workgroup_size(WG)
+fn qk(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+      @builtin(local_invocation_index) lid: u32) {
+  var i = (wid.x + wid.y * nwg.x) * WG + lid;
+  let half = p.D / 2u;
+  let nq = p.B * p.T * p.Hq * half;
+  let isQ = i < nq;
+  var heads = p.Hq;
+  if (!isQ) { i -= nq; heads = p.Hn; }
+  if (i >= p.B * p.T * heads * half) { return; }  // no barriers in this kernel
+  let row = i / half;
+  let j = i - row * half;
+  let pos = positions[row / heads];
+  if (pos >= p.P) { return; }
+  let c = cos_t[pos * half + j];
+  let s = sin_t[pos * half + j];
+  let a = row * p.D + j;
+  if (isQ) {
+    let x1 = q[a];
+    let x2 = q[a + half];
+    q[a] = x1 * c - x2 * s;
+    q[a + half] = x2 * c + x1 * s;
+  } else {
+    let x1 = x[a];
+    let x2 = x[a + half];
+    x[a] = x1 * c - x2 * s;
+    x[a + half] = x2 * c + x1 * s;
+  }
+}

@@ -28,3 +28,11 @@ export function ropeBackwardRef(
     }
   }
 }
+
+/** Twin of the `qk` entry: ropeBackwardRef on dq (H heads) and on dk (Hkv heads). */
+export function ropeBackwardQkRef(
+  dq: Float32Array, dk: Float32Array, positions: Uint32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, H: number, Hkv: number, D: number,
+): void {
+  ropeBackwardRef(dq, positions, cos, sin, B, T, H, D);
+  ropeBackwardRef(dk, positions, cos, sin, B, T, Hkv, D);
+}

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, finiteDifference, goldenArray, loadGolden, rand, randInts } from '../testing/compare.ts';
-import { ropeBackward } from './rope_backward.ts';
-import { ropeBackwardRef } from './rope_backward.ref.ts';
+import { ropeBackward, ropeBackwardQk } from './rope_backward.ts';
+import { ropeBackwardQkRef, ropeBackwardRef } from './rope_backward.ref.ts';
 import { ropeTables } from './rope_forward.ts';
 import { plainRopeTables } from '../testing/rope-tables.ts';
 
@@ -71,5 +71,32 @@ describe('rope_backward kernel', () => {
     const dx = dy.slice();
     ropeBackwardRef(dx, positions, cos, sin, B, T, Hn, D);
     assertClose('dx', await gpu.readF32(dxT), dx, TOL);
+  });
+  // `qk`: q and k (fewer heads) in one dispatch; pair counts not multiples of 256, a position past
+  // the table. Against the twin, and bit for bit against one dispatch each.
+  test.each([
+    [1, 5, 4, 2, 10, 50],
+    [2, 37, 8, 2, 64, 64],
+    [3, 4, 3, 3, 6, 20],
+  ])('qk equals its twin and two single dispatches at B=%i T=%i H=%i Hkv=%i D=%i P=%i', async (B, T, H, Hkv, D, P) => {
+    const { cos, sin } = plainRopeTables(D, 1e4, P);
+    const positions = randInts(B * T, P, 5 * B * T + D);
+    positions[B * T - 1] = P + 2;
+    const q = rand(B * T * H * D, H * D + P + 1, -2, 2), k = rand(B * T * Hkv * D, Hkv * D + P + 2, -2, 2);
+    const posT = gpu.tensor('positions', 'activations', positions), cT = gpu.tensor('cos', 'scratch', cos), sT = gpu.tensor('sin', 'scratch', sin);
+    const qT = gpu.tensor('q', 'activations', q), kT = gpu.tensor('k', 'activations', k);
+    const d0 = gpu.counters.dispatches;
+    ropeBackwardQk(gpu, qT, kT, posT, cT, sT, B, T, H, Hkv, D);
+    expect(gpu.counters.dispatches - d0).toBe(1);
+    const q1 = gpu.tensor('q1', 'activations', q), k1 = gpu.tensor('k1', 'activations', k);
+    ropeBackward(gpu, q1, posT, cT, sT, B, T, H, D);
+    ropeBackward(gpu, k1, posT, cT, sT, B, T, Hkv, D);
+    const qr = q.slice(), kr = k.slice();
+    ropeBackwardQkRef(qr, kr, positions, cos, sin, B, T, H, Hkv, D);
+    const [gq, gk] = [await gpu.readF32(qT), await gpu.readF32(kT)];
+    assertClose('q', gq, qr, TOL);
+    assertClose('k', gk, kr, TOL);
+    expect(gq).toEqual(await gpu.readF32(q1));
+    expect(gk).toEqual(await gpu.readF32(k1));
   });
 });

@@ -13,5 +13,16 @@ export function ropeBackward(
   if (D % 2 !== 0) throw new RangeError(`rope_backward: D must be even, got ${D}`);
   const P = Math.floor(cos.size / (4 * (D / 2)));
   const k = gpu.kernel('rope_backward', shader, { overrides: { WG } });
-  gpu.dispatch(k, [dx, positions, cos, sin], params([B, T, Hn, D, P]), grid(Math.ceil((B * T * Hn * D) / 2 / WG)));
+  gpu.dispatch(k, [dx, positions, cos, sin], params([B, T, Hn, D, P, 0]), grid(Math.ceil((B * T * Hn * D) / 2 / WG)));
+}
+
+/** dq and dk through rope^T in place in one dispatch (as ropeBackward on each). dq: (B, T, H, D),
+ *  dk: (B, T, Hkv, D). */
+export function ropeBackwardQk(
+  gpu: Gpu, dq: Binding, dk: Binding, positions: Binding, cos: Binding, sin: Binding, B: number, T: number, H: number, Hkv: number, D: number,
+): void {
+  if (D % 2 !== 0) throw new RangeError(`rope_backward: D must be even, got ${D}`);
+  const P = Math.floor(cos.size / (4 * (D / 2)));
+  const k = gpu.kernel('rope_backward', shader, { entry: 'qk', overrides: { WG } });
+  gpu.dispatch(k, [dk, positions, cos, sin, dq], params([B, T, Hkv, D, P, H]), grid(Math.ceil((B * T * (H + Hkv) * D) / 2 / WG)));
 }

@@ -44,3 +44,11 @@ export function ropeAppendKvRef(
     vc.set(v.subarray(t * row, (t + 1) * row), pos * row);
   }
 }
+
+/** Twin of the `qk` entry: ropeForwardRef on q (H heads) and on k (Hkv heads). */
+export function ropeForwardQkRef(
+  q: Float32Array, k: Float32Array, positions: Uint32Array, cos: Float32Array, sin: Float32Array, B: number, T: number, H: number, Hkv: number, D: number,
+): void {
+  ropeForwardRef(q, positions, cos, sin, B, T, H, D);
+  ropeForwardRef(k, positions, cos, sin, B, T, Hkv, D);
+}

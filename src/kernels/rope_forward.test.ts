@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand, randInts, type GoldenTensor } from '../testing/compare.ts';
 import { plainRopeTables } from '../testing/rope-tables.ts';
-import { ropeAppendKv, ropeForward, ropeTables } from './rope_forward.ts';
-import { ropeAppendKvRef, ropeForwardRef } from './rope_forward.ref.ts';
+import { ropeAppendKv, ropeForward, ropeForwardQk, ropeTables } from './rope_forward.ts';
+import { ropeAppendKvRef, ropeForwardQkRef, ropeForwardRef } from './rope_forward.ref.ts';
 
 const TOL = { atol: 1e-6, rtol: 1e-5 };
 // torch's f32 cos/sin vs our f64 cos/sin rounded to f32: within an ulp of values <= 1.
@@ -76,6 +76,34 @@ describe('rope_forward kernel', () => {
     const y = x.slice();
     ropeForwardRef(y, positions, cos, sin, B, T, Hn, D);
     assertClose('y', await gpu.readF32(xT), y, TOL);
+  });
+
+  // `qk`: q and k (fewer heads) in one dispatch; pair counts not multiples of 256, a position past
+  // the table. Against the twin, and bit for bit against one dispatch each.
+  test.each([
+    [1, 5, 4, 2, 10, 50],
+    [2, 37, 8, 2, 64, 64],
+    [3, 4, 3, 3, 6, 20],
+  ])('qk equals its twin and two single dispatches at B=%i T=%i H=%i Hkv=%i D=%i P=%i', async (B, T, H, Hkv, D, P) => {
+    const { cos, sin } = plainRopeTables(D, 1e4, P);
+    const positions = randInts(B * T, P, 5 * B * T + D);
+    positions[B * T - 1] = P + 2;
+    const q = rand(B * T * H * D, H * D + P + 1, -2, 2), k = rand(B * T * Hkv * D, Hkv * D + P + 2, -2, 2);
+    const posT = gpu.tensor('positions', 'activations', positions), cT = gpu.tensor('cos', 'scratch', cos), sT = gpu.tensor('sin', 'scratch', sin);
+    const qT = gpu.tensor('q', 'activations', q), kT = gpu.tensor('k', 'activations', k);
+    const d0 = gpu.counters.dispatches;
+    ropeForwardQk(gpu, qT, kT, posT, cT, sT, B, T, H, Hkv, D);
+    expect(gpu.counters.dispatches - d0).toBe(1);
+    const q1 = gpu.tensor('q1', 'activations', q), k1 = gpu.tensor('k1', 'activations', k);
+    ropeForward(gpu, q1, posT, cT, sT, B, T, H, D);
+    ropeForward(gpu, k1, posT, cT, sT, B, T, Hkv, D);
+    const qr = q.slice(), kr = k.slice();
+    ropeForwardQkRef(qr, kr, positions, cos, sin, B, T, H, Hkv, D);
+    const [gq, gk] = [await gpu.readF32(qT), await gpu.readF32(kT)];
+    assertClose('q', gq, qr, TOL);
+    assertClose('k', gk, kr, TOL);
+    expect(gq).toEqual(await gpu.readF32(q1));
+    expect(gk).toEqual(await gpu.readF32(k1));
   });
 
   // Decoding's append: T new rows (a prefill of several, or one) at their positions in a cache whose

@@ -56,3 +56,16 @@ export function ropeAppendKv(
   const kern = gpu.kernel('rope_forward', shader, { entry: 'append', overrides: { WG } });
   gpu.dispatch(kern, [k, positions, cos, sin, kc, v, vc, q], params([1, T, Hkv, D, P, H]), grid(Math.ceil((T * H * D) / 2 / WG)));
 }
+
+/**
+ * q = rope(q) and k = rope(k) in place in one dispatch (as ropeForward on each). q: (B, T, H, D),
+ * k: (B, T, Hkv, D), the other arguments as ropeForward's.
+ */
+export function ropeForwardQk(
+  gpu: Gpu, q: Binding, k: Binding, positions: Binding, cos: Binding, sin: Binding, B: number, T: number, H: number, Hkv: number, D: number,
+): void {
+  if (D % 2 !== 0) throw new RangeError(`rope_forward: D must be even, got ${D}`);
+  const P = Math.floor(cos.size / (4 * (D / 2)));
+  const kern = gpu.kernel('rope_forward', shader, { entry: 'qk', overrides: { WG } });
+  gpu.dispatch(kern, [k, positions, cos, sin, undefined, undefined, undefined, q], params([B, T, Hkv, D, P, H]), grid(Math.ceil((B * T * (H + Hkv) * D) / 2 / WG)));
+}

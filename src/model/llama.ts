@@ -17,8 +17,8 @@ import { matmulNf4 } from '../kernels/matmul_nf4.ts';
 import { matmulNf4Backward } from '../kernels/matmul_nf4_backward.ts';
 import { rmsnormForward } from '../kernels/rmsnorm_forward.ts';
 import { rmsnormBackward } from '../kernels/rmsnorm_backward.ts';
-import { ropeAppendKv, ropeForward } from '../kernels/rope_forward.ts';
-import { ropeBackward } from '../kernels/rope_backward.ts';
+import { ropeAppendKv, ropeForwardQk } from '../kernels/rope_forward.ts';
+import { ropeBackwardQk } from '../kernels/rope_backward.ts';
 import { attentionForward } from '../kernels/attention_forward.ts';
 import { attentionBackward } from '../kernels/attention_backward.ts';
 import { attentionCached } from '../kernels/attention_cached.ts';
@@ -319,8 +319,7 @@ export class LlamaModel {
       ropeAppendKv(g, q, k, v, pos, this.weights.ropeCos, this.weights.ropeSin, kc, vc, N, H, Hkv, D);
       attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D, undefined, undefined, this.window(l));
     } else {
-      ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
-      ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
+      ropeForwardQk(g, q, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, Hkv, D);
       attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l));
     }
     this.proj(l, 'o_proj', h2, att, N, true, o);
@@ -358,8 +357,7 @@ export class LlamaModel {
     this.projBackward(l, 'o_proj', dO, dh, this.act('o', l), N, false, o);
     attentionBackward(g, dq, dk, dv, dO, this.act('q', l), this.act('k', l), this.act('v', l), this.act('o', l),
       this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l));
-    ropeBackward(g, dq, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
-    ropeBackward(g, dk, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
+    ropeBackwardQk(g, dq, dk, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, Hkv, D);
     let dqr = dq, dkr = dk;
     if (w.qNorm && w.kNorm) {
       // Through the frozen per-head norms: dO is free again and takes dq's result.
