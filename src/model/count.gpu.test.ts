@@ -47,7 +47,7 @@ const created = (c0: Counters) => ({
   buffers: gpu.counters.buffersCreated - c0.buffersCreated,
 });
 
-describe.each([['llama', CONFIG], ['qwen3 with a sliding window', QWEN3]] as const)('work per warm step: %s', (_, config) => {
+describe.each([['llama', CONFIG, 7], ['qwen3 with a sliding window', QWEN3, 9]] as const)('work per warm step: %s', (_, config, perLayer) => {
   test('a warm training step (dropout on, two micro-batches, a new learning rate and token count each step) creates no bind group and no buffer', async () => {
     const opened = await openModel(gpu, randomFolder(config, 3), {
       quant: 'nf4', batch: 1, seqLen: 16, training: true, gradAccum: 2,
@@ -93,6 +93,11 @@ describe.each([['llama', CONFIG], ['qwen3 with a sliding window', QWEN3]] as con
     // each token run in one compute pass each (no buffer copies between the layers).
     expect(gpu.counters.readbackBytes - c0.readbackBytes).toBe(10 * 32 * 8);
     expect(gpu.counters.passes - c0.passes).toBeLessThanOrEqual(11);
+    // Dispatches per forward (the prompt's, then each token's): per layer 7 (the input norm with the
+    // q/v adapters, q/k/v, RoPE + cache, attention, o_proj, the norm with gate/up/SwiGLU, down_proj),
+    // plus Qwen3's two per-head norms; then embedding, final norm, head and candidate selection (14
+    // a layer before the fused projections).
+    expect(gpu.counters.dispatches - c0.dispatches).toBeLessThanOrEqual(10 * (perLayer * config.num_hidden_layers + 4));
     gen.dispose();
   }, 300_000);
 });
