@@ -286,3 +286,85 @@ fn decode_qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
     if (j == 0u) { Y[o] = v; } else if (j == 1u) { Yk[o] = v; } else { Yv[o] = v; }
   }
 }
+
+// Entry `up_qkv` (training, prompts): `up` for up to three projections that share their input (q, k,
+// v) in one dispatch, Y_j (M, N_j) += scale · U_j · B_jᵀ, after each projection's `down`. Tiles are
+// dealt to the projections in turn (T0 for q, T1 for k, the rest for v; none for one without an
+// adapter); each tile does exactly what `up` does, so the sums are bit-identical. B_j is read from
+// the one LoRA parameter buffer at its offset.
+struct UpParams {
+  M: u32,
+  R: u32,
+  scale: f32,
+  N0: u32,
+  N1: u32,
+  N2: u32,
+  T0: u32,
+  T1: u32,
+  B0: u32,     // offsets (f32 elements) of B_j (N_j, R) in P
+  B1: u32,
+  B2: u32,
+}
+@group(0) @binding(0) var<uniform> pu: UpParams;
+@group(0) @binding(11) var<storage, read> U0: array<f32>;        // (M, R), up_qkv
+@group(0) @binding(12) var<storage, read> U1: array<f32>;
+@group(0) @binding(13) var<storage, read> U2: array<f32>;
+
+fn uOf(j: u32, i: u32) -> f32 {
+  if (j == 0u) { return U0[i]; }
+  if (j == 1u) { return U1[i]; }
+  return U2[i];
+}
+
+@compute @workgroup_size(WX, WY)
+fn up_qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+          @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let BP = WY * TM;
+  let BQ = WX * TN;
+  let NT = WX * WY;
+  var w = wid.x + wid.y * nwg.x;
+  var j = 2u;
+  var N = pu.N2;
+  var offB = pu.B2;
+  if (w < pu.T0) { j = 0u; N = pu.N0; offB = pu.B0; }
+  else if (w < pu.T0 + pu.T1) { j = 1u; N = pu.N1; offB = pu.B1; w -= pu.T0; }
+  else { w -= pu.T0 + pu.T1; }
+  // Past the end (grid rounding, or a projection with N = 0): p0 >= M, nothing loaded or stored.
+  let tilesQ = max((N + BQ - 1u) / BQ, 1u);
+  var p0 = (w / tilesQ) * BP;
+  if (N == 0u) { p0 = pu.M; }
+  let q0 = (w % tilesQ) * BQ;
+  var acc: array<f32, TM * TN>;
+  for (var r0 = 0u; r0 < pu.R; r0 += BK) {
+    for (var e = lid; e < BK * BP; e += NT) {
+      let s = e % BK;
+      let m = p0 + e / BK;
+      let r = r0 + s;
+      var v = 0.0;
+      if (m < pu.M && r < pu.R) { v = uOf(j, m * pu.R + r); }
+      Ls[s * BP + e / BK] = v;
+    }
+    for (var e = lid; e < BK * BQ; e += NT) {
+      let s = e % BK;
+      let n = q0 + e / BK;
+      let r = r0 + s;
+      var v = 0.0;
+      if (n < N && r < pu.R) { v = P[offB + n * pu.R + r]; }
+      Rs[s * BQ + e / BK] = v;
+    }
+    workgroupBarrier();
+    mma(lid3.x, lid3.y, &acc);
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < TM; i++) {
+    for (var jj = 0u; jj < TN; jj++) {
+      let m = p0 + lid3.y + i * WY;
+      let n = q0 + lid3.x + jj * WX;
+      if (m < pu.M && n < N) {
+        let o = m * N + n;
+        let v = pu.scale * acc[i * TN + jj];
+        if (j == 0u) { Y[o] += v; } else if (j == 1u) { Yk[o] += v; } else { Yv[o] += v; }
+      }
+    }
+  }
+}

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
-import { dropoutUniforms, loraForward, loraForwardQkv } from './lora_forward.ts';
+import { dropoutUniforms, loraDown, loraForward, loraForwardQkv, loraUpQkv } from './lora_forward.ts';
 import { dropoutRef, loraForwardQkvRef, loraForwardRef, pcg } from './lora_forward.ref.ts';
 import { rmsnormForward } from './rmsnorm_forward.ts';
 
@@ -172,6 +172,48 @@ describe('lora_forward kernel', () => {
       if (!on[j]) { expect(sameBits(got, Y0[j])).toBe(true); continue; } // untouched
       assertClose(`y${j}`, got, Y[j]!, TOL);
       expect(sameBits(got, await gpu.readF32(plain[j]!))).toBe(true);
+    }
+  });
+
+  // `up_qkv`: the second stage of the q/k/v adapters in one dispatch after each one's `down`. M and
+  // N ragged against the 64×64 tile, R across two 16-deep chunks, any subset of the projections,
+  // dropout on: against the twin, and bit for bit against loraForward on each (down, up).
+  test.each([
+    [5, [7, 5, 9], 13, 1, [true, false, true], 0],
+    [70, [130, 33, 33], 40, 8, [true, true, true], 0.1],
+    [130, [9, 65, 1], 33, 20, [false, true, false], 0.25],
+  ] as const)('up_qkv at M=%i N=%j K=%i R=%i adapters=%j dropout=%s: twin, and bit for bit loraForward', async (M, Ns, K, R, on, dropout) => {
+    const x = rand(M * K, M + K + 1, -2, 2), scale = 16 / R;
+    const parts = Ns.map((N, j) => ({ A: rand(R * K, 5 * j + R, -0.3, 0.3), B: rand(N * R, 5 * j + N, -0.5, 0.5), N }));
+    const up64 = (n: number) => Math.ceil(n / 64) * 64;
+    let at = 64;
+    const views = parts.map((p) => {
+      const v = { a: at, b: at + up64(p.A.length) };
+      at = v.b + up64(p.B.length);
+      return v;
+    });
+    const flat = new Float32Array(at);
+    parts.forEach((p, j) => { flat.set(p.A, views[j].a); flat.set(p.B, views[j].b); });
+    const P = gpu.tensor('P', 'lora', flat), xT = gpu.tensor('x', 'activations', x);
+    const Av = (j: number) => ({ tensor: P, offset: views[j].a * 4, size: parts[j].A.length * 4 });
+    const Bv = (j: number) => ({ tensor: P, offset: views[j].b * 4, size: parts[j].B.length * 4 });
+    const Y0 = Ns.map((N, j) => rand(M * N, 60 + j));
+    const outs = Ns.map((N, j) => gpu.tensor(`y${j}`, 'activations', Y0[j])) as [never, never, never];
+    const Us = Ns.map((_, j) => gpu.tensor(`u${j}`, 'activations', M * R * 4));
+    const seedOf = (j: number) => 100 + j;
+    for (let j = 0; j < 3; j++) if (on[j]) loraDown(gpu, Us[j], xT, Av(j), { M, N: Ns[j], K, R }, { scale, dropout, seed: seedOf(j) });
+    const d0 = gpu.counters.dispatches;
+    loraUpQkv(gpu, outs, Ns.map((N, j) => (on[j] ? { U: Us[j], B: Bv(j), N } : undefined)) as Parameters<typeof loraUpQkv>[2], { M, R }, { scale });
+    expect(gpu.counters.dispatches - d0).toBe(1);
+    for (let j = 0; j < 3; j++) {
+      const got = await gpu.readF32(outs[j]);
+      if (!on[j]) { expect(sameBits(got, Y0[j])).toBe(true); continue; }
+      const plain = gpu.tensor(`p${j}`, 'activations', Y0[j]);
+      loraForward(gpu, plain, gpu.tensor('U', 'activations', M * R * 4), xT, Av(j), Bv(j), { M, N: Ns[j], K, R }, { scale, dropout, seed: seedOf(j) });
+      const y = Y0[j].slice();
+      loraForwardRef(y, new Float32Array(M * R), x, parts[j].A, parts[j].B, M, Ns[j], K, R, scale, dropout, seedOf(j));
+      assertClose(`y${j}`, got, y, TOL);
+      expect(sameBits(got, await gpu.readF32(plain))).toBe(true);
     }
   });
 

@@ -63,14 +63,13 @@ export function tiles(rows: number, cols: number, t: { WX: number; WY: number })
 export function loraForward(
   gpu: Gpu, Y: Binding, U: Binding, x: Binding, A: Binding, B: Binding, d: LoraDims, o: LoraOptions,
 ): void {
-  const { seeds, u } = loraBindings(gpu, d, o);
+  const { u } = loraBindings(gpu, d, o);
   if (o.noU && d.M <= 4 && d.R <= 64 && !(o.dropout ?? 0)) {
     const fused = gpu.kernel('lora_forward', shader, { entry: 'decode' });
     gpu.dispatch(fused, [Y, undefined, x, A, B], u, grid(Math.ceil(d.N / 64)));
     return;
   }
-  const down = gpu.kernel('lora_forward', shader, { entry: 'down', overrides: NARROW });
-  gpu.dispatch(down, [undefined, U, x, A, undefined, seeds], u, tiles(d.M, d.R, NARROW));
+  loraDown(gpu, U, x, A, d, o);
   const up = gpu.kernel('lora_forward', shader, { entry: 'up', overrides: SQUARE });
   gpu.dispatch(up, [Y, U, undefined, undefined, B], u, tiles(d.M, d.N, SQUARE));
 }
@@ -113,4 +112,48 @@ export function loraForwardQkv(
   U32.set([N[0], N[1], N[2], wgs[0], wgs[1], ...offs], 5);
   const k = gpu.kernel('lora_forward', shader, { entry: 'decode_qkv' });
   gpu.dispatch(k, [outputs[0], outputs[1], h, undefined, undefined, undefined, outputs[2], w, P, x1], u, grid(wgs[0] + wgs[1] + wgs[2]));
+}
+
+/** The first stage alone: U (M, R) = dropout(x) · Aᵀ (entry `down`); loraUpQkv adds the second. */
+export function loraDown(gpu: Gpu, U: Binding, x: Binding, A: Binding, d: LoraDims, o: LoraOptions): void {
+  const { seeds, u } = loraBindings(gpu, d, o);
+  const down = gpu.kernel('lora_forward', shader, { entry: 'down', overrides: NARROW });
+  gpu.dispatch(down, [undefined, U, x, A, undefined, seeds], u, tiles(d.M, d.R, NARROW));
+}
+
+/** One projection of loraUpQkv: its U (M, R) from loraDown, its B (N, R) as a view of the LoRA
+ *  parameter buffer; undefined for a projection without an adapter. */
+export interface LoraUpSlot {
+  U: Binding;
+  B: View;
+  N: number;
+}
+
+/**
+ * The second stage of up to three adapters in one dispatch (entry `up_qkv`): Y_j += scale · U_j ·
+ * B_jᵀ for each projection j with a slot. `outputs` are the three projections' outputs, bound
+ * whether or not they have an adapter. Bit-identical to loraForward's `up` on each.
+ */
+export function loraUpQkv(
+  gpu: Gpu, outputs: [Binding, Binding, Binding], slots: [LoraUpSlot | undefined, LoraUpSlot | undefined, LoraUpSlot | undefined],
+  d: { M: number; R: number }, o: { scale: number },
+): void {
+  const live = slots.filter((s) => s !== undefined);
+  if (live.length === 0) throw new RangeError('lora_forward up_qkv: no projection has an adapter');
+  const P = live[0].B.tensor;
+  const N = slots.map((s) => s?.N ?? 0);
+  const t = N.map((n) => (n ? Math.ceil(d.M / (SQUARE.WY * PER_THREAD)) * Math.ceil(n / (SQUARE.WX * PER_THREAD)) : 0));
+  const offB = slots.map((s, j) => {
+    if (!s) return 0;
+    if (s.B.tensor !== P || s.B.offset % 4) throw new RangeError(`lora_forward up_qkv: B${j} is not a view of the one parameter buffer`);
+    return s.B.offset / 4;
+  });
+  const u = new ArrayBuffer(48), U32 = new Uint32Array(u), F32 = new Float32Array(u);
+  U32.set([d.M, d.R]);
+  F32[2] = o.scale;
+  U32.set([N[0], N[1], N[2], t[0], t[1], ...offB], 3);
+  // A projection without an adapter reads no U: another's stands in (read-only aliases are legal).
+  const U = slots.map((s) => s?.U ?? live[0].U);
+  const k = gpu.kernel('lora_forward', shader, { entry: 'up_qkv', overrides: SQUARE });
+  gpu.dispatch(k, [outputs[0], outputs[1], undefined, undefined, undefined, undefined, outputs[2], undefined, P, undefined, U[0], U[1], U[2]], u, grid(t[0] + t[1] + t[2]));
 }

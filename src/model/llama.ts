@@ -26,7 +26,7 @@ import { swigluForward } from '../kernels/swiglu_forward.ts';
 import { swigluBackward } from '../kernels/swiglu_backward.ts';
 import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
 import { crossEntropy } from '../kernels/cross_entropy.ts';
-import { loraForward, loraForwardQkv, type LoraQkvSlot } from '../kernels/lora_forward.ts';
+import { loraDown, loraForward, loraForwardQkv, loraUpQkv, type LoraQkvSlot, type LoraUpSlot } from '../kernels/lora_forward.ts';
 import { matvecNf4Qkv, matvecNf4Swiglu, QKV_STORAGE_BUFFERS } from '../kernels/matvec_nf4_fused.ts';
 import { matmulNf4GateUp, matmulNf4Qkv } from '../kernels/matmul_nf4_fused.ts';
 import { MATVEC_NF4_MAX_M } from '../kernels/matvec_nf4.ts';
@@ -237,7 +237,23 @@ export class LlamaModel {
     const opts = { doubleQuant: lins[0].doubleQuant };
     if (M <= MATVEC_NF4_MAX_M) matvecNf4Qkv(this.gpu, x1, parts, M, lins[0].K, opts);
     else matmulNf4Qkv(this.gpu, x1, parts, M, lins[0].K, opts);
-    qkv.forEach((p, j) => this.adapterForward(l, p, outs[j], x1, M, o));
+    // The adapters: each one's first stage (U saved), then their second stages in one dispatch;
+    // where loraForward takes its one-dispatch decoding form, that per adapter.
+    const lo = o.noAdapter ? undefined : this.lora;
+    const A = qkv.map((p) => lo?.entry(l, p, 'A'));
+    if (!lo || !A.some(Boolean) || (!o.training && M <= 4 && lo.spec.rank <= 64)) {
+      qkv.forEach((p, j) => this.adapterForward(l, p, outs[j], x1, M, o));
+      return;
+    }
+    const R = lo.spec.rank, scale = this.plan.loraScale;
+    const slots = qkv.map((p, j): LoraUpSlot | undefined => {
+      if (!A[j]) return undefined;
+      const U = this.act(`U.${p}`, l);
+      loraDown(this.gpu, U, x1, lo.view(lo.params, A[j]!), { M, N: lins[j].N, K: lins[j].K, R },
+        { scale, dropout: o.training ? lo.spec.dropout : 0, seeds: this.seeds(l, p) });
+      return { U, B: lo.view(lo.params, lo.entry(l, p, 'B')!), N: lins[j].N };
+    }) as [LoraUpSlot | undefined, LoraUpSlot | undefined, LoraUpSlot | undefined];
+    loraUpQkv(this.gpu, outs, slots, { M, R }, { scale });
   }
 
   /** g, u = x2·Wᵀ and m = silu(g)·u in one dispatch (M > 4, no adapter on gate or up: the SwiGLU
