@@ -13,6 +13,8 @@ const data = fileURLToPath(new URL('../../public/samples/baking-cups-to-grams.js
 let tmp: string;
 // Two training steps of the demo model on SwiftShader, on two busy cores: about a minute each.
 const DIVERGE_TIMEOUT_MS = 300_000;
+// Three training steps, a generation and an eval: past 120 s at a load average of 15 on two cores.
+const FLOW_TIMEOUT_MS = 400_000;
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '', err = '';
@@ -71,7 +73,7 @@ describe('webtune train / generate / eval', () => {
     expect(c.code, c.err).toBe(0);
     const cfg = JSON.parse(await readFile(join(tmp, 'adapter2', 'adapter_config.json'), 'utf8'));
     expect(cfg.r).toBe(4); // the initial adapter's rank, not the default 8
-  });
+  }, FLOW_TIMEOUT_MS);
 
   test('NaN in a base weight is refused at load, naming the tensor', async () => {
     const model = join(tmp, 'nan-model');

@@ -167,7 +167,8 @@ describe('engine: training', () => {
     const steps2 = ev2.filter((e) => e.type === 'step').map((e) => (e as { log: { step: number; loss: number } }).log);
     expect(steps2.map((l) => l.step)).toEqual([1, 2, 3, 4]);
     expect(steps2.slice(0, 3).map((l) => l.loss)).toEqual(ev1.filter((e) => e.type === 'step').map((e) => (e as { log: { loss: number } }).log.loss));
-    expect(ev2.at(-1)).toEqual({ type: 'done', step: 4 });
+    // A finished run ends with 'done', then goes into the adapter library ('saved').
+    expect(ev2.slice(-2)).toEqual([{ type: 'done', step: 4 }, { type: 'saved', id: expect.any(String), name: 'baking · 4 steps, loss ' + steps2[3].loss.toFixed(3) }]);
 
     // The same run without interruption ends with the same adapter (resume equivalence).
     const e3 = new Engine(host(memoryStore(), []));
@@ -184,7 +185,8 @@ describe('engine: training', () => {
       new File([a2['adapter_config.json'] as Uint8Array<ArrayBuffer>], 'adapter_config.json'),
       new File([a2['adapter_model.safetensors'] as Uint8Array<ArrayBuffer>], 'adapter_model.safetensors'),
     ]);
-    expect(imported).toEqual({ rank: 4, targets: ['q_proj', 'v_proj'] });
+    // Imported files without a run record join the library under a dated name.
+    expect(imported).toEqual({ id: expect.any(String), name: expect.stringMatching(/^Imported adapter \d{4}-\d\d-\d\d/), rank: 4, targets: ['q_proj', 'v_proj'] });
     expect((await e4.exportAdapter())['adapter_model.safetensors']).toEqual(a2['adapter_model.safetensors']);
     const g = { chat: false, maxNewTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0 };
     const tuned = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: true }, () => {});
@@ -202,7 +204,8 @@ describe('engine: training', () => {
       if (e.type === 'step' && e.log.step === 3 && !ev5.some((x) => x.type === 'device-lost')) h5.gpu!.device.destroy();
     });
     expect(ev5.find((e) => e.type === 'device-lost')).toEqual({ type: 'device-lost', resumedFromStep: 2 });
-    expect(ev5.at(-1)).toEqual({ type: 'done', step: 4 });
+    expect(ev5.slice(-2).map((e) => e.type)).toEqual(['done', 'saved']);
+    expect(ev5.at(-2)).toEqual({ type: 'done', step: 4 });
     const a5 = await e5.exportAdapter();
     expect(a5['adapter_model.safetensors']).toEqual(a3['adapter_model.safetensors']);
   }, 900_000);
