@@ -82,16 +82,21 @@ describe('attention_backward kernel', () => {
   // and 32-row tiles; rows 8 / tile 5 gives several key blocks per dkv dispatch, each starting its
   // query loop mid-tile. The last column is the sliding window (0 = none), shorter than T so the dq
   // loop starts mid-tile and the dkv loop ends before T: as in the forward test.
-  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number][] = [
-    [1, 5, 2, 2, 8, undefined, 0],
-    [2, 70, 4, 2, 24, undefined, 0],
-    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 0],
-    [2, 19, 2, 1, 64, undefined, 0],
-    [2, 70, 4, 2, 24, undefined, 20],
-    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 7],
-    [1, 9, 2, 2, 8, { rows: 4, tile: 2 }, 1],
+  // The dk/dv blocking (last column, default 16 keys x 8 queries) is ragged against T too: 3 keys x
+  // 5 queries starts query tiles mid-block and ends them past T; D = 40 and 24 leave some threads of
+  // a key row one vec4 short (KT = 3 and 2 threads over 10 and 6 vec4).
+  type Dkv = { keys?: number; queries?: number } | undefined;
+  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number, Dkv][] = [
+    [1, 5, 2, 2, 8, undefined, 0, undefined],
+    [2, 70, 4, 2, 24, undefined, 0, undefined],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 0, { keys: 3, queries: 5 }],
+    [2, 19, 2, 1, 64, undefined, 0, undefined],
+    [2, 70, 4, 2, 24, undefined, 20, undefined],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 7, { keys: 3, queries: 5 }],
+    [1, 9, 2, 2, 8, { rows: 4, tile: 2 }, 1, { keys: 2, queries: 1 }],
+    [1, 41, 4, 2, 128, undefined, 9, undefined],
   ];
-  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i', async (B, T, H, Hkv, D, tiles, window) => {
+  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i dkv=%o', async (B, T, H, Hkv, D, tiles, window, dkv) => {
     const seed = B * 7 + T * 11 + H * 13 + D;
     const nq = B * T * H * D, nk = B * T * Hkv * D;
     const q = rand(nq, seed, -2, 2), k = rand(nk, seed + 1, -2, 2), v = rand(nk, seed + 2), dO = rand(nq, seed + 3);
@@ -103,7 +108,7 @@ describe('attention_backward kernel', () => {
     const t = (label: string, a: Float32Array) => gpu.tensor(label, 'activations', a);
     attentionBackward(
       gpu, dqT, dkT, dvT, t('dO', dO), t('q', q), t('k', k), t('v', v), t('o', o), t('lse', lse),
-      gpu.tensor('Dsum', 'scratch', B * H * T * 4), B, T, H, Hkv, D, scale, tiles, window,
+      gpu.tensor('Dsum', 'scratch', B * H * T * 4), B, T, H, Hkv, D, scale, tiles, window, dkv,
     );
     const dq = new Float32Array(nq), dk = new Float32Array(nk), dv = new Float32Array(nk);
     attentionBackwardRef(dq, dk, dv, dO, q, k, v, B, T, H, Hkv, D, scale, window);
