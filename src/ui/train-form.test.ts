@@ -28,4 +28,10 @@ describe('training form', () => {
     expect(workEstimate(1e9, 100, 80, { ...DEFAULT_FORM, maxSteps: 5 }).steps).toBe(5);
     expect(workEstimate(1e9, 100, 80, DEFAULT_FORM, 12).steps).toBe(12);
   });
+  it('with packing, steps come from the packed rows and tokens from the examples they hold', () => {
+    // 80 examples of 100 tokens packed 4 to a row: 20 rows, 3 steps per epoch (20 / 8, rounded up).
+    const w = workEstimate(1e9, 100, 80, { ...DEFAULT_FORM, packing: true }, undefined, 20);
+    expect(w.steps).toBe(9);
+    expect(w.tokens).toBe(9 * 8 * 4 * 100);
+  });
 });
