@@ -18,6 +18,10 @@ describe('training form', () => {
     const p = toTrainOptions({ ...DEFAULT_FORM, maxSteps: 30, rank: 16 }, 64);
     expect(p).toMatchObject({ maxSteps: 30, rank: 16 });
     expect(changedFields({ ...DEFAULT_FORM, maxSteps: 30, rank: 16 })).toEqual(['rank', 'maxSteps']);
+    // The packing checkbox reaches the worker's options, and counts as a change from the defaults.
+    expect(DEFAULT_FORM.packing).toBe(false);
+    expect(toTrainOptions({ ...DEFAULT_FORM, packing: true }, 64).packing).toBe(true);
+    expect(changedFields({ ...DEFAULT_FORM, packing: true })).toEqual(['packing']);
   });
   it('estimates steps from epochs or max steps, and time as a range', () => {
     const w = workEstimate(1e9, 100, 80, DEFAULT_FORM);
