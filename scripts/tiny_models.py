@@ -94,8 +94,11 @@ def layer_windows(cfg):
     return [0] * L
 
 
-def forward(cfg, W, lora, ids, quant):
-    """Logits (B, T, V). W: HF state dict (f32). lora: {(layer, proj): (A, B)} with requires_grad."""
+def forward(cfg, W, lora, ids, quant, position_ids=None):
+    """Logits (B, T, V). W: HF state dict (f32). lora: {(layer, proj): (A, B)} with requires_grad.
+    position_ids (B, T): packed rows (padding-free), positions restarting at 0 at each example; the
+    mask is then block-causal as masking_utils builds it from position_ids (find_packed_sequence_indices:
+    a new sequence wherever the position does not follow the previous one)."""
     B, T = ids.shape
     C, H, Hkv, D = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps, scaling = cfg["rms_norm_eps"], cfg["lora_alpha"] / cfg["lora_r"]
@@ -116,11 +119,14 @@ def forward(cfg, W, lora, ids, quant):
         return y
 
     inv = inv_freq_for(cfg)
-    pos = torch.arange(T, dtype=torch.float32)
-    freqs = pos[:, None] * inv[None, :]
+    pos = torch.arange(T, dtype=torch.float32) if position_ids is None else position_ids.to(torch.float32)[:, None]
+    freqs = pos[..., None] * inv
     emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos(), emb.sin()
+    cos, sin = emb.cos(), emb.sin()  # (T, D), or (B, 1, T, D) with position_ids
     mask = torch.full((T, T), float("-inf")).triu(1)
+    if position_ids is not None:
+        seq = torch.cumsum(torch.cat([torch.ones(B, 1, dtype=torch.long), (position_ids[:, 1:] != position_ids[:, :-1] + 1).long()], 1), 1)
+        mask = mask + torch.where(seq[:, :, None] == seq[:, None, :], 0.0, float("-inf"))[:, None]
     # masking_utils.sliding_window_overlay: key j is visible to query i iff j > i - window.
     masks = [mask + torch.full((T, T), float("-inf")).tril(-w) if w else mask for w in layer_windows(cfg)]
 

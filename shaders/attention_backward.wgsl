@@ -7,7 +7,8 @@
 //   dk[j]    = scale · sum_{h in group(g)} sum_{t>=j} dS[t,j] q[t]
 //   dv[j]    =         sum_{h in group(g)} sum_{t>=j} P[t,j] dO[t]
 // With a sliding window W > 0 the pairs are those with t - W < j <= t (as in the forward); W = 0 is
-// full causal attention.
+// full causal attention. Packed rows: with `packed` set, a pair (t, j) also needs j >= t - positions[t]
+// (the query's example start, example_start()), as in the forward.
 // Shapes: dq, dO, q, o (B, T, H, D); dk, dv, k, v (B, T, Hkv, D); lse, Dsum (B, H, T).
 // KV head g serves Q heads g*n_rep .. (g+1)*n_rep-1. D is a pipeline override, D % 4 == 0.
 // Version 2, flash-attention-2 backward as three entry points (torchlette's split; WGSL has no
@@ -44,6 +45,7 @@ struct Params {
   H: u32,
   Hkv: u32,
   window: u32,  // sliding window W, 0 = none
+  packed: u32,  // 1: mask by example using `positions`; 0: `positions` is a placeholder, never read
   scale: f32,
 }
 
@@ -59,10 +61,18 @@ struct Params {
 @group(0) @binding(9) var<storage, read> lse: array<f32>;           // (B, H, T)
 // Scratch written by `preprocess`, read by `dq` and `dkv`.
 @group(0) @binding(10) var<storage, read_write> Dsum: array<f32>;   // (B, H, T)
+@group(0) @binding(11) var<storage, read> positions: array<u32>;    // (B, T), packed rows only
 
 // dq stages K and V rows; dkv stages q and dO rows. Same sizes, so one pair of arrays serves both.
 var<workgroup> tile_a: array<vec4f, TILE4>;  // (TILE, D): k in dq, q in dkv
 var<workgroup> tile_b: array<vec4f, TILE4>;  // (TILE, D): v in dq, dO in dkv
+
+// Packed rows: the first key query t of row b may see, t - positions[b, t] (0 when not packed; a
+// position above t leaves plain causal). The one place the example mask lives in this shader.
+fn example_start(b: u32, t: u32) -> u32 {
+  if (p.packed == 0u) { return 0u; }
+  return t - min(positions[b * p.T + t], t);
+}
 
 // dkv_main's tiles: the key block (KB, D) and the query tile (QB, D), its lse and Dsum, and the
 // (KB, QB) probabilities and their dS.
@@ -138,6 +148,7 @@ fn dq_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   if (p.window > 0u && blk * ROWS + 1u > p.window) { kv_begin = blk * ROWS + 1u - p.window; }
   var lo = 0u;
   if (p.window > 0u && t + 1u > p.window) { lo = t + 1u - p.window; }
+  if (live) { lo = max(lo, example_start(b, t)); }  // nor any before its example's first token
   for (var j0 = kv_begin; j0 < kv_end; j0 += TILE) {
     for (var i = lid; i < TILE4; i += ROWS) {
       let j = j0 + i / D4;
@@ -240,7 +251,7 @@ fn dkv_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
         qt_dsum[i] = ds;
       }
       workgroupBarrier();
-      // P and dS of the tile's (key, query) pairs; 0 where the pair is masked (causal, window, T).
+      // P and dS of the tile's (key, query) pairs; 0 where the pair is masked (causal, window, T, example).
       for (var e = lid; e < KB * QB; e += NT) {
         let jj = e / QB;
         let tt = e % QB;
@@ -248,7 +259,8 @@ fn dkv_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
         let t = t0 + tt;
         var pv = 0.0;
         var dsv = 0.0;
-        if (j < p.T && t < p.T && t >= j && (p.window == 0u || t < j + p.window)) {
+        // (j >= example_start: query t is not in a later packed example.)
+        if (j < p.T && t < p.T && t >= j && (p.window == 0u || t < j + p.window) && j >= example_start(b, t)) {
           var sk = vec4f(0.0);
           var sv = vec4f(0.0);
           for (var c = 0u; c < D4; c++) {

@@ -1,6 +1,6 @@
 import shader from '../../shaders/attention_backward.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
-import { attentionTiles, checkHeads, windowParam, type AttentionTiles } from './attention_forward.ts';
+import { attentionTiles, checkHeads, maskBinding, windowParam, type AttentionTiles } from './attention_forward.ts';
 
 /** dkv_main's blocking: `keys` rows per workgroup (KB), `queries` rows per staged tile (QB), and
  *  `threads` per key row (KT, each owning at most 4 vec4 of the row's dk and dv). */
@@ -40,26 +40,28 @@ export function dkvTiles(gpu: Gpu, D: number, o?: Partial<Pick<DkvTiles, 'keys' 
  * given dO, q, o (B, T, H, D), k, v (B, T, Hkv, D) and lse (B, H, T). Dsum (B, H, T) is caller-owned
  * scratch (rowsum(dO ⊙ o)), so a training step allocates nothing here. Three dispatches: preprocess,
  * dq (parallel over query blocks), dk/dv (parallel over blocks of a few keys, each summing its group's heads).
- * window: the forward's sliding window (0 = full causal). `tiles` blocks dq, `dkv` dk/dv (dkvTiles).
+ * window: the forward's sliding window (0 = full causal); positions: the forward's packed-row
+ * positions (B, T) u32, when it had them. `tiles` blocks dq, `dkv` dk/dv (dkvTiles).
  */
 export function attentionBackward(
   gpu: Gpu, dq: Binding, dk: Binding, dv: Binding, dO: Binding, q: Binding, k: Binding, v: Binding, o: Binding,
   lse: Binding, Dsum: Binding, B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D),
-  tiles?: Partial<AttentionTiles>, window = 0, dkv?: Partial<Pick<DkvTiles, 'keys' | 'queries'>>,
+  tiles?: Partial<AttentionTiles>, window = 0, positions?: Binding, dkv?: Partial<Pick<DkvTiles, 'keys' | 'queries'>>,
 ): void {
   checkHeads(H, Hkv);
   const { rows, tile } = attentionTiles(gpu, D, tiles);
   const overrides = { ROWS: rows, TILE: tile, D };
-  const u = params([B, T, H, Hkv, windowParam(window, T)], [scale]);
+  const { pos, packed } = maskBinding(positions, q);
+  const u = params([B, T, H, Hkv, windowParam(window, T), packed], [scale]);
   const pre = gpu.kernel('attention_backward', shader, { entry: 'preprocess', overrides });
   const dqK = gpu.kernel('attention_backward', shader, { entry: 'dq_main', overrides });
   const kv = dkvTiles(gpu, D, dkv);
   const dkvK = gpu.kernel('attention_backward', shader, {
     entry: 'dkv_main', overrides: { D, KB: kv.keys, QB: kv.queries, KT: kv.threads },
   });
-  // Bindings 1..10: dq, dk, dv, dO, q, k, v, o, lse, Dsum; each entry point gets only what it uses.
+  // Bindings 1..11: dq, dk, dv, dO, q, k, v, o, lse, Dsum, positions; each entry point gets only what it uses.
   const _ = undefined;
   gpu.dispatch(pre, [_, _, _, dO, _, _, _, o, _, Dsum], u, grid(Math.ceil((B * H * T) / rows)));
-  gpu.dispatch(dqK, [dq, _, _, dO, q, k, v, _, lse, Dsum], u, grid(B * H * Math.ceil(T / rows)));
-  gpu.dispatch(dkvK, [_, dk, dv, dO, q, k, v, _, lse, Dsum], u, grid(B * Hkv * Math.ceil(T / kv.keys)));
+  gpu.dispatch(dqK, [dq, _, _, dO, q, k, v, _, lse, Dsum, pos], u, grid(B * H * Math.ceil(T / rows)));
+  gpu.dispatch(dkvK, [_, dk, dv, dO, q, k, v, _, lse, Dsum, pos], u, grid(B * Hkv * Math.ceil(T / kv.keys)));
 }

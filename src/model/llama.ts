@@ -238,7 +238,9 @@ export class LlamaModel {
     } else {
       ropeForward(g, q, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
       ropeForward(g, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
-      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l));
+      // Positions restart at each packed example, and the kernel masks by them: an example never
+      // attends to another in its row (for an unpacked row they are 0 .. T-1: plain causal).
+      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l), pos);
     }
     this.proj(l, 'o_proj', h2, att, N, true, o);
     rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps, hOut !== h2 ? hOut : undefined);
@@ -269,7 +271,7 @@ export class LlamaModel {
     const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
     this.projBackward(l, 'o_proj', dO, dh, this.act('o', l), N, false, o);
     attentionBackward(g, dq, dk, dv, dO, this.act('q', l), this.act('k', l), this.act('v', l), this.act('o', l),
-      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l));
+      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l), pos);
     ropeBackward(g, dq, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, D);
     ropeBackward(g, dk, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, Hkv, D);
     let dqr = dq, dkr = dk;

@@ -75,6 +75,29 @@ describe('webtune train / generate / eval', () => {
     expect(cfg.r).toBe(4); // the initial adapter's rank, not the default 8
   }, FLOW_TIMEOUT_MS);
 
+  test('--packing packs short examples into fewer rows, trains them in one step, and records it', async () => {
+    // Six very short examples (about 20 tokens each with the seed template) in rows of 64 tokens.
+    const short = join(tmp, 'short.jsonl');
+    await writeFile(short, ['1 cup', '2 cups', '1/2 cup', '3 cups', '1/4 cup', '2/3 cup']
+      .map((c) => JSON.stringify({ instruction: `${c} of sugar?`, response: `${c} is sugar.` })).join('\n'));
+    const out = join(tmp, 'packed'), log = join(tmp, 'packed.jsonl');
+    const t = await run(['train', '--model', demo, '--data', short, '--out', out, '--seq-len', '64', '--batch', '1',
+      '--grad-accum', '1', '--max-steps', '1', '--rank', '2', '--targets', 'q_proj', '--packing', '--log', log]);
+    expect(t.code, t.err).toBe(0);
+    const m = /Packing: 6 examples in (\d+) rows of up to 64 tokens/.exec(t.err);
+    expect(m, t.err).not.toBeNull();
+    const rows = Number(m![1]);
+    expect(rows).toBeGreaterThan(0);
+    expect(rows).toBeLessThan(6);
+    // One row of batch 1 holds several examples: more tokens than any one example has (about 20).
+    const [step] = (await readFile(log, 'utf8')).trim().split('\n').map((x) => JSON.parse(x));
+    expect(step.tokens).toBeGreaterThan(64 / 2);
+    expect(step.tokens).toBeLessThanOrEqual(64);
+    expect(Number.isFinite(step.loss)).toBe(true);
+    const record = JSON.parse(await readFile(join(out, 'webtune-run.json'), 'utf8'));
+    expect(record.settings.packing).toBe(true);
+  });
+
   test('NaN in a base weight is refused at load, naming the tensor', async () => {
     const model = join(tmp, 'nan-model');
     await cp(demo, model, { recursive: true });

@@ -135,6 +135,40 @@ describe('engine: training', () => {
     expect(await e.estimate(TRAIN)).toEqual(f32); // absent: f32, as runs saved before the option trained
   });
 
+  test('packing: the estimate counts packed rows; a packed run resumes from its checkpoint to the same adapter', async () => {
+    // Twelve short examples (about 25 to 30 tokens each with the seed template) pack two to a row of 64.
+    const cups = ['1 cup', '2 cups', '1/2 cup', '3 cups', '1/4 cup', '2/3 cup', '4 cups', '3/4 cup', '1/3 cup', '5 cups', '6 cups', '1/8 cup'];
+    const short = () => new File([cups.map((c) => JSON.stringify({ instruction: `${c} of sugar?`, response: `${c} is sugar.` })).join('\n')], 'short.jsonl');
+    const PACKED: TrainOptions = { ...TRAIN, packing: true, maxSteps: 2, checkpointEvery: 1 };
+    const store = memoryStore();
+    const e1 = new Engine(host(store, []));
+    await e1.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    expect((await e1.prepareDataset(short(), DATA)).trainExamples).toBe(12);
+    const plain = await e1.estimate({ ...PACKED, packing: false, maxSteps: undefined });
+    const packed = await e1.estimate({ ...PACKED, maxSteps: undefined });
+    expect(plain).toMatchObject({ trainRows: 12, totalSteps: 12 });
+    expect(packed.trainRows).toBeLessThanOrEqual(6);
+    expect(packed.totalSteps).toBe(packed.trainRows);
+    expect(packed.bytes).toEqual(plain.bytes); // the same rows of seqLen: the same plan
+
+    await e1.train(PACKED, (e) => {
+      if (e.type === 'step' && e.log.step === 1) void e1.pause();
+    });
+    expect(await e1.pendingCheckpoint()).toMatchObject({ step: 1, totalSteps: 2, options: { packing: true } });
+    const e2 = new Engine(host(store, []));
+    const ev2: TrainEvent[] = [];
+    await e2.resumeTraining((e) => ev2.push(e));
+    expect(ev2).toContainEqual({ type: 'done', step: 2 });
+    const steps = ev2.filter((e) => e.type === 'step').map((e) => (e as { log: { tokens: number } }).log);
+    for (const l of steps) expect(l.tokens).toBeGreaterThan(32); // several examples in the step's one row
+
+    const e3 = new Engine(host(memoryStore(), []));
+    await e3.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    await e3.prepareDataset(short(), DATA);
+    await e3.train(PACKED, () => {});
+    expect((await e2.exportAdapter())['adapter_model.safetensors']).toEqual((await e3.exportAdapter())['adapter_model.safetensors']);
+  }, 900_000);
+
   test('train, pause with a checkpoint, resume in a new engine, device loss, export/import', async () => {
     const store = memoryStore();
     const e1 = new Engine(host(store, []));
