@@ -74,6 +74,11 @@ export interface DatasetSummary {
   validationExamples: number;
 }
 
+export interface LoadFit {
+  options: TrainOptions;
+  budget?: number;
+}
+
 export interface EngineApi {
   capabilities(): Promise<Capabilities>;
   selfTest(): Promise<SelfTestResult>;
@@ -81,7 +86,10 @@ export interface EngineApi {
   requestPersistence(): Promise<boolean>;
   listCachedModels(): Promise<CachedModel[]>;
   deleteCachedModel(key: string): Promise<void>;
-  loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void): Promise<ModelInfo>;
+  /** With `fit`, the model is refused before any weight is downloaded when a training run with these
+   *  options does not fit the device: a ModelTooLargeError with the plan by category and the
+   *  nearest settings that fit. `budget` defaults to the host's memory budget. */
+  loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void, fit?: LoadFit): Promise<ModelInfo>;
   /** Cancels the model load in progress: every download request is aborted, nothing partial is cached. */
   cancelLoad(): Promise<void>;
   prepareDataset(file: File, opts: DataOptions): Promise<DatasetSummary>;
