@@ -331,8 +331,9 @@ export class ModelStore {
     return opts.maxPositions ?? Math.min(cfg.maxPositionEmbeddings, this.host.maxPositions ?? 4096);
   }
 
-  /** Throws ModelTooLargeError when `opts.fit`'s run does not fit this device. */
-  private async checkFit(name: string, cfg: ModelConfig, quant: Quant, opts: LoadOptions): Promise<void> {
+  /** Throws ModelTooLargeError when `opts.fit`'s run does not fit this device (load calls it before
+   *  any weight is read; the CLI also calls it before reading the dataset). */
+  async checkFit(name: string, cfg: ModelConfig, quant: Quant, opts: LoadOptions): Promise<void> {
     const f = opts.fit;
     if (!f) return;
     const gpu = await this.device();
