@@ -15,6 +15,10 @@ import { Plan, type ModelDims } from '../model/plan.ts';
 import type { Proj } from '../model/lora.ts';
 import type { Storage, TrainOptions } from './options.ts';
 
+/** 4 GiB: what an integrated GPU or a mid-range card can give one tab without trouble (the site's
+ *  budget until the user sets their own). */
+export const DEFAULT_MEMORY_BUDGET = 4 * 1024 ** 3;
+
 /** The settings a user can change that decide a training run's memory. */
 export interface FitSettings {
   storage: Storage;

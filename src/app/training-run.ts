@@ -10,7 +10,7 @@ import type { DerivedModel } from '../model/open.ts';
 import type { ImportedAdapter } from '../model/adapter.ts';
 import type { LoraSpec } from '../model/lora.ts';
 import type { TemplateName } from '../data/templates.ts';
-import { checkFit, fitSettings, nearestFit, type FitContext, type FitSettings } from './fit.ts';
+import { DEFAULT_MEMORY_BUDGET, checkFit, fitSettings, nearestFit, type FitContext, type FitSettings } from './fit.ts';
 import type { CheckpointState, CheckpointStore } from '../train/checkpoint.ts';
 import type { RunDataset } from '../export/run-record.ts';
 import { Trainer, evaluateLoss, type StepLog, type TrainConfig } from '../train/trainer.ts';
@@ -91,8 +91,7 @@ export function trainConfig(o: TrainOptions, shuffle: boolean): TrainConfig {
   };
 }
 
-/** 4 GiB: what an integrated GPU or a mid-range card can give one tab without trouble. */
-export const DEFAULT_MEMORY_BUDGET = 4 * 1024 ** 3;
+export { DEFAULT_MEMORY_BUDGET };
 
 export class TrainingRun {
   logs: StepLog[] = [];

@@ -93,7 +93,8 @@ export interface EngineApi {
   /** Cancels the model load in progress: every download request is aborted, nothing partial is cached. */
   cancelLoad(): Promise<void>;
   prepareDataset(file: File, opts: DataOptions): Promise<DatasetSummary>;
-  estimate(opts: TrainOptions): Promise<Estimate>;
+  /** The run's memory plan and steps; `budget` (GPU bytes) defaults to the host's memory budget. */
+  estimate(opts: TrainOptions, budget?: number): Promise<Estimate>;
   train(opts: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<void>;
   pause(): Promise<void>;
   stop(): Promise<void>;

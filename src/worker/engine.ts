@@ -215,8 +215,8 @@ export class Engine implements EngineApi {
 
   // ------------------------------------------------------------------------------------ training
 
-  async estimate(opts: TrainOptions): Promise<Estimate> {
-    return TrainingRun.estimate(this.models, opts, this.dataset?.train.length ?? 0, this.memoryBudget);
+  async estimate(opts: TrainOptions, budget?: number): Promise<Estimate> {
+    return TrainingRun.estimate(this.models, opts, this.dataset?.train.length ?? 0, budget ?? this.memoryBudget);
   }
 
   async train(opts: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<void> {
