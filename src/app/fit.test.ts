@@ -3,7 +3,7 @@
 import { describe, expect, test } from 'vitest';
 import { ModelTooLargeError } from '../errors.ts';
 import { parseModelConfig } from '../model/config.ts';
-import { SHAPES } from '../node/model-bench.ts';
+import { SHAPES } from '../model/shapes.ts';
 import { DEFAULT_OPTIONS } from './options.ts';
 import { candidates, checkFit, fitSettings, nearestFit, requireFit, suggestionFlags, type FitContext, type FitSettings } from './fit.ts';
 

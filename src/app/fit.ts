@@ -13,6 +13,9 @@
 import { ModelTooLargeError } from '../errors.ts';
 import { Plan, type ModelDims } from '../model/plan.ts';
 import type { Proj } from '../model/lora.ts';
+import { parseModelConfig } from '../model/config.ts';
+import { SHAPES } from '../model/shapes.ts';
+import { expectedWeights } from '../model/weights.ts';
 import type { Storage, TrainOptions } from './options.ts';
 
 /** 4 GiB: what an integrated GPU or a mid-range card can give one tab without trouble (the site's
@@ -194,4 +197,28 @@ export function suggestionFlags(s: FitSettings, from: FitSettings): string {
   if (s.targets.join(',') !== from.targets.join(',')) f.push(`--targets ${s.targets.join(',')}`);
   if (s.seqLen !== from.seqLen) f.push(`--seq-len ${s.seqLen}`);
   return f.join(' ');
+}
+
+export interface ShapeFit {
+  shape: string;
+  params: number;
+  peakBytes: number;
+  byCategory: Record<string, number>;
+  fits: boolean;
+  over?: FitReport['over'];
+  /** When it does not fit: the nearest settings' changes and peak. */
+  suggestion?: { changes: string[]; peakBytes: number };
+}
+
+/** The fit meter: a training run with these settings, planned for each named shape (src/model/shapes.ts)
+ *  as the site loads it (f32 tables, RoPE rows up to `maxPositions`), against the device. */
+export function shapeFits(s: FitSettings, device: FitDevice, maxPositions = 4096): ShapeFit[] {
+  return Object.entries(SHAPES).map(([shape, json]) => {
+    const dims = parseModelConfig(json, shape);
+    const ctx: FitContext = { dims, quant: 'nf4', tableStorage: 'f32', maxPositions: Math.min(dims.maxPositionEmbeddings, maxPositions) };
+    const r = checkFit(ctx, s, device);
+    const near = r.fits ? undefined : nearestFit(ctx, s, device);
+    const params = expectedWeights(dims).reduce((a, w) => a + w.shape.reduce((x, y) => x * y, 1), 0);
+    return { shape, params, peakBytes: r.peakBytes, byCategory: r.byCategory, fits: r.fits, ...(r.over ? { over: r.over } : {}), ...(near ? { suggestion: { changes: near.changes, peakBytes: near.report.peakBytes } } : {}) };
+  });
 }

@@ -201,7 +201,7 @@ describe('Studio fit check before a model download', () => {
   it('a model that does not fit is refused with its plan; "Use these settings" fills the form and loads it', async () => {
     const { requireFit, checkFit, fitSettings } = await import('../app/fit.ts');
     const { parseModelConfig } = await import('../model/config.ts');
-    const { SHAPES } = await import('../node/model-bench.ts');
+    const { SHAPES } = await import('../model/shapes.ts');
     const limits = { maxBufferSize: 2 ** 31, maxStorageBufferBindingSize: 2 ** 31 };
     // The site's context for an 8B: f32 tables (the cache's form), 4096 RoPE rows, no double quantization.
     const ctx = { dims: parseModelConfig(SHAPES['llama-3-8b']), quant: 'nf4' as const, tableStorage: 'f32' as const, maxPositions: 4096 };

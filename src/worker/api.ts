@@ -11,11 +11,13 @@ import type { Proj } from '../model/lora.ts';
 import type { TrainOptions } from '../app/options.ts';
 import type { CachedModel, LoadEvent, ModelInfo, ModelSource } from '../app/model-store.ts';
 import type { CheckpointInfo, Estimate, TrainEvent } from '../app/training-run.ts';
+import type { ShapeFit } from '../app/fit.ts';
 import type { GenerateOptions } from '../app/chat.ts';
 import type { LibraryEntry } from '../app/adapter-library.ts';
 import type { RunRecord } from '../export/run-record.ts';
 
 // The types the calls carry are the application layer's own (src/app/), named here for the page.
+export type { ShapeFit };
 export type { CachedModel, CheckpointInfo, Estimate, GenerateOptions, LibraryEntry, LoadEvent, ModelInfo, ModelSource, RunRecord, TrainEvent, TrainOptions };
 
 /** The loaded base model's adapters, and which one is chat's current adapter (null: none saved). */
@@ -93,6 +95,9 @@ export interface EngineApi {
   /** Cancels the model load in progress: every download request is aborted, nothing partial is cached. */
   cancelLoad(): Promise<void>;
   prepareDataset(file: File, opts: DataOptions): Promise<DatasetSummary>;
+  /** The fit meter: a training run with `opts` planned for each named model shape on this device
+   *  against `budget` (default: the host's memory budget). */
+  fitTable(opts: TrainOptions, budget?: number): Promise<ShapeFit[]>;
   /** The run's memory plan and steps; `budget` (GPU bytes) defaults to the host's memory budget. */
   estimate(opts: TrainOptions, budget?: number): Promise<Estimate>;
   train(opts: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<void>;

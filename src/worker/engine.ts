@@ -26,7 +26,7 @@ import { sink } from '../app/events.ts';
 import { ModelStore, type ModelStoreHost } from '../app/model-store.ts';
 import { DEFAULT_MEMORY_BUDGET, TrainingRun, loraSpec, metricsCsv, trainConfig, type DatasetIdentity } from '../app/training-run.ts';
 import { checkTrainOptions } from '../app/options.ts';
-import { fitSettings } from '../app/fit.ts';
+import { fitSettings, shapeFits, type ShapeFit } from '../app/fit.ts';
 import { Chat } from '../app/chat.ts';
 import type {
   AdapterExportFormat, CachedModel, CheckpointInfo, DataOptions, DatasetSummary, EngineApi, Estimate, GenerateOptions, LibraryList,
@@ -214,6 +214,11 @@ export class Engine implements EngineApi {
   }
 
   // ------------------------------------------------------------------------------------ training
+
+  async fitTable(opts: TrainOptions, budget?: number): Promise<ShapeFit[]> {
+    const gpu = await this.models.device();
+    return shapeFits(fitSettings(checkTrainOptions(opts)), { budget: budget ?? this.memoryBudget, limits: gpu.limits }, this.host.maxPositions);
+  }
 
   async estimate(opts: TrainOptions, budget?: number): Promise<Estimate> {
     return TrainingRun.estimate(this.models, opts, this.dataset?.train.length ?? 0, budget ?? this.memoryBudget);
