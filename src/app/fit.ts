@@ -18,9 +18,7 @@ import { SHAPES } from '../model/shapes.ts';
 import { expectedWeights } from '../model/weights.ts';
 import type { Storage, TrainOptions } from './options.ts';
 
-/** 4 GiB: what an integrated GPU or a mid-range card can give one tab without trouble (the site's
- *  budget until the user sets their own). */
-export const DEFAULT_MEMORY_BUDGET = 4 * 1024 ** 3;
+export { DEFAULT_MEMORY_BUDGET } from './options.ts';
 
 /** The settings a user can change that decide a training run's memory. */
 export interface FitSettings {
@@ -167,8 +165,12 @@ export function candidates(ctx: FitContext, s: FitSettings): { settings: FitSett
 
 /** The nearest settings that fit, or undefined when none of the changes is enough. */
 export function nearestFit(ctx: FitContext, s: FitSettings, device: FitDevice): FitSuggestion | undefined {
+  const all = candidates(ctx, s);
+  // Every change lowers memory, so the costliest candidate (all of them at once) is the smallest
+  // run: when it does not fit, nothing does, and the search stops before planning the rest.
+  if (!checkFit(ctx, all[all.length - 1].settings, device).fits) return undefined;
   let best: FitSuggestion | undefined;
-  for (const c of candidates(ctx, s)) {
+  for (const c of all) {
     if (best && c.cost > best.cost) break;
     const report = checkFit(ctx, c.settings, device);
     if (report.fits && (!best || report.peakBytes > best.report.peakBytes)) best = { ...c, report };

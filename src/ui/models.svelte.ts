@@ -2,7 +2,7 @@
 // list, storage figures and the load progress. Owns no GPU state; everything goes through the engine.
 import type { CachedModel, LoadEvent, LoadFit, ModelInfo, ModelSource, StorageInfo } from '../worker/api.ts';
 import type { FitSettings } from '../app/fit.ts';
-import { DEFAULT_MEMORY_BUDGET } from '../app/fit.ts';
+import { DEFAULT_MEMORY_BUDGET } from '../app/options.ts';
 import { WebtuneError } from '../errors.ts';
 import { callback, type Engine } from './engine.ts';
 import { readable, type Readable } from './readable.ts';

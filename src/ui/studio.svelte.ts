@@ -46,12 +46,14 @@ export class Studio {
     await Promise.all([this.models.refresh(), this.training.checkPending()]);
   }
 
-  async loadModel(source: ModelSource, name: string): Promise<void> {
+  /** Loads a base model; `checkFit` false skips the fit check (a resumed run brings its own
+   *  options, which fitted when it started). */
+  async loadModel(source: ModelSource, name: string, checkFit = true): Promise<void> {
     if (this.training.active) return;
     this.modelLoads++;
     // The model is refused before any download when the run the form describes would not fit.
-    const budget = this.models.budget;
-    const fit = budget !== undefined && !Object.keys(this.training.formErrors).length ? { options: toTrainOptions(this.training.form, this.dataset.seqLen), budget } : undefined;
+    // Without a budget (the field cleared) only the GPU's per-buffer limits are checked.
+    const fit = !checkFit || Object.keys(this.training.formErrors).length ? undefined : { options: toTrainOptions(this.training.form, this.dataset.seqLen), budget: this.models.budget ?? Infinity };
     const info = await this.models.load(source, name, fit);
     if (info) {
       // Library picks belong to the old base; its library is another list.
@@ -89,7 +91,7 @@ export class Studio {
     if (!p) return;
     if (this.models.info?.key !== p.modelKey) {
       const cached = this.models.cached.find((m) => m.key === p.modelKey);
-      await this.loadModel({ kind: 'cached', key: p.modelKey }, cached?.name ?? p.modelKey);
+      await this.loadModel({ kind: 'cached', key: p.modelKey }, cached?.name ?? p.modelKey, false);
       if (this.models.phase !== 'ready') return;
     }
     // The run's sequence length and template come back with it: the dataset panel shows what the
