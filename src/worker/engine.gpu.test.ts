@@ -218,7 +218,9 @@ describe('engine: training', () => {
     const steps2 = ev2.filter((e) => e.type === 'step').map((e) => (e as { log: { step: number; loss: number } }).log);
     expect(steps2.map((l) => l.step)).toEqual([1, 2, 3, 4]);
     expect(steps2.slice(0, 3).map((l) => l.loss)).toEqual(ev1.filter((e) => e.type === 'step').map((e) => (e as { log: { loss: number } }).log.loss));
-    expect(ev2.at(-1)).toEqual({ type: 'done', step: 4 });
+    // A finished run is saved in the adapter library right after it is done.
+    expect(ev2.at(-2)).toEqual({ type: 'done', step: 4 });
+    expect(ev2.at(-1)).toMatchObject({ type: 'saved', name: expect.stringMatching(/4 steps/) });
 
     // The same run without interruption ends with the same adapter (resume equivalence).
     const e3 = new Engine(host(memoryStore(), []));
@@ -253,7 +255,9 @@ describe('engine: training', () => {
       if (e.type === 'step' && e.log.step === 3 && !ev5.some((x) => x.type === 'device-lost')) h5.gpu!.device.destroy();
     });
     expect(ev5.find((e) => e.type === 'device-lost')).toEqual({ type: 'device-lost', resumedFromStep: 2 });
-    expect(ev5.at(-1)).toEqual({ type: 'done', step: 4 });
+    // A finished run is saved in the adapter library right after it is done.
+    expect(ev5.at(-2)).toEqual({ type: 'done', step: 4 });
+    expect(ev5.at(-1)).toMatchObject({ type: 'saved', name: expect.stringMatching(/4 steps/) });
     const a5 = await e5.exportAdapter();
     expect(a5['adapter_model.safetensors']).toEqual(a3['adapter_model.safetensors']);
   }, 900_000);
