@@ -237,7 +237,8 @@ describe('engine: training', () => {
       new File([a2['adapter_config.json'] as Uint8Array<ArrayBuffer>], 'adapter_config.json'),
       new File([a2['adapter_model.safetensors'] as Uint8Array<ArrayBuffer>], 'adapter_model.safetensors'),
     ]);
-    expect(imported).toEqual({ rank: 4, targets: ['q_proj', 'v_proj'] });
+    expect(imported).toMatchObject({ rank: 4, targets: ['q_proj', 'v_proj'] }); // and its library id and name
+    expect((await e4.listAdapters()).current).toBe(imported.id);
     expect((await e4.exportAdapter())['adapter_model.safetensors']).toEqual(a2['adapter_model.safetensors']);
     const g = { chat: false, maxNewTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0 };
     const tuned = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: true }, () => {});
