@@ -19,6 +19,10 @@ import { SCHEDULES, parseSchedule, type Schedule } from '../train/schedule.ts';
 export const STORAGES = ['f16', 'f32'] as const;
 export type Storage = (typeof STORAGES)[number];
 
+/** 4 GiB: what an integrated GPU or a mid-range card can give one tab without trouble (the site's
+ *  memory budget until the user sets their own; src/app/fit.ts). */
+export const DEFAULT_MEMORY_BUDGET = 4 * 1024 ** 3;
+
 export interface TrainOptions {
   rank: number;
   alpha: number;
