@@ -15,7 +15,7 @@ import { generationModel } from './kv-open.ts';
 import { generate } from './generate.ts';
 import { Rng, sampleToken, type SamplingOptions } from './sample.ts';
 
-const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa'];
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', 'tiny-phi3'];
 type Golden = Record<string, any>;
 
 let gpu: Gpu;

@@ -15,7 +15,7 @@ import { PROJS } from './lora.ts';
 import type { Batch } from './llama.ts';
 import { countTargets, optimizerStep } from '../train/step.ts';
 
-const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa'];
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', 'tiny-phi3'];
 
 /** Rows [r0, r1) of the golden (4, T) ids/labels as a Batch with next-token targets. */
 function batchOf(ids: GoldenTensor, labels: GoldenTensor, r0: number, r1: number): Batch {
