@@ -12,6 +12,7 @@ import { parseModelConfig } from './config.ts';
 import { importAdapter, loraConfigOf } from './adapter.ts';
 import { DEFAULT_LORA, loraTable, parseTargets, PROJS, type LoraSpec } from './lora.ts';
 import { fusedSplit } from './weights.ts';
+import { GGUF_ARCH, ggufTensorName, permuteHeads } from '../export/gguf-lora.ts';
 
 const tiny = parseModelConfig(JSON.parse(readFileSync(new URL('../../fixtures/models/tiny-phi3/config.json', import.meta.url), 'utf8')));
 const golden = loadGolden('model_tiny-phi3') as unknown as Record<string, any>;
@@ -62,5 +63,12 @@ describe('Phi-3 LoRA on the fused modules', () => {
     const odd = { ...tiny, hiddenSize: 40, headDim: 10 };
     expect(() => fusedSplit(odd)).toThrow(ModelFileError);
     expect(() => fusedSplit(odd)).toThrow(/qkv_proj: v_proj starts at weight 2400/);
+  });
+
+  test('GGUF-LoRA names follow llama.cpp\'s phi3 tensors (attn_qkv, ffn_up holding gate and up), unpermuted', () => {
+    expect(GGUF_ARCH.phi3).toBe('phi3');
+    expect(ggufTensorName(3, 'qkv_proj', 'A')).toBe('blk.3.attn_qkv.weight.lora_a');
+    expect(ggufTensorName(3, 'gate_up_proj', 'B')).toBe('blk.3.ffn_up.weight.lora_b');
+    expect(permuteHeads(tiny, 'qkv_proj')).toBeNull();
   });
 });
