@@ -1,6 +1,7 @@
 // Generation over the KV cache against the PyTorch reference (scripts/tiny_models.py: a greedy
-// continuation of 8 tokens with the trained adapter, for six tiny checkpoints, two of them with
-// sliding windows shorter than the 12-token sequence; base in full precision and NF4), the cached
+// continuation of 8 tokens with the trained adapter, for seven tiny checkpoints, three of them with
+// sliding windows shorter than the 12-token sequence, and Phi-3's LongRoPE switching from the short
+// to the long factors as the sequence passes 8 tokens; base in full precision and NF4), the cached
 // logits against the full forward pass, and the sampling contract.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
