@@ -56,6 +56,19 @@ describe.each(MODELS)('%s: greedy generation with the KV cache', (name) => {
   });
 });
 
+test('tiny-phi3: a view taking fewer tokens per pass than the sequence re-runs it in steps when LongRoPE switches', async () => {
+  // Opened for training (12 positions), viewed for generation with 6 tokens per pass: at the switch
+  // to the long factors the 9 tokens so far are run again in passes of 6 and 3.
+  const golden = loadGolden('model_tiny-phi3') as Golden;
+  const { prompt, tokens } = golden.none.greedy as { prompt: number[]; tokens: number[] };
+  const opened = await openRaw('tiny-phi3', 'none', golden, prompt.length + tokens.length, true);
+  opened.lora!.load(tensorMap(golden.none.adapter));
+  const view = generationModel(gpu, opened, 6);
+  expect(view.model.plan.maxTokens).toBe(6);
+  expect(await generate(view.model, prompt, { maxNewTokens: tokens.length })).toEqual(tokens);
+  view.dispose();
+});
+
 describe('tiny-llama: the cached path and sampling', () => {
   const golden = loadGolden('model_tiny-llama') as Golden;
   const { prompt, tokens } = golden.none.greedy as { prompt: number[]; tokens: number[] };

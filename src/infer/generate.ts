@@ -83,10 +83,12 @@ export async function generate(model: LlamaModel, promptIds: ArrayLike<number>, 
     if (rl && pos === rl.from && P <= rl.from) {
       // LongRoPE crossing its original context: the cached keys were roped with the short factors,
       // so the whole sequence is run again with the long ones, as Phi3ForCausalLM's
-      // prepare_inputs_for_generation drops its cache at this point.
+      // prepare_inputs_for_generation drops its cache at this point to recompute it. In steps of
+      // the plan's tokens per pass: a view made for fewer positions than the cache holds
+      // (kv-open.ts) takes fewer tokens per pass.
       const all = Uint32Array.from([...Array.from(promptIds), ...out]);
       for (let at = 0; at < all.length; at += plan.maxTokens) {
-        logits = model.forwardNext(all.subarray(at, Math.min(all.length, at + plan.maxTokens)), at, { noAdapter: opts.noAdapter, longRope: true });
+        logits = model.forwardNext(all.subarray(at, at + plan.maxTokens), at, { noAdapter: opts.noAdapter, longRope: true });
       }
     } else {
       logits = model.forwardNext(Uint32Array.of(id), pos, { noAdapter: opts.noAdapter });
