@@ -14,7 +14,7 @@ import { parseModelConfig } from '../model/config.ts';
 import { expectedWeights } from '../model/weights.ts';
 import { Plan } from '../model/plan.ts';
 import { openModel } from '../model/open.ts';
-import type { LoraSpec, Proj } from '../model/lora.ts';
+import type { LoraModule, LoraSpec } from '../model/lora.ts';
 import type { Batch } from '../model/llama.ts';
 import { optimizerStep } from '../train/step.ts';
 import { generationModel } from '../infer/kv-open.ts';
@@ -77,7 +77,7 @@ export interface ModelBenchOptions {
   /** Storage of the embedding and lm_head (default f32). */
   storage?: 'f16' | 'f32';
   rank: number;
-  targets: Proj[];
+  targets: LoraModule[];
   checkpointing: boolean;
   planOnly: boolean;
   /** Count what a training step and a decoded token ask of the GPU, on a device that only counts. */

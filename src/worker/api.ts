@@ -7,7 +7,7 @@ import type { DataStats, Preview } from '../data/stats.ts';
 import type { Problem } from '../data/types.ts';
 import type { ShapeName } from '../data/shape.ts';
 import type { TemplateName } from '../data/templates.ts';
-import type { Proj } from '../model/lora.ts';
+import type { LoraModule } from '../model/lora.ts';
 import type { TrainOptions } from '../app/options.ts';
 import type { CachedModel, LoadEvent, ModelInfo, ModelSource } from '../app/model-store.ts';
 import type { CheckpointInfo, Estimate, TrainEvent } from '../app/training-run.ts';
@@ -42,7 +42,7 @@ export type MergedFileEvent =
 
 export interface ImportedInfo {
   rank: number;
-  targets: Proj[];
+  targets: LoraModule[];
   /** Its library entry. */
   id: string;
   name: string;

@@ -11,6 +11,7 @@ import { AdapterFileError, ModelFileError, UsageError } from '../errors.ts';
 import { blobSource, bytesSource } from '../io/byte-source.ts';
 import { sha256Hex, type KeyValueStore } from '../io/cache.ts';
 import { pickleRefusal } from '../io/safetensors.ts';
+import { selectModules } from '../io/hf-names.ts';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, readAdapter } from '../io/peft.ts';
 import { exportAdapter as exportPeft, importAdapter as importPeft, type ImportedAdapter } from '../model/adapter.ts';
 import { DEFAULT_TOKENIZE } from '../data/tokenize.ts';
@@ -275,7 +276,8 @@ export class Engine implements EngineApi {
         file: run.setup.datasetFile, bytes: 0, sha256: '', format: 'unknown', shape: 'unknown', template: run.setup.template ?? 'unknown',
         columns: {}, rowsRead: 0, skippedRows: 0, trainExamples: run.data.train.length, validationExamples: run.data.validation.length,
       },
-      lora: loraSpec(o), train: trainConfig(o, run.setup.shuffle ?? true), seqLen: o.seqLen, packing: o.packing ?? false,
+      // Targets as the model names its modules (Phi-3: qkv_proj, gate_up_proj), as PEFT needs them.
+      lora: { ...loraSpec(o), targets: selectModules(base.config, o.targets) }, train: trainConfig(o, run.setup.shuffle ?? true), seqLen: o.seqLen, packing: o.packing ?? false,
       completionOnlyLoss: DEFAULT_TOKENIZE.completionOnlyLoss, assistantOnlyLoss: DEFAULT_TOKENIZE.assistantOnlyLoss,
       valSplit: ds?.valSplit ?? 0, checkpointing: o.checkpointing, options, totalSteps: run.totalSteps, history: run.logs,
     });
