@@ -12,7 +12,7 @@
 // fixed order.
 import { ModelTooLargeError } from '../errors.ts';
 import { Plan, type ModelDims } from '../model/plan.ts';
-import type { Proj } from '../model/lora.ts';
+import type { LoraModule } from '../model/lora.ts';
 import { parseModelConfig } from '../model/config.ts';
 import { SHAPES } from '../model/shapes.ts';
 import { expectedWeights } from '../model/weights.ts';
@@ -30,7 +30,7 @@ export interface FitSettings {
   batch: number;
   gradAccum: number;
   rank: number;
-  targets: Proj[];
+  targets: LoraModule[];
 }
 
 /** What the host fixes: the model, its quantization, how its tables are stored, which knobs exist. */
@@ -142,7 +142,7 @@ function knobs(ctx: FitContext, s: FitSettings): Knob[] {
   halve(s.batch, 1, 'batch', COST.batch, (x) => `batch ${x.batch} × accumulation ${x.gradAccum}`);
   halve(s.rank, 1, 'rank', COST.rank, (x) => `rank ${x.rank}`);
   if (s.targets.length > 2) {
-    const fewer: Proj[] = s.targets.includes('q_proj') && s.targets.includes('v_proj') ? ['q_proj', 'v_proj'] : s.targets.slice(0, 2);
+    const fewer: LoraModule[] = s.targets.includes('q_proj') && s.targets.includes('v_proj') ? ['q_proj', 'v_proj'] : s.targets.slice(0, 2);
     out.push({ levels: [(x) => x, (x) => ({ ...x, targets: fewer })], cost: [0, COST.targets], words: [() => '', () => `targets ${fewer.join(',')}`] });
   }
   halve(s.seqLen, Math.min(s.seqLen, 64), 'seqLen', COST.seqLen, (x) => `sequence length ${x.seqLen}`);
