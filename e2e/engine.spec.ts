@@ -121,7 +121,9 @@ test('a checkpoint survives a page reload and training resumes from its step', a
   // The curve so far is replayed, then the run goes on from the checkpoint's step.
   expect(steps.map((l) => l.step)).toEqual([1, 2, 3, 4]);
   expect(steps.slice(0, P).map((l) => l.loss)).toEqual(losses);
-  expect(ev2.at(-1)).toEqual({ type: 'done', step: 4 });
+  // A finished run ends with 'done', then goes into the adapter library ('saved').
+  expect(ev2.slice(-2).map((e) => e.type)).toEqual(['done', 'saved']);
+  expect(ev2.at(-2)).toEqual({ type: 'done', step: 4 });
   const csv = await page.evaluate(() => window.api.metricsCsv());
   expect(csv.trim().split('\n')).toHaveLength(5);
 });
@@ -141,7 +143,8 @@ test('a destroyed GPU device mid-training resumes from the last checkpoint on a 
     return out;
   }, TRAIN);
   expect(ev.find((e) => e.type === 'device-lost')).toEqual({ type: 'device-lost', resumedFromStep: 2 });
-  expect(ev.at(-1)).toEqual({ type: 'done', step: 3 });
+  expect(ev.slice(-2).map((e) => e.type)).toEqual(['done', 'saved']);
+  expect(ev.at(-2)).toEqual({ type: 'done', step: 3 });
   // The recovered run still chats with its adapter.
   const text = await page.evaluate(() => window.api.generate('Flour', { adapter: true, chat: false, maxNewTokens: 2, temperature: 0, topK: 0, topP: 1, seed: 0 }, window.harness.proxy(() => {})));
   expect(typeof text).toBe('string');

@@ -8,8 +8,8 @@
 // where the layers that use them define them (LoRA's in model/lora.ts, the optimizer's in
 // train/config.ts); this module only points at them.
 import { UsageError } from '../errors.ts';
-import { LINEAR_MODULES } from '../io/hf-names.ts';
-import { DEFAULT_LORA, parseTargets, type Proj } from '../model/lora.ts';
+import { ALL_MODULE_NAMES, LINEAR_MODULES } from '../io/hf-names.ts';
+import { DEFAULT_LORA, parseTargets, type LoraModule } from '../model/lora.ts';
 import { DEFAULT_TRAIN, planSteps, type StepPlan } from '../train/config.ts';
 import { SCHEDULES, parseSchedule, type Schedule } from '../train/schedule.ts';
 
@@ -19,12 +19,16 @@ import { SCHEDULES, parseSchedule, type Schedule } from '../train/schedule.ts';
 export const STORAGES = ['f16', 'f32'] as const;
 export type Storage = (typeof STORAGES)[number];
 
+/** 4 GiB: what an integrated GPU or a mid-range card can give one tab without trouble (the site's
+ *  memory budget until the user sets their own; src/app/fit.ts). */
+export const DEFAULT_MEMORY_BUDGET = 4 * 1024 ** 3;
+
 export interface TrainOptions {
   rank: number;
   alpha: number;
   dropout: number;
   rslora: boolean;
-  targets: Proj[];
+  targets: LoraModule[];
   lr: number;
   epochs: number;
   /** Stop after this many optimizer steps (overrides epochs, as in Transformers); absent or 0 = no limit. */
@@ -42,6 +46,9 @@ export interface TrainOptions {
   checkpointEvery: number;
   /** Absent in runs saved before the option existed: those trained in f32. */
   storage?: Storage;
+  /** Pack several examples into each row of seqLen tokens (TRL's packing, padding-free: attention
+   *  stays within each example). Absent in runs saved before the option existed: not packed. */
+  packing?: boolean;
 }
 
 export type OptionKey = keyof TrainOptions;
@@ -71,7 +78,7 @@ export const OPTION_FIELDS: { readonly [K in OptionKey]-?: OptionField } = {
   alpha: { label: 'Alpha', help: 'LoRA alpha: the update is scaled by alpha/r (alpha/√r with rsLoRA).', kind: 'number', group: 'lora', min: 0, minOpen: true, step: 'any', want: 'above 0 (often 2 to 4 times the rank)' },
   dropout: { label: 'Dropout', help: 'Dropout on the LoRA input while training.', kind: 'number', group: 'lora', min: 0, max: 1, maxOpen: true, step: 0.01, want: 'at least 0 and below 1' },
   rslora: { label: 'rsLoRA (scale alpha/√r)', help: 'Rank-stabilised scaling (PEFT use_rslora).', kind: 'boolean', group: 'lora', want: 'true or false' },
-  targets: { label: 'Target layers', help: `Projections to adapt: a comma-separated subset of ${LINEAR_MODULES.join(', ')}, or all-linear.`, kind: 'targets', group: 'lora', want: 'at least one layer to adapt' },
+  targets: { label: 'Target layers', help: `Projections to adapt: a comma-separated subset of ${LINEAR_MODULES.join(', ')}, or all-linear (on Phi-3, q_proj, k_proj and v_proj select its fused qkv_proj, gate_proj and up_proj its gate_up_proj).`, kind: 'targets', group: 'lora', want: 'at least one layer to adapt' },
   lr: { label: 'Learning rate', help: 'AdamW peak learning rate.', kind: 'number', group: 'optimization', min: 0, max: 1, minOpen: true, maxOpen: true, step: 'any', want: 'above 0 and below 1 (1e-4 to 3e-4 is usual for LoRA)' },
   epochs: { label: 'Epochs', help: 'Passes over the training split.', kind: 'int', group: 'optimization', min: 1, step: 1, want: 'a whole number of at least 1' },
   maxSteps: { label: 'Max steps (0 = all epochs)', help: 'Stop after this many optimizer steps (0 = no limit).', kind: 'int', group: 'optimization', min: 0, step: 1, want: 'a whole number (0 = no limit)' },
@@ -85,6 +92,7 @@ export const OPTION_FIELDS: { readonly [K in OptionKey]-?: OptionField } = {
   seed: { label: 'Seed', help: 'Seeds the LoRA init, the shuffle and dropout.', kind: 'int', group: 'optimization', step: 1, want: 'a whole number' },
   checkpointEvery: { label: 'Checkpoint every (steps)', help: 'Save a resumable checkpoint every this many steps (the site).', kind: 'int', group: 'optimization', min: 1, step: 1, want: 'a whole number of steps, at least 1' },
   checkpointing: { label: 'Activation checkpointing (less memory, slower)', help: 'Recompute activations in backward instead of keeping them.', kind: 'boolean', group: 'optimization', want: 'true or false' },
+  packing: { label: 'Pack short examples into each row', help: 'Fill each row of the sequence length with several examples, each attending only to itself (TRL packing, padding-free): more trained tokens per step on short examples.', kind: 'boolean', group: 'optimization', want: 'true or false' },
   storage: { label: 'Storage precision', help: 'f16 keeps the embedding, the head and saved activations in half the memory (arithmetic stays f32); f32 is the exact path.', kind: 'storage', group: 'optimization', want: `one of ${STORAGES.join(', ')}` },
 };
 
@@ -97,7 +105,7 @@ export const DEFAULT_OPTIONS: Readonly<TrainOptions> = {
   targets: [...DEFAULT_LORA.targets], lr: DEFAULT_TRAIN.lr, epochs: DEFAULT_TRAIN.epochs, batch: DEFAULT_TRAIN.batch,
   gradAccum: DEFAULT_TRAIN.gradAccum, seqLen: 1024, schedule: DEFAULT_TRAIN.schedule, warmupSteps: DEFAULT_TRAIN.warmupSteps,
   weightDecay: DEFAULT_TRAIN.weightDecay, maxGradNorm: DEFAULT_TRAIN.maxGradNorm, seed: DEFAULT_TRAIN.seed,
-  checkpointing: false, checkpointEvery: 10, storage: 'f16',
+  checkpointing: false, checkpointEvery: 10, storage: 'f16', packing: false,
 };
 
 /** `gradAccum` → `grad-accum`: the CLI flag and the form's test id. */
@@ -122,7 +130,7 @@ function valid(f: OptionField, v: unknown): boolean {
     case 'storage':
       return (STORAGES as readonly unknown[]).includes(v);
     case 'targets':
-      return Array.isArray(v) && v.length > 0 && v.every((t) => (LINEAR_MODULES as readonly unknown[]).includes(t)) && new Set(v).size === v.length;
+      return Array.isArray(v) && v.length > 0 && v.every((t) => (ALL_MODULE_NAMES as readonly unknown[]).includes(t)) && new Set(v).size === v.length;
     case 'int':
     case 'number': {
       if (typeof v !== 'number' || !Number.isFinite(v)) return false;
@@ -143,14 +151,15 @@ export type OptionErrors = Partial<Record<OptionKey, string>>;
 
 /**
  * The one validator: a message per bad field among `keys` (the form leaves seqLen to the dataset
- * panel). An absent maxSteps means no limit, an absent storage f32 (runs saved before the option);
+ * panel). An absent maxSteps means no limit, an absent storage f32 and an absent packing none (runs
+ * saved before the options);
  * every other field must be there.
  */
 export function optionErrors(o: Partial<TrainOptions>, keys: readonly OptionKey[] = OPTION_KEYS): OptionErrors {
   const errors: OptionErrors = {};
   for (const k of keys) {
     const v = o[k];
-    if ((k === 'maxSteps' || k === 'storage') && v === undefined) continue;
+    if ((k === 'maxSteps' || k === 'storage' || k === 'packing') && v === undefined) continue;
     if (!valid(OPTION_FIELDS[k], v)) errors[k] = optionMessage(k);
   }
   return errors;

@@ -10,10 +10,11 @@ import type { DerivedModel } from '../model/open.ts';
 import type { ImportedAdapter } from '../model/adapter.ts';
 import type { LoraSpec } from '../model/lora.ts';
 import type { TemplateName } from '../data/templates.ts';
-import { Plan } from '../model/plan.ts';
+import { DEFAULT_MEMORY_BUDGET, checkFit, fitSettings, nearestFit, type FitContext, type FitSettings } from './fit.ts';
 import type { CheckpointState, CheckpointStore } from '../train/checkpoint.ts';
 import type { RunDataset } from '../export/run-record.ts';
 import { Trainer, evaluateLoss, type StepLog, type TrainConfig } from '../train/trainer.ts';
+import { packSequences } from '../data/batch.ts';
 import { emit } from './events.ts';
 import type { ModelStore } from './model-store.ts';
 import { checkTrainOptions, derive, type TrainOptions } from './options.ts';
@@ -22,9 +23,15 @@ export interface Estimate {
   /** GPU bytes by category, from the memory plan. */
   bytes: Record<string, number>;
   peakBytes: number;
-  /** Whether the plan fits the device's limits. */
+  /** Whether the plan fits the device's limits and the memory budget. */
   fits: boolean;
+  /** The memory budget it was measured against. */
+  budget: number;
+  /** When it does not fit: the nearest settings that do (src/app/fit.ts), if any. */
+  suggestion?: { settings: FitSettings; changes: string[]; peakBytes: number; bytes: Record<string, number> };
   totalSteps: number;
+  /** Rows the trainer steps over: the training examples, or fewer rows with packing. */
+  trainRows: number;
 }
 
 export type TrainEvent =
@@ -87,8 +94,14 @@ export function trainConfig(o: TrainOptions, shuffle: boolean): TrainConfig {
   };
 }
 
-/** 4 GiB: what an integrated GPU or a mid-range card can give one tab without trouble. */
-export const DEFAULT_MEMORY_BUDGET = 4 * 1024 ** 3;
+/** The rows a run trains on: the examples as they are, or packed into rows of seqLen tokens
+ *  (options.packing). Packing happens here, at the start of each run, so the dataset, checkpoints and
+ *  the run record keep the examples themselves. */
+export function trainingRows(o: Pick<TrainOptions, 'packing' | 'seqLen'>, train: readonly Sequence[]): Sequence[] {
+  return o.packing ? packSequences(train, o.seqLen) : [...train];
+}
+
+export { DEFAULT_MEMORY_BUDGET };
 
 export class TrainingRun {
   logs: StepLog[] = [];
@@ -106,19 +119,20 @@ export class TrainingRun {
   ) {}
 
   /** The memory plan and step count of a run, before anything is allocated. */
-  static async estimate(store: ModelStore, opts: TrainOptions, trainExamples: number, budget = DEFAULT_MEMORY_BUDGET): Promise<Estimate> {
+  static async estimate(store: ModelStore, opts: TrainOptions, train: readonly Sequence[], budget = DEFAULT_MEMORY_BUDGET): Promise<Estimate> {
     const base = store.requireModel();
     checkTrainOptions(opts);
     const gpu = await store.device();
-    const maxPositions = base.plan.opts.maxPositions;
-    const plan = new Plan(base.config, {
-      batch: opts.batch, seqLen: opts.seqLen, quant: base.quant, doubleQuant: base.plan.opts.doubleQuant, storage: opts.storage ?? 'f32',
-      tableStorage: base.plan.tablesF16 ? 'f16' : 'f32', lora: loraSpec(opts), training: true, checkpointing: opts.checkpointing,
-      gradAccum: opts.gradAccum, maxPositions, limits: gpu.limits,
-    });
-    const peakBytes = plan.peakBytes();
-    const withinLimits = plan.rows.every((r) => r.bytes <= gpu.limits.maxBufferSize) && opts.seqLen <= maxPositions;
-    return { bytes: plan.byCategory(), peakBytes, fits: withinLimits && peakBytes <= budget, totalSteps: derive(opts, trainExamples).totalSteps };
+    // The loaded base fixes its tables, double quantization and RoPE rows; the run's options are free.
+    const ctx: FitContext = { dims: base.config, quant: base.quant, tableStorage: base.plan.tablesF16 ? 'f16' : 'f32', maxPositions: base.plan.opts.maxPositions };
+    const settings = fitSettings(opts, base.plan.opts.doubleQuant ?? false), device = { budget, limits: gpu.limits };
+    const r = checkFit(ctx, settings, device);
+    const near = r.fits ? undefined : nearestFit(ctx, settings, device);
+    const trainRows = trainingRows(opts, train).length;
+    return {
+      bytes: r.byCategory, peakBytes: r.peakBytes, fits: r.fits, budget, totalSteps: derive(opts, trainRows).totalSteps, trainRows,
+      ...(near ? { suggestion: { settings: near.settings, changes: near.changes, peakBytes: near.report.peakBytes, bytes: near.report.byCategory } } : {}),
+    };
   }
 
   /** A new run: the options checked, a training plan over the loaded weights, LoRA from the seed. */
@@ -148,7 +162,8 @@ export class TrainingRun {
     });
     try {
       if (setup.init) run.lora!.load(setup.init.weights);
-      return { run, trainer: new Trainer(run.model, run.lora!, data, trainConfig(opts, setup.shuffle ?? true), base.tokenizer.padId) };
+      const rows = { train: trainingRows(opts, data.train), validation: data.validation };
+      return { run, trainer: new Trainer(run.model, run.lora!, rows, trainConfig(opts, setup.shuffle ?? true), base.tokenizer.padId) };
     } catch (e) {
       store.close(run);
       throw e;

@@ -1,13 +1,13 @@
 // Hugging Face config.json -> one typed ModelConfig for the Llama family we support (llama: Llama
-// 2/3/3.1/3.2, SmolLM2, TinyLlama; mistral; qwen2; qwen3). Defaults are the transformers config classes'
-// own (configuration_{llama,mistral,qwen2,qwen3}.py; docs/formats.md#hugging-face-model-configs), so a
+// 2/3/3.1/3.2, SmolLM2, TinyLlama; mistral; qwen2; qwen3; phi3: Phi-3/3.5-mini). Defaults are the transformers config classes'
+// own (configuration_{llama,mistral,qwen2,qwen3,phi3}.py; docs/formats.md#hugging-face-model-configs), so a
 // config that omits a field means what it means in Python. The shape fields have no default here
 // on purpose: LlamaConfig would silently fill in a 7B shape. RoPE fields are parsed by rope.ts.
 
 import { ModelFileError } from '../errors.ts';
 import { parseRope, type RopeConfig } from './rope.ts';
 
-export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'phi3';
 
 /** model_type -> the transformers class names that carry it. */
 export const SUPPORTED_ARCHITECTURES: Readonly<Record<Arch, string>> = {
@@ -15,6 +15,7 @@ export const SUPPORTED_ARCHITECTURES: Readonly<Record<Arch, string>> = {
   mistral: 'MistralForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
   qwen3: 'Qwen3ForCausalLM',
+  phi3: 'Phi3ForCausalLM',
 };
 
 export interface ModelConfig {
@@ -36,6 +37,9 @@ export interface ModelConfig {
   oProjBias: boolean;
   /** Per-head RMSNorm of q and k (weights of size head_dim) after the projection, before RoPE (qwen3). */
   qkNorm: boolean;
+  /** Phi-3: the checkpoint holds qkv_proj and gate_up_proj; the loader splits them by output rows
+   *  into the seven projections and LoRA adapts the fused modules (see hf-names.ts). */
+  fusedProjections: boolean;
   maxPositionEmbeddings: number;
   /** The sliding attention window in tokens (Mistral; Qwen2/3 with use_sliding_window); null = none. */
   slidingWindow: number | null;
@@ -64,6 +68,7 @@ const DEFAULTS: Record<Arch, ArchDefaults> = {
   mistral: { maxPositionEmbeddings: 131072, rmsNormEps: 1e-6, bos: 1, eos: [2], slidingWindow: 4096 },
   qwen2: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, bos: null, eos: [], slidingWindow: null },
   qwen3: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, bos: null, eos: [], slidingWindow: null },
+  phi3: { maxPositionEmbeddings: 4096, rmsNormEps: 1e-5, bos: 1, eos: [32000], slidingWindow: null },
 };
 
 const CLASS_TO_ARCH = new Map(Object.entries(SUPPORTED_ARCHITECTURES).map(([a, c]) => [c, a as Arch]));
@@ -144,7 +149,8 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
 
   let slidingWindow: number | null = null;
   let layerWindows = new Array<number>(numLayers).fill(0);
-  if (arch === 'mistral') {
+  if (arch === 'mistral' || arch === 'phi3') {
+    // Phi3Model masks every layer with sliding_window when the config sets one (Phi-3-mini-4k: 2047).
     const sw = field('sliding_window');
     slidingWindow = sw === undefined ? d.slidingWindow : sw === null ? null : posInt('sliding_window');
     layerWindows.fill(slidingWindow ?? 0);
@@ -167,7 +173,9 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
   }
 
   const maxPositionEmbeddings = posInt('max_position_embeddings', d.maxPositionEmbeddings);
-  const { theta, rope } = parseRope(cfg, maxPositionEmbeddings, file);
+  // Phi3Config always carries original_max_position_embeddings (default 4096), which LongRoPE reads.
+  const ropeFields = arch === 'phi3' && !Object.hasOwn(cfg, 'original_max_position_embeddings') ? { ...cfg, original_max_position_embeddings: 4096 } : cfg;
+  const { theta, rope } = parseRope(ropeFields, maxPositionEmbeddings, file);
 
   return {
     arch,
@@ -185,6 +193,7 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
     attentionBias: arch === 'qwen2' || llamaBias,
     oProjBias: llamaBias,
     qkNorm: arch === 'qwen3',
+    fusedProjections: arch === 'phi3',
     maxPositionEmbeddings,
     slidingWindow,
     layerWindows,
@@ -199,7 +208,6 @@ const NOT_YET: Readonly<Record<string, string>> = {
   gemma: 'Gemma (GemmaForCausalLM) needs GeGLU, the (1 + w) RMSNorm and the scaled embedding, which are not implemented yet',
   gemma2: 'Gemma 2 (Gemma2ForCausalLM) needs logit softcapping, alternating sliding-window layers and its extra norms, which are not implemented yet',
   gemma3_text: 'Gemma 3 (Gemma3ForCausalLM) needs GeGLU, q/k norms, sliding-window layers with their own RoPE base and its extra norms, which are not implemented yet',
-  phi3: 'Phi-3/3.5 (Phi3ForCausalLM) needs the fused qkv_proj and gate_up_proj and longrope, which are not implemented yet',
 };
 
 /** Mixture-of-experts families (their model_type alone says so: the expert count has a default). */
@@ -224,7 +232,7 @@ function detectArch(cfg: Record<string, unknown>, file: string): Arch {
   if (mt === undefined) {
     for (const a of archs) if (typeof a === 'string' && Object.hasOwn(REFUSED_CLASSES, a)) mt = REFUSED_CLASSES[a];
   }
-  const dense = 'Choose a dense Llama, Mistral, Qwen2 or Qwen3 model (for example Qwen3-0.6B, Qwen2.5-0.5B, Llama 3.2 1B).';
+  const dense = 'Choose a dense Llama, Mistral, Qwen2, Qwen3 or Phi-3 model (for example Qwen3-0.6B, Qwen2.5-0.5B, Llama 3.2 1B, Phi-3.5-mini).';
   // Experts first: a MoE config must not load as the dense family its attention resembles.
   for (const f of EXPERT_FIELDS) {
     const v = cfg[f];
@@ -241,7 +249,7 @@ function detectArch(cfg: Record<string, unknown>, file: string): Arch {
   }
   const sparse = Object.keys(cfg).find((k) => k.startsWith('blocksparse_'));
   if (mt === 'phi3small' || sparse) {
-    throw refuse(`Phi-3-small's block-sparse attention (${sparse ? `"${sparse}"` : 'model_type "phi3small"'}) is not supported; attention here is dense causal attention.`,
+    throw refuse(`Phi-3-small's block-sparse attention (${sparse ? `"${sparse}"` : 'model_type "phi3small"'}) is not supported; attention here is dense causal attention (Phi-3-mini and Phi-3.5-mini, model_type "phi3", load).`,
       dense, sparse ?? 'model_type', mt);
   }
   if (typeof mt === 'string' && Object.hasOwn(NOT_YET, mt)) {

@@ -1,9 +1,10 @@
 // Parity of the whole model with the PyTorch reference (scripts/tiny_models.py): logits, loss, every
 // LoRA gradient, and 5 AdamW steps with gradient accumulation, clipping and a warmup schedule, for
-// six tiny checkpoints (GQA + llama3 rope + BF16 + untied head; Qwen2 biases + tied + F16; Mistral
+// seven tiny checkpoints (GQA + llama3 rope + BF16 + untied head; Qwen2 biases + tied + F16; Mistral
 // MQA + linear rope + F32; Qwen3 per-head q/k norms + head_dim 24 != C/H + untied; Mistral with a
 // sliding window of 4 in every layer and Qwen2 with a window of 3 from layer 1 on, both shorter than
-// the 9-token sequences), with the base in full precision and in NF4.
+// the 9-token sequences; Phi-3 with fused qkv_proj / gate_up_proj adapted as PEFT does, a window of
+// 5 and LongRoPE past its original context of 8), with the base in full precision and in NF4.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../gpu/runtime.ts';
@@ -15,7 +16,7 @@ import { PROJS } from './lora.ts';
 import type { Batch } from './llama.ts';
 import { countTargets, optimizerStep } from '../train/step.ts';
 
-const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa'];
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', 'tiny-phi3'];
 
 /** Rows [r0, r1) of the golden (4, T) ids/labels as a Batch with next-token targets. */
 function batchOf(ids: GoldenTensor, labels: GoldenTensor, r0: number, r1: number): Batch {

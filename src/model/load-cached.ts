@@ -12,7 +12,7 @@ import type { Gpu, Tensor } from '../gpu/runtime.ts';
 import { ModelFileError } from '../errors.ts';
 import type { ShardPiece } from '../io/cache.ts';
 import type { ModelConfig } from './config.ts';
-import { ropeTablesFor } from './rope.ts';
+import { needsLongTables, ropeTablesFor } from './rope.ts';
 import { embeddingChunks, embeddingViews } from '../kernels/embedding.ts';
 import { PROJS, type Proj } from './lora.ts';
 import { linearShape } from '../io/hf-names.ts';
@@ -115,13 +115,25 @@ export async function loadCachedWeights(
   return assembleWeights(gpu, cfg, plan);
 }
 
+/** The RoPE tables of a run, uploaded into their planned buffers (LongRoPE generation: both sets). */
+export function uploadRopeTables(gpu: Gpu, cfg: ModelConfig, plan: Plan): Pick<ModelWeights, 'ropeCos' | 'ropeSin' | 'ropeLong'> {
+  const put = (name: string, data: Float32Array) => {
+    const t = plan.alloc(gpu, name);
+    gpu.upload(t, data);
+    return t;
+  };
+  const P = plan.opts.maxPositions, both = needsLongTables(cfg, plan.opts.kvCache ?? false, P);
+  const base = ropeTablesFor(cfg, P, both ? false : undefined);
+  const ropeCos = put('rope.cos', base.cos), ropeSin = put('rope.sin', base.sin);
+  if (!both) return { ropeCos, ropeSin };
+  const long = ropeTablesFor(cfg, P, true);
+  return { ropeCos, ropeSin, ropeLong: { cos: put('rope.cos.long', long.cos), sin: put('rope.sin.long', long.sin), from: cfg.rope.originalMaxPositionEmbeddings } };
+}
+
 /** ModelWeights over the plan's allocated weight buffers (the RoPE tables are built here). */
 export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWeights {
   const quant = plan.opts.quant;
-  const { cos, sin } = ropeTablesFor(cfg, plan.opts.maxPositions);
-  const ropeCos = plan.alloc(gpu, 'rope.cos'), ropeSin = plan.alloc(gpu, 'rope.sin');
-  gpu.upload(ropeCos, cos);
-  gpu.upload(ropeSin, sin);
+  const { ropeCos, ropeSin, ropeLong } = uploadRopeTables(gpu, cfg, plan);
   const has = (n: string) => plan.rows.some((r) => r.name === n);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.numLayers; l++) {
@@ -140,5 +152,5 @@ export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWe
   const chunks = embeddingChunks(cfg.vocabSize, cfg.hiddenSize, gpu.limits, f16 ? 2 : 4);
   const embed = embeddingViews(table, cfg.vocabSize, cfg.hiddenSize, chunks, 256, f16);
   const head = cfg.tieWordEmbeddings ? table : plan.tensor('head');
-  return { embed, head, headF16: f16, norm: plan.tensor('norm'), layers, ropeCos, ropeSin };
+  return { embed, head, headF16: f16, norm: plan.tensor('norm'), layers, ropeCos, ropeSin, ropeLong };
 }

@@ -6,10 +6,12 @@ import type { Category, Gpu, Tensor } from '../gpu/runtime.ts';
 import { GpuOutOfMemoryError } from '../errors.ts';
 import { dqWords, nf4Words } from '../quant/nf4.ts';
 import { loraScaling, loraTable, PROJS, type LoraSpec, type Proj } from './lora.ts';
-import { linearShape } from '../io/hf-names.ts';
+import { linearShape, selectModules } from '../io/hf-names.ts';
+import { needsLongTables, type RopeConfig } from './rope.ts';
 import { gradNormPartials } from '../kernels/grad_norm.ts';
 import { crossEntropyChunkTokens } from '../kernels/cross_entropy.ts';
 import { topkScratchBytes } from '../kernels/topk_select.ts';
+import { loraBackwardScratchBytes } from '../kernels/lora_backward.ts';
 
 /** The dimensions the engine needs from a config (ModelConfig provides them). */
 export interface ModelDims {
@@ -29,6 +31,10 @@ export interface ModelDims {
   qkNorm?: boolean;
   /** Per layer: its sliding attention window in tokens, 0 = full causal attention. */
   layerWindows?: readonly number[];
+  /** Phi-3: LoRA adapts the fused qkv_proj and gate_up_proj (the base is split at load). */
+  fusedProjections?: boolean;
+  /** RoPE scaling; LongRoPE generation past the original context plans a second table pair. */
+  rope?: RopeConfig;
 }
 
 export interface PlanOptions {
@@ -146,6 +152,10 @@ export class Plan {
     add('norm', 'weights', f32(C), 'weights');
     add('rope.cos', 'weights', f32((o.maxPositions * D) / 2), 'weights');
     add('rope.sin', 'weights', f32((o.maxPositions * D) / 2), 'weights');
+    if (needsLongTables(d, o.kvCache ?? false, o.maxPositions)) {
+      add('rope.cos.long', 'weights', f32((o.maxPositions * D) / 2), 'weights');
+      add('rope.sin.long', 'weights', f32((o.maxPositions * D) / 2), 'weights');
+    }
     let largest = 0;
     for (let l = 0; l < L; l++) {
       add(`layers.${l}.input_layernorm`, 'weights', f32(C), 'weights');
@@ -181,11 +191,13 @@ export class Plan {
     for (const n of ['ids', 'positions', 'targets', 'loss', 'ones']) add(n, 'activations', f32(N));
     for (let l = 0; l <= L; l++) add(`h.${l}`, 'activations', f32(N * C));
     const R = o.lora?.rank ?? 0;
+    // One saved LoRA intermediate U (N, R) per adapted module; a fused module's parts share it.
+    const loraModules = o.lora ? selectModules(d, o.lora.targets) : [];
     // One layer's activations, in floats.
     const fields: [string, number][] = [
       ['x1', N * C], ['x2', N * C], ['h2', N * C], ['rstd1', N], ['rstd2', N], ['q', N * H * D], ['o', N * H * D],
       ['k', N * Hkv * D], ['v', N * Hkv * D], ['lse', o.batch * H * o.seqLen], ['g', N * F], ['u', N * F], ['m', N * F],
-      ...(o.lora?.targets ?? []).map((p): [string, number] => [`U.${p}`, N * R]),
+      ...loraModules.map((p): [string, number] => [`U.${p}`, N * R]),
       // Qwen3: q and k as projected (the per-head norms' inputs, for their backward) and their rstd.
       ...(d.qkNorm ? [['qr', N * H * D], ['kr', N * Hkv * D], ['rstdq', N * H], ['rstdk', N * Hkv]] as [string, number][] : []),
     ];
@@ -201,7 +213,7 @@ export class Plan {
       // attention writes o while reading q, k, v; o_proj writes h2 while reading o; the LoRA kernels
       // write y and U together; Qwen3's per-head norms write q, k while reading qr, kr. The per-row
       // rstd of those norms stay f32 per layer, like lse (written by the dispatch that reads qr).
-      const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], (o.lora?.targets ?? []).map((p) => `U.${p}`), d.qkNorm ? ['qr', 'kr'] : []];
+      const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], loraModules.map((p) => `U.${p}`), d.qkNorm ? ['qr', 'kr'] : []];
       const size = new Map(fields);
       for (const [n, count] of fields) {
         if ((n === 'x1' || n === 'x2' || n === 'm' || n === 'rstd1' || n === 'rstd2') && !aliased(n)) add(`act.${n}`, 'activations', f32(count));
@@ -258,7 +270,15 @@ export class Plan {
       // dk through k_norm (dq through q_norm reuses grad.do, free once attention's backward is done).
       if (d.qkNorm) add('grad.dkr', 'scratch', f32(N * Hkv * D));
       add('grad.Dsum', 'scratch', f32(o.batch * H * o.seqLen));
-      if (o.lora) add('grad.dU', 'scratch', f32(N * R));
+      // LoRA backward's scratch: dU (N, R) and the split-K partial sums of its rank-R products,
+      // sized for the largest adapted projection (lora_backward.ts).
+      if (o.lora) {
+        const sizes = o.lora.targets.map((p) => {
+          const [n, k] = linearShape(d, p);
+          return loraBackwardScratchBytes({ M: N, N: n, K: k, R });
+        });
+        add('grad.dU', 'scratch', Math.max(f32(N * R), ...sizes));
+      }
     }
   }
 

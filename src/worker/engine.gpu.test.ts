@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { memoryStore, type KeyValueStore } from '../io/cache.ts';
 import { Engine, type EngineHost } from './engine.ts';
 import type { LoadEvent, TrainEvent, TrainOptions } from './api.ts';
-import { ModelFileError, WebtuneError } from '../errors.ts';
+import { ModelFileError, ModelTooLargeError, WebtuneError } from '../errors.ts';
 import { Gpu } from '../gpu/runtime.ts';
 
 const demoDir = fileURLToPath(new URL('../../public/models/demo/', import.meta.url));
@@ -124,6 +124,57 @@ describe('engine: model cache', () => {
   });
 });
 
+describe('engine: fit check', () => {
+  test('a load whose run would not fit is refused after config.json, with the plan and the suggestion the estimate gives', async () => {
+    const asked: TrainOptions = { ...TRAIN, storage: 'f32', batch: 4, seqLen: 128 };
+    const e1 = new Engine(host(memoryStore(), []));
+    await e1.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    const budget = (await e1.estimate({ ...asked, storage: 'f16', checkpointing: true })).peakBytes;
+    const est = await e1.estimate(asked, budget);
+    expect(est.fits).toBe(false);
+    expect(est.budget).toBe(budget);
+    expect(est.suggestion!.peakBytes).toBeLessThanOrEqual(budget);
+    expect((await e1.estimate({ ...asked, ...est.suggestion!.settings }, budget)).fits).toBe(true);
+
+    const log: string[] = [];
+    const e2 = new Engine(host(memoryStore(), log));
+    const err = await e2.loadModel({ kind: 'demo' }, 'nf4', () => {}, { options: asked, budget }).catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(ModelTooLargeError);
+    const d = (err as ModelTooLargeError).details;
+    expect(d.byCategory).toEqual(est.bytes);
+    expect(d.peakBytes).toBe(est.peakBytes);
+    expect((d.suggestion as { settings: unknown }).settings).toEqual(est.suggestion!.settings);
+    expect(log).toEqual([DEMO + 'config.json']);
+    expect(await e2.listCachedModels()).toEqual([]);
+    // The suggested settings load.
+    const ok = await e2.loadModel({ kind: 'demo' }, 'nf4', () => {}, { options: { ...asked, ...est.suggestion!.settings }, budget });
+    expect(ok.layers).toBe(2);
+  });
+
+  test('the fit meter plans the form\'s run for every named shape on this device', async () => {
+    const e = new Engine(host(memoryStore(), []));
+    const opts: TrainOptions = { ...TRAIN, seqLen: 128, storage: 'f16' }; // the host loads 256 RoPE rows
+    const budget = 6.5 * 1024 ** 3;
+    const table = await e.fitTable(opts, budget);
+    const by = Object.fromEntries(table.map((r) => [r.shape, r]));
+    expect(Object.keys(by)).toEqual(expect.arrayContaining(['smollm2-135m', 'llama-3.2-1b', 'llama-3.2-3b', 'llama-3-8b']));
+    expect(by['smollm2-135m'].fits).toBe(true);
+    expect(by['llama-3.2-1b'].peakBytes).toBeLessThan(by['llama-3.2-3b'].peakBytes);
+    expect(by['llama-3.2-3b'].peakBytes).toBeLessThan(by['llama-3-8b'].peakBytes);
+    for (const r of table) {
+      expect(r.fits).toBe(r.over === undefined);
+      if (r.over === 'budget') expect(r.peakBytes).toBeGreaterThan(budget);
+      if (r.fits) expect(r.peakBytes).toBeLessThanOrEqual(budget);
+      if (r.suggestion) expect(r.suggestion.peakBytes).toBeLessThanOrEqual(budget);
+    }
+    // The site keeps f32 tables: the 8B's weights alone (4.2 GB of embedding and head) are over 6.5 GiB,
+    // so no run setting can make it fit.
+    expect(by['llama-3-8b'].byCategory.weights).toBeGreaterThan(budget);
+    expect(by['llama-3-8b']).toMatchObject({ fits: false });
+    expect(by['llama-3-8b'].suggestion).toBeUndefined();
+  });
+});
+
 describe('engine: training', () => {
   test('the storage option reaches the run plan: f16 saved activations take fewer bytes, the loaded tables stay', async () => {
     const e = new Engine(host(memoryStore(), []));
@@ -134,6 +185,40 @@ describe('engine: training', () => {
     expect(f16.bytes.weights).toBe(f32.bytes.weights);
     expect(await e.estimate(TRAIN)).toEqual(f32); // absent: f32, as runs saved before the option trained
   });
+
+  test('packing: the estimate counts packed rows; a packed run resumes from its checkpoint to the same adapter', async () => {
+    // Twelve short examples (about 25 to 30 tokens each with the seed template) pack two to a row of 64.
+    const cups = ['1 cup', '2 cups', '1/2 cup', '3 cups', '1/4 cup', '2/3 cup', '4 cups', '3/4 cup', '1/3 cup', '5 cups', '6 cups', '1/8 cup'];
+    const short = () => new File([cups.map((c) => JSON.stringify({ instruction: `${c} of sugar?`, response: `${c} is sugar.` })).join('\n')], 'short.jsonl');
+    const PACKED: TrainOptions = { ...TRAIN, packing: true, maxSteps: 2, checkpointEvery: 1 };
+    const store = memoryStore();
+    const e1 = new Engine(host(store, []));
+    await e1.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    expect((await e1.prepareDataset(short(), DATA)).trainExamples).toBe(12);
+    const plain = await e1.estimate({ ...PACKED, packing: false, maxSteps: undefined });
+    const packed = await e1.estimate({ ...PACKED, maxSteps: undefined });
+    expect(plain).toMatchObject({ trainRows: 12, totalSteps: 12 });
+    expect(packed.trainRows).toBeLessThanOrEqual(6);
+    expect(packed.totalSteps).toBe(packed.trainRows);
+    expect(packed.bytes).toEqual(plain.bytes); // the same rows of seqLen: the same plan
+
+    await e1.train(PACKED, (e) => {
+      if (e.type === 'step' && e.log.step === 1) void e1.pause();
+    });
+    expect(await e1.pendingCheckpoint()).toMatchObject({ step: 1, totalSteps: 2, options: { packing: true } });
+    const e2 = new Engine(host(store, []));
+    const ev2: TrainEvent[] = [];
+    await e2.resumeTraining((e) => ev2.push(e));
+    expect(ev2).toContainEqual({ type: 'done', step: 2 });
+    const steps = ev2.filter((e) => e.type === 'step').map((e) => (e as { log: { tokens: number } }).log);
+    for (const l of steps) expect(l.tokens).toBeGreaterThan(32); // several examples in the step's one row
+
+    const e3 = new Engine(host(memoryStore(), []));
+    await e3.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    await e3.prepareDataset(short(), DATA);
+    await e3.train(PACKED, () => {});
+    expect((await e2.exportAdapter())['adapter_model.safetensors']).toEqual((await e3.exportAdapter())['adapter_model.safetensors']);
+  }, 900_000);
 
   test('train, pause with a checkpoint, resume in a new engine, device loss, export/import', async () => {
     const store = memoryStore();
@@ -167,7 +252,8 @@ describe('engine: training', () => {
     const steps2 = ev2.filter((e) => e.type === 'step').map((e) => (e as { log: { step: number; loss: number } }).log);
     expect(steps2.map((l) => l.step)).toEqual([1, 2, 3, 4]);
     expect(steps2.slice(0, 3).map((l) => l.loss)).toEqual(ev1.filter((e) => e.type === 'step').map((e) => (e as { log: { loss: number } }).log.loss));
-    expect(ev2.at(-1)).toEqual({ type: 'done', step: 4 });
+    // A finished run ends with 'done', then goes into the adapter library ('saved').
+    expect(ev2.slice(-2)).toEqual([{ type: 'done', step: 4 }, { type: 'saved', id: expect.any(String), name: 'baking · 4 steps, loss ' + steps2[3].loss.toFixed(3) }]);
 
     // The same run without interruption ends with the same adapter (resume equivalence).
     const e3 = new Engine(host(memoryStore(), []));
@@ -184,7 +270,9 @@ describe('engine: training', () => {
       new File([a2['adapter_config.json'] as Uint8Array<ArrayBuffer>], 'adapter_config.json'),
       new File([a2['adapter_model.safetensors'] as Uint8Array<ArrayBuffer>], 'adapter_model.safetensors'),
     ]);
-    expect(imported).toEqual({ rank: 4, targets: ['q_proj', 'v_proj'] });
+    // Imported files without a run record join the library under a dated name.
+    expect(imported).toEqual({ id: expect.any(String), name: expect.stringMatching(/^Imported adapter \d{4}-\d\d-\d\d/), rank: 4, targets: ['q_proj', 'v_proj'] });
+    expect((await e4.listAdapters()).current).toBe(imported.id);
     expect((await e4.exportAdapter())['adapter_model.safetensors']).toEqual(a2['adapter_model.safetensors']);
     const g = { chat: false, maxNewTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0 };
     const tuned = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: true }, () => {});
@@ -202,7 +290,8 @@ describe('engine: training', () => {
       if (e.type === 'step' && e.log.step === 3 && !ev5.some((x) => x.type === 'device-lost')) h5.gpu!.device.destroy();
     });
     expect(ev5.find((e) => e.type === 'device-lost')).toEqual({ type: 'device-lost', resumedFromStep: 2 });
-    expect(ev5.at(-1)).toEqual({ type: 'done', step: 4 });
+    expect(ev5.slice(-2).map((e) => e.type)).toEqual(['done', 'saved']);
+    expect(ev5.at(-2)).toEqual({ type: 'done', step: 4 });
     const a5 = await e5.exportAdapter();
     expect(a5['adapter_model.safetensors']).toEqual(a3['adapter_model.safetensors']);
   }, 900_000);
