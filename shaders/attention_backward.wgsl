@@ -6,6 +6,8 @@
 //   dq[t]    = scale · sum_{j<=t} dS[t,j] k[j]
 //   dk[j]    = scale · sum_{h in group(g)} sum_{t>=j} dS[t,j] q[t]
 //   dv[j]    =         sum_{h in group(g)} sum_{t>=j} P[t,j] dO[t]
+// With a softcap c > 0 (Gemma 2) the softmax sees c·tanh(s / c): P uses the capped score and dS is
+// multiplied by its derivative 1 - tanh²(s / c) before it reaches dq and dk.
 // With a sliding window W > 0 the pairs are those with t - W < j <= t (as in the forward); W = 0 is
 // full causal attention.
 // Shapes: dq, dO, q, o (B, T, H, D); dk, dv, k, v (B, T, Hkv, D); lse, Dsum (B, H, T).
@@ -34,6 +36,7 @@ struct Params {
   Hkv: u32,
   window: u32,  // sliding window W, 0 = none
   scale: f32,
+  softcap: f32, // attention-logit softcap c, 0 = none
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -48,6 +51,22 @@ struct Params {
 @group(0) @binding(9) var<storage, read> lse: array<f32>;           // (B, H, T)
 // Scratch written by `preprocess`, read by `dq` and `dkv`.
 @group(0) @binding(10) var<storage, read_write> Dsum: array<f32>;   // (B, H, T)
+
+// tanh from one exp of a non-positive argument: no overflow to NaN for large scores.
+fn tanh_safe(x: f32) -> f32 {
+  let e = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
+
+// P = exp(score - lse) and the softcap's derivative for a raw (scaled) score: with softcap c the
+// softmax saw c·tanh(s / c), whose derivative is 1 - tanh²(s / c); without, P = exp(s - lse), 1.
+fn prob_and_slope(s: f32, L: f32) -> vec2f {
+  if (p.softcap > 0.0) {
+    let th = tanh_safe(s / p.softcap);
+    return vec2f(exp(p.softcap * th - L), 1.0 - th * th);
+  }
+  return vec2f(exp(s - L), 1.0);
+}
 
 // dq stages K and V rows; dkv stages q and dO rows. Same sizes, so one pair of arrays serves both.
 var<workgroup> tile_a: array<vec4f, TILE4>;  // (TILE, D): k in dq, q in dkv
@@ -134,8 +153,9 @@ fn dq_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
       let n = min(TILE, t + 1u - j0);
       let jb = select(0u, lo - j0, lo > j0);
       for (var jj = jb; jj < n; jj++) {
-        let pj = exp(dot_row(&qr, jj * D4, true) - L);
-        let ds = pj * (dot_row(&dor, jj * D4, false) - Dt);
+        let ps = prob_and_slope(dot_row(&qr, jj * D4, true), L);
+        let pj = ps.x;
+        let ds = pj * (dot_row(&dor, jj * D4, false) - Dt) * ps.y;
         for (var c = 0u; c < D4; c++) { acc[c] += ds * tile_a[jj * D4 + c]; }
       }
     }
@@ -206,8 +226,9 @@ fn dkv_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
         let tt_end = min(TILE, t_hi - t0);
         for (var tt = tt_begin; tt < tt_end; tt++) {
           let t = t0 + tt;
-          let pt = exp(dot_row(&kr, tt * D4, true) - lse[stat + t]);
-          let ds = pt * (dot_row(&vr, tt * D4, false) - Dsum[stat + t]);
+          let ps = prob_and_slope(dot_row(&kr, tt * D4, true), lse[stat + t]);
+          let pt = ps.x;
+          let ds = pt * (dot_row(&vr, tt * D4, false) - Dsum[stat + t]) * ps.y;
           for (var c = 0u; c < D4; c++) {
             dv_acc[c] += pt * tile_b[tt * D4 + c];
             dk_acc[c] += ds * tile_a[tt * D4 + c];

@@ -22,7 +22,7 @@ describe('attention_backward twin', () => {
     assertClose(`${name}.dv`, dv, goldenArray(c.dv), TOL);
   });
 
-  test.each([0, 2])('matches finite differences (GQA, B=2, sliding window %i)', (window) => {
+  test.each([[0, 0], [2, 0], [0, 0.8], [2, 0.8]])('matches finite differences (GQA, B=2, sliding window %i, softcap %f)', (window, softcap) => {
     const B = 2, T = 5, H = 4, Hkv = 2, D = 3, scale = 0.7;
     const nq = B * T * H * D, nk = B * T * Hkv * D;
     const q = rand(nq, 21, -2, 2), k = rand(nk, 22, -2, 2), v = rand(nk, 23), dO = rand(nq, 24);
@@ -42,7 +42,7 @@ describe('attention_backward twin', () => {
               const kj = ((b * T + j) * Hkv + g) * D;
               let dot = 0;
               for (let d = 0; d < D; d++) dot += x[qi + d] * x[nq + kj + d];
-              s[j] = Math.exp(dot * scale);
+              s[j] = Math.exp(softcap > 0 ? softcap * Math.tanh((dot * scale) / softcap) : dot * scale);
               sum += s[j];
             }
             for (let j = lo; j <= t; j++) {
@@ -55,7 +55,7 @@ describe('attention_backward twin', () => {
       return L;
     };
     const dq = new Float32Array(nq), dk = new Float32Array(nk), dv = new Float32Array(nk);
-    attentionBackwardRef(dq, dk, dv, dO, q, k, v, B, T, H, Hkv, D, scale, window);
+    attentionBackwardRef(dq, dk, dv, dO, q, k, v, B, T, H, Hkv, D, scale, window, softcap);
     const x = new Float64Array(nq + 2 * nk);
     x.set(q);
     x.set(k, nq);
@@ -81,8 +81,9 @@ describe('attention_backward kernel', () => {
   // [B, T, H, Hkv, D, tiles]: as in the forward test. T = 70 and 33 are ragged against 64-row blocks
   // and 32-row tiles; rows 8 / tile 5 gives several key blocks per dkv dispatch, each starting its
   // query loop mid-tile. The last column is the sliding window (0 = none), shorter than T so the dq
-  // loop starts mid-tile and the dkv loop ends before T: as in the forward test.
-  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number][] = [
+  // loop starts mid-tile and the dkv loop ends before T: as in the forward test. A seventh column is
+  // the score softcap (Gemma 2), small enough that most scores saturate its tanh.
+  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number, number?][] = [
     [1, 5, 2, 2, 8, undefined, 0],
     [2, 70, 4, 2, 24, undefined, 0],
     [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 0],
@@ -90,23 +91,25 @@ describe('attention_backward kernel', () => {
     [2, 70, 4, 2, 24, undefined, 20],
     [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 7],
     [1, 9, 2, 2, 8, { rows: 4, tile: 2 }, 1],
+    [2, 70, 4, 2, 24, undefined, 0, 1.5],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 7, 1.5],
   ];
-  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i', async (B, T, H, Hkv, D, tiles, window) => {
+  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i softcap=%s', async (B, T, H, Hkv, D, tiles, window, softcap = 0) => {
     const seed = B * 7 + T * 11 + H * 13 + D;
     const nq = B * T * H * D, nk = B * T * Hkv * D;
     const q = rand(nq, seed, -2, 2), k = rand(nk, seed + 1, -2, 2), v = rand(nk, seed + 2), dO = rand(nq, seed + 3);
     const scale = 1 / Math.sqrt(D);
     const o = new Float32Array(nq), lse = new Float32Array(B * H * T);
-    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale, window);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale, window, softcap);
     const dqT = gpu.tensor('dq', 'activations', nq * 4);
     const dkT = gpu.tensor('dk', 'activations', nk * 4), dvT = gpu.tensor('dv', 'activations', nk * 4);
     const t = (label: string, a: Float32Array) => gpu.tensor(label, 'activations', a);
     attentionBackward(
       gpu, dqT, dkT, dvT, t('dO', dO), t('q', q), t('k', k), t('v', v), t('o', o), t('lse', lse),
-      gpu.tensor('Dsum', 'scratch', B * H * T * 4), B, T, H, Hkv, D, scale, tiles, window,
+      gpu.tensor('Dsum', 'scratch', B * H * T * 4), B, T, H, Hkv, D, scale, tiles, window, softcap,
     );
     const dq = new Float32Array(nq), dk = new Float32Array(nk), dv = new Float32Array(nk);
-    attentionBackwardRef(dq, dk, dv, dO, q, k, v, B, T, H, Hkv, D, scale, window);
+    attentionBackwardRef(dq, dk, dv, dO, q, k, v, B, T, H, Hkv, D, scale, window, softcap);
     assertClose('dq', await gpu.readF32(dqT), dq, TOL);
     assertClose('dk', await gpu.readF32(dkT), dk, TOL);
     assertClose('dv', await gpu.readF32(dvT), dv, TOL);

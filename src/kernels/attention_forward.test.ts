@@ -66,8 +66,9 @@ describe('attention_forward kernel', () => {
   // Small explicit tiles push tiny T through many query blocks and key tiles (a partial last one),
   // and H = 66 000 heads need more workgroups than one grid dimension holds. The last column is the
   // sliding window (0 = none): windows shorter than T that start mid-tile and mid-block, a window of
-  // 1 (each query sees only itself), and one of T - 1.
-  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number][] = [
+  // 1 (each query sees only itself), and one of T - 1. A seventh column is the score softcap
+  // (Gemma 2), small enough that most scores saturate its tanh.
+  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number, number?][] = [
     [1, 5, 2, 2, 8, undefined, 0],
     [2, 70, 4, 2, 24, undefined, 0],
     [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 0],
@@ -77,8 +78,10 @@ describe('attention_forward kernel', () => {
     [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 7],
     [1, 9, 2, 2, 8, { rows: 4, tile: 2 }, 1],
     [2, 19, 2, 1, 16, { rows: 8, tile: 3 }, 18],
+    [2, 70, 4, 2, 24, undefined, 0, 1.5],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 7, 1.5],
   ];
-  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i', async (B, T, H, Hkv, D, tiles, window) => {
+  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i softcap=%s', async (B, T, H, Hkv, D, tiles, window, softcap = 0) => {
     const seed = B * 7 + T * 11 + H * 13 + D;
     const q = rand(B * T * H * D, seed, -2, 2), k = rand(B * T * Hkv * D, seed + 1, -2, 2);
     const v = rand(B * T * Hkv * D, seed + 2);
@@ -87,10 +90,10 @@ describe('attention_forward kernel', () => {
     const lseT = gpu.tensor('lse', 'activations', B * H * T * 4);
     attentionForward(
       gpu, oT, lseT, gpu.tensor('q', 'activations', q), gpu.tensor('k', 'activations', k),
-      gpu.tensor('v', 'activations', v), B, T, H, Hkv, D, scale, tiles, window,
+      gpu.tensor('v', 'activations', v), B, T, H, Hkv, D, scale, tiles, window, softcap,
     );
     const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
-    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale, window);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale, window, softcap);
     assertClose('o', await gpu.readF32(oT), o, TOL);
     assertClose('lse', await gpu.readF32(lseT), lse, TOL);
     expect(gpu.counters.dispatches).toBeGreaterThan(0);

@@ -37,17 +37,24 @@ export function windowParam(window: number, positions: number): number {
   return window >= positions ? 0 : window;
 }
 
+/** The softcap the kernels get: a positive cap, or 0 for none. */
+export function softcapParam(softcap: number): number {
+  if (!Number.isFinite(softcap) || softcap < 0) throw new RangeError(`attention: softcap ${softcap} must be a non-negative number`);
+  return softcap;
+}
+
 /**
  * Causal GQA attention: o = softmax(q kᵀ · scale + causal mask) v, saving lse for the backward pass.
  * q, o: (B, T, H, D); k, v: (B, T, Hkv, D); lse: (B, H, T). scale defaults to 1/sqrt(D). With
- * window W > 0, query t sees keys t - W < j <= t (sliding-window attention); 0 = full causal.
+ * window W > 0, query t sees keys t - W < j <= t (sliding-window attention); 0 = full causal. With
+ * softcap c > 0 each score s becomes c·tanh(s / c) before the softmax (Gemma 2's attention softcap).
  */
 export function attentionForward(
   gpu: Gpu, o: Binding, lse: Binding, q: Binding, k: Binding, v: Binding,
-  B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D), tiles?: Partial<AttentionTiles>, window = 0,
+  B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D), tiles?: Partial<AttentionTiles>, window = 0, softcap = 0,
 ): void {
   checkHeads(H, Hkv);
   const { rows, tile } = attentionTiles(gpu, D, tiles);
   const kern = gpu.kernel('attention_forward', shader, { overrides: { ROWS: rows, KV_TILE: tile, D } });
-  gpu.dispatch(kern, [o, lse, q, k, v], params([B, T, H, Hkv, windowParam(window, T)], [scale]), grid(B * H * Math.ceil(T / rows)));
+  gpu.dispatch(kern, [o, lse, q, k, v], params([B, T, H, Hkv, windowParam(window, T)], [scale, softcapParam(softcap)]), grid(B * H * Math.ceil(T / rows)));
 }
