@@ -6,6 +6,8 @@
 // (portable: no subgroups needed). All math in f32, as HF does with hidden_states.float().
 // Entry `copy` also writes xc = x: the decoder layer starts its residual sum (h2 = h + ..., then
 // h' = h2 + ...) as a copy of the norm's input, and a buffer copy would end the compute pass.
+// Entry `add` adds the normed row into y instead of writing it: Gemma 2/3 norm each sublayer's
+// output before the residual add (h2 = h + rmsnorm(attn), h' = h2 + rmsnorm(mlp)).
 
 override WG: u32 = 128;
 
@@ -72,6 +74,21 @@ fn copy(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let v = x[base + c];
       y[base + c] = w[c] * (v * r);
       xc[base + c] = v;
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn add(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+       @builtin(local_invocation_index) lid: u32) {
+  let n = wid.x + wid.y * nwg.x;
+  let live = n < p.N;
+  let r = rowRstd(n, live, lid);
+  if (live) {
+    let base = n * p.C;
+    if (lid == 0u) { rstd[n] = r; }
+    for (var c = lid; c < p.C; c += WG) {
+      y[base + c] += w[c] * (x[base + c] * r);
     }
   }
 }

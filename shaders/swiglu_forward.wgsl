@@ -23,10 +23,15 @@ struct Params {
 @group(0) @binding(2) var<storage, read> g: array<f32>;        // (N, F)
 @group(0) @binding(3) var<storage, read> u: array<f32>;        // (N, F)
 
-// tanh from exp(-2|x|), which cannot overflow (sinh/cosh-based tanh can reach inf / inf).
-fn tanh_safe(x: f32) -> f32 {
+// 1 + tanh(x) and 1 - tanh(x) from e = exp(-2|x|), which cannot overflow: 2/(1+e) on one side,
+// 2e/(1+e) on the other. Forming 1 + tanh(x) from tanh itself would cancel in GELU's negative tail,
+// where the values are small but the gradient still counts.
+fn one_pm_tanh(x: f32) -> vec2f {
   let e = exp(-2.0 * abs(x));
-  return sign(x) * (1.0 - e) / (1.0 + e);
+  let big = 2.0 / (1.0 + e);
+  let small = 2.0 * e / (1.0 + e);
+  if (x >= 0.0) { return vec2f(big, small); }
+  return vec2f(small, big);
 }
 
 // sqrt(2 / pi), the tanh approximation's constant (torch's gelu(approximate="tanh")).
@@ -44,7 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (i >= p.N * p.F) { return; }  // no barriers in this kernel
   let v = g[i];
   if (ACT == 1u) {
-    h[i] = 0.5 * v * (1.0 + tanh_safe(GELU_K * (v + 0.044715 * v * v * v))) * u[i];
+    h[i] = 0.5 * v * one_pm_tanh(GELU_K * (v + 0.044715 * v * v * v)).x * u[i];
   } else {
     h[i] = v * sigmoid(v) * u[i];
   }
