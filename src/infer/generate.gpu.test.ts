@@ -15,7 +15,11 @@ import { generationModel } from './kv-open.ts';
 import { generate } from './generate.ts';
 import { Rng, sampleToken, type SamplingOptions } from './sample.ts';
 
-const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa'];
+// Gemma: GeGLU, (1 + w) norms, the scaled embedding (all three); Gemma 2's attention and final-logit
+// softcaps, query_pre_attn_scalar, four norms per layer and a 3-token window in layer 0; Gemma 3's
+// q/k norms and its sliding layer's own RoPE base (window 4) next to a linearly scaled global layer.
+const GEMMA = ['tiny-gemma', 'tiny-gemma2', 'tiny-gemma3'];
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', ...GEMMA];
 type Golden = Record<string, any>;
 
 let gpu: Gpu;

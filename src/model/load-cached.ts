@@ -13,6 +13,7 @@ import { ModelFileError } from '../errors.ts';
 import type { ShardPiece } from '../io/cache.ts';
 import type { ModelConfig } from './config.ts';
 import { ropeTablesFor } from './rope.ts';
+import { layerNormField, layerNormNames, localRopeTables } from './load.ts';
 import { embeddingChunks, embeddingViews } from '../kernels/embedding.ts';
 import { PROJS, type Proj } from './lora.ts';
 import { linearShape } from '../io/hf-names.ts';
@@ -122,6 +123,14 @@ export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWe
   const ropeCos = plan.alloc(gpu, 'rope.cos'), ropeSin = plan.alloc(gpu, 'rope.sin');
   gpu.upload(ropeCos, cos);
   gpu.upload(ropeSin, sin);
+  const local = localRopeTables(cfg, plan.opts.maxPositions);
+  let ropeLocal = {};
+  if (local) {
+    const ropeLocalCos = plan.alloc(gpu, 'rope.local.cos'), ropeLocalSin = plan.alloc(gpu, 'rope.local.sin');
+    gpu.upload(ropeLocalCos, local.cos);
+    gpu.upload(ropeLocalSin, local.sin);
+    ropeLocal = { ropeLocalCos, ropeLocalSin };
+  }
   const has = (n: string) => plan.rows.some((r) => r.name === n);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.numLayers; l++) {
@@ -134,11 +143,14 @@ export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWe
         ? { kind: 'nf4', packed: plan.tensor(`${pre}.weight`), absmax: plan.tensor(`${pre}.absmax`), doubleQuant: plan.opts.doubleQuant ?? false, bias, N, K }
         : { kind: 'f32', w: plan.tensor(`${pre}.weight`), bias, N, K };
     }
-    layers.push({ inputNorm: plan.tensor(`layers.${l}.input_layernorm`), postNorm: plan.tensor(`layers.${l}.post_attention_layernorm`), proj });
+    // The cached norms hold what the loader uploaded (Gemma's 1 + w included).
+    const norms: Partial<LayerWeights> = {};
+    for (const n of layerNormNames(cfg)) norms[layerNormField(cfg, n)] = plan.tensor(`layers.${l}.${n}`);
+    layers.push({ ...norms, proj } as LayerWeights);
   }
   const table = plan.tensor('embed'), f16 = plan.tablesF16;
   const chunks = embeddingChunks(cfg.vocabSize, cfg.hiddenSize, gpu.limits, f16 ? 2 : 4);
   const embed = embeddingViews(table, cfg.vocabSize, cfg.hiddenSize, chunks, 256, f16);
   const head = cfg.tieWordEmbeddings ? table : plan.tensor('head');
-  return { embed, head, headF16: f16, norm: plan.tensor('norm'), layers, ropeCos, ropeSin };
+  return { embed, head, headF16: f16, norm: plan.tensor('norm'), layers, ropeCos, ropeSin, ...ropeLocal };
 }

@@ -7,7 +7,7 @@ import type { Gpu, Tensor } from '../gpu/runtime.ts';
 import { ModelFileError } from '../errors.ts';
 import type { ModelFolder } from '../io/model-folder.ts';
 import type { ModelConfig } from './config.ts';
-import { ropeTablesFor } from './rope.ts';
+import { defaultRope, ropeTablesFor } from './rope.ts';
 import { checkWeights } from './weights.ts';
 import { checkFiniteWeight } from './finite.ts';
 import { nf4Quantize } from '../kernels/nf4_quantize.ts';
@@ -30,6 +30,36 @@ function tooBig(what: string, bytes: number, limit: number): ModelFileError {
     'This device cannot hold the output layer in one piece; try a model with a smaller vocabulary or a GPU with larger binding limits.',
     { tensor: what },
   );
+}
+
+type NormField = 'inputNorm' | 'postNorm' | 'qNorm' | 'kNorm' | 'attnOutNorm' | 'mlpOutNorm';
+
+/** Which LayerWeights slot a layer's norm (HF name, without "self_attn.") fills. postNorm is the MLP's
+ *  input norm: HF's post_attention_layernorm, except in Gemma 2/3, where that name norms the
+ *  attention output and pre_feedforward_layernorm is the MLP's input norm. */
+export function layerNormField(cfg: Pick<ModelConfig, 'sandwichNorms'>, name: string): NormField {
+  switch (name) {
+    case 'input_layernorm': return 'inputNorm';
+    case 'post_attention_layernorm': return cfg.sandwichNorms ? 'attnOutNorm' : 'postNorm';
+    case 'pre_feedforward_layernorm': return 'postNorm';
+    case 'post_feedforward_layernorm': return 'mlpOutNorm';
+    case 'q_norm': return 'qNorm';
+    case 'k_norm': return 'kNorm';
+  }
+  throw new Error(`load: unknown layer norm ${name}`);
+}
+
+/** The plan names of a layer's norms (as the loader uploads them) for this config. */
+export function layerNormNames(cfg: Pick<ModelConfig, 'sandwichNorms' | 'qkNorm'>): string[] {
+  return ['input_layernorm', 'post_attention_layernorm', ...(cfg.sandwichNorms ? ['pre_feedforward_layernorm', 'post_feedforward_layernorm'] : []),
+    ...(cfg.qkNorm ? ['q_norm', 'k_norm'] : [])];
+}
+
+/** Gemma 3's sliding-layer RoPE tables: rope_local_base_freq, default rope type (Gemma3TextModel's
+ *  rotary_emb_local), or null when every layer shares one RoPE. */
+export function localRopeTables(cfg: ModelConfig, maxPositions: number): { cos: Float32Array; sin: Float32Array } | null {
+  if (!cfg.ropeLocalTheta) return null;
+  return ropeTablesFor({ headDim: cfg.headDim, ropeTheta: cfg.ropeLocalTheta, rope: defaultRope(cfg.maxPositionEmbeddings) }, maxPositions);
 }
 
 export async function loadWeights(
@@ -71,7 +101,9 @@ export async function loadWeights(
     const data = await t.readFloat32();
     checkFiniteWeight(data, t.name, t.file);
     const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.(weight|bias)$/.exec(t.name);
-    const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm|self_attn\.q_norm|self_attn\.k_norm)\.weight$/.exec(t.name);
+    const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm|pre_feedforward_layernorm|post_feedforward_layernorm|self_attn\.q_norm|self_attn\.k_norm)\.weight$/.exec(t.name);
+    // GemmaRMSNorm scales by (1 + w) in f32: the 1 is added once here, to the same f32 values.
+    if (cfg.normOffset && (n || t.name === 'model.norm.weight')) for (let i = 0; i < data.length; i++) data[i] += 1;
     if (t.name === 'model.embed_tokens.weight') {
       const table = upload('embed', f16 ? packF16(data) : data);
       embed = embeddingViews(table, V, C, embeddingChunks(V, C, gpu.limits, bytes), 256, f16);
@@ -82,10 +114,8 @@ export async function loadWeights(
       norm = upload('norm', data);
     } else if (n) {
       const l = Number(n[1]);
-      if (n[2] === 'input_layernorm') layers[l].inputNorm = upload(`layers.${l}.input_layernorm`, data);
-      else if (n[2] === 'post_attention_layernorm') layers[l].postNorm = upload(`layers.${l}.post_attention_layernorm`, data);
-      else if (n[2] === 'self_attn.q_norm') layers[l].qNorm = upload(`layers.${l}.q_norm`, data);
-      else layers[l].kNorm = upload(`layers.${l}.k_norm`, data);
+      const name = n[2].replace('self_attn.', '');
+      layers[l][layerNormField(cfg, name)] = upload(`layers.${l}.${name}`, data);
     } else if (m) {
       const l = Number(m[1]), p = m[2] as Proj;
       const [N, K] = [t.shape[0], t.shape[1] ?? 1];
@@ -117,6 +147,8 @@ export async function loadWeights(
   }
   const { cos, sin } = ropeTablesFor(cfg, plan.opts.maxPositions);
   const ropeCos = upload('rope.cos', cos), ropeSin = upload('rope.sin', sin);
+  const local = localRopeTables(cfg, plan.opts.maxPositions);
+  const ropeLocal = local ? { ropeLocalCos: upload('rope.local.cos', local.cos), ropeLocalSin: upload('rope.local.sin', local.sin) } : {};
   gpu.flush();
   if (staging) plan.free(gpu, 'load.staging');
   if (absmaxF32) plan.free(gpu, 'load.absmax');
@@ -127,5 +159,5 @@ export async function loadWeights(
       w.proj![p].bias = biases.get(`${l}.${p}`);
     }
   }
-  return { embed: embed!, head: head!, headF16: f16, norm: norm!, layers: layers as LayerWeights[], ropeCos, ropeSin };
+  return { embed: embed!, head: head!, headF16: f16, norm: norm!, layers: layers as LayerWeights[], ropeCos, ropeSin, ...ropeLocal };
 }
