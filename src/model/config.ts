@@ -181,9 +181,11 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
       'Grouped-query attention needs whole groups; the config is inconsistent.', { field: 'num_key_value_heads' });
   }
 
-  // GemmaMLP reads hidden_act (default gelu_pytorch_tanh); Gemma2MLP / Gemma3MLP read
-  // hidden_activation (same default). Only the tanh GELU is implemented for them.
-  const actField = arch === 'gemma2' || arch === 'gemma3_text' ? 'hidden_activation' : 'hidden_act';
+  // Gemma2MLP / Gemma3MLP read hidden_activation (default gelu_pytorch_tanh). Gemma 1 files say
+  // hidden_act "gelu" and hidden_activation "gelu_pytorch_tanh", the activation Google trained with
+  // (GemmaConfig documents hidden_activation as overriding hidden_act), so it is read first there.
+  // Only the tanh GELU is implemented for the Gemma families.
+  const actField = arch === 'gemma2' || arch === 'gemma3_text' || (arch === 'gemma' && field('hidden_activation') != null) ? 'hidden_activation' : 'hidden_act';
   const act = field(actField) ?? (gemma ? 'gelu_pytorch_tanh' : 'silu');
   const wantAct = gemma ? 'gelu_pytorch_tanh' : 'silu';
   if (act !== wantAct) {
@@ -268,7 +270,8 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
     rmsNormEps: posNum('rms_norm_eps', d.rmsNormEps),
     ropeTheta: theta,
     rope,
-    tieWordEmbeddings: bool('tie_word_embeddings', false),
+    // PretrainedConfig ties by default; LlamaConfig, MistralConfig, Qwen2/3Config pass False, the Gemma configs True.
+    tieWordEmbeddings: bool('tie_word_embeddings', gemma),
     attentionBias: arch === 'qwen2' || llamaBias,
     oProjBias: llamaBias,
     qkNorm: arch === 'qwen3' || arch === 'gemma3_text',
