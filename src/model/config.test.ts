@@ -174,13 +174,15 @@ describe('parseModelConfig', () => {
       ['Phi-3-small by class name alone', { ...smollm2, model_type: undefined, architectures: ['Phi3SmallForCausalLM'] }, 'model_type', /model_type "phi3small"/],
       ['EmbeddingGemma (bidirectional attention)', { ...gemma3_270m, use_bidirectional_attention: true }, 'use_bidirectional_attention', /use_bidirectional_attention/],
       ['Gemma with another activation', { ...gemma3_270m, hidden_activation: 'silu' }, 'hidden_activation', /hidden_activation "silu" is not supported/],
+      // Gemma 1 files that name only hidden_act "gelu": transformers runs the exact GELU there, which is not implemented.
+      ['Gemma 1 with the exact GELU', { ...gemma_2b, hidden_activation: undefined }, 'hidden_act', /hidden_act "gelu" is not supported \(only "gelu_pytorch_tanh" for gemma\)/],
       ['Phi-3', { ...smollm2, model_type: 'phi3' }, 'model_type', /model_type "phi3" is not supported yet: .*fused qkv_proj/],
     ];
     test.each(cases)('%s', (_, cfg, field, message) => {
       const e = thrown(() => parseModelConfig(cfg, 'm/config.json'));
       expect(e.message).toMatch(message);
       expect(e.message).toContain('m/config.json');
-      if (field !== 'use_bidirectional_attention' && field !== 'hidden_activation') {
+      if (!['use_bidirectional_attention', 'hidden_activation', 'hidden_act'].includes(field)) {
         expect(e.message).toContain('Supported: llama (LlamaForCausalLM), mistral (MistralForCausalLM), qwen2 (Qwen2ForCausalLM), qwen3 (Qwen3ForCausalLM), gemma (GemmaForCausalLM), gemma2 (Gemma2ForCausalLM), gemma3_text (Gemma3ForCausalLM).');
         expect(e.details).toMatchObject({ field, supported: SUPPORTED });
       }

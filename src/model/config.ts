@@ -190,7 +190,7 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
   const wantAct = gemma ? 'gelu_pytorch_tanh' : 'silu';
   if (act !== wantAct) {
     throw err(`${actField} "${String(act)}" is not supported (only "${wantAct}" for ${arch}).`,
-      gemma ? 'Gemma checkpoints use gelu_pytorch_tanh; set it in config.json if this one says otherwise.' : 'Llama, Mistral and Qwen2 models use SiLU; this config is unusual.', { field: actField });
+      gemma ? 'Gemma was trained with the tanh GELU; only that is implemented. If this checkpoint is meant to use it, add "hidden_activation": "gelu_pytorch_tanh" to config.json.' : 'Llama, Mistral and Qwen2 models use SiLU; this config is unusual.', { field: actField });
   }
   if (gemma && bool('use_bidirectional_attention', false)) {
     throw err('use_bidirectional_attention: true (EmbeddingGemma) is not supported: this engine trains causal decoders.',
