@@ -203,6 +203,17 @@ describe('parseModelConfig', () => {
       expect(c.attnScale).toBe(256 ** -0.5);
       expect(c.layerWindows).toEqual(Array.from({ length: 18 }, (_, i) => ((i + 1) % 6 ? 512 : 0)));
     });
+    test('Gemma 3 as transformers v5 saves it: rope_parameters per layer type give the same bases and scaling', () => {
+      const { rope_theta: _t, rope_local_base_freq: _l, rope_scaling: _s, ...v4less } = gemma3_270m;
+      const v5 = { ...v4less, rope_parameters: { full_attention: { rope_type: 'linear', factor: 8, rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4 } } };
+      const c = parseModelConfig(v5);
+      expect(c).toMatchObject({ ropeTheta: 1e6, ropeLocalTheta: 1e4, rope: { type: 'linear', factor: 8 } });
+      expect(parseModelConfig({ ...gemma3_270m, rope_scaling: { rope_type: 'linear', factor: 8 } }).rope).toEqual(c.rope);
+      // The class defaults when neither form names a base: 1e6 global, 1e4 local.
+      expect(parseModelConfig(v4less)).toMatchObject({ ropeTheta: 1e6, ropeLocalTheta: 1e4 });
+      const bad = { ...v5, rope_parameters: { ...v5.rope_parameters, sliding_attention: { rope_type: 'linear', factor: 2 } } };
+      expect(thrown(() => parseModelConfig(bad)).details.field).toBe('rope_parameters.sliding_attention.rope_type');
+    });
     test('Gemma 3 without layer_types: sliding_window_pattern (default 6) picks the global layers', () => {
       const { layer_types: _, ...noTypes } = gemma3_270m;
       expect(parseModelConfig(noTypes).layerWindows).toEqual(parseModelConfig(gemma3_270m).layerWindows);

@@ -249,7 +249,14 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
   };
 
   const maxPositionEmbeddings = posInt('max_position_embeddings', d.maxPositionEmbeddings);
-  const { theta, rope } = parseRope(cfg, maxPositionEmbeddings, file);
+  // Gemma 3 as transformers v5 saves it: rope_parameters per layer type ({full_attention: {...},
+  // sliding_attention: {...}}); v4 files have rope_theta, rope_scaling and rope_local_base_freq.
+  // Gemma3TextConfig's bases default to 1e6 (global) and 1e4 (local).
+  const perType = arch === 'gemma3_text' ? ropePerLayerType(cfg, file) : null;
+  const ropeCfg = arch !== 'gemma3_text' ? cfg
+    : perType ? { ...cfg, rope_parameters: perType.full, rope_theta: perType.full.rope_theta ?? cfg.rope_theta ?? 1e6 }
+    : { ...cfg, rope_theta: cfg.rope_theta ?? 1e6 };
+  const { theta, rope } = parseRope(ropeCfg, maxPositionEmbeddings, file);
   const torchDtype = typeof cfg.torch_dtype === 'string' ? cfg.torch_dtype : typeof cfg.dtype === 'string' ? cfg.dtype : null;
   const later = arch === 'gemma2' || arch === 'gemma3_text';
   // Gemma2Model multiplies by torch.tensor(sqrt(hidden_size), dtype=hidden_states.dtype) and Gemma 3's
@@ -288,7 +295,9 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
     attnSoftcap: arch === 'gemma2' ? softcap('attn_logit_softcapping', 50) : arch === 'gemma3_text' ? softcap('attn_logit_softcapping', 0) : 0,
     finalSoftcap: arch === 'gemma2' ? softcap('final_logit_softcapping', 30) : arch === 'gemma3_text' ? softcap('final_logit_softcapping', 0) : 0,
     sandwichNorms: later,
-    ropeLocalTheta: arch === 'gemma3_text' ? posNum('rope_local_base_freq', 10000) : null,
+    ropeLocalTheta: arch !== 'gemma3_text' ? null
+      : perType?.sliding?.rope_theta !== undefined ? posNum('rope_theta', 10000, perType.sliding, 'rope_parameters.sliding_attention.')
+      : posNum('rope_local_base_freq', 10000),
   };
 }
 
@@ -349,6 +358,30 @@ function detectArch(cfg: Record<string, unknown>, file: string): Arch {
   }
   const what = typeof mt === 'string' ? `model_type "${mt}"` : archs.length ? `architectures ${JSON.stringify(archs)}` : 'no model_type';
   throw refuse(`unsupported architecture (${what}).`, dense, 'model_type', mt);
+}
+
+/** rope_parameters keyed by layer type (transformers v5's Gemma 3), or null for the flat forms. The
+ *  sliding layers' RoPE must be the default type: Gemma3TextModel builds it so. */
+function ropePerLayerType(cfg: Record<string, unknown>, file: string): { full: Record<string, unknown>; sliding: Record<string, unknown> | null } | null {
+  const rp = cfg.rope_parameters;
+  if (typeof rp !== 'object' || rp === null || Array.isArray(rp)) return null;
+  const byType = rp as Record<string, unknown>;
+  if (!('full_attention' in byType) && !('sliding_attention' in byType)) return null;
+  const obj = (k: string): Record<string, unknown> | null => {
+    const v = byType[k];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'object' || Array.isArray(v)) {
+      throw new ModelFileError(`${file}: "rope_parameters.${k}" must be an object.`, 'The config is damaged.', { file, field: `rope_parameters.${k}` });
+    }
+    return v as Record<string, unknown>;
+  };
+  const sliding = obj('sliding_attention');
+  const type = sliding?.rope_type ?? sliding?.type ?? 'default';
+  if (type !== 'default') {
+    throw new ModelFileError(`${file}: rope type "${String(type)}" for the sliding layers is not supported (Gemma 3 uses "default" there).`,
+      'The config is unusual for Gemma 3.', { file, field: 'rope_parameters.sliding_attention.rope_type' });
+  }
+  return { full: obj('full_attention') ?? { rope_type: 'default' }, sliding };
 }
 
 function tokenIds(cfg: Record<string, unknown>, name: string, fallback: number[], file: string): number[] {
