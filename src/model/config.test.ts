@@ -245,7 +245,7 @@ describe('parseModelConfig', () => {
       expect(parseModelConfig(noType).arch).toBe('gemma');
     });
     test('the other families keep neutral values', () => {
-      expect(parseModelConfig(qwen3)).toMatchObject({ hiddenAct: 'silu', normOffset: false, embedScale: 1, attnScale: 128 ** -0.5, attnSoftcap: 0, finalSoftcap: 0, sandwichNorms: false, ropeLocalTheta: null });
+      expect(parseModelConfig(qwen3)).toMatchObject({ hiddenAct: 'silu', normOffset: false, embedScale: 1, attnScale: 1 / Math.sqrt(128), attnSoftcap: 0, finalSoftcap: 0, sandwichNorms: false, ropeLocalTheta: null });
     });
     test('roundToDtype rounds to nearest even in bfloat16 and float16', () => {
       expect(roundToDtype(Math.sqrt(640), 'bfloat16')).toBe(25.25);

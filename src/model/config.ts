@@ -263,7 +263,8 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
   // embed_scale is cast to the weights' dtype: the normalizer is rounded to the checkpoint's dtype
   // (33.94 -> 34.0 in bfloat16 for hidden_size 1152).
   const embedScale = gemma ? roundToDtype(Math.sqrt(hiddenSize), torchDtype) : 1;
-  const attnScale = later ? posNum('query_pre_attn_scalar', 256) ** -0.5 : headDim ** -0.5;
+  // As the modeling files write it (x ** -0.5); the other families keep the kernels' 1 / sqrt(D).
+  const attnScale = later ? posNum('query_pre_attn_scalar', 256) ** -0.5 : gemma ? headDim ** -0.5 : 1 / Math.sqrt(headDim);
 
   return {
     arch,
