@@ -95,3 +95,22 @@ test('tiny-gemma3 read back as cache shards (its 1 + w norms included) loads to 
   const n = b.B * b.T * a.config.vocabSize;
   expect(await gpu.readF32(cached.forwardLogits(b), 0, n)).toEqual(await gpu.readF32(a.model.forwardLogits(b), 0, n));
 }, 300_000);
+
+test('tiny-gemma3 with f16 storage: the memory plan (extra norms, saved sublayer outputs, local RoPE tables) is what the GPU holds while training', async () => {
+  const golden = loadGolden('model_tiny-gemma3') as Golden;
+  const b = batchOf(golden, 0, 2);
+  const fresh = await Gpu.create();
+  try {
+    const dir = fileURLToPath(new URL('../../fixtures/models/tiny-gemma3', import.meta.url));
+    const { plan, model } = await openModel(fresh, await openModelFolder(await directorySources(dir)), {
+      quant: 'nf4', batch: 2, seqLen: b.T, training: true, storage: 'f16', doubleQuant: true, gradAccum: 1,
+      lora: { rank: golden.config.r, alpha: golden.config.alpha, dropout: 0, rslora: false, targets: [...PROJS] },
+    });
+    model.step(b, { gradScale: 1 / countTargets(b), seed: 0, training: true });
+    await fresh.sync();
+    expect(fresh.peakBytes).toBe(plan.peakBytes());
+    for (const [cat, bytes] of Object.entries(plan.byCategory())) expect(fresh.bytes[cat as keyof typeof fresh.bytes], cat).toBe(bytes);
+  } finally {
+    fresh.destroy();
+  }
+}, 300_000);

@@ -3,7 +3,7 @@
 // six tiny checkpoints (GQA + llama3 rope + BF16 + untied head; Qwen2 biases + tied + F16; Mistral
 // MQA + linear rope + F32; Qwen3 per-head q/k norms + head_dim 24 != C/H + untied; Mistral with a
 // sliding window of 4 in every layer and Qwen2 with a window of 3 from layer 1 on, both shorter than
-// the 9-token sequences), with the base in full precision and in NF4.
+// the 9-token sequences; and the three Gemma families below), with the base in full precision and in NF4.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../gpu/runtime.ts';
