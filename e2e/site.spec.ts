@@ -257,6 +257,31 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   expect(errors).toEqual([]);
 });
 
+test('packing short examples: the option packs them into fewer rows, and the estimate counts steps over the rows', async ({ page }) => {
+  await open(page);
+  await loadDemo(page);
+  await useSample(page, 256); // 53- to 79-token examples: three or so fit a row of 256
+  await page.getByTestId('epochs').fill('1');
+  await page.getByTestId('batch').fill('2');
+  await page.getByTestId('grad-accum').fill('1');
+  const estimate = page.getByTestId('estimate');
+  await expect(estimate).toContainText('optimizer steps');
+  await expect(estimate).not.toContainText('packed rows');
+  const examples = Number(/^(\d+) for training/.exec((await page.getByTestId('data-examples').textContent()) ?? '')![1]);
+  // The estimate follows the form a moment later (a round trip to the worker): wait for its text.
+  await expect(estimate).toContainText(`${Math.ceil(examples / 2)} optimizer steps;`);
+  await page.getByTestId('packing').check();
+  const packed = async () => {
+    const m = /(\d+) optimizer steps over (\d+) packed rows \((\d+) examples\)/.exec((await estimate.textContent()) ?? '');
+    return m ? { steps: Number(m[1]), rows: Number(m[2]), examples: Number(m[3]) } : undefined;
+  };
+  // Until the new estimate arrives the rows are still the examples; then fewer than half of them.
+  await expect.poll(async () => (await packed())?.rows ?? examples).toBeLessThan(examples / 2);
+  const p = (await packed())!;
+  expect(p.examples).toBe(examples);
+  expect(p.steps).toBe(Math.ceil(p.rows / 2));
+});
+
 test('a bad dataset shows its line-numbered error, bad rows can be skipped, and pickles are refused', async ({ page }) => {
   await open(page);
   await loadDemo(page);

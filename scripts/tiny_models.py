@@ -105,8 +105,11 @@ def layer_windows(cfg):
     return [0] * L
 
 
-def forward(cfg, W, lora, ids, quant):
-    """Logits (B, T, V). W: HF state dict (f32). lora: {(layer, proj): (A, B)} with requires_grad."""
+def forward(cfg, W, lora, ids, quant, position_ids=None):
+    """Logits (B, T, V). W: HF state dict (f32). lora: {(layer, proj): (A, B)} with requires_grad.
+    position_ids (B, T): packed rows (padding-free), positions restarting at 0 at each example; the
+    mask is then block-causal as masking_utils builds it from position_ids (find_packed_sequence_indices:
+    a new sequence wherever the position does not follow the previous one)."""
     B, T = ids.shape
     C, H, Hkv, D = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     eps, scaling = cfg["rms_norm_eps"], cfg["lora_alpha"] / cfg["lora_r"]
@@ -130,9 +133,11 @@ def forward(cfg, W, lora, ids, quant):
             y = y + scaling * ((x @ A.t()) @ Bm.t())
         return y
 
+    # (T, D) tables, or (B, 1, T, D) with position_ids.
+    pos = torch.arange(T, dtype=torch.float32) if position_ids is None else position_ids.to(torch.float32)[:, None]
+
     def rope_tables(inv):
-        pos = torch.arange(T, dtype=torch.float32)
-        freqs = pos[:, None] * inv[None, :]
+        freqs = pos[..., None] * inv
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos(), emb.sin()
 
@@ -142,6 +147,9 @@ def forward(cfg, W, lora, ids, quant):
     local = cfg.get("rope_local_base_freq") if mt == "gemma3_text" else None
     cos_sin_local = rope_tables(inv_freq_for(dict(cfg, rope_theta=local, rope_scaling=None))) if local else cos_sin
     mask = torch.full((T, T), float("-inf")).triu(1)
+    if position_ids is not None:
+        seq = torch.cumsum(torch.cat([torch.ones(B, 1, dtype=torch.long), (position_ids[:, 1:] != position_ids[:, :-1] + 1).long()], 1), 1)
+        mask = mask + torch.where(seq[:, :, None] == seq[:, None, :], 0.0, float("-inf"))[:, None]
     # masking_utils.sliding_window_overlay: key j is visible to query i iff j > i - window.
     windows = layer_windows(cfg)
     masks = [mask + torch.full((T, T), float("-inf")).tril(-w) if w else mask for w in windows]

@@ -6,6 +6,9 @@
 // sliding_window_overlay) the sums run over t - W < j <= t instead; W = 0 is full causal attention.
 // With a logit softcap c > 0 (Gemma 2's attn_logit_softcapping) each score becomes c·tanh(s / c)
 // before the softmax; c = 0 leaves scores as they are.
+// Packed rows (TRL's padding-free packing): with `packed` set, query t also sees no key before its
+// example's start t - positions[b, t] (positions restart at 0 at each example), so examples packed
+// in one row never attend to each other. See example_start().
 // Shapes: q, o (B, T, H, D); k, v (B, T, Hkv, D); lse (B, H, T). KV head g serves Q heads
 // g*n_rep .. (g+1)*n_rep-1 (repeat_kv). D is a pipeline override (the model's head_dim), D % 4 == 0.
 // Version 1, flash-attention-2 style (after ORT's flash_attention.wgsl.template, loop-based smem
@@ -34,6 +37,7 @@ struct Params {
   H: u32,
   Hkv: u32,
   window: u32,  // sliding window W, 0 = none
+  packed: u32,  // 1: mask by example using `positions`; 0: `positions` is a placeholder, never read
   scale: f32,
   softcap: f32, // attention-logit softcap c, 0 = none
 }
@@ -56,9 +60,17 @@ fn cap_score(s: f32) -> f32 {
 @group(0) @binding(3) var<storage, read> q: array<vec4f>;         // (B, T, H, D)
 @group(0) @binding(4) var<storage, read> k: array<vec4f>;         // (B, T, Hkv, D)
 @group(0) @binding(5) var<storage, read> v: array<vec4f>;         // (B, T, Hkv, D)
+@group(0) @binding(6) var<storage, read> positions: array<u32>;   // (B, T)
 
 var<workgroup> k_tile: array<vec4f, TILE4>;  // (KV_TILE, D)
 var<workgroup> v_tile: array<vec4f, TILE4>;  // (KV_TILE, D)
+
+// The first key query t of row b may see by example: t - positions[b, t] (0 when not packed). The
+// min() keeps a position larger than t (a row that does not start an example) to plain causal.
+fn example_start(b: u32, t: u32) -> u32 {
+  if (p.packed == 0u) { return 0u; }
+  return t - min(positions[b * p.T + t], t);
+}
 
 @compute @workgroup_size(ROWS)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -92,9 +104,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (wg_live) { kv_end = min(p.T, (blk + 1u) * ROWS); }
   var kv_begin = 0u;
   if (p.window > 0u && blk * ROWS + 1u > p.window) { kv_begin = blk * ROWS + 1u - p.window; }
-  // This row's first visible key.
+  // This row's first visible key: the later of the window's and its example's start.
   var lo = 0u;
   if (p.window > 0u && t + 1u > p.window) { lo = t + 1u - p.window; }
+  if (live) { lo = max(lo, example_start(b, t)); }
   for (var j0 = kv_begin; j0 < kv_end; j0 += KV_TILE) {
     // Stage K and V rows j0 .. j0+KV_TILE-1 of KV head g; rows past T are zero-filled.
     for (var i = lid; i < TILE4; i += ROWS) {

@@ -12,9 +12,15 @@
 // z = c·tanh(x / c) in place of each logit x, and the gradient written back is d/dx:
 // (softmax(z) - onehot) · (1 - tanh²(x / c)) · gradScale. c = 0 leaves the logits as they are.
 // Shapes: loss (Tc); logits (Tc, V), overwritten by dlogits; targets (Tc) i32.
-// Version 1: one workgroup per row (llm.c llmc/fused_classifier.cuh's layout). Pass 1: each thread keeps an online (max,
-// sum) over its strided elements (one exp per element), then a tree combine of the (m, s) pairs in
-// workgroup memory. Pass 2 rereads the row and writes the gradient. f32 throughout.
+// Version 2: one workgroup per row (llm.c llmc/fused_classifier.cuh's layout). Pass 1: each thread keeps an online (max,
+// sum) over its strided elements (one exp per element), then the (m, s) pairs are combined: with
+// subgroupMax/subgroupAdd inside each subgroup and one barrier over the num_subgroups pairs where the
+// device has `subgroups` (src/kernels/subgroups.ts), else by a tree in workgroup memory (log2(WG)
+// barriers). Pass 2 rereads the row and writes the gradient. f32 throughout.
+
+//#if subgroups
+enable subgroups;
+//#endif
 
 override WG: u32 = 256;
 
@@ -48,10 +54,56 @@ fn capped(x: f32) -> f32 {
 var<workgroup> wm: array<f32, WG>;
 var<workgroup> ws: array<f32, WG>;
 
+struct Ids {
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+//#if subgroups
+  @builtin(subgroup_invocation_id) lane: u32,
+  @builtin(subgroup_id) sg: u32,
+  @builtin(num_subgroups) nsg: u32,
+//#endif
+}
+
+// The row's (max, sum of exp(x - max)) from every invocation's (m, s), in every invocation; every
+// invocation must call it (it has barriers).
+fn combine(id: Ids, m: f32, s: f32) -> vec2f {
+//#if subgroups
+  let sm = subgroupMax(m);
+  let ss = subgroupAdd(s * exp(m - sm));
+  if (id.lane == 0u) {
+    wm[id.sg] = sm;
+    ws[id.sg] = ss;
+  }
+  workgroupBarrier();
+  var mm = LOWEST;
+  for (var i = 0u; i < id.nsg; i++) { mm = max(mm, wm[i]); }
+  var t = 0.0;
+  for (var i = 0u; i < id.nsg; i++) { t += ws[i] * exp(wm[i] - mm); }
+  return vec2f(mm, t);
+//#else
+  let lid = id.lid;
+  wm[lid] = m;
+  ws[lid] = s;
+  workgroupBarrier();
+  for (var k = WG / 2u; k > 0u; k >>= 1u) {
+    if (lid < k) {
+      let m1 = wm[lid];
+      let m2 = wm[lid + k];
+      let mm = max(m1, m2);
+      ws[lid] = ws[lid] * exp(m1 - mm) + ws[lid + k] * exp(m2 - mm);
+      wm[lid] = mm;
+    }
+    workgroupBarrier();
+  }
+  return vec2f(wm[0], ws[0]);
+//#endif
+}
+
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let t = wid.x + wid.y * nwg.x;
+fn main(id: Ids) {
+  let lid = id.lid;
+  let t = id.wid.x + id.wid.y * id.nwg.x;
   // No early return: every invocation must reach the barriers. Rows past Tc do no loads or stores.
   let live = t < p.Tc;
   let base = t * p.V;
@@ -73,21 +125,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       }
     }
   }
-  wm[lid] = m;
-  ws[lid] = s;
-  workgroupBarrier();
-  for (var k = WG / 2u; k > 0u; k >>= 1u) {
-    if (lid < k) {
-      let m1 = wm[lid];
-      let m2 = wm[lid + k];
-      let mm = max(m1, m2);
-      ws[lid] = ws[lid] * exp(m1 - mm) + ws[lid + k] * exp(m2 - mm);
-      wm[lid] = mm;
-    }
-    workgroupBarrier();
-  }
-  let mrow = wm[0];
-  let srow = ws[0];
+  let ms = combine(id, m, s);
+  let mrow = ms.x;
+  let srow = ms.y;
   if (live) {
     let ignored = tgt == IGNORE_INDEX;
     let valid = tgt >= 0 && u32(tgt) < p.V;

@@ -3,11 +3,17 @@
 //   sumsq = sum_i grad[i]^2,  norm = sqrt(sumsq)      written to norm (2) = [sumsq, norm]
 // The result stays on the GPU: adamw.wgsl reads norm[1] to clip, so a step needs no readback.
 // Shapes: grad (n); partials (P) with P = ceil(n / (WG * ITEMS)), scratch.
-// Version 1: two-stage reduction. Entry `partial_sums`: each workgroup sums the squares of a contiguous
-// chunk of WG * ITEMS elements (threads stride by WG, so loads are coalesced) with a tree in workgroup
-// memory and writes one partial. Entry `finish`: one workgroup sums the P partials the same way.
+// Version 2: two-stage reduction. Entry `partial_sums`: each workgroup sums the squares of a contiguous
+// chunk of WG * ITEMS elements (threads stride by WG, so loads are coalesced) and writes one partial.
+// Entry `finish`: one workgroup sums the P partials the same way. The workgroup sum uses subgroupAdd
+// and one barrier over the num_subgroups partials where the device has `subgroups`
+// (src/kernels/subgroups.ts), else a tree in workgroup memory (log2(WG) barriers).
 // f32 throughout; a chunk of 4096 squares then a few thousand partials keeps the relative error near
 // 1e-6 at 10M parameters, far inside what clipping needs. The sum order is fixed, so it is deterministic.
+
+//#if subgroups
+enable subgroups;
+//#endif
 
 override WG: u32 = 256;
 override ITEMS: u32 = 16;
@@ -24,21 +30,41 @@ struct Params {
 
 var<workgroup> tree: array<f32, WG>;
 
-// Sum of `tree` over the workgroup; every invocation must call it (it has barriers).
-fn reduce(lid: u32, v: f32) -> f32 {
-  tree[lid] = v;
+struct Ids {
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+//#if subgroups
+  @builtin(subgroup_invocation_id) lane: u32,
+  @builtin(subgroup_id) sg: u32,
+  @builtin(num_subgroups) nsg: u32,
+//#endif
+}
+
+// Sum of v over the workgroup, in every invocation; every invocation must call it (it has barriers).
+fn reduce(id: Ids, v: f32) -> f32 {
+//#if subgroups
+  let s = subgroupAdd(v);
+  if (id.lane == 0u) { tree[id.sg] = s; }
+  workgroupBarrier();
+  var t = 0.0;
+  for (var i = 0u; i < id.nsg; i++) { t += tree[i]; }
+  return t;
+//#else
+  tree[id.lid] = v;
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { tree[lid] += tree[lid + s]; }
+    if (id.lid < s) { tree[id.lid] += tree[id.lid + s]; }
     workgroupBarrier();
   }
   return tree[0];
+//#endif
 }
 
 @compute @workgroup_size(WG)
-fn partial_sums(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-           @builtin(local_invocation_index) lid: u32) {
-  let w = wid.x + wid.y * nwg.x;
+fn partial_sums(id: Ids) {
+  let lid = id.lid;
+  let w = id.wid.x + id.wid.y * id.nwg.x;
   // Spare workgroups of a 2-D grid (w >= numPartials) find no elements in range and write nothing.
   let base = w * WG * ITEMS;
   var s = 0.0;
@@ -49,16 +75,16 @@ fn partial_sums(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
       s = fma(g, g, s);
     }
   }
-  let total = reduce(lid, s);
+  let total = reduce(id, s);
   if (lid == 0u && w < p.numPartials) { partials[w] = total; }
 }
 
 @compute @workgroup_size(WG)
-fn finish(@builtin(local_invocation_index) lid: u32) {
+fn finish(id: Ids) {
   var s = 0.0;
-  for (var i = lid; i < p.numPartials; i += WG) { s += partials[i]; }
-  let total = reduce(lid, s);
-  if (lid == 0u) {
+  for (var i = id.lid; i < p.numPartials; i += WG) { s += partials[i]; }
+  let total = reduce(id, s);
+  if (id.lid == 0u) {
     norm[0] = total;
     norm[1] = sqrt(total);
   }

@@ -3,7 +3,13 @@
 //   dx[n,c] = rstd[n] * (g[n,c] - xhat[n,c] * mean_c(g[n,c] * xhat[n,c]))
 // Shapes: dx, dy, x (N, C); w (C); rstd (N) from the forward pass.
 // Accumulates into dx when ACCUMULATE is set: the residual stream's gradient arrives there first.
-// Version 1: one workgroup per row, reduction in workgroup memory.
+// Version 2: one workgroup per row; the row sum is reduced with subgroupAdd and one barrier over the
+// num_subgroups partials where the device has `subgroups` (src/kernels/subgroups.ts), else with a
+// tree in workgroup memory (log2(WG) barriers).
+
+//#if subgroups
+enable subgroups;
+//#endif
 
 override WG: u32 = 128;
 override ACCUMULATE: bool = false;
@@ -22,10 +28,41 @@ struct Params {
 
 var<workgroup> partial: array<f32, WG>;
 
+struct Ids {
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+//#if subgroups
+  @builtin(subgroup_invocation_id) lane: u32,
+  @builtin(subgroup_id) sg: u32,
+  @builtin(num_subgroups) nsg: u32,
+//#endif
+}
+
+// Sum of v over the workgroup, in every invocation; every invocation must call it (it has barriers).
+fn block_sum(id: Ids, v: f32) -> f32 {
+//#if subgroups
+  let s = subgroupAdd(v);
+  if (id.lane == 0u) { partial[id.sg] = s; }
+  workgroupBarrier();
+  var t = 0.0;
+  for (var i = 0u; i < id.nsg; i++) { t += partial[i]; }
+  return t;
+//#else
+  partial[id.lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (id.lid < s) { partial[id.lid] += partial[id.lid + s]; }
+    workgroupBarrier();
+  }
+  return partial[0];
+//#endif
+}
+
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let n = wid.x + wid.y * nwg.x;
+fn main(id: Ids) {
+  let lid = id.lid;
+  let n = id.wid.x + id.wid.y * id.nwg.x;
   let live = n < p.N;
   let base = n * p.C;
   var r = 0.0;
@@ -36,13 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       acc += w[c] * dy[base + c] * (x[base + c] * r);
     }
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
-  }
-  let m = partial[0] / f32(p.C);
+  let m = block_sum(id, acc) / f32(p.C);
   if (live) {
     for (var c = lid; c < p.C; c += WG) {
       let v = r * (w[c] * dy[base + c] - (x[base + c] * r) * m);

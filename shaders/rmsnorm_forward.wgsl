@@ -2,12 +2,18 @@
 //   rstd[n] = 1 / sqrt(mean_c(x[n,c]^2) + eps)
 //   y[n,c]  = w[c] * (x[n,c] * rstd[n])
 // Shapes: x, y (N, C) row-major; w (C); rstd (N), saved for the backward pass.
-// Version 1: one workgroup per row, WG threads stride over C, tree reduction in workgroup memory
-// (portable: no subgroups needed). All math in f32, as HF does with hidden_states.float().
+// Version 2: one workgroup per row, WG threads stride over C. The sum of squares is reduced with
+// subgroupAdd inside each subgroup and one barrier for the num_subgroups partials where the device
+// has `subgroups` (src/kernels/subgroups.ts picks the path), else with a tree in workgroup memory
+// (log2(WG) barriers). All math in f32, as HF does with hidden_states.float().
 // Entry `copy` also writes xc = x: the decoder layer starts its residual sum (h2 = h + ..., then
 // h' = h2 + ...) as a copy of the norm's input, and a buffer copy would end the compute pass.
 // Entry `add` adds the normed row into y instead of writing it: Gemma 2/3 norm each sublayer's
 // output before the residual add (h2 = h + rmsnorm(attn), h' = h2 + rmsnorm(mlp)).
+
+//#if subgroups
+enable subgroups;
+//#endif
 
 override WG: u32 = 128;
 
@@ -26,32 +32,57 @@ struct Params {
 
 var<workgroup> partial: array<f32, WG>;
 
+struct Ids {
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+//#if subgroups
+  @builtin(subgroup_invocation_id) lane: u32,
+  @builtin(subgroup_id) sg: u32,
+  @builtin(num_subgroups) nsg: u32,
+//#endif
+}
+
+// Sum of v over the workgroup, in every invocation; every invocation must call it (it has barriers).
+fn block_sum(id: Ids, v: f32) -> f32 {
+//#if subgroups
+  let s = subgroupAdd(v);
+  if (id.lane == 0u) { partial[id.sg] = s; }
+  workgroupBarrier();
+  var t = 0.0;
+  for (var i = 0u; i < id.nsg; i++) { t += partial[i]; }
+  return t;
+//#else
+  partial[id.lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (id.lid < s) { partial[id.lid] += partial[id.lid + s]; }
+    workgroupBarrier();
+  }
+  return partial[0];
+//#endif
+}
+
 // 1 / rms of row n (every invocation must call it: it holds barriers); rows past N give junk, unused.
-fn rowRstd(n: u32, live: bool, lid: u32) -> f32 {
+fn rowRstd(n: u32, live: bool, id: Ids) -> f32 {
   let base = n * p.C;
   var ss = 0.0;
   if (live) {
-    for (var c = lid; c < p.C; c += WG) {
+    for (var c = id.lid; c < p.C; c += WG) {
       let v = x[base + c];
       ss += v * v;
     }
   }
-  partial[lid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { partial[lid] += partial[lid + s]; }
-    workgroupBarrier();
-  }
-  return inverseSqrt(partial[0] / f32(p.C) + p.eps);
+  return inverseSqrt(block_sum(id, ss) / f32(p.C) + p.eps);
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let n = wid.x + wid.y * nwg.x;
+fn main(id: Ids) {
+  let lid = id.lid;
+  let n = id.wid.x + id.wid.y * id.nwg.x;
   // No early return: every invocation must reach the barriers. Rows past N do no loads or stores.
   let live = n < p.N;
-  let r = rowRstd(n, live, lid);
+  let r = rowRstd(n, live, id);
   if (live) {
     let base = n * p.C;
     if (lid == 0u) { rstd[n] = r; }
@@ -62,11 +93,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 }
 
 @compute @workgroup_size(WG)
-fn copy(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  let n = wid.x + wid.y * nwg.x;
+fn copy(id: Ids) {
+  let lid = id.lid;
+  let n = id.wid.x + id.wid.y * id.nwg.x;
   let live = n < p.N;
-  let r = rowRstd(n, live, lid);
+  let r = rowRstd(n, live, id);
   if (live) {
     let base = n * p.C;
     if (lid == 0u) { rstd[n] = r; }
@@ -79,11 +110,11 @@ fn copy(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
 }
 
 @compute @workgroup_size(WG)
-fn add(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-       @builtin(local_invocation_index) lid: u32) {
-  let n = wid.x + wid.y * nwg.x;
+fn add(id: Ids) {
+  let lid = id.lid;
+  let n = id.wid.x + id.wid.y * id.nwg.x;
   let live = n < p.N;
-  let r = rowRstd(n, live, lid);
+  let r = rowRstd(n, live, id);
   if (live) {
     let base = n * p.C;
     if (lid == 0u) { rstd[n] = r; }

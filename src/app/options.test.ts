@@ -39,11 +39,20 @@ describe('training options', () => {
     expect(inputAttrs('dropout')).toEqual({ min: 0, max: 0.99, step: 0.01 });
   });
 
+  test('--packing is a flag, off by default', () => {
+    expect(DEFAULT_OPTIONS.packing).toBe(false);
+    expect(optionsFromFlags({ packing: true }).packing).toBe(true);
+    expect(optionsFromFlags({}).packing).toBe(false);
+    expect(flagOf('packing')).toBe('packing');
+  });
+
   test('ranges, integers and open bounds', () => {
     const bad = optionErrors({ ...DEFAULT_OPTIONS, rank: 0, alpha: 0, dropout: 1, lr: 0, batch: 1.5, seed: 0.5, targets: [], schedule: 'step' as never, seqLen: 1 });
     expect(Object.keys(bad).sort()).toEqual(['alpha', 'batch', 'dropout', 'lr', 'rank', 'schedule', 'seed', 'seqLen', 'targets']);
     expect(bad.alpha).toBe('Alpha must be above 0 (often 2 to 4 times the rank).');
     expect(optionErrors({ ...DEFAULT_OPTIONS, maxSteps: undefined })).toEqual({});
+    expect(optionErrors({ ...DEFAULT_OPTIONS, packing: undefined })).toEqual({}); // runs saved before --packing
+    expect(optionErrors({ ...DEFAULT_OPTIONS, packing: 'yes' as never })).toHaveProperty('packing');
     expect(optionErrors({ ...DEFAULT_OPTIONS, maxSteps: -1 })).toHaveProperty('maxSteps');
     expect(optionErrors({ ...DEFAULT_OPTIONS, lr: NaN })).toHaveProperty('lr');
     expect(optionErrors({ ...DEFAULT_OPTIONS, targets: ['q_proj', 'x_proj' as never] })).toHaveProperty('targets');

@@ -14,6 +14,7 @@ import { Plan } from '../model/plan.ts';
 import type { CheckpointState, CheckpointStore } from '../train/checkpoint.ts';
 import type { RunDataset } from '../export/run-record.ts';
 import { Trainer, evaluateLoss, type StepLog, type TrainConfig } from '../train/trainer.ts';
+import { packSequences } from '../data/batch.ts';
 import { emit } from './events.ts';
 import type { ModelStore } from './model-store.ts';
 import { checkTrainOptions, derive, type TrainOptions } from './options.ts';
@@ -25,6 +26,8 @@ export interface Estimate {
   /** Whether the plan fits the device's limits. */
   fits: boolean;
   totalSteps: number;
+  /** Rows the trainer steps over: the training examples, or fewer rows with packing. */
+  trainRows: number;
 }
 
 export type TrainEvent =
@@ -87,6 +90,13 @@ export function trainConfig(o: TrainOptions, shuffle: boolean): TrainConfig {
   };
 }
 
+/** The rows a run trains on: the examples as they are, or packed into rows of seqLen tokens
+ *  (options.packing). Packing happens here, at the start of each run, so the dataset, checkpoints and
+ *  the run record keep the examples themselves. */
+export function trainingRows(o: Pick<TrainOptions, 'packing' | 'seqLen'>, train: readonly Sequence[]): Sequence[] {
+  return o.packing ? packSequences(train, o.seqLen) : [...train];
+}
+
 /** 4 GiB: what an integrated GPU or a mid-range card can give one tab without trouble. */
 export const DEFAULT_MEMORY_BUDGET = 4 * 1024 ** 3;
 
@@ -106,7 +116,7 @@ export class TrainingRun {
   ) {}
 
   /** The memory plan and step count of a run, before anything is allocated. */
-  static async estimate(store: ModelStore, opts: TrainOptions, trainExamples: number, budget = DEFAULT_MEMORY_BUDGET): Promise<Estimate> {
+  static async estimate(store: ModelStore, opts: TrainOptions, train: readonly Sequence[], budget = DEFAULT_MEMORY_BUDGET): Promise<Estimate> {
     const base = store.requireModel();
     checkTrainOptions(opts);
     const gpu = await store.device();
@@ -118,7 +128,8 @@ export class TrainingRun {
     });
     const peakBytes = plan.peakBytes();
     const withinLimits = plan.rows.every((r) => r.bytes <= gpu.limits.maxBufferSize) && opts.seqLen <= maxPositions;
-    return { bytes: plan.byCategory(), peakBytes, fits: withinLimits && peakBytes <= budget, totalSteps: derive(opts, trainExamples).totalSteps };
+    const trainRows = trainingRows(opts, train).length;
+    return { bytes: plan.byCategory(), peakBytes, fits: withinLimits && peakBytes <= budget, totalSteps: derive(opts, trainRows).totalSteps, trainRows };
   }
 
   /** A new run: the options checked, a training plan over the loaded weights, LoRA from the seed. */
@@ -148,7 +159,8 @@ export class TrainingRun {
     });
     try {
       if (setup.init) run.lora!.load(setup.init.weights);
-      return { run, trainer: new Trainer(run.model, run.lora!, data, trainConfig(opts, setup.shuffle ?? true), base.tokenizer.padId) };
+      const rows = { train: trainingRows(opts, data.train), validation: data.validation };
+      return { run, trainer: new Trainer(run.model, run.lora!, rows, trainConfig(opts, setup.shuffle ?? true), base.tokenizer.padId) };
     } catch (e) {
       store.close(run);
       throw e;

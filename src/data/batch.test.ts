@@ -1,7 +1,7 @@
 // Packing, batching, shuffling and splitting: properties checked over many random inputs, plus a
 // small best-fit-decreasing case worked out by hand.
 import { describe, expect, it } from 'vitest';
-import { makeBatches, packBfd, rng, shuffled, single, splitValidation } from './batch.ts';
+import { makeBatches, packBfd, packSequences, rng, shuffled, single, splitValidation } from './batch.ts';
 import { IGNORE_INDEX, type TokenizedExample } from './types.ts';
 
 function example(row: number, len: number, promptLen = 0): TokenizedExample {
@@ -9,6 +9,24 @@ function example(row: number, len: number, promptLen = 0): TokenizedExample {
   const labels = Int32Array.from(input_ids, (v, i) => (i < promptLen ? IGNORE_INDEX : v));
   return { input_ids, labels, row, truncated: false };
 }
+
+describe('packSequences (the trainer\'s --packing)', () => {
+  it('packs single-example sequences as packBfd packs their examples, the same way every time', () => {
+    const exs = [3, 6, 2, 5, 4, 1, 7].map((n, i) => example(i + 1, n, 1));
+    const want = packBfd(exs, 8);
+    expect(packSequences(exs.map(single), 8)).toEqual(want);
+    expect(packSequences(exs.map(single), 8)).toEqual(packSequences(exs.map(single), 8));
+  });
+  it('already packed rows are split into their examples first: nothing is lost, no row grows past seqLen', () => {
+    const exs = [3, 6, 2, 5, 4, 1, 7].map((n, i) => example(i + 1, n));
+    const once = packBfd(exs, 8);
+    const again = packSequences(once, 10);
+    const tokens = (ss: { input_ids: Int32Array }[]) => ss.flatMap((s) => Array.from(s.input_ids)).sort((a, b) => a - b);
+    expect(tokens(again)).toEqual(tokens(exs));
+    for (const s of again) expect(s.input_ids.length).toBeLessThanOrEqual(10);
+    expect(again.flatMap((s) => s.seq_lengths).sort()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+});
 
 describe('packBfd', () => {
   it('best-fit decreasing by hand: lengths 6,5,4,3,2 into bins of 8', () => {

@@ -112,6 +112,22 @@ export function packBfd(examples: readonly TokenizedExample[], seqLen: number): 
   return contents.map((members) => concatSequences(members.map((i) => examples[i]), seqLen));
 }
 
+/** Packs training sequences for the trainer (TRL's SFTConfig(packing=True), whose padding-free
+ *  "bfd" strategy this is): each sequence's examples (one each, unless already packed) go through
+ *  packBfd into rows of up to seqLen tokens. The same sequences in the same order pack the same way,
+ *  so a resumed run gets the rows it had. */
+export function packSequences(seqs: readonly Sequence[], seqLen: number): Sequence[] {
+  const examples: TokenizedExample[] = [];
+  for (const s of seqs) {
+    let o = 0;
+    for (const n of s.seq_lengths) {
+      examples.push({ input_ids: s.input_ids.subarray(o, o + n), labels: s.labels.subarray(o, o + n), row: 0, truncated: false });
+      o += n;
+    }
+  }
+  return packBfd(examples, seqLen);
+}
+
 /** How many sequences packBfd() makes of examples with these lengths, from the count of examples of
  *  each length (counts[len], len 0..seqLen; empty ones make none): no example needs to be kept. */
 export function packedCount(counts: ArrayLike<number>, seqLen: number): number {

@@ -6,6 +6,8 @@
 // The kernel's saved o and lse are not inputs here: sum_i P dP equals rowsum(dO ⊙ o) only if the
 // forward was right, and the twin should not assume that.
 
+import { exampleStart } from './attention_forward.ref.ts';
+
 export function attentionBackwardRef(
   dq: Float32Array, // (B, T, H, D) out
   dk: Float32Array, // (B, T, Hkv, D) out
@@ -21,6 +23,7 @@ export function attentionBackwardRef(
   D: number,
   scale = 1 / Math.sqrt(D),
   window = 0, // sliding window W: query t sees keys t - W < j <= t; 0 = full causal
+  positions?: ArrayLike<number>, // (B, T) packed rows: query t sees no key before t - positions[t]
   softcap = 0, // score softcap c: the softmax saw c·tanh(s / c), whose slope 1 - tanh² scales dS
 ): void {
   const nRep = H / Hkv;
@@ -32,7 +35,7 @@ export function attentionBackwardRef(
       const g = Math.floor(h / nRep);
       for (let t = 0; t < T; t++) {
         const qi = ((b * T + t) * H + h) * D;
-        const lo = window > 0 ? Math.max(0, t - window + 1) : 0;
+        const lo = Math.max(window > 0 ? t - window + 1 : 0, exampleStart(positions, b, T, t));
         let max = -Infinity;
         for (let j = lo; j <= t; j++) {
           const kj = ((b * T + j) * Hkv + g) * D;

@@ -15,6 +15,7 @@ export function attentionForwardRef(
   D: number,
   scale = 1 / Math.sqrt(D),
   window = 0, // sliding window W: query t sees keys t - W < j <= t; 0 = full causal
+  positions?: ArrayLike<number>, // (B, T) packed rows: query t sees no key before t - positions[t]
   softcap = 0, // score softcap c: s -> c·tanh(s / c) (Gemma 2); 0 = none
 ): void {
   const nRep = H / Hkv; // repeat_kv: KV head g serves Q heads g*nRep .. (g+1)*nRep-1
@@ -26,7 +27,7 @@ export function attentionForwardRef(
       for (let t = 0; t < T; t++) {
         const qi = ((b * T + t) * H + h) * D;
         // Scores of the keys this query may see (lo <= j <= t); the causal (and window) mask removes the rest.
-        const lo = window > 0 ? Math.max(0, t - window + 1) : 0;
+        const lo = Math.max(window > 0 ? t - window + 1 : 0, exampleStart(positions, b, T, t));
         let max = -Infinity;
         for (let j = lo; j <= t; j++) {
           const kj = ((b * T + j) * Hkv + g) * D;
@@ -47,4 +48,10 @@ export function attentionForwardRef(
       }
     }
   }
+}
+
+/** The first key query t of row b may see by example (packed rows): t - positions[b, t], or 0 with
+ *  no positions. A position above t (a row not starting an example) leaves plain causal attention. */
+export function exampleStart(positions: ArrayLike<number> | undefined, b: number, T: number, t: number): number {
+  return positions ? t - Math.min(positions[b * T + t], t) : 0;
 }

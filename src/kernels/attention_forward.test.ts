@@ -3,6 +3,7 @@ import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
 import { attentionForward, type AttentionTiles } from './attention_forward.ts';
 import { attentionForwardRef } from './attention_forward.ref.ts';
+import { exampleSpans, packedPositions, sliceTokens } from '../testing/packed-rows.ts';
 
 const TOL = { atol: 2e-5, rtol: 1e-4 };
 
@@ -54,6 +55,34 @@ describe('attention_forward twin with a sliding window', () => {
   });
 });
 
+describe('attention_forward twin on packed rows', () => {
+  // Two rows of T = 10: examples of 3, 5 and 1 tokens (one token left as padding), and 4 and 4 (two).
+  const rows = [[3, 5, 1], [4, 4]];
+  const [B, T, H, Hkv, D] = [2, 10, 4, 2, 8];
+  const q = rand(B * T * H * D, 15, -2, 2), k = rand(B * T * Hkv * D, 16, -2, 2), v = rand(B * T * Hkv * D, 17);
+  const positions = packedPositions(rows, T);
+  test.each([[0, 0], [2, 0], [2, 0.8]])('each packed example equals that example run alone (window %i, softcap %f)', (window, softcap) => {
+    const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, 0.5, window, positions, softcap);
+    for (const [b, t0, n] of exampleSpans(rows)) {
+      const oe = new Float32Array(n * H * D), lsee = new Float32Array(H * n);
+      attentionForwardRef(oe, lsee, sliceTokens(q, T, H * D, b, t0, n), sliceTokens(k, T, Hkv * D, b, t0, n),
+        sliceTokens(v, T, Hkv * D, b, t0, n), 1, n, H, Hkv, D, 0.5, window, undefined, softcap);
+      expect(sliceTokens(o, T, H * D, b, t0, n)).toEqual(oe);
+      for (let h = 0; h < H; h++) expect(lse.slice((b * H + h) * T + t0, (b * H + h) * T + t0 + n)).toEqual(lsee.slice(h * n, (h + 1) * n));
+    }
+  });
+  test('positions 0 .. T-1 in every row (one example per row) are plain causal attention', () => {
+    const run = (pos?: Uint32Array) => {
+      const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
+      attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, 0.5, 0, pos);
+      return { o, lse };
+    };
+    expect(run(packedPositions([[T], [T]], T))).toEqual(run());
+    expect(run(positions)).not.toEqual(run());
+  });
+});
+
 describe('attention_forward kernel', () => {
   let gpu: Gpu;
   beforeAll(async () => {
@@ -90,13 +119,39 @@ describe('attention_forward kernel', () => {
     const lseT = gpu.tensor('lse', 'activations', B * H * T * 4);
     attentionForward(
       gpu, oT, lseT, gpu.tensor('q', 'activations', q), gpu.tensor('k', 'activations', k),
-      gpu.tensor('v', 'activations', v), B, T, H, Hkv, D, scale, tiles, window, softcap,
+      gpu.tensor('v', 'activations', v), B, T, H, Hkv, D, scale, tiles, window, undefined, softcap,
     );
     const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
-    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale, window, softcap);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale, window, undefined, softcap);
     assertClose('o', await gpu.readF32(oT), o, TOL);
     assertClose('lse', await gpu.readF32(lseT), lse, TOL);
     expect(gpu.counters.dispatches).toBeGreaterThan(0);
+  });
+
+  // Packed rows: [B, T, H, Hkv, D, tiles, window, example lengths per row]. Examples start mid-tile and
+  // mid-block, span several key tiles and query blocks, a 1-token example sits between longer ones,
+  // and rows end in padding (position 0: a padding token sees only itself). An optional last column
+  // is a score softcap, so one case has every mask at once (packed examples, a window, the softcap).
+  const packedCases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number, number[][], number?][] = [
+    [2, 10, 4, 2, 8, undefined, 0, [[3, 5, 1], [4, 4]]],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 0, [[1, 7, 12, 2, 9]]],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 4, [[1, 7, 12, 2, 9]]],
+    [2, 70, 4, 2, 24, undefined, 20, [[30, 25, 15], [1, 1, 64]]],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 4, [[1, 7, 12, 2, 9]], 1.5],
+  ];
+  test.each(packedCases)('packed rows equal the twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i lengths=%o softcap=%s', async (B, T, H, Hkv, D, tiles, window, rows, softcap = 0) => {
+    const seed = B * 5 + T * 3 + H + D;
+    const q = rand(B * T * H * D, seed, -2, 2), k = rand(B * T * Hkv * D, seed + 1, -2, 2), v = rand(B * T * Hkv * D, seed + 2);
+    const positions = packedPositions(rows, T);
+    const oT = gpu.tensor('o', 'activations', q.byteLength), lseT = gpu.tensor('lse', 'activations', B * H * T * 4);
+    attentionForward(
+      gpu, oT, lseT, gpu.tensor('q', 'activations', q), gpu.tensor('k', 'activations', k), gpu.tensor('v', 'activations', v),
+      B, T, H, Hkv, D, 0.5, tiles, window, gpu.tensor('positions', 'activations', positions), softcap,
+    );
+    const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, 0.5, window, positions, softcap);
+    assertClose('o', await gpu.readF32(oT), o, TOL);
+    assertClose('lse', await gpu.readF32(lseT), lse, TOL);
   });
 
   test('rejects a head dim that is not a multiple of 4', () => {

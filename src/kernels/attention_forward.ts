@@ -43,18 +43,29 @@ export function softcapParam(softcap: number): number {
   return softcap;
 }
 
+/** The packed-row mask's binding and flag: `positions` (B, T) u32 when given; without it the
+ *  kernels still need something at that binding (layout 'auto' keeps every statically used one), so
+ *  they get `placeholder`, which they never read (flag 0). */
+export function maskBinding(positions: Binding | undefined, placeholder: Binding): { pos: Binding; packed: number } {
+  return positions ? { pos: positions, packed: 1 } : { pos: placeholder, packed: 0 };
+}
+
 /**
  * Causal GQA attention: o = softmax(q kᵀ · scale + causal mask) v, saving lse for the backward pass.
  * q, o: (B, T, H, D); k, v: (B, T, Hkv, D); lse: (B, H, T). scale defaults to 1/sqrt(D). With
- * window W > 0, query t sees keys t - W < j <= t (sliding-window attention); 0 = full causal. With
- * softcap c > 0 each score s becomes c·tanh(s / c) before the softmax (Gemma 2's attention softcap).
+ * window W > 0, query t sees keys t - W < j <= t (sliding-window attention); 0 = full causal.
+ * With `positions` (B, T) u32 (packed rows, positions restarting at 0 at each example), query t
+ * also sees no key before t - positions[t]: each example attends only to itself. With softcap c > 0
+ * each score s becomes c·tanh(s / c) before the softmax (Gemma 2's attention softcap).
  */
 export function attentionForward(
   gpu: Gpu, o: Binding, lse: Binding, q: Binding, k: Binding, v: Binding,
-  B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D), tiles?: Partial<AttentionTiles>, window = 0, softcap = 0,
+  B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D), tiles?: Partial<AttentionTiles>, window = 0,
+  positions?: Binding, softcap = 0,
 ): void {
   checkHeads(H, Hkv);
   const { rows, tile } = attentionTiles(gpu, D, tiles);
   const kern = gpu.kernel('attention_forward', shader, { overrides: { ROWS: rows, KV_TILE: tile, D } });
-  gpu.dispatch(kern, [o, lse, q, k, v], params([B, T, H, Hkv, windowParam(window, T)], [scale, softcapParam(softcap)]), grid(B * H * Math.ceil(T / rows)));
+  const { pos, packed } = maskBinding(positions, q);
+  gpu.dispatch(kern, [o, lse, q, k, v, pos], params([B, T, H, Hkv, windowParam(window, T), packed], [scale, softcapParam(softcap)]), grid(B * H * Math.ceil(T / rows)));
 }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Gpu } from '../gpu/runtime.ts';
+import type { Gpu } from '../gpu/runtime.ts';
+import { gpuForPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 import { assertClose, finiteDifference, goldenArray, loadGolden, rand, randInts } from '../testing/compare.ts';
 import { crossEntropy, crossEntropyChunkTokens } from './cross_entropy.ts';
 import { crossEntropyRef } from './cross_entropy.ref.ts';
@@ -67,10 +68,10 @@ describe('cross_entropy twin', () => {
   });
 });
 
-describe('cross_entropy kernel', () => {
+describe.each(REDUCTION_PATHS)('cross_entropy kernel (%s reduction)', (path) => {
   let gpu: Gpu;
   beforeAll(async () => {
-    gpu = await Gpu.create();
+    gpu = await gpuForPath(path);
   });
   afterAll(() => gpu?.destroy());
 

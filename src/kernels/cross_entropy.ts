@@ -1,5 +1,6 @@
 import shader from '../../shaders/cross_entropy.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
+import { reductionKernel } from './subgroups.ts';
 
 const WG = 256;
 
@@ -18,7 +19,7 @@ export function crossEntropy(
   gpu: Gpu, loss: Binding, logits: Binding, targets: Binding, Tc: number, V: number, gradScale: number, softcap = 0,
 ): void {
   if (!Number.isFinite(softcap) || softcap < 0) throw new RangeError(`cross_entropy: softcap ${softcap} must be a non-negative number`);
-  const k = gpu.kernel('cross_entropy', shader, { overrides: { WG } });
+  const k = reductionKernel(gpu, 'cross_entropy', shader, { overrides: { WG } });
   // gradScale changes with every step's token count: a persistent uniform per chunk shape, rewritten
   // in place, keeps the bind groups from step to step.
   gpu.dispatch(k, [loss, logits, targets], gpu.scalars(`cross_entropy.params.${Tc}x${V}`, params([Tc, V], [gradScale, softcap])), grid(Tc));

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Gpu } from '../gpu/runtime.ts';
+import type { Gpu } from '../gpu/runtime.ts';
+import { gpuForPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
 import { gradNorm, gradNormPartials } from './grad_norm.ts';
 import { gradNormRef } from './grad_norm.ref.ts';
@@ -21,10 +22,10 @@ describe('grad_norm twin', () => {
   });
 });
 
-describe('grad_norm kernel', () => {
+describe.each(REDUCTION_PATHS)('grad_norm kernel (%s reduction)', (path) => {
   let gpu: Gpu;
   beforeAll(async () => {
-    gpu = await Gpu.create();
+    gpu = await gpuForPath(path);
   });
   afterAll(() => gpu?.destroy());
 

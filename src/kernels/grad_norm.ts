@@ -1,5 +1,6 @@
 import shader from '../../shaders/grad_norm.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
+import { reductionKernel } from './subgroups.ts';
 
 const WG = 256;
 const ITEMS = 16;
@@ -17,8 +18,8 @@ export function gradNorm(gpu: Gpu, norm: Binding, partials: Binding, grad: Bindi
   const P = gradNormPartials(n);
   if (partials.size < P * 4) throw new RangeError(`grad_norm: partials holds ${partials.size / 4} f32, needs ${P}`);
   const u = params([n, P]);
-  const kp = gpu.kernel('grad_norm', shader, { entry: 'partial_sums', overrides: { WG, ITEMS } });
+  const kp = reductionKernel(gpu, 'grad_norm', shader, { entry: 'partial_sums', overrides: { WG, ITEMS } });
   gpu.dispatch(kp, [undefined, partials, grad], u, grid(P));
-  const kf = gpu.kernel('grad_norm', shader, { entry: 'finish', overrides: { WG, ITEMS } });
+  const kf = reductionKernel(gpu, 'grad_norm', shader, { entry: 'finish', overrides: { WG, ITEMS } });
   gpu.dispatch(kf, [norm, partials], u, [1]);
 }

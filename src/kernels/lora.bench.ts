@@ -1,6 +1,6 @@
 import type { BenchFamily } from './bench-case.ts';
 import { loraForward } from './lora_forward.ts';
-import { loraBackward } from './lora_backward.ts';
+import { loraBackward, loraBackwardScratchBytes } from './lora_backward.ts';
 
 // One LoRA-adapted projection of a 1-2B model (hidden 2048) over 512 tokens at rank 8; tiny for SwiftShader.
 export const benches: BenchFamily = (full) => {
@@ -27,13 +27,15 @@ export const benches: BenchFamily = (full) => {
       shape: { M, N, K, R },
       // dU, dB: 2MNR each; dA, dX: 2MKR each; the mask-and-add onto dX: 2MK.
       flops: 4 * M * N * R + 4 * M * K * R + 2 * M * K,
-      // dY, x, A, B, U read; dA, dB written; dU written and read; dX read and written.
+      // dY, x, A, B, U read; dA, dB written; dU written and read; dX read and written (split-K's partial
+      // sums, a few per output of dU, dB, dA, are not counted: the minimum traffic).
       bytes: 4 * (M * N + M * K + 2 * R * K + 2 * N * R + 3 * M * R + 2 * M * K),
       setup(gpu) {
         const t = (label: string, n: number) => gpu.tensor(label, 'activations', n * 4);
-        const dX = t('dX', M * K), dA = t('dA', R * K), dB = t('dB', N * R), dU = t('dU', M * R);
+        const dX = t('dX', M * K), dA = t('dA', R * K), dB = t('dB', N * R);
+        const work = gpu.tensor('work', 'scratch', loraBackwardScratchBytes(dims)); // dU and the split-K partials
         const dY = t('dY', M * N), x = t('x', M * K), A = t('A', R * K), B = t('B', N * R), U = t('U', M * R);
-        return () => loraBackward(gpu, dX, dA, dB, dU, dY, x, A, B, U, dims, { ...opts, accumulate: true });
+        return () => loraBackward(gpu, dX, dA, dB, work, dY, x, A, B, U, dims, { ...opts, accumulate: true });
       },
     },
   ];

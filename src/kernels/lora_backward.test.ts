@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, finiteDifference, goldenArray, loadGolden, rand } from '../testing/compare.ts';
 import { dropoutRef, loraForwardRef } from './lora_forward.ref.ts';
-import { loraBackward } from './lora_backward.ts';
+import { loraBackward, loraBackwardScratchBytes, loraSplits, SPLIT_TARGET, splitK } from './lora_backward.ts';
 import { loraBackwardRef } from './lora_backward.ref.ts';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -75,28 +75,56 @@ describe('lora_backward kernel', () => {
   afterAll(() => gpu?.destroy());
 
   // Ragged M (the reduction of dA/dB: not a multiple of the 32-long chunk), N, K (not multiples of the
-  // 64-wide tiles), R in {1, 8, 16, 20}.
+  // 64-wide tiles), R in {1, 4, 8, 16, 20}. All but the first split some reduction (split-K) with a
+  // short last slice; the last has one product with 256+ tiles (dB, dA: not split) and one split
+  // into 171 slices of 96 (dU over N = 16,400).
   test.each([
     [5, 7, 13, 1, 0, 0, false],
     [67, 33, 70, 8, 0.1, 3, true],
     [130, 65, 97, 16, 0.25, 9, false],
     [45, 9, 35, 20, 0.5, 11, true],
+    [40, 16400, 16400, 4, 0.1, 5, true],
   ])('equals its twin at M=%i N=%i K=%i R=%i dropout=%s seed=%i accumulate=%s', async (M, N, K, R, p, seed, accumulate) => {
     const x = rand(M * K, 31, -2, 2), A = rand(R * K, 32, -0.3, 0.3), B = rand(N * R, 33, -0.5, 0.5);
     const U = rand(M * R, 34), dY = rand(M * N, 35), scale = 16 / Math.sqrt(R); // alpha 16, rsLoRA
     const dX0 = rand(M * K, 36), dA0 = rand(R * K, 37), dB0 = rand(N * R, 38);
     const t = (label: string, a: Float32Array) => gpu.tensor(label, 'activations', a);
-    const dXT = t('dX', dX0), dAT = t('dA', dA0), dBT = t('dB', dB0), dUT = gpu.tensor('dU', 'scratch', M * R * 4);
+    const dXT = t('dX', dX0), dAT = t('dA', dA0), dBT = t('dB', dB0);
+    const work = gpu.tensor('work', 'scratch', loraBackwardScratchBytes({ M, N, K, R }));
     loraBackward(
-      gpu, dXT, dAT, dBT, dUT, t('dY', dY), t('x', x), t('A', A), t('B', B), t('U', U),
+      gpu, dXT, dAT, dBT, work, t('dY', dY), t('x', x), t('A', A), t('B', B), t('U', U),
       { M, N, K, R }, { scale, dropout: p, seed, accumulate },
     );
     const dX = dX0.slice(), dA = dA0.slice(), dB = dB0.slice(), dU = new Float32Array(M * R);
     loraBackwardRef(dX, dA, dB, dU, dY, x, A, B, U, M, N, K, R, scale, p, seed, accumulate);
-    assertClose('dU', await gpu.readF32(dUT), dU, scaled(dU));
+    assertClose('dU', (await gpu.readF32(work)).subarray(0, M * R), dU, scaled(dU));
     assertClose('dB', await gpu.readF32(dBT), dB, scaled(dB));
     assertClose('dA', await gpu.readF32(dAT), dA, scaled(dA));
     assertClose('dX', await gpu.readF32(dXT), dX, scaled(dX));
+  });
+
+  test('the ragged cases above exercise split-K', () => {
+    const s = (M: number, N: number, K: number, R: number) => loraSplits({ M, N, K, R });
+    expect([s(5, 7, 13, 1).U.slices, s(5, 7, 13, 1).B.slices, s(5, 7, 13, 1).A.slices]).toEqual([1, 1, 1]);
+    expect([s(67, 33, 70, 8).B.slices, s(67, 33, 70, 8).A.slices]).toEqual([3, 3]);
+    expect(67 % s(67, 33, 70, 8).B.chunk).not.toBe(0);
+    expect([s(130, 65, 97, 16).U.slices, s(130, 65, 97, 16).B.slices]).toEqual([3, 5]);
+    const big = s(40, 16400, 16400, 4);
+    expect([big.U.slices, big.U.chunk, big.B.slices, big.A.slices]).toEqual([171, 96, 1, 1]);
+  });
+
+  test('split-K fills SPLIT_TARGET workgroups at Llama-3.2-1B shapes (512 tokens, rank 8)', () => {
+    // q_proj (N = K = 2048) and v_proj (N = 512): 64 x 16 tiles, 32-long chunks.
+    const q = loraSplits({ M: 512, N: 2048, K: 2048, R: 8 });
+    const v = loraSplits({ M: 512, N: 512, K: 2048, R: 8 });
+    // dU: 8 tiles; dB: N/64 tiles; dA: 32 tiles. Every product reaches SPLIT_TARGET unless its
+    // reduction runs out of 32-long chunks (v_proj's dB: 16 chunks of M = 512).
+    expect(8 * q.U.slices).toBe(SPLIT_TARGET);
+    expect(32 * q.B.slices).toBe(SPLIT_TARGET);
+    expect(32 * q.A.slices).toBe(SPLIT_TARGET);
+    expect(8 * v.U.slices).toBe(128);
+    expect(8 * v.B.slices).toBe(128);
+    expect(splitK(300, 512, 32)).toEqual({ slices: 1, chunk: 512 });
   });
 
   test('dX regenerates the forward mask from (seed, index)', async () => {
@@ -105,7 +133,8 @@ describe('lora_backward kernel', () => {
     const dXT = gpu.tensor('dX', 'activations', M * K * 4);
     const one = (n: number) => gpu.tensor('one', 'activations', new Float32Array(n).fill(1));
     loraBackward(
-      gpu, dXT, gpu.tensor('dA', 'lora', K * 4), gpu.tensor('dB', 'lora', 4), gpu.tensor('dU', 'scratch', M * 4),
+      gpu, dXT, gpu.tensor('dA', 'lora', K * 4), gpu.tensor('dB', 'lora', 4),
+      gpu.tensor('work', 'scratch', loraBackwardScratchBytes({ M, N: 1, K, R: 1 })),
       one(M), gpu.tensor('x', 'activations', M * K * 4), one(K), one(1), gpu.tensor('U', 'activations', M * 4),
       { M, N: 1, K, R: 1 }, { scale: 1, dropout: p, seed },
     );

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Gpu } from '../gpu/runtime.ts';
+import type { Gpu } from '../gpu/runtime.ts';
+import { gpuForPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 import { assertClose, finiteDifference, goldenArray, loadGolden, rand } from '../testing/compare.ts';
 import { rmsnormBackward } from './rmsnorm_backward.ts';
 import { rmsnormBackwardRef } from './rmsnorm_backward.ref.ts';
@@ -42,10 +43,10 @@ describe('rmsnorm_backward twin', () => {
   });
 });
 
-describe('rmsnorm_backward kernel', () => {
+describe.each(REDUCTION_PATHS)('rmsnorm_backward kernel (%s reduction)', (path) => {
   let gpu: Gpu;
   beforeAll(async () => {
-    gpu = await Gpu.create();
+    gpu = await gpuForPath(path);
   });
   afterAll(() => gpu?.destroy());
 

@@ -1,5 +1,6 @@
 import shader from '../../shaders/rmsnorm_backward.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
+import { reductionKernel } from './subgroups.ts';
 
 const WG = 128;
 
@@ -7,6 +8,6 @@ const WG = 128;
 export function rmsnormBackward(
   gpu: Gpu, dx: Binding, dy: Binding, x: Binding, w: Binding, rstd: Binding, N: number, C: number, accumulate = false,
 ): void {
-  const k = gpu.kernel('rmsnorm_backward', shader, { overrides: { WG, ACCUMULATE: accumulate } });
+  const k = reductionKernel(gpu, 'rmsnorm_backward', shader, { overrides: { WG, ACCUMULATE: accumulate } });
   gpu.dispatch(k, [dx, dy, x, w, rstd], params([N, C]), grid(N));
 }

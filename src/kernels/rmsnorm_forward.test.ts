@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Gpu } from '../gpu/runtime.ts';
+import type { Gpu } from '../gpu/runtime.ts';
+import { gpuForPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
 import { rmsnormForward, rmsnormForwardAdd } from './rmsnorm_forward.ts';
 import { rmsnormForwardRef } from './rmsnorm_forward.ref.ts';
@@ -18,10 +19,10 @@ describe('rmsnorm_forward twin', () => {
   });
 });
 
-describe('rmsnorm_forward kernel', () => {
+describe.each(REDUCTION_PATHS)('rmsnorm_forward kernel (%s reduction)', (path) => {
   let gpu: Gpu;
   beforeAll(async () => {
-    gpu = await Gpu.create();
+    gpu = await gpuForPath(path);
   });
   afterAll(() => gpu?.destroy());
 

@@ -279,7 +279,9 @@ export class LlamaModel {
     } else {
       ropeForward(g, q, pos, cos, sin, b.B, b.T, H, D);
       ropeForward(g, k, pos, cos, sin, b.B, b.T, Hkv, D);
-      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), d.attnSoftcap ?? 0);
+      // Positions restart at each packed example, and the kernel masks by them: an example never
+      // attends to another in its row (for an unpacked row they are 0 .. T-1: plain causal).
+      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), pos, d.attnSoftcap ?? 0);
     }
     this.sublayerOut(l, 'o_proj', h2, att, w.attnOutNorm, 'ao', 'rstd3', N, o);
     rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps, hOut !== h2 ? hOut : undefined);
@@ -332,7 +334,7 @@ export class LlamaModel {
     const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
     this.projBackward(l, 'o_proj', dO, this.sublayerOutBackward(l, dh, w.attnOutNorm, 'ao', 'rstd3', N), this.act('o', l), N, false, o);
     attentionBackward(g, dq, dk, dv, dO, this.act('q', l), this.act('k', l), this.act('v', l), this.act('o', l),
-      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), d.attnSoftcap ?? 0);
+      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), pos, undefined, d.attnSoftcap ?? 0);
     ropeBackward(g, dq, pos, cos, sin, b.B, b.T, H, D);
     ropeBackward(g, dk, pos, cos, sin, b.B, b.T, Hkv, D);
     let dqr = dq, dkr = dk;

@@ -10,6 +10,7 @@ import { linearShape } from '../io/hf-names.ts';
 import { gradNormPartials } from '../kernels/grad_norm.ts';
 import { crossEntropyChunkTokens } from '../kernels/cross_entropy.ts';
 import { topkScratchBytes } from '../kernels/topk_select.ts';
+import { loraBackwardScratchBytes } from '../kernels/lora_backward.ts';
 
 /** The dimensions the engine needs from a config (ModelConfig provides them). */
 export interface ModelDims {
@@ -279,7 +280,15 @@ export class Plan {
       // dk through k_norm (dq through q_norm reuses grad.do, free once attention's backward is done).
       if (d.qkNorm) add('grad.dkr', 'scratch', f32(N * Hkv * D));
       add('grad.Dsum', 'scratch', f32(o.batch * H * o.seqLen));
-      if (o.lora) add('grad.dU', 'scratch', f32(N * R));
+      // LoRA backward's scratch: dU (N, R) and the split-K partial sums of its rank-R products,
+      // sized for the largest adapted projection (lora_backward.ts).
+      if (o.lora) {
+        const sizes = o.lora.targets.map((p) => {
+          const [n, k] = linearShape(d, p);
+          return loraBackwardScratchBytes({ M: N, N: n, K: k, R });
+        });
+        add('grad.dU', 'scratch', Math.max(f32(N * R), ...sizes));
+      }
     }
   }
 

@@ -13,6 +13,8 @@ const data = fileURLToPath(new URL('../../public/samples/baking-cups-to-grams.js
 let tmp: string;
 // Two training steps of the demo model on SwiftShader, on two busy cores: about a minute each.
 const DIVERGE_TIMEOUT_MS = 300_000;
+// Three training steps, a generation and an eval: past 120 s at a load average of 15 on two cores.
+const FLOW_TIMEOUT_MS = 400_000;
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '', err = '';
@@ -71,6 +73,29 @@ describe('webtune train / generate / eval', () => {
     expect(c.code, c.err).toBe(0);
     const cfg = JSON.parse(await readFile(join(tmp, 'adapter2', 'adapter_config.json'), 'utf8'));
     expect(cfg.r).toBe(4); // the initial adapter's rank, not the default 8
+  }, FLOW_TIMEOUT_MS);
+
+  test('--packing packs short examples into fewer rows, trains them in one step, and records it', async () => {
+    // Six very short examples (about 20 tokens each with the seed template) in rows of 64 tokens.
+    const short = join(tmp, 'short.jsonl');
+    await writeFile(short, ['1 cup', '2 cups', '1/2 cup', '3 cups', '1/4 cup', '2/3 cup']
+      .map((c) => JSON.stringify({ instruction: `${c} of sugar?`, response: `${c} is sugar.` })).join('\n'));
+    const out = join(tmp, 'packed'), log = join(tmp, 'packed.jsonl');
+    const t = await run(['train', '--model', demo, '--data', short, '--out', out, '--seq-len', '64', '--batch', '1',
+      '--grad-accum', '1', '--max-steps', '1', '--rank', '2', '--targets', 'q_proj', '--packing', '--log', log]);
+    expect(t.code, t.err).toBe(0);
+    const m = /Packing: 6 examples in (\d+) rows of up to 64 tokens/.exec(t.err);
+    expect(m, t.err).not.toBeNull();
+    const rows = Number(m![1]);
+    expect(rows).toBeGreaterThan(0);
+    expect(rows).toBeLessThan(6);
+    // One row of batch 1 holds several examples: more tokens than any one example has (about 20).
+    const [step] = (await readFile(log, 'utf8')).trim().split('\n').map((x) => JSON.parse(x));
+    expect(step.tokens).toBeGreaterThan(64 / 2);
+    expect(step.tokens).toBeLessThanOrEqual(64);
+    expect(Number.isFinite(step.loss)).toBe(true);
+    const record = JSON.parse(await readFile(join(out, 'webtune-run.json'), 'utf8'));
+    expect(record.settings.packing).toBe(true);
   });
 
   test('NaN in a base weight is refused at load, naming the tensor', async () => {

@@ -115,6 +115,20 @@ describe('webtune CLI refuses bad input with a typed, named error', () => {
     expect(r.err).toContain('--rank');
   });
 
+  test('--packing is listed in train --help, takes no value, and is checked before the model is read', async () => {
+    let printed = '';
+    const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void (printed += a.join(' ')));
+    try {
+      expect((await run(['train', '--help'])).code).toBe(0);
+    } finally {
+      log.mockRestore();
+    }
+    expect(printed).toContain('[--packing]');
+    const v = await train(join(tmp, 'no-such-model'), ['--packing=yes']);
+    expect(v.code).toBe(2);
+    expect(v.err).toContain('packing');
+  });
+
   test('--alpha 0 and an empty --lr= are refused before the model is read', async () => {
     // A model folder that does not exist: the option check must fail first, naming the flag.
     const missing = join(tmp, 'no-such-model');

@@ -14,7 +14,7 @@ import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import type { StepLog } from '../train/trainer.ts';
 import { derive, optionFlags, optionUsage, optionsFromFlags, storageFromFlag } from '../app/options.ts';
 import { ModelStore } from '../app/model-store.ts';
-import { TrainingRun, loraSpec, trainConfig } from '../app/training-run.ts';
+import { TrainingRun, loraSpec, trainConfig, trainingRows } from '../app/training-run.ts';
 import { dataCommand } from './data-command.ts';
 import { modelBench } from './model-bench.ts';
 import { checkFreeSpace, checkOutputDir, checkReadableFile, checkWritableFile, fsError, isFsError } from './preflight.ts';
@@ -72,7 +72,7 @@ function eta(seconds: number): string {
 const TRAIN_USAGE = `usage: webtune train --model DIR --data FILE --out DIR [--quant nf4|none] [--double-quant] ${optionUsage(['storage'])}
   [--targets LIST|all-linear] ${optionUsage(['rank', 'alpha', 'dropout', 'rslora', 'lr', 'epochs', 'maxSteps', 'batch', 'gradAccum', 'seqLen'])}
   [--schedule constant|linear|cosine] ${optionUsage(['warmupSteps', 'weightDecay', 'maxGradNorm', 'seed'])}
-  [--no-shuffle] [--val-split 0] [--checkpointing] [--init-adapter DIR]
+  [--no-shuffle] [--val-split 0] [--checkpointing] [--packing] [--init-adapter DIR]
   [--template ${TEMPLATE_NAMES.join('|')}] [--encoding latin1|utf-16le|...] [--log FILE]`;
 
 async function train(argv: string[]): Promise<number> {
@@ -103,8 +103,9 @@ async function train(argv: string[]): Promise<number> {
   for (const p of data.problems.slice(0, 20)) process.stderr.write(`  skipped: ${p.file}${p.line ? `:${p.line}` : ''}${p.row ? ` (row ${p.row})` : ''}: ${p.message}\n`);
   if (data.problems.length > 20) process.stderr.write(`  ... and ${data.problems.length - 20} more skipped rows\n`);
   process.stderr.write(`${data.train.length} training and ${data.validation.length} validation examples (${data.shape}, template ${data.template}).\n`);
-  const steps = derive(opts, data.train.length);
-  process.stderr.write(`${steps.totalSteps} optimizer steps of ${steps.effectiveBatch} examples (batch ${opts.batch} x gradient accumulation ${opts.gradAccum}).\n`);
+  const rows = trainingRows(opts, data.train).length, steps = derive(opts, rows);
+  if (opts.packing) process.stderr.write(`Packing: ${data.train.length} examples in ${rows} rows of up to ${opts.seqLen} tokens.\n`);
+  process.stderr.write(`${steps.totalSteps} optimizer steps of ${steps.effectiveBatch} ${opts.packing ? 'rows' : 'examples'} (batch ${opts.batch} x gradient accumulation ${opts.gradAccum}).\n`);
   const lost = checkTrainedTokens(data.stats, basename(dataFile), opts.seqLen); // throws when nothing would train
   if (lost) process.stderr.write(`warning: ${lost}\n`);
   // Every file is read and checked before the GPU is touched: bad input fails fast and clearly.

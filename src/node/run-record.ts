@@ -48,7 +48,7 @@ export async function runRecordFile(r: TrainRunInfo): Promise<Record<string, str
       template: r.data.template, columns: r.data.columns, rowsRead: r.data.rowsRead, skippedRows: r.data.problems.length,
       trainExamples: r.data.train.length, validationExamples: r.data.validation.length,
     },
-    lora: r.lora, train: r.train, seqLen: r.seqLen, packing: false,
+    lora: r.lora, train: r.train, seqLen: r.seqLen, packing: Boolean(r.options.packing),
     // The CLI prepares data with the tokenizer defaults (TRL's): completion-only and assistant-only loss.
     completionOnlyLoss: DEFAULT_TOKENIZE.completionOnlyLoss, assistantOnlyLoss: DEFAULT_TOKENIZE.assistantOnlyLoss,
     valSplit: r.valSplit, checkpointing: Boolean(r.options.checkpointing),

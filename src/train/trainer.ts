@@ -81,12 +81,6 @@ export class Trainer {
     readonly padId: number,
   ) {
     if (data.train.length === 0) throw new UsageError('The training split is empty.', 'Add examples to the dataset or lower --val-split.');
-    if ([...data.train, ...data.validation].some((s) => s.seq_lengths.length > 1)) {
-      throw new UsageError(
-        'Packed sequences are not supported by the trainer yet.',
-        'Prepare the dataset without packing: attention would otherwise cross example boundaries.',
-      );
-    }
     ({ stepsPerEpoch: this.stepsPerEpoch, totalSteps: this.totalSteps } = planSteps(data.train.length, cfg));
   }
 

@@ -18,6 +18,10 @@ describe('training form', () => {
     const p = toTrainOptions({ ...DEFAULT_FORM, maxSteps: 30, rank: 16 }, 64);
     expect(p).toMatchObject({ maxSteps: 30, rank: 16 });
     expect(changedFields({ ...DEFAULT_FORM, maxSteps: 30, rank: 16 })).toEqual(['rank', 'maxSteps']);
+    // The packing checkbox reaches the worker's options, and counts as a change from the defaults.
+    expect(DEFAULT_FORM.packing).toBe(false);
+    expect(toTrainOptions({ ...DEFAULT_FORM, packing: true }, 64).packing).toBe(true);
+    expect(changedFields({ ...DEFAULT_FORM, packing: true })).toEqual(['packing']);
   });
   it('estimates steps from epochs or max steps, and time as a range', () => {
     const w = workEstimate(1e9, 100, 80, DEFAULT_FORM);
@@ -27,5 +31,11 @@ describe('training form', () => {
     expect(w.seconds[0]).toBeLessThan(w.seconds[1]);
     expect(workEstimate(1e9, 100, 80, { ...DEFAULT_FORM, maxSteps: 5 }).steps).toBe(5);
     expect(workEstimate(1e9, 100, 80, DEFAULT_FORM, 12).steps).toBe(12);
+  });
+  it('with packing, steps come from the packed rows and tokens from the examples they hold', () => {
+    // 80 examples of 100 tokens packed 4 to a row: 20 rows, 3 steps per epoch (20 / 8, rounded up).
+    const w = workEstimate(1e9, 100, 80, { ...DEFAULT_FORM, packing: true }, undefined, 20);
+    expect(w.steps).toBe(9);
+    expect(w.tokens).toBe(9 * 8 * 4 * 100);
   });
 });

@@ -52,10 +52,12 @@ export interface WorkEstimate {
 // and a good desktop one. The ETA shown during training replaces this with the measured rate.
 const SLOW_FLOPS = 0.3e12, FAST_FLOPS = 5e12;
 
-export function workEstimate(params: number, meanTokens: number, trainExamples: number, f: TrainForm, totalSteps?: number): WorkEstimate {
-  const d = derive(f, trainExamples);
+/** `rows`: the rows the trainer steps over (fewer than the examples with packing, each holding
+ *  trainExamples / rows examples on average); the examples themselves when absent. */
+export function workEstimate(params: number, meanTokens: number, trainExamples: number, f: TrainForm, totalSteps?: number, rows = trainExamples): WorkEstimate {
+  const d = derive(f, rows);
   const steps = totalSteps ?? d.totalSteps;
-  const tokens = steps * d.effectiveBatch * meanTokens;
+  const tokens = steps * d.effectiveBatch * meanTokens * (rows > 0 ? trainExamples / rows : 1);
   const flops = 4 * params * tokens;
   return { steps, tokens, flops, seconds: [flops / FAST_FLOPS, flops / SLOW_FLOPS] };
 }

@@ -135,6 +135,40 @@ describe('engine: training', () => {
     expect(await e.estimate(TRAIN)).toEqual(f32); // absent: f32, as runs saved before the option trained
   });
 
+  test('packing: the estimate counts packed rows; a packed run resumes from its checkpoint to the same adapter', async () => {
+    // Twelve short examples (about 25 to 30 tokens each with the seed template) pack two to a row of 64.
+    const cups = ['1 cup', '2 cups', '1/2 cup', '3 cups', '1/4 cup', '2/3 cup', '4 cups', '3/4 cup', '1/3 cup', '5 cups', '6 cups', '1/8 cup'];
+    const short = () => new File([cups.map((c) => JSON.stringify({ instruction: `${c} of sugar?`, response: `${c} is sugar.` })).join('\n')], 'short.jsonl');
+    const PACKED: TrainOptions = { ...TRAIN, packing: true, maxSteps: 2, checkpointEvery: 1 };
+    const store = memoryStore();
+    const e1 = new Engine(host(store, []));
+    await e1.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    expect((await e1.prepareDataset(short(), DATA)).trainExamples).toBe(12);
+    const plain = await e1.estimate({ ...PACKED, packing: false, maxSteps: undefined });
+    const packed = await e1.estimate({ ...PACKED, maxSteps: undefined });
+    expect(plain).toMatchObject({ trainRows: 12, totalSteps: 12 });
+    expect(packed.trainRows).toBeLessThanOrEqual(6);
+    expect(packed.totalSteps).toBe(packed.trainRows);
+    expect(packed.bytes).toEqual(plain.bytes); // the same rows of seqLen: the same plan
+
+    await e1.train(PACKED, (e) => {
+      if (e.type === 'step' && e.log.step === 1) void e1.pause();
+    });
+    expect(await e1.pendingCheckpoint()).toMatchObject({ step: 1, totalSteps: 2, options: { packing: true } });
+    const e2 = new Engine(host(store, []));
+    const ev2: TrainEvent[] = [];
+    await e2.resumeTraining((e) => ev2.push(e));
+    expect(ev2).toContainEqual({ type: 'done', step: 2 });
+    const steps = ev2.filter((e) => e.type === 'step').map((e) => (e as { log: { tokens: number } }).log);
+    for (const l of steps) expect(l.tokens).toBeGreaterThan(32); // several examples in the step's one row
+
+    const e3 = new Engine(host(memoryStore(), []));
+    await e3.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    await e3.prepareDataset(short(), DATA);
+    await e3.train(PACKED, () => {});
+    expect((await e2.exportAdapter())['adapter_model.safetensors']).toEqual((await e3.exportAdapter())['adapter_model.safetensors']);
+  }, 900_000);
+
   test('train, pause with a checkpoint, resume in a new engine, device loss, export/import', async () => {
     const store = memoryStore();
     const e1 = new Engine(host(store, []));
@@ -167,7 +201,8 @@ describe('engine: training', () => {
     const steps2 = ev2.filter((e) => e.type === 'step').map((e) => (e as { log: { step: number; loss: number } }).log);
     expect(steps2.map((l) => l.step)).toEqual([1, 2, 3, 4]);
     expect(steps2.slice(0, 3).map((l) => l.loss)).toEqual(ev1.filter((e) => e.type === 'step').map((e) => (e as { log: { loss: number } }).log.loss));
-    expect(ev2.at(-1)).toEqual({ type: 'done', step: 4 });
+    // A finished run ends with 'done', then goes into the adapter library ('saved').
+    expect(ev2.slice(-2)).toEqual([{ type: 'done', step: 4 }, { type: 'saved', id: expect.any(String), name: 'baking · 4 steps, loss ' + steps2[3].loss.toFixed(3) }]);
 
     // The same run without interruption ends with the same adapter (resume equivalence).
     const e3 = new Engine(host(memoryStore(), []));
@@ -184,7 +219,8 @@ describe('engine: training', () => {
       new File([a2['adapter_config.json'] as Uint8Array<ArrayBuffer>], 'adapter_config.json'),
       new File([a2['adapter_model.safetensors'] as Uint8Array<ArrayBuffer>], 'adapter_model.safetensors'),
     ]);
-    expect(imported).toEqual({ rank: 4, targets: ['q_proj', 'v_proj'] });
+    // Imported files without a run record join the library under a dated name.
+    expect(imported).toEqual({ id: expect.any(String), name: expect.stringMatching(/^Imported adapter \d{4}-\d\d-\d\d/), rank: 4, targets: ['q_proj', 'v_proj'] });
     expect((await e4.exportAdapter())['adapter_model.safetensors']).toEqual(a2['adapter_model.safetensors']);
     const g = { chat: false, maxNewTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0 };
     const tuned = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: true }, () => {});
@@ -202,7 +238,8 @@ describe('engine: training', () => {
       if (e.type === 'step' && e.log.step === 3 && !ev5.some((x) => x.type === 'device-lost')) h5.gpu!.device.destroy();
     });
     expect(ev5.find((e) => e.type === 'device-lost')).toEqual({ type: 'device-lost', resumedFromStep: 2 });
-    expect(ev5.at(-1)).toEqual({ type: 'done', step: 4 });
+    expect(ev5.slice(-2).map((e) => e.type)).toEqual(['done', 'saved']);
+    expect(ev5.at(-2)).toEqual({ type: 'done', step: 4 });
     const a5 = await e5.exportAdapter();
     expect(a5['adapter_model.safetensors']).toEqual(a3['adapter_model.safetensors']);
   }, 900_000);

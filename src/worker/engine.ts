@@ -210,7 +210,7 @@ export class Engine implements EngineApi {
   // ------------------------------------------------------------------------------------ training
 
   async estimate(opts: TrainOptions): Promise<Estimate> {
-    return TrainingRun.estimate(this.models, opts, this.dataset?.train.length ?? 0, this.host.memoryBudget ?? DEFAULT_MEMORY_BUDGET);
+    return TrainingRun.estimate(this.models, opts, this.dataset?.train ?? [], this.host.memoryBudget ?? DEFAULT_MEMORY_BUDGET);
   }
 
   async train(opts: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<void> {
@@ -264,7 +264,7 @@ export class Engine implements EngineApi {
         file: run.setup.datasetFile, bytes: 0, sha256: '', format: 'unknown', shape: 'unknown', template: run.setup.template ?? 'unknown',
         columns: {}, rowsRead: 0, skippedRows: 0, trainExamples: run.data.train.length, validationExamples: run.data.validation.length,
       },
-      lora: loraSpec(o), train: trainConfig(o, run.setup.shuffle ?? true), seqLen: o.seqLen, packing: false,
+      lora: loraSpec(o), train: trainConfig(o, run.setup.shuffle ?? true), seqLen: o.seqLen, packing: o.packing ?? false,
       completionOnlyLoss: DEFAULT_TOKENIZE.completionOnlyLoss, assistantOnlyLoss: DEFAULT_TOKENIZE.assistantOnlyLoss,
       valSplit: ds?.valSplit ?? 0, checkpointing: o.checkpointing, options, totalSteps: run.totalSteps, history: run.logs,
     });
