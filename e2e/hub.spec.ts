@@ -125,3 +125,20 @@ test('the access token goes to the Hub only and is stored nowhere unless "rememb
   expect((await findStored(page, TOKEN)).slice(0, -1)).toEqual([]);
   context.off('request', watch);
 });
+
+test('the Hugging Face tab suggests the small models people fine-tune, with the memory each needs and whether it fits', async ({ page }) => {
+  await open(page);
+  const table = page.getByTestId('suggested-models');
+  await expect(table.locator('tr')).toHaveCount(5);
+  const ids = await table.locator('tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-model')));
+  expect(ids).toEqual(['google/gemma-3-270m', 'google/gemma-3-1b-it', 'Qwen/Qwen3-0.6B', 'Qwen/Qwen3-1.7B', 'microsoft/Phi-3.5-mini-instruct']);
+  // The families this engine runs are planned (about N GB, fits or not); any other says why not.
+  for (const id of ['Qwen/Qwen3-0.6B', 'Qwen/Qwen3-1.7B', 'microsoft/Phi-3.5-mini-instruct']) {
+    const row = table.locator(`tr[data-model="${id}"]`);
+    await expect(row).toContainText(/about \d/);
+    await expect(row.getByTestId('fit')).toHaveAttribute('data-fits', /^(true|false)$/);
+  }
+  await expect(table.locator('tr[data-model="Qwen/Qwen3-0.6B"]').getByTestId('fit')).toHaveText('fits');
+  await page.getByRole('button', { name: 'Use microsoft/Phi-3.5-mini-instruct' }).click();
+  await expect(page.getByLabel('Model id')).toHaveValue('microsoft/Phi-3.5-mini-instruct');
+});

@@ -5,7 +5,7 @@ Writes fixtures/models/<name>/{config.json, model.safetensors} and fixtures/gold
 
 There is no `transformers` package on this machine, so the reference below re-implements the HF
 modeling code it stands for (LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM /
-Qwen3ForCausalLM / GemmaForCausalLM / Gemma2ForCausalLM / Gemma3ForCausalLM, eager attention, fp32), PEFT's LoRA layer (y = W x + b + s * B A x, dropout 0 here because no RNG can be
+ Qwen3ForCausalLM / Phi3ForCausalLM / GemmaForCausalLM / Gemma2ForCausalLM / Gemma3ForCausalLM, eager attention, fp32), PEFT's LoRA layer (y = W x + b + s * B A x, dropout 0 here because no RNG can be
 shared with torch) and bitsandbytes' NF4 round trip (torch reference quantize_4bit, blocksize 64).
 Each piece names the upstream function it follows. Goldens: logits and loss for a batch, every LoRA
 gradient, and the loss, lr, grad-norm and adapter after 5 AdamW steps with gradient accumulation,
@@ -41,16 +41,32 @@ def nf4_roundtrip(w, blocksize=64):
 
 
 # ---------------------------------------------------------------- RoPE (modeling_rope_utils)
-def inv_freq_for(cfg):
+def inv_freq_for(cfg, seq_len=None):
+    """(inv_freq, attention_scaling) of a forward whose max(position_ids) + 1 is seq_len."""
     D = cfg["head_dim"]
     base = cfg["rope_theta"]
-    inv = 1.0 / (base ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    shape = torch.arange(0, D, 2, dtype=torch.int64).float() / D
+    inv = 1.0 / (base ** shape)
     rs = cfg.get("rope_scaling")
     if rs is None:
-        return inv
-    if rs["rope_type"] == "linear":
+        return inv, 1.0
+    kind = rs.get("rope_type", rs.get("type"))
+    if kind in ("longrope", "su"):  # Phi3Config renames "su" to "longrope"
+        # _compute_longrope_parameters + dynamic_rope_update's longrope_frequency_update: Phi3Config's
+        # top-level original_max_position_embeddings sets the scale; the long factors serve a forward
+        # whose sequence passes it, the short ones any other; cos and sin are scaled either way.
+        orig = cfg["original_max_position_embeddings"]
+        factor = cfg["max_position_embeddings"] / orig
+        attention = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(orig))
+        ext = torch.tensor(rs["long_factor"] if seq_len and seq_len > orig else rs["short_factor"], dtype=torch.float32)
+        return 1.0 / (ext * base ** shape), attention
+    return inv_freq_scaled(inv, rs, kind), 1.0
+
+
+def inv_freq_scaled(inv, rs, kind):
+    if kind == "linear":
         return inv / rs["factor"]
-    if rs["rope_type"] == "llama3":  # _compute_llama3_parameters
+    if kind == "llama3":  # _compute_llama3_parameters
         factor, lff, hff, old = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"], rs["original_max_position_embeddings"]
         low_wl, high_wl = old / lff, old / hff
         wavelen = 2 * math.pi / inv
@@ -73,12 +89,14 @@ LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 def linear_shapes(cfg):
     C, F, H, Hkv, D = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    if cfg["model_type"] == "phi3":  # Phi3Attention.qkv_proj, Phi3MLP.gate_up_proj
+        return {"qkv_proj": ((H + 2 * Hkv) * D, C), "o_proj": (C, H * D), "gate_up_proj": (2 * F, C), "down_proj": (C, F)}
     return {"q_proj": (H * D, C), "k_proj": (Hkv * D, C), "v_proj": (Hkv * D, C), "o_proj": (C, H * D),
             "gate_proj": (F, C), "up_proj": (F, C), "down_proj": (C, F)}
 
 
 def module_of(name):
-    return "self_attn" if name in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"
+    return "self_attn" if name in ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj") else "mlp"
 
 
 GEMMA = ("gemma", "gemma2", "gemma3_text")
@@ -99,6 +117,8 @@ def layer_windows(cfg):
         return [w if t == "sliding_attention" else 0 for t in types]
     if cfg["model_type"] == "mistral":
         return [cfg.get("sliding_window", 4096) or 0] * L
+    if cfg["model_type"] == "phi3":  # Phi3Model: create_sliding_window_causal_mask when sliding_window is set
+        return [cfg.get("sliding_window") or 0] * L
     if cfg["model_type"] in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
         w = cfg.get("sliding_window", 4096) or 0
         return [w if i >= cfg.get("max_window_layers", 28) else 0 for i in range(L)]
@@ -133,19 +153,20 @@ def forward(cfg, W, lora, ids, quant, position_ids=None):
             y = y + scaling * ((x @ A.t()) @ Bm.t())
         return y
 
-    # (T, D) tables, or (B, 1, T, D) with position_ids.
+    # (T, D) tables, or (B, 1, T, D) with position_ids; LongRoPE scales cos and sin by its attention factor.
     pos = torch.arange(T, dtype=torch.float32) if position_ids is None else position_ids.to(torch.float32)[:, None]
 
-    def rope_tables(inv):
+    def rope_tables(inv_attention):
+        inv, attention = inv_attention
         freqs = pos[..., None] * inv
         emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos(), emb.sin()
+        return emb.cos() * attention, emb.sin() * attention
 
-    cos_sin = rope_tables(inv_freq_for(cfg))
+    cos_sin = rope_tables(inv_freq_for(cfg, T))
     # Gemma3TextModel.rotary_emb_local: rope_local_base_freq with the default rope type, for the
     # sliding layers.
     local = cfg.get("rope_local_base_freq") if mt == "gemma3_text" else None
-    cos_sin_local = rope_tables(inv_freq_for(dict(cfg, rope_theta=local, rope_scaling=None))) if local else cos_sin
+    cos_sin_local = rope_tables(inv_freq_for(dict(cfg, rope_theta=local, rope_scaling=None), T)) if local else cos_sin
     mask = torch.full((T, T), float("-inf")).triu(1)
     if position_ids is not None:
         seq = torch.cumsum(torch.cat([torch.ones(B, 1, dtype=torch.long), (position_ids[:, 1:] != position_ids[:, :-1] + 1).long()], 1), 1)
@@ -162,14 +183,20 @@ def forward(cfg, W, lora, ids, quant, position_ids=None):
         h = h * torch.tensor(C ** 0.5, dtype=torch.float32)
     for i in range(cfg["num_hidden_layers"]):
         x = rms(h, base[f"model.layers.{i}.input_layernorm.weight"])
-        q = lin(x, i, "q_proj").view(B, T, H, D)
-        k = lin(x, i, "k_proj").view(B, T, Hkv, D)
+        if mt == "phi3":  # Phi3Attention: one qkv_proj, sliced into q, k, v
+            qkv = lin(x, i, "qkv_proj")
+            q, k, vf = qkv[..., :H * D], qkv[..., H * D:(H + Hkv) * D], qkv[..., (H + Hkv) * D:]
+            q, k = q.reshape(B, T, H, D), k.reshape(B, T, Hkv, D)
+        else:
+            q = lin(x, i, "q_proj").view(B, T, H, D)
+            k = lin(x, i, "k_proj").view(B, T, Hkv, D)
+            vf = lin(x, i, "v_proj")
         if mt in ("qwen3", "gemma3_text"):  # q_norm / k_norm over head_dim, before RoPE
             q = rms(q, base[f"model.layers.{i}.self_attn.q_norm.weight"])
             k = rms(k, base[f"model.layers.{i}.self_attn.k_norm.weight"])
         q = q.transpose(1, 2)
         k = k.transpose(1, 2)
-        v = lin(x, i, "v_proj").view(B, T, Hkv, D).transpose(1, 2)
+        v = vf.reshape(B, T, Hkv, D).transpose(1, 2)
         cos, sin = cos_sin_local if windows[i] else cos_sin
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
@@ -188,6 +215,9 @@ def forward(cfg, W, lora, ids, quant, position_ids=None):
             x = rms(h, base[f"model.layers.{i}.post_attention_layernorm.weight"])
         if gemma:  # GemmaMLP: gelu_pytorch_tanh
             m = torch.nn.functional.gelu(lin(x, i, "gate_proj"), approximate="tanh") * lin(x, i, "up_proj")
+        elif mt == "phi3":  # Phi3MLP: gate, up = gate_up_proj(x).chunk(2); up * silu(gate)
+            gate, up = lin(x, i, "gate_up_proj").chunk(2, dim=-1)
+            m = up * torch.nn.functional.silu(gate)
         else:
             m = torch.nn.functional.silu(lin(x, i, "gate_proj")) * lin(x, i, "up_proj")
         if later:
@@ -282,6 +312,18 @@ MODELS = {
     # Gemma (1) style: GeGLU, (1 + w) norms, the scaled embedding, MQA, no sandwich norms, BF16.
     "tiny-gemma": dict(arch="GemmaForCausalLM", model_type="gemma", tie=True, bias=False, dtype=torch.bfloat16,
                        rope_scaling=None, rope_theta=10000.0, H=4, Hkv=1, D=16),
+    # Phi-3.5 style: fused qkv_proj (GQA 2:1, as Phi-3-medium) and gate_up_proj, BF16 on disk, untied,
+    # LongRoPE ("su", its older name) with an original context of 8: the 9-token batches take the
+    # long factors and the greedy continuation crosses from short to long; a sliding window of 5.
+    # seed 6: the index it was generated at, before the Gemma fixtures were listed ahead of it.
+    "tiny-phi3": dict(arch="Phi3ForCausalLM", model_type="phi3", tie=False, bias=False, dtype=torch.bfloat16,
+                      rope_scaling={"type": "su",
+                                    "short_factor": [1.0, 1.1, 1.3, 1.7, 2.2, 3.0, 4.1, 5.5],
+                                    "long_factor": [1.0, 1.6, 2.9, 5.2, 8.7, 13.0, 19.5, 27.0]},
+                      rope_theta=10000.0, H=4, Hkv=2,
+                      extra={"original_max_position_embeddings": 8, "sliding_window": 5, "resid_pdrop": 0.0,
+                             "embd_pdrop": 0.0, "attention_dropout": 0.0, "pad_token_id": 0},
+                      seed=6),
 }
 
 
@@ -342,7 +384,7 @@ def goldens(name, cfg, W, g):
     r = 4
     cfg = dict(cfg, lora_r=r, lora_alpha=8)
     shapes = linear_shapes(cfg)
-    targets = LINEARS  # all-linear
+    targets = list(shapes)  # all-linear: every linear module of the model, as PEFT names it
     # Non-zero B so that every gradient is informative (PEFT starts B at zero, which makes dA = 0).
     init = {}
     for i in range(cfg["num_hidden_layers"]):
@@ -417,9 +459,9 @@ def goldens(name, cfg, W, g):
 if __name__ == "__main__":
     import sys
     torch.set_num_threads(1)  # deterministic reductions
-    only = set(sys.argv[1:])  # optional model names: regenerate just those (seeds stay by position)
+    only = set(sys.argv[1:])  # optional model names: regenerate just those (seeds stay by position, or a spec's own)
     for seed, (name, spec) in enumerate(MODELS.items()):
         if only and name not in only:
             continue
-        cfg, W, g = build(name, spec, 1234 + seed)
+        cfg, W, g = build(name, spec, 1234 + spec.get("seed", seed))
         goldens(name, cfg, W, g)

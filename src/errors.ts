@@ -167,6 +167,36 @@ export class HubUploadError extends WebtuneError {
   }
 }
 
+/** A model and training settings whose memory plan does not fit the device: refused before any
+ *  weight is downloaded. `details` holds the plan by category (`byCategory`), the peak, the budget,
+ *  and `suggestion` (the nearest settings that fit, with their changes and plan), when one exists. */
+export class ModelTooLargeError extends WebtuneError {
+  constructor(
+    model: string,
+    report: { peakBytes: number; byCategory: Record<string, number>; over?: string; largest: { name: string; bytes: number } },
+    device: { budget: number; limits: { maxBufferSize: number } },
+    suggestion: { settings: object; changes: string[]; report: { peakBytes: number; byCategory: Record<string, number> } } | undefined,
+    from: object,
+    flags?: (s: never, from: never) => string,
+  ) {
+    const cats = Object.entries(report.byCategory).filter(([, b]) => b > 0).sort((a, b) => b[1] - a[1]).map(([k, b]) => `${k} ${formatBytes(b)}`).join(', ');
+    const why = report.over === 'buffer'
+      ? `its largest buffer, ${report.largest.name} (${formatBytes(report.largest.bytes)}), is over this device's ${formatBytes(device.limits.maxBufferSize)} per-buffer limit`
+      : report.over === 'positions' ? 'the sequence length is longer than the positions the model is loaded for'
+      : `it plans ${formatBytes(report.peakBytes)} of GPU memory at peak and the budget is ${formatBytes(device.budget)}`;
+    const fix = suggestion
+      ? `Nearest settings that fit (${formatBytes(suggestion.report.peakBytes)}): ${suggestion.changes.join(', ')}${flags ? ` (${flags(suggestion.settings as never, from as never)})` : ''}.`
+      : 'No change of storage, checkpointing, batch, rank, targets or sequence length makes it fit: use a smaller model or a device with more memory.';
+    super(
+      'model-too-large',
+      `${model} does not fit: ${why}. Plan by category: ${cats || 'none'}.`,
+      fix,
+      { model, peakBytes: report.peakBytes, byCategory: report.byCategory, over: report.over, largest: report.largest, budget: device.budget, settings: from,
+        ...(suggestion ? { suggestion: { settings: suggestion.settings, changes: suggestion.changes, peakBytes: suggestion.report.peakBytes, byCategory: suggestion.report.byCategory } } : {}) },
+    );
+  }
+}
+
 /**
  * Every error class, by name: the one registry the worker transfer (worker/errors-transfer.ts) and
  * its round-trip test are built from. A class added above must be added here; the test fails until
@@ -187,6 +217,7 @@ export const ERROR_CLASSES = {
   FileSystemError,
   TrainingDivergedError,
   HubUploadError,
+  ModelTooLargeError,
 } as const satisfies Record<string, new (...args: never[]) => WebtuneError>;
 
 export type ErrorName = keyof typeof ERROR_CLASSES;

@@ -2,7 +2,11 @@
 // (which never settles on a live device). A stand-in Gpu is enough: only its loss state is read.
 import { afterEach, describe, expect, test, vi } from 'vitest';
 import type { Gpu } from '../gpu/runtime.ts';
-import { DatasetError, DeviceLostError, ModelFileError, UsageError } from '../errors.ts';
+import { DatasetError, DeviceLostError, ModelFileError, ModelTooLargeError, UsageError } from '../errors.ts';
+import { DEFAULT_OPTIONS } from './options.ts';
+import { checkFit, fitSettings } from './fit.ts';
+import { parseModelConfig } from '../model/config.ts';
+import { readFileSync } from 'node:fs';
 import { ModelStore } from './model-store.ts';
 
 function fakeGpu(onWorkDone: () => Promise<undefined>): Gpu {
@@ -79,5 +83,61 @@ describe('ModelStore downloads', () => {
     } finally {
       await hub.close();
     }
+  });
+});
+
+describe('ModelStore fit check', () => {
+  const demo = new URL('../../public/models/demo/', import.meta.url).pathname;
+  const limits = { maxBufferSize: 2 ** 28, maxStorageBufferBindingSize: 2 ** 27 };
+  // Only the limits are read before the refusal; a GPU call beyond that would throw.
+  const limitsOnly = { limits, lostError: undefined } as unknown as Gpu;
+
+  test('a model that does not fit is refused after config.json: no other file is requested, and the error has the plan and the nearest settings', async () => {
+    const { startHubServer } = await import('../testing/hub-server.ts');
+    const hub = await startHubServer({ root: demo, repo: 'webtune/demo' });
+    try {
+      const store = new ModelStore({ fetch: (u, i) => fetch(u, i), hubUrl: hub.url, createGpu: async () => limitsOnly });
+      const settings = fitSettings({ ...DEFAULT_OPTIONS, storage: 'f32', seqLen: 256, batch: 4 });
+      const cfg = parseModelConfig(JSON.parse(readFileSync(demo + 'config.json', 'utf8')));
+      // The site's context: f32 tables (the cache's form), the host's RoPE rows.
+      const ctx = { dims: cfg, quant: 'nf4' as const, tableStorage: 'f32' as const, maxPositions: Math.min(cfg.maxPositionEmbeddings, 4096) };
+      const asked = checkFit(ctx, settings, { budget: Infinity, limits });
+      const withCk = checkFit(ctx, { ...settings, storage: 'f16', checkpointing: true }, { budget: Infinity, limits });
+      const budget = withCk.peakBytes;
+      expect(asked.peakBytes).toBeGreaterThan(budget);
+      const events: string[] = [];
+      const err = await store.load({ kind: 'hub', id: 'webtune/demo' }, 'nf4', (e) => void events.push(`${e.phase} ${'file' in e ? e.file : ''}`), { fit: { settings, budget } }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ModelTooLargeError);
+      const e = err as ModelTooLargeError;
+      expect(e.details.byCategory).toEqual(asked.byCategory);
+      expect(e.details.budget).toBe(budget);
+      const s = e.details.suggestion as { settings: typeof settings; peakBytes: number };
+      expect(s.peakBytes).toBeLessThanOrEqual(budget);
+      expect(checkFit(ctx, s.settings, { budget, limits }).fits).toBe(true);
+      await hub.idle();
+      expect(hub.requests.map((r) => r.file)).toEqual(['config.json']);
+      expect(new Set(events)).toEqual(new Set(['download config.json']));
+      expect(store.base).toBeUndefined();
+    } finally {
+      await hub.close();
+    }
+  });
+
+  test('a local folder is refused before its weights are read', async () => {
+    const { directorySources } = await import('../node/fs-source.ts');
+    const src = await directorySources(demo);
+    const read: [string, number][] = [];
+    const files = Object.fromEntries(src.map(([k, f]) => [k, { name: f.name, size: f.size, read: (a: number, n: number) => (read.push([k, n]), f.read(a, n)) }]));
+    const store = new ModelStore({ createGpu: async () => limitsOnly });
+    const settings = fitSettings({ ...DEFAULT_OPTIONS, seqLen: 64, batch: 1 });
+    const err = await store.load({ kind: 'folder', name: 'demo', files }, 'nf4', undefined, { fit: { settings, budget: 1024, loadFollowsRun: true, doubleQuantKnob: true } }).catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(ModelTooLargeError);
+    expect((err as ModelTooLargeError).details.suggestion).toBeUndefined(); // 1 KiB holds no model
+    // config.json, the tokenizer files and the safetensors header: never a tensor's bytes.
+    const st = readFileSync(demo + 'model.safetensors');
+    const header = 8 + Number(st.readBigUInt64LE(0));
+    const weightBytes = read.filter(([f]) => f.endsWith('.safetensors')).reduce((a, [, n]) => a + n, 0);
+    expect(weightBytes).toBeLessThanOrEqual(header);
+    expect(store.base).toBeUndefined();
   });
 });

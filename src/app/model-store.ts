@@ -23,6 +23,7 @@ import { expectedWeights } from '../model/weights.ts';
 import type { ImportedAdapter } from '../model/adapter.ts';
 import { loadTokenizerFromText, type LoadedTokenizer } from '../data/tokenizer.ts';
 import { emit } from './events.ts';
+import { requireFit, type FitSettings } from './fit.ts';
 
 type Fetch = (input: string, init?: RequestInit) => Promise<Response>;
 
@@ -120,6 +121,23 @@ export interface LoadOptions {
    *  --storage); default f32, the form the cache holds (a training run's saved activations still
    *  follow its own storage option). */
   storage?: 'f16' | 'f32';
+  /** Refuse the model before any weight is downloaded (or read from the cache) when the training
+   *  run these settings describe does not fit the device (src/app/fit.ts). */
+  fit?: FitRequest;
+}
+
+export interface FitRequest {
+  settings: FitSettings;
+  /** GPU bytes the run may peak at. */
+  budget: number;
+  /** The load's storage follows the run's (the CLI): f16 storage halves the tables too, and the
+   *  RoPE rows are the run's sequence length. Otherwise (the site) the base keeps f32 tables, the
+   *  form the cache holds, and the host's RoPE rows. */
+  loadFollowsRun?: boolean;
+  /** Double quantization is a setting the user can change (the CLI). */
+  doubleQuantKnob?: boolean;
+  /** How the host names the suggested settings (the CLI's flags), for the error's hint. */
+  flags?: (s: FitSettings, from: FitSettings) => string;
 }
 
 /** The cache key of a model source and quantization. */
@@ -138,6 +156,19 @@ export function cacheKey(source: StoreSource, quant: Quant): string {
       return `folder:${source.name}:${quant}`;
     case 'cached':
       return source.key;
+  }
+}
+
+/** What a user calls the model before its files are read. */
+function sourceName(s: StoreSource): string {
+  return s.kind === 'demo' ? 'Demo model' : s.kind === 'hub' ? s.id.trim() : s.kind === 'files' ? folderName(s.files) : s.kind === 'folder' ? s.name : s.key;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text; // parseModelConfig refuses a non-object with the file's name
   }
 }
 
@@ -225,7 +256,7 @@ export class ModelStore {
   }
 
   /** Reads and checks a model's files (config, tokenizer, the weights' headers) without the GPU. */
-  async read(source: StoreSource, quant: Quant = 'nf4', onEvent?: (e: LoadEvent) => void): Promise<ModelFiles> {
+  async read(source: StoreSource, quant: Quant = 'nf4', onEvent?: (e: LoadEvent) => void, onConfig?: (cfg: ModelConfig) => Promise<void>): Promise<ModelFiles> {
     let files: FileList, texts: Record<string, string> = {}, name: string, revision: string | null = null;
     const onProgress = (p: DownloadProgress) => void emit(onEvent, { phase: 'download', ...p });
     const onRetry = (r: RetryNotice) => void emit(onEvent, { phase: 'retry', ...r });
@@ -236,6 +267,7 @@ export class ModelStore {
       const url = source.kind === 'demo' ? this.host.demoUrl! : hubBaseUrl(source.id, revision!, this.host.hubUrl);
       ({ files, texts } = await remoteModel(url, {
         fetch: this.host.fetch, headers, onProgress, onRetry, signal: this.loading?.signal, stallTimeoutMs: this.host.stallTimeoutMs,
+        onConfig: onConfig && ((text) => onConfig(parseModelConfig(parseJson(text), 'config.json'))),
       }));
       name = source.kind === 'demo' ? 'Demo model (tiny Llama)' : source.id.trim();
     } else if (source.kind === 'files') {
@@ -249,6 +281,7 @@ export class ModelStore {
     }
     const folder = await openModelFolder(files);
     const config = parseModelConfig(folder.config, folder.configFile);
+    if (source.kind === 'files' || source.kind === 'folder') await onConfig?.(config);
     texts = { ...texts, ...(await folderTexts(folder, texts)) };
     const tokenizer = loadTokenizerFromText(texts['tokenizer.json'], texts['tokenizer_config.json'], name);
     return { key: cacheKey(source, quant), name, source, revision, folder, config, texts, tokenizer };
@@ -278,19 +311,40 @@ export class ModelStore {
     if (src.kind === 'cached' && !manifest) {
       throw new ModelFileError(`No complete cached model "${key}".`, 'It may have been deleted or never finished caching; load it from its source.', { key, reason: 'not-cached' });
     }
-    this.unload();
+    const fit = (name: string) => async (cfg: ModelConfig) => this.checkFit(name, cfg, manifest?.quant ?? quant, opts);
     if (manifest) {
+      await fit(manifest.name)(parseModelConfig(manifest.config, `${manifest.name}: config.json`));
+      this.unload();
       this.base = await this.fromCache(await this.device(), manifest, src, onEvent, opts);
     } else {
-      // Every file is read and checked before the GPU is touched.
-      const files = read ?? (await this.read(src, quant, onEvent));
+      // Every file is read and checked before the GPU is touched; a download stops after config.json
+      // when the model does not fit.
+      const files = read ?? (await this.read(src, quant, onEvent, fit(sourceName(src))));
+      if (read) await fit(read.name)(read.config);
+      this.unload();
       this.base = await this.fromFiles(await this.device(), files, quant, onEvent, opts);
     }
     return this.base.info;
   }
 
+  private maxPositions(cfg: ModelConfig, opts: LoadOptions): number {
+    return opts.maxPositions ?? Math.min(cfg.maxPositionEmbeddings, this.host.maxPositions ?? 4096);
+  }
+
+  /** Throws ModelTooLargeError when `opts.fit`'s run does not fit this device (load calls it before
+   *  any weight is read; the CLI also calls it before reading the dataset). */
+  async checkFit(name: string, cfg: ModelConfig, quant: Quant, opts: LoadOptions): Promise<void> {
+    const f = opts.fit;
+    if (!f) return;
+    const gpu = await this.device();
+    requireFit(name, {
+      dims: cfg, quant, doubleQuantKnob: f.doubleQuantKnob,
+      ...(f.loadFollowsRun ? {} : { tableStorage: opts.storage ?? 'f32', maxPositions: this.maxPositions(cfg, opts) }),
+    }, f.settings, { budget: f.budget, limits: gpu.limits }, f.flags);
+  }
+
   private basePlan(gpu: Gpu, cfg: ModelConfig, quant: Quant, opts: LoadOptions): Plan {
-    const maxPositions = opts.maxPositions ?? Math.min(cfg.maxPositionEmbeddings, this.host.maxPositions ?? 4096);
+    const maxPositions = this.maxPositions(cfg, opts);
     return new Plan(cfg, { batch: 1, seqLen: 1, quant, doubleQuant: opts.doubleQuant, storage: opts.storage, training: false, checkpointing: false, maxPositions, limits: gpu.limits });
   }
 

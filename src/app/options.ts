@@ -8,8 +8,8 @@
 // where the layers that use them define them (LoRA's in model/lora.ts, the optimizer's in
 // train/config.ts); this module only points at them.
 import { UsageError } from '../errors.ts';
-import { LINEAR_MODULES } from '../io/hf-names.ts';
-import { DEFAULT_LORA, parseTargets, type Proj } from '../model/lora.ts';
+import { ALL_MODULE_NAMES, LINEAR_MODULES } from '../io/hf-names.ts';
+import { DEFAULT_LORA, parseTargets, type LoraModule } from '../model/lora.ts';
 import { DEFAULT_TRAIN, planSteps, type StepPlan } from '../train/config.ts';
 import { SCHEDULES, parseSchedule, type Schedule } from '../train/schedule.ts';
 
@@ -19,12 +19,16 @@ import { SCHEDULES, parseSchedule, type Schedule } from '../train/schedule.ts';
 export const STORAGES = ['f16', 'f32'] as const;
 export type Storage = (typeof STORAGES)[number];
 
+/** 4 GiB: what an integrated GPU or a mid-range card can give one tab without trouble (the site's
+ *  memory budget until the user sets their own; src/app/fit.ts). */
+export const DEFAULT_MEMORY_BUDGET = 4 * 1024 ** 3;
+
 export interface TrainOptions {
   rank: number;
   alpha: number;
   dropout: number;
   rslora: boolean;
-  targets: Proj[];
+  targets: LoraModule[];
   lr: number;
   epochs: number;
   /** Stop after this many optimizer steps (overrides epochs, as in Transformers); absent or 0 = no limit. */
@@ -74,7 +78,7 @@ export const OPTION_FIELDS: { readonly [K in OptionKey]-?: OptionField } = {
   alpha: { label: 'Alpha', help: 'LoRA alpha: the update is scaled by alpha/r (alpha/√r with rsLoRA).', kind: 'number', group: 'lora', min: 0, minOpen: true, step: 'any', want: 'above 0 (often 2 to 4 times the rank)' },
   dropout: { label: 'Dropout', help: 'Dropout on the LoRA input while training.', kind: 'number', group: 'lora', min: 0, max: 1, maxOpen: true, step: 0.01, want: 'at least 0 and below 1' },
   rslora: { label: 'rsLoRA (scale alpha/√r)', help: 'Rank-stabilised scaling (PEFT use_rslora).', kind: 'boolean', group: 'lora', want: 'true or false' },
-  targets: { label: 'Target layers', help: `Projections to adapt: a comma-separated subset of ${LINEAR_MODULES.join(', ')}, or all-linear.`, kind: 'targets', group: 'lora', want: 'at least one layer to adapt' },
+  targets: { label: 'Target layers', help: `Projections to adapt: a comma-separated subset of ${LINEAR_MODULES.join(', ')}, or all-linear (on Phi-3, q_proj, k_proj and v_proj select its fused qkv_proj, gate_proj and up_proj its gate_up_proj).`, kind: 'targets', group: 'lora', want: 'at least one layer to adapt' },
   lr: { label: 'Learning rate', help: 'AdamW peak learning rate.', kind: 'number', group: 'optimization', min: 0, max: 1, minOpen: true, maxOpen: true, step: 'any', want: 'above 0 and below 1 (1e-4 to 3e-4 is usual for LoRA)' },
   epochs: { label: 'Epochs', help: 'Passes over the training split.', kind: 'int', group: 'optimization', min: 1, step: 1, want: 'a whole number of at least 1' },
   maxSteps: { label: 'Max steps (0 = all epochs)', help: 'Stop after this many optimizer steps (0 = no limit).', kind: 'int', group: 'optimization', min: 0, step: 1, want: 'a whole number (0 = no limit)' },
@@ -126,7 +130,7 @@ function valid(f: OptionField, v: unknown): boolean {
     case 'storage':
       return (STORAGES as readonly unknown[]).includes(v);
     case 'targets':
-      return Array.isArray(v) && v.length > 0 && v.every((t) => (LINEAR_MODULES as readonly unknown[]).includes(t)) && new Set(v).size === v.length;
+      return Array.isArray(v) && v.length > 0 && v.every((t) => (ALL_MODULE_NAMES as readonly unknown[]).includes(t)) && new Set(v).size === v.length;
     case 'int':
     case 'number': {
       if (typeof v !== 'number' || !Number.isFinite(v)) return false;

@@ -10,7 +10,7 @@ import type { DerivedModel } from '../model/open.ts';
 import type { ImportedAdapter } from '../model/adapter.ts';
 import type { LoraSpec } from '../model/lora.ts';
 import type { TemplateName } from '../data/templates.ts';
-import { Plan } from '../model/plan.ts';
+import { DEFAULT_MEMORY_BUDGET, checkFit, fitSettings, nearestFit, type FitContext, type FitSettings } from './fit.ts';
 import type { CheckpointState, CheckpointStore } from '../train/checkpoint.ts';
 import type { RunDataset } from '../export/run-record.ts';
 import { Trainer, evaluateLoss, type StepLog, type TrainConfig } from '../train/trainer.ts';
@@ -23,8 +23,12 @@ export interface Estimate {
   /** GPU bytes by category, from the memory plan. */
   bytes: Record<string, number>;
   peakBytes: number;
-  /** Whether the plan fits the device's limits. */
+  /** Whether the plan fits the device's limits and the memory budget. */
   fits: boolean;
+  /** The memory budget it was measured against. */
+  budget: number;
+  /** When it does not fit: the nearest settings that do (src/app/fit.ts), if any. */
+  suggestion?: { settings: FitSettings; changes: string[]; peakBytes: number; bytes: Record<string, number> };
   totalSteps: number;
   /** Rows the trainer steps over: the training examples, or fewer rows with packing. */
   trainRows: number;
@@ -97,8 +101,7 @@ export function trainingRows(o: Pick<TrainOptions, 'packing' | 'seqLen'>, train:
   return o.packing ? packSequences(train, o.seqLen) : [...train];
 }
 
-/** 4 GiB: what an integrated GPU or a mid-range card can give one tab without trouble. */
-export const DEFAULT_MEMORY_BUDGET = 4 * 1024 ** 3;
+export { DEFAULT_MEMORY_BUDGET };
 
 export class TrainingRun {
   logs: StepLog[] = [];
@@ -120,16 +123,16 @@ export class TrainingRun {
     const base = store.requireModel();
     checkTrainOptions(opts);
     const gpu = await store.device();
-    const maxPositions = base.plan.opts.maxPositions;
-    const plan = new Plan(base.config, {
-      batch: opts.batch, seqLen: opts.seqLen, quant: base.quant, doubleQuant: base.plan.opts.doubleQuant, storage: opts.storage ?? 'f32',
-      tableStorage: base.plan.tablesF16 ? 'f16' : 'f32', lora: loraSpec(opts), training: true, checkpointing: opts.checkpointing,
-      gradAccum: opts.gradAccum, maxPositions, limits: gpu.limits,
-    });
-    const peakBytes = plan.peakBytes();
-    const withinLimits = plan.rows.every((r) => r.bytes <= gpu.limits.maxBufferSize) && opts.seqLen <= maxPositions;
+    // The loaded base fixes its tables, double quantization and RoPE rows; the run's options are free.
+    const ctx: FitContext = { dims: base.config, quant: base.quant, tableStorage: base.plan.tablesF16 ? 'f16' : 'f32', maxPositions: base.plan.opts.maxPositions };
+    const settings = fitSettings(opts, base.plan.opts.doubleQuant ?? false), device = { budget, limits: gpu.limits };
+    const r = checkFit(ctx, settings, device);
+    const near = r.fits ? undefined : nearestFit(ctx, settings, device);
     const trainRows = trainingRows(opts, train).length;
-    return { bytes: plan.byCategory(), peakBytes, fits: withinLimits && peakBytes <= budget, totalSteps: derive(opts, trainRows).totalSteps, trainRows };
+    return {
+      bytes: r.byCategory, peakBytes: r.peakBytes, fits: r.fits, budget, totalSteps: derive(opts, trainRows).totalSteps, trainRows,
+      ...(near ? { suggestion: { settings: near.settings, changes: near.changes, peakBytes: near.report.peakBytes, bytes: near.report.byCategory } } : {}),
+    };
   }
 
   /** A new run: the options checked, a training plan over the loaded weights, LoRA from the seed. */

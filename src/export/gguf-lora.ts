@@ -12,34 +12,34 @@
 // alpha·sqrt(r) as the alpha, which llama.cpp then turns into the same scale.
 import { AdapterFileError } from '../errors.ts';
 import type { Arch, ModelConfig } from '../model/config.ts';
-import type { LinearModule } from '../io/hf-names.ts';
+import type { CheckpointModule } from '../io/hf-names.ts';
 import { type AdapterTensorSpec, type LoraConfig } from '../io/peft.ts';
 import { peftScaling } from '../model/lora.ts';
 import { encode16, littleEndianBytes } from './float16.ts';
 import { type GgufTensor, type GgufValue, writeGguf } from './gguf.ts';
 
 /** gguf-py tensor_mapping.py: the HF projection -> llama.cpp's tensor name inside a block. */
-export const LLAMA_CPP_TENSOR: Readonly<Record<LinearModule, string>> = {
-  q_proj: 'attn_q', k_proj: 'attn_k', v_proj: 'attn_v', o_proj: 'attn_output',
-  gate_proj: 'ffn_gate', up_proj: 'ffn_up', down_proj: 'ffn_down',
+export const LLAMA_CPP_TENSOR: Readonly<Record<CheckpointModule, string>> = {
+  q_proj: 'attn_q', k_proj: 'attn_k', v_proj: 'attn_v', qkv_proj: 'attn_qkv', o_proj: 'attn_output',
+  gate_proj: 'ffn_gate', up_proj: 'ffn_up', gate_up_proj: 'ffn_up', down_proj: 'ffn_down',
 };
 
 /** general.architecture llama.cpp uses for each base we support. */
 export const GGUF_ARCH: Readonly<Record<Arch, string>> = {
-  llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3', gemma: 'gemma', gemma2: 'gemma2', gemma3_text: 'gemma3',
+  llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3', phi3: 'phi3', gemma: 'gemma', gemma2: 'gemma2', gemma3_text: 'gemma3',
 };
 
 /** gguf-py LlamaFileType: ALL_F32 = 0, MOSTLY_F16 = 1; GGML_QUANT_VERSION = 2. */
 const FILE_TYPE = { F32: 0, F16: 1 } as const;
 const QUANT_VERSION = 2;
 
-export function ggufTensorName(layer: number, module: LinearModule, which: 'A' | 'B'): string {
+export function ggufTensorName(layer: number, module: CheckpointModule, which: 'A' | 'B'): string {
   return `blk.${layer}.${LLAMA_CPP_TENSOR[module]}.weight.lora_${which === 'A' ? 'a' : 'b'}`;
 }
 
 /** Heads whose rotary halves llama.cpp interleaves for this projection (LlamaModel.permute's n_head,
  *  which is the kv head count for k_proj), or null when the rows keep their order. */
-export function permuteHeads(config: Pick<ModelConfig, 'arch' | 'numHeads' | 'numKvHeads'>, module: LinearModule): number | null {
+export function permuteHeads(config: Pick<ModelConfig, 'arch' | 'numHeads' | 'numKvHeads'>, module: CheckpointModule): number | null {
   if (GGUF_ARCH[config.arch] !== 'llama') return null;
   if (module === 'q_proj') return config.numHeads;
   if (module === 'k_proj') return config.numKvHeads;
@@ -103,4 +103,4 @@ export function adapterToGguf(config: ModelConfig, lora: LoraConfig, specs: read
   return writeGguf(kv, tensors);
 }
 
-const LINEAR_ORDER: readonly LinearModule[] = Object.keys(LLAMA_CPP_TENSOR) as LinearModule[];
+const LINEAR_ORDER: readonly CheckpointModule[] = Object.keys(LLAMA_CPP_TENSOR) as CheckpointModule[];

@@ -1,4 +1,4 @@
-// The merged export on the three tiny fixtures (BF16 Llama, F32 Mistral, F16 Qwen2): merged weights
+// The merged export on the tiny fixtures (BF16 Llama, F32 Mistral, F16 Qwen2, and Phi-3's fused modules): merged weights
 // against an independent f64 computation of W + scaling·B·A, every other tensor byte for byte,
 // --from-nf4, sharding with an index, and a merge that fails halfway leaving nothing behind.
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
@@ -134,6 +134,31 @@ describe('webtune export --format merged', () => {
       expect(nearest / total).toBeGreaterThan(0.99);
     });
   }
+
+  test('tiny-phi3: the fused qkv_proj and gate_up_proj merge whole, W + scaling·B·A, the rest byte-identical', async () => {
+    const lora = loraConfig({ loraDropout: 0, r: 4, loraAlpha: 8, targetModules: ['qkv_proj', 'gate_up_proj'] });
+    const ad = join(tmp, 'tiny-phi3-adapter'), out = join(tmp, 'tiny-phi3-merged');
+    const weights = await adapterFor('tiny-phi3', ad, lora);
+    const r = await run(['export', '--model', join(fixtures, 'tiny-phi3'), '--adapter', ad, '--format', 'merged', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const base = await tensors(join(fixtures, 'tiny-phi3')), merged = await tensors(out);
+    expect([...merged.keys()].sort()).toEqual([...base.keys()].sort());
+    let adapted = 0, nearest = 0, total = 0;
+    for (const [name, t] of base) {
+      const m = merged.get(name)!;
+      expect(m.shape, name).toEqual(t.shape);
+      if (!/\.(qkv_proj|gate_up_proj)\.weight$/.test(name)) {
+        expect(Buffer.from(await m.readBytes()).equals(Buffer.from(await t.readBytes())), name).toBe(true);
+        continue;
+      }
+      adapted++;
+      const key = `base_model.model.${name.replace(/\.weight$/, '')}`, got = await m.readFloat32();
+      nearest += checkMerged(name, t.dtype, got, await t.readFloat32(), weights.get(`${key}.lora_A.weight`)!, weights.get(`${key}.lora_B.weight`)!, 4, peftScaling(lora));
+      total += got.length;
+    }
+    expect(adapted).toBe(4);
+    expect(nearest / total).toBeGreaterThan(0.99);
+  });
 
   test('--from-nf4 merges into the NF4-dequantized base, rounded to the base dtype', async () => {
     const lora = loraConfig({ loraDropout: 0, r: 2, loraAlpha: 4, targetModules: ['v_proj'] });

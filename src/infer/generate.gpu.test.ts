@@ -1,6 +1,8 @@
 // Generation over the KV cache against the PyTorch reference (scripts/tiny_models.py: a greedy
-// continuation of 8 tokens with the trained adapter, for six tiny checkpoints, two of them with
-// sliding windows shorter than the 12-token sequence; base in full precision and NF4), the cached
+// continuation of 8 tokens with the trained adapter, for ten tiny checkpoints, five of them with
+// sliding windows shorter than the 12-token sequence, Phi-3's LongRoPE switching from the short to
+// the long factors as the sequence passes 8 tokens, and the three Gemma families; base in full
+// precision and NF4), the cached
 // logits against the full forward pass, and the sampling contract.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +21,7 @@ import { Rng, sampleToken, type SamplingOptions } from './sample.ts';
 // softcaps, query_pre_attn_scalar, four norms per layer and a 3-token window in layer 0; Gemma 3's
 // q/k norms and its sliding layer's own RoPE base (window 4) next to a linearly scaled global layer.
 const GEMMA = ['tiny-gemma', 'tiny-gemma2', 'tiny-gemma3'];
-const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', ...GEMMA];
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', 'tiny-phi3', ...GEMMA];
 type Golden = Record<string, any>;
 
 let gpu: Gpu;
@@ -57,6 +59,19 @@ describe.each(MODELS)('%s: greedy generation with the KV cache', (name) => {
     // One readback per new token (its best logit, selected on the GPU: 8 bytes) and nothing else.
     expect(gpu.counters.readbacks - reads).toBe(tokens.length);
   });
+});
+
+test('tiny-phi3: a view taking fewer tokens per pass than the sequence re-runs it in steps when LongRoPE switches', async () => {
+  // Opened for training (12 positions), viewed for generation with 6 tokens per pass: at the switch
+  // to the long factors the 9 tokens so far are run again in passes of 6 and 3.
+  const golden = loadGolden('model_tiny-phi3') as Golden;
+  const { prompt, tokens } = golden.none.greedy as { prompt: number[]; tokens: number[] };
+  const opened = await openRaw('tiny-phi3', 'none', golden, prompt.length + tokens.length, true);
+  opened.lora!.load(tensorMap(golden.none.adapter));
+  const view = generationModel(gpu, opened, 6);
+  expect(view.model.plan.maxTokens).toBe(6);
+  expect(await generate(view.model, prompt, { maxNewTokens: tokens.length })).toEqual(tokens);
+  view.dispose();
 });
 
 describe('tiny-llama: the cached path and sampling', () => {

@@ -79,7 +79,20 @@ export async function generate(model: LlamaModel, promptIds: ArrayLike<number>, 
     out.push(id);
     opts.onToken?.(id);
     if (eos.has(id) || out.length >= opts.maxNewTokens || opts.shouldStop?.()) return out;
-    logits = model.forwardNext(Uint32Array.of(id), P + out.length - 1, { noAdapter: opts.noAdapter });
+    const pos = P + out.length - 1, rl = model.weights.ropeLong;
+    if (rl && pos === rl.from && P <= rl.from) {
+      // LongRoPE crossing its original context: the cached keys were roped with the short factors,
+      // so the whole sequence is run again with the long ones, as Phi3ForCausalLM's
+      // prepare_inputs_for_generation drops its cache at this point to recompute it. In steps of
+      // the plan's tokens per pass: a view made for fewer positions than the cache holds
+      // (kv-open.ts) takes fewer tokens per pass.
+      const all = Uint32Array.from([...Array.from(promptIds), ...out]);
+      for (let at = 0; at < all.length; at += plan.maxTokens) {
+        logits = model.forwardNext(all.subarray(at, at + plan.maxTokens), at, { noAdapter: opts.noAdapter, longRope: true });
+      }
+    } else {
+      logits = model.forwardNext(Uint32Array.of(id), pos, { noAdapter: opts.noAdapter });
+    }
   }
 }
 

@@ -10,6 +10,8 @@ import { UsageError } from '../errors.ts';
 import { LlamaModel } from '../model/llama.ts';
 import type { OpenedModel } from '../model/open.ts';
 import { Plan } from '../model/plan.ts';
+import { needsLongTables } from '../model/rope.ts';
+import { uploadRopeTables } from '../model/load-cached.ts';
 
 export interface GenerationModel {
   model: LlamaModel;
@@ -33,20 +35,24 @@ export function generationModel(gpu: Gpu, opened: OpenedModel, positions = opene
   const plan = new Plan(old.dims, {
     ...o, batch: 1, seqLen: reuse ? o.seqLen : positions, training: false, checkpointing: false, kvCache: true,
   });
+  // LongRoPE generation past the original context needs the short and the long tables; a model
+  // opened without the cache holds one set, chosen for its own longest position: build both here.
+  const ownRope = needsLongTables(opened.config, true, o.maxPositions) && !old.rows.some((r) => r.name === 'rope.cos.long');
   const shared = new Set<string>();
   for (const r of plan.rows) {
-    if (r.phase === 'load') continue;
+    if (r.phase === 'load' || (ownRope && r.name.startsWith('rope.'))) continue;
     if (r.phase === 'weights' || r.name === 'lora.params' || (reuse && !/^(kv|last|sample)\./.test(r.name))) {
       plan.adopt(r.name, old.tensor(r.name));
       shared.add(r.name);
     }
   }
   plan.allocRun(gpu);
-  const model = new LlamaModel(gpu, old.dims, opened.model.weights, plan, opened.lora);
+  const weights = ownRope ? { ...opened.model.weights, ...uploadRopeTables(gpu, opened.config, plan) } : opened.model.weights;
+  const model = new LlamaModel(gpu, old.dims, weights, plan, opened.lora);
   return {
     model,
     dispose: () => {
-      for (const r of plan.rows) if (r.phase === 'run' && !shared.has(r.name)) plan.free(gpu, r.name);
+      for (const r of plan.rows) if ((r.phase === 'run' || (ownRope && r.name.startsWith('rope.'))) && !shared.has(r.name)) plan.free(gpu, r.name);
     },
   };
 }

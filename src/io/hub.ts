@@ -456,7 +456,7 @@ const TEXT_FILES: { name: string; optional: boolean }[] = [
 
 /** The files of a model folder at `baseUrl` (ending in "/"): the small files whole, then
  *  model.safetensors or the index and its shards as range-read sources. */
-export async function remoteModel(baseUrl: string, o: HttpOptions = {}): Promise<RemoteModel> {
+export async function remoteModel(baseUrl: string, o: HttpOptions & { onConfig?: (text: string) => void | Promise<void> } = {}): Promise<RemoteModel> {
   const texts: Record<string, string> = {};
   const files: Record<string, ByteSource> = {};
   const enc = new TextEncoder();
@@ -465,6 +465,9 @@ export async function remoteModel(baseUrl: string, o: HttpOptions = {}): Promise
     if (t === null) continue;
     texts[f.name] = t;
     files[f.name] = bytesSource(f.name, enc.encode(t));
+    // config.json comes first: a model refused by its shape (too large for the device) is refused
+    // here, before any other request.
+    if (f.name === 'config.json') await o.onConfig?.(t);
   }
   const single = await httpSource(baseUrl + SINGLE_FILE, SINGLE_FILE, o, true);
   if (single) {

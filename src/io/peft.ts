@@ -13,7 +13,7 @@
 
 import { AdapterFileError, ModelFileError } from '../errors.ts';
 import { type ByteSource, parseJsonBytes, readJsonSource } from './byte-source.ts';
-import { type DecoderDims, LINEAR_MODULES, type LinearModule, linearModulePath, linearShape } from './hf-names.ts';
+import { type CheckpointModule, checkpointModules, type DecoderDims, linearModulePath, linearShape } from './hf-names.ts';
 import { FLOAT_DTYPES, SafetensorsFile, type TensorInfo, writeSafetensors } from './safetensors.ts';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -46,21 +46,22 @@ export function loraConfig(
   };
 }
 
-export function loraKey(layer: number, module: LinearModule, which: 'A' | 'B'): string {
+export function loraKey(layer: number, module: CheckpointModule, which: 'A' | 'B'): string {
   return `base_model.model.${linearModulePath(layer, module)}.lora_${which}.weight`;
 }
 
 export interface LoraTarget {
   layer: number;
-  module: LinearModule;
+  module: CheckpointModule;
 }
 
 /** The (layer, module) pairs a config targets, with PEFT's matching rules (tuners_utils
  *  `check_target_module_exists`): a list entry matches a module whose name equals it or ends with
  *  "." + entry; a string is "all-linear" or a regex fullmatched against the name. */
 export function resolveTargets(dims: DecoderDims, cfg: Pick<LoraConfig, 'targetModules' | 'layersToTransform'>, file = ADAPTER_CONFIG_FILE): LoraTarget[] {
-  const names: { layer: number; module: LinearModule; path: string }[] = [];
-  for (let i = 0; i < dims.numLayers; i++) for (const m of LINEAR_MODULES) names.push({ layer: i, module: m, path: linearModulePath(i, m) });
+  const names: { layer: number; module: CheckpointModule; path: string }[] = [];
+  const modules = checkpointModules(dims);
+  for (let i = 0; i < dims.numLayers; i++) for (const m of modules) names.push({ layer: i, module: m, path: linearModulePath(i, m) });
   let matches: (path: string) => boolean;
   const t = cfg.targetModules;
   if (typeof t === 'string') {
@@ -83,7 +84,7 @@ export function resolveTargets(dims: DecoderDims, cfg: Pick<LoraConfig, 'targetM
     for (const entry of t) {
       if (!names.some((n) => n.path === entry || n.path.endsWith(`.${entry}`))) {
         throw new AdapterFileError(
-          `${file}: target module "${entry}" is not a linear layer of this model (have ${LINEAR_MODULES.join(', ')}).`,
+          `${file}: target module "${entry}" is not a linear layer of this model (have ${modules.join(', ')}).`,
           'LoRA here applies to the attention and MLP projections only; the adapter was made for another model or targets embeddings / lm_head.',
           { file, field: 'target_modules', module: entry });
       }
@@ -94,7 +95,7 @@ export function resolveTargets(dims: DecoderDims, cfg: Pick<LoraConfig, 'targetM
   const out = names.filter((n) => matches(n.path) && (!layers || layers.has(n.layer))).map(({ layer, module }) => ({ layer, module }));
   if (out.length === 0) {
     throw new AdapterFileError(`${file}: target_modules ${JSON.stringify(t)} matches no layer of this model.`,
-      'Target q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj.', { file, field: 'target_modules' });
+      `Target ${modules.join(', ')}.`, { file, field: 'target_modules' });
   }
   return out;
 }
@@ -179,7 +180,7 @@ export interface AdapterTensorSpec {
   key: string;
   shape: [number, number];
   layer: number;
-  module: LinearModule;
+  module: CheckpointModule;
   which: 'A' | 'B';
 }
 

@@ -3,16 +3,17 @@
 import { AdapterFileError } from '../errors.ts';
 import { encodeAdapter, loraConfig, readAdapter, type LoraConfig } from '../io/peft.ts';
 import type { ByteSource } from '../io/byte-source.ts';
-import type { DecoderDims } from '../io/hf-names.ts';
-import { PROJS, type LoraSpec, type LoraState, type Proj } from './lora.ts';
+import { checkpointModules, selectModules, type DecoderDims } from '../io/hf-names.ts';
+import type { LoraModule, LoraSpec, LoraState } from './lora.ts';
 import { checkFiniteAdapter } from './finite.ts';
 
-export function loraConfigOf(spec: LoraSpec, baseModel: string | null = null): LoraConfig {
+/** target_modules are the model's own module names (Phi-3: qkv_proj, gate_up_proj), as PEFT writes them. */
+export function loraConfigOf(dims: Pick<DecoderDims, 'fusedProjections'>, spec: LoraSpec, baseModel: string | null = null): LoraConfig {
   return loraConfig({
     r: spec.rank,
     loraAlpha: spec.alpha,
     loraDropout: spec.dropout,
-    targetModules: PROJS.filter((p) => spec.targets.includes(p)),
+    targetModules: selectModules(dims, spec.targets),
     useRslora: spec.rslora,
     baseModelNameOrPath: baseModel,
   });
@@ -20,7 +21,7 @@ export function loraConfigOf(spec: LoraSpec, baseModel: string | null = null): L
 
 /** adapter_config.json and adapter_model.safetensors for the current weights. */
 export async function exportAdapter(lora: LoraState, baseModel: string | null = null): Promise<Record<string, Uint8Array>> {
-  return encodeAdapter(lora.dims, loraConfigOf(lora.spec, baseModel), await lora.tensors());
+  return encodeAdapter(lora.dims, loraConfigOf(lora.dims, lora.spec, baseModel), await lora.tensors());
 }
 
 export interface ImportedAdapter {
@@ -34,9 +35,9 @@ export interface ImportedAdapter {
 export async function importAdapter(dims: DecoderDims, config: ByteSource | string, weights: ByteSource): Promise<ImportedAdapter> {
   const a = await readAdapter(dims, config, weights);
   for (const [key, w] of a.weights) checkFiniteAdapter(w, key, weights.name);
-  const modules = new Map<Proj, Set<number>>();
+  const modules = new Map<LoraModule, Set<number>>();
   for (const s of a.specs) {
-    const m = s.module as Proj;
+    const m = s.module;
     if (!modules.has(m)) modules.set(m, new Set());
     modules.get(m)!.add(s.layer);
   }
@@ -51,7 +52,7 @@ export async function importAdapter(dims: DecoderDims, config: ByteSource | stri
   }
   const spec: LoraSpec = {
     rank: a.config.r, alpha: a.config.loraAlpha, dropout: a.config.loraDropout, rslora: a.config.useRslora,
-    targets: PROJS.filter((p) => modules.has(p)),
+    targets: checkpointModules(dims).filter((p) => modules.has(p)),
   };
   return { spec, weights: a.weights, config: a.config };
 }

@@ -3,6 +3,7 @@ import { describe, expect, test } from 'vitest';
 import { ModelFileError } from '../errors.ts';
 import { parseModelConfig, roundToDtype, type ModelConfig } from './config.ts';
 import { ropeInvFreq } from './rope.ts';
+import { expectedWeights } from './weights.ts';
 
 // Shapes as published in these checkpoints' config.json on the Hugging Face Hub.
 const smollm2 = {
@@ -22,7 +23,7 @@ const qwen25 = {
   tie_word_embeddings: true, use_sliding_window: false, sliding_window: 32768, max_position_embeddings: 32768, bos_token_id: 151643, eos_token_id: 151643,
 };
 
-const SUPPORTED = ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma', 'gemma2', 'gemma3_text'];
+const SUPPORTED = ['llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'gemma', 'gemma2', 'gemma3_text'];
 
 // google/gemma-3-270m.
 const gemma3_270m = {
@@ -119,7 +120,7 @@ describe('parseModelConfig', () => {
     const e = thrown(() => parseModelConfig({ ...smollm2, model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }, 'gpt2/config.json'));
     expect(e.message).toContain('gpt2/config.json');
     expect(e.message).toContain('model_type "gpt2"');
-    for (const s of ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma3_text', 'LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'Gemma2ForCausalLM']) expect(e.message).toContain(s);
+    for (const s of ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma3_text', 'LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'Gemma2ForCausalLM', 'phi3', 'Phi3ForCausalLM']) expect(e.message).toContain(s);
     expect(e.details).toMatchObject({ field: 'model_type', supported: SUPPORTED });
   });
 
@@ -160,6 +161,34 @@ describe('parseModelConfig', () => {
     expect(thrown(() => parseModelConfig({ ...q2, max_window_layers: -1 })).details.field).toBe('max_window_layers');
   });
 
+  test('Phi-3.5-mini and Phi-3-mini-4k: fused checkpoint modules, LongRoPE, the sliding window', () => {
+    // The fields of microsoft/Phi-3.5-mini-instruct's config.json (factor lists shortened to their
+    // length: 48 = head_dim / 2) and of Phi-3-mini-4k-instruct's (no rope_scaling, window 2047).
+    const factors = Array.from({ length: 48 }, (_, i) => 1 + i / 8);
+    const phi35 = {
+      architectures: ['Phi3ForCausalLM'], model_type: 'phi3', vocab_size: 32064, hidden_size: 3072, intermediate_size: 8192,
+      num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, max_position_embeddings: 131072,
+      original_max_position_embeddings: 4096, rms_norm_eps: 1e-5, rope_theta: 10000.0, sliding_window: 262144,
+      rope_scaling: { type: 'longrope', short_factor: factors, long_factor: factors.map((x) => 2 * x) },
+      tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 32000, pad_token_id: 32000, hidden_act: 'silu', torch_dtype: 'bfloat16',
+    };
+    const c = parseModelConfig(phi35);
+    expect(c).toMatchObject({ arch: 'phi3', fusedProjections: true, headDim: 96, rmsNormEps: 1e-5, slidingWindow: 262144, eosTokenIds: [32000] });
+    expect(c.layerWindows).toEqual(new Array(32).fill(262144));
+    expect(c.rope).toMatchObject({ type: 'longrope', originalMaxPositionEmbeddings: 4096, factor: 32 });
+    expect(c.rope.attentionFactor).toBeCloseTo(Math.sqrt(1 + Math.log(32) / Math.log(4096)), 12);
+    const names = new Map(expectedWeights(c).map((w) => [w.name, w.shape]));
+    expect(names.get('model.layers.0.self_attn.qkv_proj.weight')).toEqual([9216, 3072]);
+    expect(names.get('model.layers.0.mlp.gate_up_proj.weight')).toEqual([16384, 3072]);
+    expect(names.has('model.layers.0.self_attn.q_proj.weight')).toBe(false);
+    const mini4k = parseModelConfig({ ...phi35, rope_scaling: null, max_position_embeddings: 4096, sliding_window: 2047 });
+    expect(mini4k.rope.type).toBe('default');
+    expect(mini4k.layerWindows).toEqual(new Array(32).fill(2047));
+    // Phi3Config's default original context (4096) applies when the field is absent.
+    const { original_max_position_embeddings: _, ...noOrig } = phi35;
+    expect(parseModelConfig(noOrig).rope.originalMaxPositionEmbeddings).toBe(4096);
+  });
+
   describe('configs this engine cannot run are refused naming the field and what is supported', () => {
     const cases: [string, Record<string, unknown>, string, RegExp][] = [
       ['Qwen3-MoE (num_experts)', { ...qwen3, architectures: ['Qwen3MoeForCausalLM'], model_type: 'qwen3_moe', num_experts: 128, num_experts_per_tok: 8 },
@@ -176,14 +205,13 @@ describe('parseModelConfig', () => {
       ['Gemma with another activation', { ...gemma3_270m, hidden_activation: 'silu' }, 'hidden_activation', /hidden_activation "silu" is not supported/],
       // Gemma 1 files that name only hidden_act "gelu": transformers runs the exact GELU there, which is not implemented.
       ['Gemma 1 with the exact GELU', { ...gemma_2b, hidden_activation: undefined }, 'hidden_act', /hidden_act "gelu" is not supported \(only "gelu_pytorch_tanh" for gemma\)/],
-      ['Phi-3', { ...smollm2, model_type: 'phi3' }, 'model_type', /model_type "phi3" is not supported yet: .*fused qkv_proj/],
     ];
     test.each(cases)('%s', (_, cfg, field, message) => {
       const e = thrown(() => parseModelConfig(cfg, 'm/config.json'));
       expect(e.message).toMatch(message);
       expect(e.message).toContain('m/config.json');
       if (!['use_bidirectional_attention', 'hidden_activation', 'hidden_act'].includes(field)) {
-        expect(e.message).toContain('Supported: llama (LlamaForCausalLM), mistral (MistralForCausalLM), qwen2 (Qwen2ForCausalLM), qwen3 (Qwen3ForCausalLM), gemma (GemmaForCausalLM), gemma2 (Gemma2ForCausalLM), gemma3_text (Gemma3ForCausalLM).');
+        expect(e.message).toContain('Supported: llama (LlamaForCausalLM), mistral (MistralForCausalLM), qwen2 (Qwen2ForCausalLM), qwen3 (Qwen3ForCausalLM), phi3 (Phi3ForCausalLM), gemma (GemmaForCausalLM), gemma2 (Gemma2ForCausalLM), gemma3_text (Gemma3ForCausalLM).');
         expect(e.details).toMatchObject({ field, supported: SUPPORTED });
       }
       expect(e.details.field).toBe(field);

@@ -1,6 +1,6 @@
 // Hugging Face config.json -> one typed ModelConfig for the Llama family we support (llama: Llama
-// 2/3/3.1/3.2, SmolLM2, TinyLlama; mistral; qwen2; qwen3; gemma, gemma2, gemma3_text). Defaults are the
-// transformers config classes' own (configuration_{llama,mistral,qwen2,qwen3,gemma,gemma2,gemma3}.py;
+// 2/3/3.1/3.2, SmolLM2, TinyLlama; mistral; qwen2; qwen3; phi3: Phi-3/3.5-mini; gemma, gemma2, gemma3_text).
+// Defaults are the transformers config classes' own (configuration_{llama,mistral,qwen2,qwen3,phi3,gemma,gemma2,gemma3}.py;
 // docs/formats.md#hugging-face-model-configs), so a
 // config that omits a field means what it means in Python. The shape fields have no default here
 // on purpose: LlamaConfig would silently fill in a 7B shape. RoPE fields are parsed by rope.ts.
@@ -8,7 +8,7 @@
 import { ModelFileError } from '../errors.ts';
 import { parseRope, type RopeConfig } from './rope.ts';
 
-export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma' | 'gemma2' | 'gemma3_text';
+export type Arch = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3_text';
 
 /** model_type -> the transformers class names that carry it. */
 export const SUPPORTED_ARCHITECTURES: Readonly<Record<Arch, string>> = {
@@ -16,6 +16,7 @@ export const SUPPORTED_ARCHITECTURES: Readonly<Record<Arch, string>> = {
   mistral: 'MistralForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
   qwen3: 'Qwen3ForCausalLM',
+  phi3: 'Phi3ForCausalLM',
   gemma: 'GemmaForCausalLM',
   gemma2: 'Gemma2ForCausalLM',
   gemma3_text: 'Gemma3ForCausalLM',
@@ -42,6 +43,9 @@ export interface ModelConfig {
   oProjBias: boolean;
   /** Per-head RMSNorm of q and k (weights of size head_dim) after the projection, before RoPE (qwen3). */
   qkNorm: boolean;
+  /** Phi-3: the checkpoint holds qkv_proj and gate_up_proj; the loader splits them by output rows
+   *  into the seven projections and LoRA adapts the fused modules (see hf-names.ts). */
+  fusedProjections: boolean;
   maxPositionEmbeddings: number;
   /** The sliding attention window in tokens (Mistral; Qwen2/3 with use_sliding_window); null = none. */
   slidingWindow: number | null;
@@ -89,6 +93,7 @@ const DEFAULTS: Record<Arch, ArchDefaults> = {
   mistral: { maxPositionEmbeddings: 131072, rmsNormEps: 1e-6, bos: 1, eos: [2], slidingWindow: 4096 },
   qwen2: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, bos: null, eos: [], slidingWindow: null },
   qwen3: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, bos: null, eos: [], slidingWindow: null },
+  phi3: { maxPositionEmbeddings: 4096, rmsNormEps: 1e-5, bos: 1, eos: [32000], slidingWindow: null },
   gemma: { maxPositionEmbeddings: 8192, rmsNormEps: 1e-6, bos: 2, eos: [1], slidingWindow: null },
   gemma2: { maxPositionEmbeddings: 8192, rmsNormEps: 1e-6, bos: 2, eos: [1], slidingWindow: 4096 },
   gemma3_text: { maxPositionEmbeddings: 131072, rmsNormEps: 1e-6, bos: 2, eos: [1], slidingWindow: 4096 },
@@ -204,7 +209,8 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
 
   let slidingWindow: number | null = null;
   let layerWindows = new Array<number>(numLayers).fill(0);
-  if (arch === 'mistral') {
+  if (arch === 'mistral' || arch === 'phi3') {
+    // Phi3Model masks every layer with sliding_window when the config sets one (Phi-3-mini-4k: 2047).
     const sw = field('sliding_window');
     slidingWindow = sw === undefined ? d.slidingWindow : sw === null ? null : posInt('sliding_window');
     layerWindows.fill(slidingWindow ?? 0);
@@ -253,7 +259,9 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
   // sliding_attention: {...}}); v4 files have rope_theta, rope_scaling and rope_local_base_freq.
   // Gemma3TextConfig's bases default to 1e6 (global) and 1e4 (local).
   const perType = arch === 'gemma3_text' ? ropePerLayerType(cfg, file) : null;
-  const ropeCfg = arch !== 'gemma3_text' ? cfg
+  // Phi3Config always carries original_max_position_embeddings (default 4096), which LongRoPE reads.
+  const ropeCfg = arch === 'phi3' ? (Object.hasOwn(cfg, 'original_max_position_embeddings') ? cfg : { ...cfg, original_max_position_embeddings: 4096 })
+    : arch !== 'gemma3_text' ? cfg
     : perType ? { ...cfg, rope_parameters: perType.full, rope_theta: perType.full.rope_theta ?? cfg.rope_theta ?? 1e6 }
     : { ...cfg, rope_theta: cfg.rope_theta ?? 1e6 };
   const { theta, rope } = parseRope(ropeCfg, maxPositionEmbeddings, file);
@@ -283,6 +291,7 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
     attentionBias: arch === 'qwen2' || llamaBias,
     oProjBias: llamaBias,
     qkNorm: arch === 'qwen3' || arch === 'gemma3_text',
+    fusedProjections: arch === 'phi3',
     maxPositionEmbeddings,
     slidingWindow,
     layerWindows,
@@ -301,11 +310,6 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
       : posNum('rope_local_base_freq', 10000),
   };
 }
-
-/** Decoder families this engine knows and does not run yet, by model_type: what they need. */
-const NOT_YET: Readonly<Record<string, string>> = {
-  phi3: 'Phi-3/3.5 (Phi3ForCausalLM) needs the fused qkv_proj and gate_up_proj and longrope, which are not implemented yet',
-};
 
 /** Mixture-of-experts families (their model_type alone says so: the expert count has a default). */
 const MOE_TYPES = new Set(['qwen2_moe', 'qwen3_moe', 'mixtral', 'phimoe']);
@@ -329,7 +333,7 @@ function detectArch(cfg: Record<string, unknown>, file: string): Arch {
   if (mt === undefined) {
     for (const a of archs) if (typeof a === 'string' && Object.hasOwn(REFUSED_CLASSES, a)) mt = REFUSED_CLASSES[a];
   }
-  const dense = 'Choose a dense Llama, Mistral, Qwen2, Qwen3 or Gemma model (for example Qwen3-0.6B, Qwen2.5-0.5B, Llama 3.2 1B, gemma-3-270m).';
+  const dense = 'Choose a dense Llama, Mistral, Qwen2, Qwen3, Phi-3 or Gemma model (for example Qwen3-0.6B, Qwen2.5-0.5B, Llama 3.2 1B, Phi-3.5-mini, gemma-3-270m).';
   // Experts first: a MoE config must not load as the dense family its attention resembles.
   for (const f of EXPERT_FIELDS) {
     const v = cfg[f];
@@ -346,11 +350,8 @@ function detectArch(cfg: Record<string, unknown>, file: string): Arch {
   }
   const sparse = Object.keys(cfg).find((k) => k.startsWith('blocksparse_'));
   if (mt === 'phi3small' || sparse) {
-    throw refuse(`Phi-3-small's block-sparse attention (${sparse ? `"${sparse}"` : 'model_type "phi3small"'}) is not supported; attention here is dense causal attention.`,
+    throw refuse(`Phi-3-small's block-sparse attention (${sparse ? `"${sparse}"` : 'model_type "phi3small"'}) is not supported; attention here is dense causal attention (Phi-3-mini and Phi-3.5-mini, model_type "phi3", load).`,
       dense, sparse ?? 'model_type', mt);
-  }
-  if (typeof mt === 'string' && Object.hasOwn(NOT_YET, mt)) {
-    throw refuse(`model_type "${mt}" is not supported yet: ${NOT_YET[mt]}.`, dense, 'model_type', mt);
   }
   // hasOwn, not `in`: "constructor", "toString" and "__proto__" are `in` every object.
   if (typeof mt === 'string' && Object.hasOwn(SUPPORTED_ARCHITECTURES, mt)) return mt as Arch;

@@ -1,4 +1,4 @@
-// The LLaMA-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2, Qwen3, Gemma 1/2/3) with LoRA, as hand-written
+// The LLaMA-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2, Qwen3, Phi-3, Gemma 1/2/3) with LoRA, as hand-written
 // forward and backward passes over the engine's kernels (llm.c style). The backward runs in exact
 // reverse order of the forward. Every buffer comes from one memory plan (plan.ts), allocated up front.
 //
@@ -36,7 +36,8 @@ import { logitSoftcap } from '../kernels/logit_softcap.ts';
 import { loraForward } from '../kernels/lora_forward.ts';
 import { loraBackward } from '../kernels/lora_backward.ts';
 import { packF16Gpu, unpackF16Gpu } from '../kernels/pack_f16.ts';
-import { PROJS, type LoraState, type Proj } from './lora.ts';
+import { PROJS, type LoraEntry, type LoraModule, type LoraState, type Proj } from './lora.ts';
+import { FUSED_PARTS, moduleOf } from '../io/hf-names.ts';
 import { PER_LAYER_F32, type ModelDims, type Plan } from './plan.ts';
 
 /** A frozen base projection: NF4 (packed codes + f32 absmax, or its double quantization) or full
@@ -72,6 +73,9 @@ export interface ModelWeights {
   /** Gemma 3: the sliding layers' tables (rope_local_base_freq). */
   ropeLocalCos?: Tensor;
   ropeLocalSin?: Tensor;
+  /** LongRoPE generation that may pass the original context: the long-factor tables, used by cache
+   *  steps whose positions reach `from` or beyond (ropeCos/ropeSin then hold the short ones). */
+  ropeLong?: { cos: Tensor; sin: Tensor; from: number };
 }
 
 /** What one forward/backward call works on: a micro-batch of B sequences of T tokens. */
@@ -99,6 +103,8 @@ export interface RunOptions {
  *  positions pos0 .. pos0+T-1 and the cache already holds positions 0 .. pos0-1. */
 export interface CacheStep {
   pos0: number;
+  /** LongRoPE: rope this step with the long factors (weights.ropeLong). */
+  long?: boolean;
 }
 
 function view(t: Tensor, offsetFloats: number, countFloats: number): View {
@@ -125,9 +131,24 @@ export class LlamaModel {
     readonly lora: LoraState | undefined,
   ) {}
 
-  private seeds(l: number, p: Proj): { table: Scalars; index: number } {
+  /** The dropout seed of LoRA module m: a fused module (Phi-3) uses its first part's, so the
+   *  slices of one module draw the same mask over their shared input. */
+  private seeds(l: number, m: LoraModule): { table: Scalars; index: number } {
     this.seedTable ??= this.gpu.scalars('llama.lora_seeds', new Uint32Array(this.dims.numLayers * PROJS.length));
+    const p = m === 'qkv_proj' || m === 'gate_up_proj' ? FUSED_PARTS[m][0] : m;
     return { table: this.seedTable, index: l * PROJS.length + PROJS.indexOf(p) };
+  }
+
+  /** Projection p's LoRA: its module's A and entry of B, and the binding of p's rows of a B-shaped
+   *  buffer. On Phi-3, q, k and v are row slices of qkv_proj's B (gate and up of gate_up_proj's)
+   *  sharing one A, so the three products sum to PEFT's fused LoRA and their dA to its gradient. */
+  private loraOf(l: number, p: Proj): { module: LoraModule; A: LoraEntry; B: LoraEntry; rows: (t: Tensor) => View } | undefined {
+    const lo = this.lora;
+    const { module, row } = moduleOf(this.dims, p);
+    const A = lo?.entry(l, module, 'A');
+    if (!lo || !A) return undefined;
+    const B = lo.entry(l, module, 'B')!, R = lo.spec.rank, n = this.weights.layers[l].proj[p].N;
+    return { module, A, B, rows: (t) => view(t, B.offset + row * R, n * R) };
   }
 
   /** Layer l's sliding attention window (Mistral, Qwen2/3 sliding layers), 0 = full causal. */
@@ -224,27 +245,23 @@ export class LlamaModel {
   proj(l: number, p: Proj, y: Binding, x: Binding, M: number, accumulate: boolean, o: RunOptions): void {
     const lin = this.weights.layers[l].proj[p];
     this.linearForward(y, x, lin, M, accumulate);
-    const lo = this.lora;
-    const A = lo?.entry(l, p, 'A');
-    if (!lo || !A || o.noAdapter) return;
-    const Bm = lo.entry(l, p, 'B')!;
-    loraForward(this.gpu, y, this.act(`U.${p}`, l), x, lo.view(lo.params, A), lo.view(lo.params, Bm),
+    const lo = this.lora, a = this.loraOf(l, p);
+    if (!lo || !a || o.noAdapter) return;
+    loraForward(this.gpu, y, this.act(`U.${a.module}`, l), x, lo.view(lo.params, a.A), a.rows(lo.params),
       { M, N: lin.N, K: lin.K, R: lo.spec.rank },
-      { scale: this.plan.loraScale, dropout: o.training ? lo.spec.dropout : 0, seeds: this.seeds(l, p), noU: !o.training });
+      { scale: this.plan.loraScale, dropout: o.training ? lo.spec.dropout : 0, seeds: this.seeds(l, a.module), noU: !o.training });
   }
 
   /** dx (=|+=) dy·W + LoRA's dX, and LoRA's dA, dB added into the gradient buffer. */
   private projBackward(l: number, p: Proj, dx: Binding, dy: Binding, x: Binding, M: number, accumulate: boolean, o: RunOptions): void {
     const lin = this.weights.layers[l].proj[p];
     this.linearBackward(dx, dy, lin, M, accumulate);
-    const lo = this.lora;
-    const A = lo?.entry(l, p, 'A');
-    if (!lo || !A) return;
-    const Bm = lo.entry(l, p, 'B')!;
-    loraBackward(this.gpu, dx, lo.view(lo.grads, A), lo.view(lo.grads, Bm), this.t('grad.dU'), dy, x,
-      lo.view(lo.params, A), lo.view(lo.params, Bm), this.act(`U.${p}`, l),
+    const lo = this.lora, a = this.loraOf(l, p);
+    if (!lo || !a) return;
+    loraBackward(this.gpu, dx, lo.view(lo.grads, a.A), a.rows(lo.grads), this.t('grad.dU'), dy, x,
+      lo.view(lo.params, a.A), a.rows(lo.params), this.act(`U.${a.module}`, l),
       { M, N: lin.N, K: lin.K, R: lo.spec.rank },
-      { scale: this.plan.loraScale, dropout: lo.spec.dropout, seeds: this.seeds(l, p), accumulate: true });
+      { scale: this.plan.loraScale, dropout: lo.spec.dropout, seeds: this.seeds(l, a.module), accumulate: true });
   }
 
   /** One decoder layer over the batch; with `cache`, attention also sees the cached past and this
@@ -274,7 +291,9 @@ export class LlamaModel {
       // their positions, pos0 on, written by it too (a copy would end the compute pass); attention
       // then reads the cache.
       const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`);
-      ropeAppendKv(g, q, k, v, pos, cos, sin, kc, vc, N, H, Hkv, D);
+      // LongRoPE past the original context takes the long-factor tables (no Gemma 3 local tables then).
+      const rl = cache.long ? this.weights.ropeLong : undefined;
+      ropeAppendKv(g, q, k, v, pos, rl?.cos ?? cos, rl?.sin ?? sin, kc, vc, N, H, Hkv, D);
       attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D, this.attnScale, undefined, this.window(l), d.attnSoftcap ?? 0);
     } else {
       ropeForward(g, q, pos, cos, sin, b.B, b.T, H, D);
@@ -416,7 +435,7 @@ export class LlamaModel {
    * steps. Records GPU work only; the logits of the last position are the first V floats of the
    * returned 'logits' buffer, the one row sampling needs to read back.
    */
-  forwardNext(ids: Uint32Array, pos0: number, opts: { noAdapter?: boolean } = {}): Tensor {
+  forwardNext(ids: Uint32Array, pos0: number, opts: { noAdapter?: boolean; longRope?: boolean } = {}): Tensor {
     const g = this.gpu, d = this.dims, C = d.hiddenSize, V = d.vocabSize, L = d.numLayers, n = ids.length;
     if (!this.plan.opts.kvCache) throw new Error('model: forwardNext needs a plan with kvCache');
     if (n < 1 || n > this.plan.maxTokens) throw new RangeError(`model: ${n} tokens in one step; the plan holds 1 to ${this.plan.maxTokens}`);
@@ -430,7 +449,11 @@ export class LlamaModel {
     g.upload(this.t('ids'), ids);
     g.upload(this.t('positions'), positions);
     this.embed(n);
-    for (let l = 0; l < L; l++) this.layerForward(l, b, o, { pos0 });
+    // LongRoPE: long factors once the sequence passes the original context (or when re-filling the
+    // cache after crossing it, generate.ts); otherwise the short ones.
+    const rl = this.weights.ropeLong;
+    const long = rl !== undefined && (opts.longRope ?? pos0 + n > rl.from);
+    for (let l = 0; l < L; l++) this.layerForward(l, b, o, { pos0, long });
     // Only the last position reaches the final norm and the (V, C) head. Its row of the residual
     // stream (h.0 when decoding) is bound in place when its offset is aligned, as a decoded token's
     // row 0 is; otherwise it is copied out first.

@@ -7,14 +7,15 @@ import type { Gpu, Tensor } from '../gpu/runtime.ts';
 import { ModelFileError } from '../errors.ts';
 import type { ModelFolder } from '../io/model-folder.ts';
 import type { ModelConfig } from './config.ts';
-import { defaultRope, ropeTablesFor } from './rope.ts';
-import { checkWeights } from './weights.ts';
+import { uploadRopeTables } from './load-cached.ts';
+import { checkWeights, fusedSplit } from './weights.ts';
 import { checkFiniteWeight } from './finite.ts';
 import { nf4Quantize } from '../kernels/nf4_quantize.ts';
 import { doubleQuantWords } from '../quant/nf4.ts';
 import { embeddingChunks, embeddingViews, type EmbeddingTable } from '../kernels/embedding.ts';
 import { packF16 } from '../kernels/matmul_packed_f16.ref.ts';
 import { PROJS, type Proj } from './lora.ts';
+import { type CheckpointModule, FUSED_PARTS, linearShape } from '../io/hf-names.ts';
 import type { BaseLinear, LayerWeights, ModelWeights } from './llama.ts';
 import type { Plan } from './plan.ts';
 
@@ -55,13 +56,6 @@ export function layerNormNames(cfg: Pick<ModelConfig, 'sandwichNorms' | 'qkNorm'
     ...(cfg.qkNorm ? ['q_norm', 'k_norm'] : [])];
 }
 
-/** Gemma 3's sliding-layer RoPE tables: rope_local_base_freq, default rope type (Gemma3TextModel's
- *  rotary_emb_local), or null when every layer shares one RoPE. */
-export function localRopeTables(cfg: ModelConfig, maxPositions: number): { cos: Float32Array; sin: Float32Array } | null {
-  if (!cfg.ropeLocalTheta) return null;
-  return ropeTablesFor({ headDim: cfg.headDim, ropeTheta: cfg.ropeLocalTheta, rope: defaultRope(cfg.maxPositionEmbeddings) }, maxPositions);
-}
-
 export async function loadWeights(
   gpu: Gpu, folder: ModelFolder, cfg: ModelConfig, plan: Plan, onProgress?: (p: LoadProgress) => void,
 ): Promise<ModelWeights> {
@@ -96,6 +90,22 @@ export async function loadWeights(
     gpu.upload(t, data);
     return t;
   };
+  const linear = async (name: string, N: number, K: number, data: Float32Array): Promise<BaseLinear> => {
+    if (quant !== 'nf4') return { kind: 'f32', w: upload(`${name}.weight`, data), N, K };
+    gpu.upload(staging!, data);
+    const packed = plan.alloc(gpu, `${name}.weight`), absmax = plan.alloc(gpu, `${name}.absmax`);
+    const blocks = Math.ceil((N * K) / 64);
+    const f32Absmax = absmaxF32 ? { tensor: absmaxF32, offset: 0, size: blocks * 4 } : absmax;
+    nf4Quantize(gpu, packed, f32Absmax, { tensor: staging!, offset: 0, size: N * K * 4 }, N * K);
+    if (absmaxF32) {
+      // bitsandbytes compress_statistics: absmax itself quantized to 8 bits (blocks of 256, offset =
+      // mean), coded on the CPU (1/64 of the weight count) and kept in that form: the NF4 kernels
+      // decode it per block (0.127 instead of 0.5 bits per weight).
+      gpu.upload(absmax, doubleQuantWords(new Float32Array(await gpu.read(absmaxF32, 0, blocks * 4))));
+    }
+    return { kind: 'nf4', packed, absmax, doubleQuant, N, K };
+  };
+  if (quant === 'nf4') fusedSplit(cfg);
   for await (const t of folder.tensors()) {
     if (!wanted.has(t.name)) continue;
     const data = await t.readFloat32();
@@ -117,38 +127,27 @@ export async function loadWeights(
       const name = n[2].replace('self_attn.', '');
       layers[l][layerNormField(cfg, name)] = upload(`layers.${l}.${name}`, data);
     } else if (m) {
-      const l = Number(m[1]), p = m[2] as Proj;
+      const l = Number(m[1]), module = m[2] as CheckpointModule;
       const [N, K] = [t.shape[0], t.shape[1] ?? 1];
       if (m[3] === 'bias') {
-        biases.set(`${l}.${p}`, upload(`layers.${l}.${p}.bias`, data));
+        biases.set(`${l}.${module}`, upload(`layers.${l}.${module}.bias`, data));
         onProgress?.({ tensor: t.name, done: ++done, total: wanted.size });
         continue;
       }
-      let lin: BaseLinear;
-      if (quant === 'nf4') {
-        gpu.upload(staging!, data);
-        const packed = plan.alloc(gpu, `layers.${l}.${p}.weight`), absmax = plan.alloc(gpu, `layers.${l}.${p}.absmax`);
-        const blocks = Math.ceil((N * K) / 64);
-        const f32Absmax = absmaxF32 ? { tensor: absmaxF32, offset: 0, size: blocks * 4 } : absmax;
-        nf4Quantize(gpu, packed, f32Absmax, { tensor: staging!, offset: 0, size: N * K * 4 }, N * K);
-        if (absmaxF32) {
-          // bitsandbytes compress_statistics: absmax itself quantized to 8 bits (blocks of 256, offset =
-          // mean), coded on the CPU (1/64 of the weight count) and kept in that form: the NF4 kernels
-          // decode it per block (0.127 instead of 0.5 bits per weight).
-          gpu.upload(absmax, doubleQuantWords(new Float32Array(await gpu.read(absmaxF32, 0, blocks * 4))));
-        }
-        lin = { kind: 'nf4', packed, absmax, doubleQuant, N, K };
-      } else {
-        lin = { kind: 'f32', w: upload(`layers.${l}.${p}.weight`, data), N, K };
+      // Phi-3's fused matrices are split by output rows into the projections the engine computes.
+      // Rows are contiguous, so a part whose first element starts an NF4 block of 64 gets exactly
+      // the codes and absmax the fused matrix quantized as one would (fusedSplit checks this).
+      const parts: readonly Proj[] = module === 'qkv_proj' || module === 'gate_up_proj' ? FUSED_PARTS[module] : [module];
+      let row = 0;
+      for (const p of parts) {
+        const n = parts.length === 1 ? N : linearShape(cfg, p)[0];
+        layers[l].proj![p] = await linear(`layers.${l}.${p}`, n, K, data.subarray(row * K, (row + n) * K));
+        row += n;
       }
-      layers[l].proj![p] = lin;
     }
     onProgress?.({ tensor: t.name, done: ++done, total: wanted.size });
   }
-  const { cos, sin } = ropeTablesFor(cfg, plan.opts.maxPositions);
-  const ropeCos = upload('rope.cos', cos), ropeSin = upload('rope.sin', sin);
-  const local = localRopeTables(cfg, plan.opts.maxPositions);
-  const ropeLocal = local ? { ropeLocalCos: upload('rope.local.cos', local.cos), ropeLocalSin: upload('rope.local.sin', local.sin) } : {};
+  const rope = uploadRopeTables(gpu, cfg, plan);
   gpu.flush();
   if (staging) plan.free(gpu, 'load.staging');
   if (absmaxF32) plan.free(gpu, 'load.absmax');
@@ -159,5 +158,5 @@ export async function loadWeights(
       w.proj![p].bias = biases.get(`${l}.${p}`);
     }
   }
-  return { embed: embed!, head: head!, headF16: f16, norm: norm!, layers: layers as LayerWeights[], ropeCos, ropeSin, ...ropeLocal };
+  return { embed: embed!, head: head!, headF16: f16, norm: norm!, layers: layers as LayerWeights[], ...rope };
 }

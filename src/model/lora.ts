@@ -4,11 +4,14 @@
 import type { Gpu, Tensor, View } from '../gpu/runtime.ts';
 import { UsageError } from '../errors.ts';
 import { rng } from '../rng.ts';
-import { LINEAR_MODULES, linearShape, type DecoderDims, type LinearModule } from '../io/hf-names.ts';
+import { ALL_MODULE_NAMES, type CheckpointModule, LINEAR_MODULES, linearShape, moduleOf, selectModules, type DecoderDims, type LinearModule } from '../io/hf-names.ts';
 import { loraKey } from '../io/peft.ts';
 
+/** The seven projections the engine computes. */
 export const PROJS = LINEAR_MODULES;
 export type Proj = LinearModule;
+/** A module LoRA adapts, named as PEFT names it: a projection, or Phi-3's fused qkv_proj / gate_up_proj. */
+export type LoraModule = CheckpointModule;
 
 /** The dimensions LoRA needs from a model config. */
 export type LoraModelDims = DecoderDims;
@@ -18,23 +21,25 @@ export interface LoraSpec {
   alpha: number;
   dropout: number;
   rslora: boolean;
-  targets: Proj[];
+  /** Target names; selectModules maps them onto the model's own modules (hf-names.ts). */
+  targets: LoraModule[];
 }
 
 /** The seed's recipe (r 8, alpha 32, dropout 0.05, q_proj and v_proj): the one set of LoRA defaults. */
 export const DEFAULT_LORA: LoraSpec = { rank: 8, alpha: 32, dropout: 0.05, rslora: false, targets: ['q_proj', 'v_proj'] };
 
-/** `--targets q_proj,v_proj` or `all-linear`. */
-export function parseTargets(s: string): Proj[] {
+/** `--targets q_proj,v_proj` or `all-linear`. Phi-3's fused names are accepted on every model (see
+ *  selectModules: on Phi-3 q_proj selects qkv_proj, elsewhere qkv_proj selects q_proj, k_proj, v_proj). */
+export function parseTargets(s: string): LoraModule[] {
   if (s === 'all-linear') return [...PROJS];
   const out = s.split(',').map((x) => x.trim()).filter(Boolean);
   for (const t of out) {
-    if (!(PROJS as readonly string[]).includes(t)) {
-      throw new UsageError(`Unknown LoRA target "${t}".`, `Use a comma-separated subset of ${PROJS.join(', ')}, or all-linear.`, { target: t });
+    if (!(ALL_MODULE_NAMES as readonly string[]).includes(t)) {
+      throw new UsageError(`Unknown LoRA target "${t}".`, `Use a comma-separated subset of ${ALL_MODULE_NAMES.join(', ')}, or all-linear.`, { target: t });
     }
   }
   if (out.length === 0) throw new UsageError('No LoRA targets given.', `Use e.g. q_proj,v_proj or all-linear.`);
-  return out as Proj[];
+  return out as LoraModule[];
 }
 
 /** PEFT's `scaling` (peft tuners/lora/layer.py, LoraLayer.update_layer): alpha / r, or alpha / sqrt(r)
@@ -51,7 +56,7 @@ export function peftScaling(cfg: { r: number; loraAlpha: number; useRslora?: boo
 export interface LoraEntry {
   key: string;
   layer: number;
-  proj: Proj;
+  proj: LoraModule;
   which: 'A' | 'B';
   /** [rows, cols]: A is (R, in), B is (out, R). */
   shape: [number, number];
@@ -63,9 +68,20 @@ export interface LoraEntry {
 export function loraTable(c: LoraModelDims, spec: LoraSpec): { entries: LoraEntry[]; totalFloats: number } {
   const entries: LoraEntry[] = [];
   let off = 0;
-  for (let l = 0; l < c.numLayers; l++) {
+  const modules = selectModules(c, spec.targets);
+  // A fused module's B is bound in row slices, one per projection (llama.ts): each must start on a
+  // 256-byte boundary, which every published Phi-3 shape meets at any rank.
+  if (c.fusedProjections) {
     for (const p of PROJS) {
-      if (!spec.targets.includes(p)) continue;
+      const { module, row } = moduleOf(c, p);
+      if (modules.includes(module) && (row * spec.rank) % 64 !== 0) {
+        throw new UsageError(`LoRA rank ${spec.rank} puts ${p}'s rows of ${module}.lora_B at float ${row * spec.rank}, off the 64-float alignment GPU bindings need.`,
+          'Use a rank that is a multiple of 2, 4 or 8 (r 8 or 16 always works).', { target: module, rank: spec.rank });
+      }
+    }
+  }
+  for (let l = 0; l < c.numLayers; l++) {
+    for (const p of modules) {
       const [out, inp] = linearShape(c, p);
       for (const [which, shape] of [['A', [spec.rank, inp]], ['B', [out, spec.rank]]] as const) {
         const count = shape[0] * shape[1];
@@ -117,7 +133,7 @@ export class LoraState {
     this.v = training ? alloc('lora.adam_v') : this.params;
   }
 
-  entry(layer: number, p: Proj, which: 'A' | 'B'): LoraEntry | undefined {
+  entry(layer: number, p: LoraModule, which: 'A' | 'B'): LoraEntry | undefined {
     return this.byKey.get(loraKey(layer, p, which));
   }
 

@@ -6,7 +6,8 @@ import type { Category, Gpu, Tensor } from '../gpu/runtime.ts';
 import { GpuOutOfMemoryError } from '../errors.ts';
 import { dqWords, nf4Words } from '../quant/nf4.ts';
 import { loraScaling, loraTable, PROJS, type LoraSpec, type Proj } from './lora.ts';
-import { linearShape } from '../io/hf-names.ts';
+import { linearShape, selectModules } from '../io/hf-names.ts';
+import { needsLongTables, type RopeConfig } from './rope.ts';
 import { gradNormPartials } from '../kernels/grad_norm.ts';
 import { crossEntropyChunkTokens } from '../kernels/cross_entropy.ts';
 import { topkScratchBytes } from '../kernels/topk_select.ts';
@@ -42,6 +43,10 @@ export interface ModelDims {
   attnScale?: number;
   attnSoftcap?: number;
   finalSoftcap?: number;
+  /** Phi-3: LoRA adapts the fused qkv_proj and gate_up_proj (the base is split at load). */
+  fusedProjections?: boolean;
+  /** RoPE scaling; LongRoPE generation past the original context plans a second table pair. */
+  rope?: RopeConfig;
 }
 
 export interface PlanOptions {
@@ -163,6 +168,10 @@ export class Plan {
       add('rope.local.cos', 'weights', f32((o.maxPositions * D) / 2), 'weights');
       add('rope.local.sin', 'weights', f32((o.maxPositions * D) / 2), 'weights');
     }
+    if (needsLongTables(d, o.kvCache ?? false, o.maxPositions)) {
+      add('rope.cos.long', 'weights', f32((o.maxPositions * D) / 2), 'weights');
+      add('rope.sin.long', 'weights', f32((o.maxPositions * D) / 2), 'weights');
+    }
     let largest = 0;
     for (let l = 0; l < L; l++) {
       add(`layers.${l}.input_layernorm`, 'weights', f32(C), 'weights');
@@ -199,11 +208,13 @@ export class Plan {
     for (const n of ['ids', 'positions', 'targets', 'loss', 'ones']) add(n, 'activations', f32(N));
     for (let l = 0; l <= L; l++) add(`h.${l}`, 'activations', f32(N * C));
     const R = o.lora?.rank ?? 0;
+    // One saved LoRA intermediate U (N, R) per adapted module; a fused module's parts share it.
+    const loraModules = o.lora ? selectModules(d, o.lora.targets) : [];
     // One layer's activations, in floats.
     const fields: [string, number][] = [
       ['x1', N * C], ['x2', N * C], ['h2', N * C], ['rstd1', N], ['rstd2', N], ['q', N * H * D], ['o', N * H * D],
       ['k', N * Hkv * D], ['v', N * Hkv * D], ['lse', o.batch * H * o.seqLen], ['g', N * F], ['u', N * F], ['m', N * F],
-      ...(o.lora?.targets ?? []).map((p): [string, number] => [`U.${p}`, N * R]),
+      ...loraModules.map((p): [string, number] => [`U.${p}`, N * R]),
       // Qwen3: q and k as projected (the per-head norms' inputs, for their backward) and their rstd.
       ...(d.qkNorm ? [['qr', N * H * D], ['kr', N * Hkv * D], ['rstdq', N * H], ['rstdk', N * Hkv]] as [string, number][] : []),
       // Gemma 2/3: the attention and MLP outputs before their norms (ao, mo), and those norms' rstd.
@@ -222,7 +233,7 @@ export class Plan {
       // write y and U together; Qwen3's per-head norms write q, k while reading qr, kr. The per-row
       // rstd of those norms stay f32 per layer, like lse (written by the dispatch that reads qr).
       // Gemma's sublayer outputs ao, mo get a group of their own: the norm that reads ao adds into h2.
-      const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], (o.lora?.targets ?? []).map((p) => `U.${p}`), d.qkNorm ? ['qr', 'kr'] : [],
+      const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], loraModules.map((p) => `U.${p}`), d.qkNorm ? ['qr', 'kr'] : [],
         d.sandwichNorms ? ['ao', 'mo'] : []];
       const size = new Map(fields);
       for (const [n, count] of fields) {

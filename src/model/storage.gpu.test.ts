@@ -208,3 +208,37 @@ test('tiny-qwen3: f16 storage saves the per-head norms\' inputs too, and one tra
   expect(diff / norm).toBeGreaterThan(0);
   expect(diff / norm).toBeLessThan(1e-2);
 }, 300_000);
+
+test('tiny-phi3: f16 storage and checkpointing train the fused LoRA modules like f32, and cache shards load to the same logits', async () => {
+  // The fused qkv_proj / gate_up_proj keep one saved U each (shared by their row slices) in the f16
+  // image; checkpointing recomputes them. Loading from cache shards assembles the split parts.
+  const golden = loadGolden('model_tiny-phi3') as Golden;
+  const b = batchOf(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
+  const adapter = tensorMap(golden.nf4.adapter);
+  const runs = [
+    await open(gpu, 'tiny-phi3', golden, { storage: 'f32', training: true }),
+    await open(gpu, 'tiny-phi3', golden, { storage: 'f16', training: true }),
+    await open(gpu, 'tiny-phi3', golden, { storage: 'f32', training: true, checkpointing: true }),
+  ];
+  expect([...runs[1].plan.savedFields.keys()]).toEqual(expect.arrayContaining(['U.qkv_proj', 'U.gate_up_proj']));
+  const grads: Float32Array[] = [];
+  for (const m of runs) {
+    m.lora!.load(adapter);
+    gpu.clear(m.lora!.grads);
+    m.model.step(b, { gradScale: 1 / countTargets(b), seed: 0, training: true });
+    grads.push(await gpu.readF32(m.lora!.grads));
+  }
+  const rel = (g: Float32Array) => Math.hypot(...grads[0].map((x, i) => x - g[i])) / Math.hypot(...grads[0]);
+  expect(rel(grads[1])).toBeGreaterThan(0);
+  expect(rel(grads[1])).toBeLessThan(1e-2);
+  expect(rel(grads[2])).toBeLessThan(1e-5); // checkpointing recomputes the same f32 values
+  const a = await open(gpu, 'tiny-phi3', golden, { storage: 'f32', lora: undefined });
+  const shards = [];
+  for await (const s of weightShards(gpu, a.plan)) shards.push(s);
+  const plan = new Plan(a.config, a.plan.opts);
+  const weights = await loadCachedWeights(gpu, a.config, plan, (async function* () { yield* shards; })());
+  plan.allocRun(gpu);
+  const cached = new LlamaModel(gpu, a.config, weights, plan, undefined);
+  const n = b.B * b.T * a.config.vocabSize;
+  expect(await gpu.readF32(cached.forwardLogits(b), 0, n)).toEqual(await gpu.readF32(a.model.forwardLogits(b), 0, n));
+}, 300_000);

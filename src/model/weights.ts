@@ -5,7 +5,7 @@
 
 import { ModelFileError } from '../errors.ts';
 import type { ModelConfig } from './config.ts';
-import { LINEAR_MODULES, type LinearModule, linearModulePath, linearShape } from '../io/hf-names.ts';
+import { type CheckpointModule, checkpointModules, FUSED_PARTS, type FusedModule, type LinearModule, linearModulePath, linearShape } from '../io/hf-names.ts';
 
 export { LINEAR_MODULES, linearModulePath, linearShape, type LinearModule } from '../io/hf-names.ts';
 
@@ -17,14 +17,14 @@ export interface WeightSpec {
   role: WeightRole;
   /** Decoder layer index, or null for embeddings / final norm / lm_head. */
   layer: number | null;
-  /** For 'linear' and 'bias': which projection. */
-  module: LinearModule | null;
+  /** For 'linear' and 'bias': which projection (Phi-3: its fused qkv_proj, gate_up_proj). */
+  module: CheckpointModule | null;
   /** NF4-quantizable: the frozen linear layers only. Embeddings, norms, biases and lm_head stay
    *  16/32-bit (bitsandbytes / QLoRA leave lm_head unquantized too). */
   quantizable: boolean;
 }
 
-function hasBias(cfg: ModelConfig, module: LinearModule): boolean {
+function hasBias(cfg: ModelConfig, module: CheckpointModule): boolean {
   if (module === 'q_proj' || module === 'k_proj' || module === 'v_proj') return cfg.attentionBias;
   if (module === 'o_proj') return cfg.oProjBias;
   return false;
@@ -38,12 +38,12 @@ export function expectedWeights(cfg: ModelConfig): WeightSpec[] {
   ];
   for (let i = 0; i < cfg.numLayers; i++) {
     out.push({ name: `model.layers.${i}.input_layernorm.weight`, shape: [C], role: 'norm', layer: i, module: null, quantizable: false });
-    for (const m of LINEAR_MODULES) {
+    for (const m of checkpointModules(cfg)) {
       const path = linearModulePath(i, m);
       const shape = linearShape(cfg, m);
       out.push({ name: `${path}.weight`, shape, role: 'linear', layer: i, module: m, quantizable: true });
       if (hasBias(cfg, m)) out.push({ name: `${path}.bias`, shape: [shape[0]], role: 'bias', layer: i, module: m, quantizable: false });
-      if (m === 'k_proj' && cfg.qkNorm) {
+      if ((m === 'k_proj' || m === 'qkv_proj') && cfg.qkNorm) {
         for (const n of ['q_norm', 'k_norm']) {
           out.push({ name: `model.layers.${i}.self_attn.${n}.weight`, shape: [cfg.headDim], role: 'norm', layer: i, module: null, quantizable: false });
         }
@@ -114,4 +114,23 @@ export function validateWeights(cfg: ModelConfig, found: ReadonlyMap<string, { s
     file: found.get(first.name)?.file,
     problems: check.problems,
   });
+}
+
+/** Phi-3 under NF4: the loader quantizes each part of a fused matrix on its own, which equals
+ *  quantizing the fused matrix (bitsandbytes' blocks of 64 consecutive weights) only when every part
+ *  starts on a block boundary. True for every published Phi-3 shape; a config where it fails is
+ *  refused rather than quantized differently from bitsandbytes. */
+export function fusedSplit(cfg: ModelConfig): void {
+  if (!cfg.fusedProjections) return;
+  for (const [fused, parts] of Object.entries(FUSED_PARTS) as [FusedModule, readonly LinearModule[]][]) {
+    let row = 0;
+    for (const p of parts) {
+      const [n, k] = linearShape(cfg, p);
+      if ((row * k) % 64 !== 0) {
+        throw new ModelFileError(`${fused}: ${p} starts at weight ${row * k} of the fused matrix, inside an NF4 block of 64.`,
+          'Load this model without NF4 (--quant none), or use a Phi-3 shape whose hidden size is a multiple of 64.', { field: fused });
+      }
+      row += n;
+    }
+  }
 }

@@ -98,6 +98,37 @@ describe('webtune train / generate / eval', () => {
     expect(record.settings.packing).toBe(true);
   });
 
+  test('--budget refuses a run that does not fit before the dataset is read, with the plan and the nearest flags', async () => {
+    const { Gpu } = await import('../gpu/runtime.ts');
+    const { checkFit, fitSettings } = await import('../app/fit.ts');
+    const { parseModelConfig } = await import('../model/config.ts');
+    const { DEFAULT_OPTIONS } = await import('../app/options.ts');
+    const { formatBytes } = await import('../errors.ts');
+    const g = await Gpu.create();
+    const limits = g.limits;
+    g.destroy();
+    const dims = parseModelConfig(JSON.parse(await readFile(join(demo, 'config.json'), 'utf8')));
+    const asked = fitSettings({ ...DEFAULT_OPTIONS, seqLen: 64, batch: 2, gradAccum: 1, storage: 'f32' });
+    const ctx = { dims, quant: 'nf4' as const, doubleQuantKnob: true };
+    const cheaper = checkFit(ctx, { ...asked, storage: 'f16' }, { budget: Infinity, limits }).peakBytes;
+    // A refusal that came after reading the dataset would have printed "Reading ..." first.
+    const missing = join(tmp, 'not-read.jsonl');
+    await writeFile(missing, '{"text": "x"}\n');
+    const out = join(tmp, 'budget-out');
+    const t = await run(['train', '--model', demo, '--data', missing, '--out', out, '--seq-len', '64', '--batch', '2', '--grad-accum', '1',
+      '--storage', 'f32', '--budget', `${cheaper}B`]);
+    expect(t.code).toBe(2);
+    expect(t.err).toMatch(/error: demo does not fit: it plans .* of GPU memory at peak and the budget is /);
+    expect(t.err).toContain(formatBytes(cheaper));
+    expect(t.err).toMatch(/Plan by category: .*weights /);
+    expect(t.err).toMatch(/hint: Nearest settings that fit \(.*\): storage f16 \(--storage f16\)\./);
+    expect(t.err).not.toMatch(/Reading /);
+    expect(await readdir(out)).toEqual([]);
+    const bad = await run(['train', '--model', demo, '--data', missing, '--out', out, '--budget', 'lots']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--budget must be an amount of memory');
+  });
+
   test('NaN in a base weight is refused at load, naming the tensor', async () => {
     const model = join(tmp, 'nan-model');
     await cp(demo, model, { recursive: true });

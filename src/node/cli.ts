@@ -14,6 +14,7 @@ import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import type { StepLog } from '../train/trainer.ts';
 import { derive, optionFlags, optionUsage, optionsFromFlags, storageFromFlag } from '../app/options.ts';
 import { ModelStore } from '../app/model-store.ts';
+import { fitSettings, suggestionFlags } from '../app/fit.ts';
 import { TrainingRun, loraSpec, trainConfig, trainingRows } from '../app/training-run.ts';
 import { dataCommand } from './data-command.ts';
 import { modelBench } from './model-bench.ts';
@@ -39,6 +40,18 @@ function num(v: Values, key: string, dflt: number, opts: { min?: number; int?: b
     throw new UsageError(`--${key} must be ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got "${raw}".`, `Run webtune with --help for the options.`, { field: key });
   }
   return n;
+}
+
+const UNITS: Record<string, number> = { '': 1024 ** 3, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+
+/** "8GiB", "6.5G", "512MiB" or a bare number of GiB: binary units, as formatBytes prints them. */
+export function parseBytes(raw: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(raw);
+  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined || Number(m[1]) <= 0) {
+    throw new UsageError(`${flag} must be an amount of memory, got "${raw}".`, `Give it as e.g. 8GiB, 6.5G or 512MiB (a bare number is GiB).`, { field: flag.slice(2), value: raw });
+  }
+  return Math.floor(Number(m[1]) * unit);
 }
 
 function str(v: Values, key: string, usage: string): string {
@@ -72,7 +85,7 @@ function eta(seconds: number): string {
 const TRAIN_USAGE = `usage: webtune train --model DIR --data FILE --out DIR [--quant nf4|none] [--double-quant] ${optionUsage(['storage'])}
   [--targets LIST|all-linear] ${optionUsage(['rank', 'alpha', 'dropout', 'rslora', 'lr', 'epochs', 'maxSteps', 'batch', 'gradAccum', 'seqLen'])}
   [--schedule constant|linear|cosine] ${optionUsage(['warmupSteps', 'weightDecay', 'maxGradNorm', 'seed'])}
-  [--no-shuffle] [--val-split 0] [--checkpointing] [--packing] [--init-adapter DIR]
+  [--no-shuffle] [--val-split 0] [--checkpointing] [--packing] [--init-adapter DIR] [--budget GPU-MEMORY, e.g. 8GiB]
   [--template ${TEMPLATE_NAMES.join('|')}] [--encoding latin1|utf-16le|...] [--log FILE]`;
 
 async function train(argv: string[]): Promise<number> {
@@ -80,6 +93,7 @@ async function train(argv: string[]): Promise<number> {
     ...optionFlags(), model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, quant: { type: 'string' },
     'double-quant': { type: 'boolean' }, 'no-shuffle': { type: 'boolean' }, 'val-split': { type: 'string' },
     'init-adapter': { type: 'string' }, template: { type: 'string' }, log: { type: 'string' }, encoding: { type: 'string' },
+    budget: { type: 'string' },
   }, TRAIN_USAGE);
   if (v.help) return help(TRAIN_USAGE);
   const modelDir = str(v, 'model', TRAIN_USAGE), dataFile = str(v, 'data', TRAIN_USAGE), out = str(v, 'out', TRAIN_USAGE);
@@ -88,6 +102,7 @@ async function train(argv: string[]): Promise<number> {
   // Every option is checked here, before any file is read: `--alpha 0` fails now, not after training.
   const opts = optionsFromFlags(v);
   const valSplit = num(v, 'val-split', 0, { min: 0 });
+  const budget = v.budget === undefined ? undefined : parseBytes(String(v.budget), '--budget');
   // Paths before any work: a bad --out must not surface only after the whole training.
   await checkReadableFile(dataFile, '--data');
   await checkOutputDir(out, '--out');
@@ -95,6 +110,17 @@ async function train(argv: string[]): Promise<number> {
   const quant = quantOf(v);
   const store = new ModelStore(); // no cache: the folder is on disk already
   const files = await store.read(await folderSource(resolve(modelDir)), quant);
+  // With a budget, a run that cannot fit is refused before the dataset is read or a weight loaded,
+  // with the plan by category and the nearest flags that fit (src/app/fit.ts).
+  const doubleQuant = Boolean(v['double-quant']);
+  const fit = budget === undefined ? undefined : { settings: fitSettings(opts, doubleQuant), budget, loadFollowsRun: true, doubleQuantKnob: true, flags: suggestionFlags };
+  const loadOpts = { doubleQuant, maxPositions: opts.seqLen, storage: opts.storage, fit };
+  try {
+    await store.checkFit(files.name, files.config, quant, loadOpts);
+  } catch (e) {
+    store.gpu?.destroy();
+    throw e;
+  }
   const init = v['init-adapter'] ? await adapterFromDir(files.config, resolve(v['init-adapter'] as string)) : undefined;
   process.stderr.write(`Reading ${dataFile}...\n`);
   const data = await prepareDataset({ name: basename(dataFile), data: await openAsBlob(resolve(dataFile)) }, files.tokenizer, {
@@ -110,7 +136,7 @@ async function train(argv: string[]): Promise<number> {
   if (lost) process.stderr.write(`warning: ${lost}\n`);
   // Every file is read and checked before the GPU is touched: bad input fails fast and clearly.
   try {
-    await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), { doubleQuant: Boolean(v['double-quant']), maxPositions: opts.seqLen, storage: opts.storage });
+    await store.load(files, quant, (e) => e.phase === 'quantize' && progress('Loading', e.done, e.total), loadOpts);
     const run = await TrainingRun.start(store, opts, data, { datasetFile: basename(dataFile), shuffle: !v['no-shuffle'], init });
     await checkFreeSpace(out, run.model.plan.byCategory().lora ?? 0, '--out'); // a full disk must not cost the run
     process.stderr.write(`GPU memory: ${Object.entries(run.model.plan.byCategory()).map(([k, b]) => `${k} ${formatBytes(b)}`).join(', ')}\n`);
@@ -177,7 +203,7 @@ async function evaluate(argv: string[]): Promise<number> {
 
 // ------------------------------------------------------------------------------------------ bench
 
-const BENCH_USAGE = 'usage: webtune bench --shape smollm2-135m|qwen2.5-0.5b|qwen3-0.6b|qwen3-1.7b|gemma-3-270m|gemma-3-1b|llama-3.2-1b|llama-3.2-3b|llama-3-8b|DIR [--seq-len 512] [--batch 1] [--steps N] [--quant nf4|none] [--double-quant] [--storage f32|f16] [--rank 8] [--targets all-linear] [--checkpointing] [--plan-only] [--count]';
+const BENCH_USAGE = 'usage: webtune bench --shape smollm2-135m|qwen2.5-0.5b|qwen3-0.6b|qwen3-1.7b|phi-3.5-mini|gemma-3-270m|gemma-3-1b|llama-3.2-1b|llama-3.2-3b|llama-3-8b|DIR [--seq-len 512] [--batch 1] [--steps N] [--quant nf4|none] [--double-quant] [--storage f32|f16] [--rank 8] [--targets all-linear] [--checkpointing] [--plan-only] [--count]';
 
 async function bench(argv: string[]): Promise<number> {
   const v = args(argv, {

@@ -14,7 +14,7 @@ import { parseModelConfig } from '../model/config.ts';
 import { expectedWeights } from '../model/weights.ts';
 import { Plan } from '../model/plan.ts';
 import { openModel } from '../model/open.ts';
-import type { LoraSpec, Proj } from '../model/lora.ts';
+import type { LoraModule, LoraSpec } from '../model/lora.ts';
 import type { Batch } from '../model/llama.ts';
 import { optimizerStep } from '../train/step.ts';
 import { generationModel } from '../infer/kv-open.ts';
@@ -24,66 +24,9 @@ import { countingGpu, diffCounts, type DeviceCounts } from '../gpu/counting.ts';
 import { assembleWeights } from '../model/load-cached.ts';
 import { LoraState } from '../model/lora.ts';
 import { LlamaModel } from '../model/llama.ts';
+import { SHAPES } from '../model/shapes.ts';
 
-/** config.json of the named shapes (values from the models' Hub configs). */
-export const SHAPES: Record<string, Record<string, unknown>> = {
-  'smollm2-135m': {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 49152, hidden_size: 576, intermediate_size: 1536,
-    num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3, head_dim: 64, rms_norm_eps: 1e-5,
-    rope_theta: 100000, max_position_embeddings: 8192, tie_word_embeddings: true, bos_token_id: 0, eos_token_id: 0,
-  },
-  'qwen2.5-0.5b': {
-    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: 151936, hidden_size: 896, intermediate_size: 4864,
-    num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 1000000,
-    max_position_embeddings: 32768, tie_word_embeddings: true, bos_token_id: 151643, eos_token_id: 151643,
-  },
-  // Qwen3: per-head q/k norms, head_dim 128 (not hidden / heads = 64 for the 0.6B), tied head.
-  'qwen3-0.6b': {
-    architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', vocab_size: 151936, hidden_size: 1024, intermediate_size: 3072,
-    num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128, rms_norm_eps: 1e-6, rope_theta: 1000000,
-    max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, bos_token_id: 151643, eos_token_id: 151645,
-  },
-  'qwen3-1.7b': {
-    architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', vocab_size: 151936, hidden_size: 2048, intermediate_size: 6144,
-    num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128, rms_norm_eps: 1e-6, rope_theta: 1000000,
-    max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, bos_token_id: 151643, eos_token_id: 151645,
-  },
-  // Gemma 3 (text): GeGLU, head_dim 256, MQA, query_pre_attn_scalar 256, sliding window 512 in five of
-  // every six layers (rope_local_base_freq 10000 there, rope_theta 1e6 in the global ones), q/k norms,
-  // four norms per layer, a tied 262144-row embedding scaled by sqrt(hidden_size).
-  'gemma-3-270m': {
-    architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', vocab_size: 262144, hidden_size: 640, intermediate_size: 2048,
-    num_hidden_layers: 18, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 256, rms_norm_eps: 1e-6, rope_theta: 1000000,
-    rope_local_base_freq: 10000, query_pre_attn_scalar: 256, sliding_window: 512, sliding_window_pattern: 6,
-    max_position_embeddings: 32768, tie_word_embeddings: true, hidden_activation: 'gelu_pytorch_tanh', attention_bias: false,
-    attn_logit_softcapping: null, final_logit_softcapping: null, rope_scaling: null, torch_dtype: 'bfloat16', bos_token_id: 2, eos_token_id: 1,
-  },
-  'gemma-3-1b': {
-    architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', vocab_size: 262144, hidden_size: 1152, intermediate_size: 6912,
-    num_hidden_layers: 26, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 256, rms_norm_eps: 1e-6, rope_theta: 1000000,
-    rope_local_base_freq: 10000, query_pre_attn_scalar: 256, sliding_window: 512, sliding_window_pattern: 6,
-    max_position_embeddings: 32768, tie_word_embeddings: true, hidden_activation: 'gelu_pytorch_tanh', attention_bias: false,
-    attn_logit_softcapping: null, final_logit_softcapping: null, rope_scaling: null, torch_dtype: 'bfloat16', bos_token_id: 2, eos_token_id: [1, 106],
-  },
-  'llama-3.2-1b': {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 128256, hidden_size: 2048, intermediate_size: 8192,
-    num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64, rms_norm_eps: 1e-5,
-    rope_theta: 500000, max_position_embeddings: 131072, tie_word_embeddings: true, bos_token_id: 128000, eos_token_id: 128001,
-    rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
-  },
-  'llama-3.2-3b': {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 128256, hidden_size: 3072, intermediate_size: 8192,
-    num_hidden_layers: 28, num_attention_heads: 24, num_key_value_heads: 8, head_dim: 128, rms_norm_eps: 1e-5,
-    rope_theta: 500000, max_position_embeddings: 131072, tie_word_embeddings: true, bos_token_id: 128000, eos_token_id: 128001,
-    rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
-  },
-  // The seed's model (meta-llama/Meta-Llama-3-8B): no rope_scaling, an untied head.
-  'llama-3-8b': {
-    architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 128256, hidden_size: 4096, intermediate_size: 14336,
-    num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, rms_norm_eps: 1e-5,
-    rope_theta: 500000, max_position_embeddings: 8192, tie_word_embeddings: false, bos_token_id: 128000, eos_token_id: 128001,
-  },
-};
+export { SHAPES };
 
 /** A model folder whose tensors are generated on demand (small random values, norms at 1). */
 export function randomFolder(config: Record<string, unknown>, seed = 1): ModelFolder {
@@ -134,7 +77,7 @@ export interface ModelBenchOptions {
   /** Storage of the embedding and lm_head (default f32). */
   storage?: 'f16' | 'f32';
   rank: number;
-  targets: Proj[];
+  targets: LoraModule[];
   checkpointing: boolean;
   planOnly: boolean;
   /** Count what a training step and a decoded token ask of the GPU, on a device that only counts. */

@@ -8,6 +8,8 @@ import type { PreparedDataset } from '../data/pipeline.ts';
 import { DEFAULT_TOKENIZE } from '../data/tokenize.ts';
 import type { ModelFolder } from '../io/model-folder.ts';
 import type { LoraSpec } from '../model/lora.ts';
+import { selectModules } from '../io/hf-names.ts';
+import { parseModelConfig } from '../model/config.ts';
 import type { TrainConfig } from '../train/config.ts';
 import { RUN_RECORD_FILE, baseIdentity, buildRunRecord, runRecordJson, type RunStep } from '../export/run-record.ts';
 
@@ -48,7 +50,8 @@ export async function runRecordFile(r: TrainRunInfo): Promise<Record<string, str
       template: r.data.template, columns: r.data.columns, rowsRead: r.data.rowsRead, skippedRows: r.data.problems.length,
       trainExamples: r.data.train.length, validationExamples: r.data.validation.length,
     },
-    lora: r.lora, train: r.train, seqLen: r.seqLen, packing: Boolean(r.options.packing),
+    // Targets as the model names its modules (Phi-3: qkv_proj, gate_up_proj), as PEFT needs them.
+    lora: { ...r.lora, targets: selectModules(parseModelConfig(cfg), r.lora.targets) }, train: r.train, seqLen: r.seqLen, packing: Boolean(r.options.packing),
     // The CLI prepares data with the tokenizer defaults (TRL's): completion-only and assistant-only loss.
     completionOnlyLoss: DEFAULT_TOKENIZE.completionOnlyLoss, assistantOnlyLoss: DEFAULT_TOKENIZE.assistantOnlyLoss,
     valSplit: r.valSplit, checkpointing: Boolean(r.options.checkpointing),

@@ -1,6 +1,9 @@
 // Model picking and loading: the three sources (demo, Hugging Face, a dropped folder), the cached
 // list, storage figures and the load progress. Owns no GPU state; everything goes through the engine.
-import type { CachedModel, LoadEvent, ModelInfo, ModelSource, StorageInfo } from '../worker/api.ts';
+import type { CachedModel, LoadEvent, LoadFit, ModelInfo, ModelSource, StorageInfo } from '../worker/api.ts';
+import type { FitSettings } from '../app/fit.ts';
+import { DEFAULT_MEMORY_BUDGET } from '../app/options.ts';
+import { WebtuneError } from '../errors.ts';
 import { callback, type Engine } from './engine.ts';
 import { readable, type Readable } from './readable.ts';
 
@@ -32,6 +35,17 @@ function storedToken(): string {
   }
 }
 
+/** A model refused because its training run would not fit (the engine's ModelTooLargeError). */
+export interface TooLarge {
+  byCategory: Record<string, number>;
+  peakBytes: number;
+  budget: number;
+  suggestion?: { settings: FitSettings; changes: string[]; peakBytes: number; byCategory: Record<string, number> };
+  /** What was being loaded, to load again with the suggested settings. */
+  source: ModelSource;
+  name: string;
+}
+
 export class Models {
   phase = $state<LoadPhase>('idle');
   /** What is being (or was last) loaded, for the heading of the progress panel. */
@@ -45,6 +59,10 @@ export class Models {
   /** Cancel was pressed for the load in progress. */
   cancelling = $state(false);
   info = $state<ModelInfo | undefined>();
+  /** The last load was refused before downloading: its plan by category and the nearest settings. */
+  tooLarge = $state<TooLarge | undefined>();
+  /** GPU memory the site plans for, in GiB (browsers do not tell how much a GPU has). */
+  budgetGiB = $state(DEFAULT_MEMORY_BUDGET / 1024 ** 3);
   error = $state<Readable | undefined>();
   cached = $state<CachedModel[]>([]);
   storage = $state<StorageInfo | undefined>();
@@ -92,7 +110,13 @@ export class Models {
     };
   }
 
-  async load(source: ModelSource, name: string): Promise<ModelInfo | undefined> {
+  /** The budget in bytes, or undefined while the field holds no positive number. */
+  get budget(): number | undefined {
+    return Number.isFinite(this.budgetGiB) && this.budgetGiB > 0 ? Math.floor(this.budgetGiB * 1024 ** 3) : undefined;
+  }
+
+  /** Loads a model; with `fit`, one whose training run would not fit is refused before any download. */
+  async load(source: ModelSource, name: string, fit?: LoadFit): Promise<ModelInfo | undefined> {
     if (this.phase === 'loading') return undefined;
     this.phase = 'loading';
     this.loadingName = name;
@@ -101,9 +125,10 @@ export class Models {
     this.retry = undefined;
     this.cancelling = false;
     this.error = undefined;
+    this.tooLarge = undefined;
     const onEvent = callback((e: LoadEvent) => this.onEvent(e));
     try {
-      this.info = await this.engine.loadModel(source, this.quant, onEvent);
+      this.info = await this.engine.loadModel(source, this.quant, onEvent, fit);
       this.phase = 'ready';
       // Ask once a model is worth keeping; Chrome decides without a prompt, Firefox asks the user.
       if (this.storage && !this.storage.persisted) await this.requestPersistence();
@@ -115,6 +140,10 @@ export class Models {
       else {
         this.error = readable(e);
         this.phase = 'failed';
+        if (e instanceof WebtuneError && e.code === 'model-too-large') {
+          const d = e.details as Omit<TooLarge, 'source' | 'name'>;
+          this.tooLarge = { byCategory: d.byCategory, peakBytes: d.peakBytes, budget: d.budget, suggestion: d.suggestion, source, name };
+        }
       }
       this.retry = undefined;
       await this.refresh(); // a half-written model must not show as cached; the list is the engine's

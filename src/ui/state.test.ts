@@ -197,6 +197,55 @@ describe('Models', () => {
   });
 });
 
+describe('Studio fit check before a model download', () => {
+  it('a model that does not fit is refused with its plan; "Use these settings" fills the form and loads it', async () => {
+    const { requireFit, checkFit, fitSettings } = await import('../app/fit.ts');
+    const { parseModelConfig } = await import('../model/config.ts');
+    const { SHAPES } = await import('../model/shapes.ts');
+    const limits = { maxBufferSize: 2 ** 31, maxStorageBufferBindingSize: 2 ** 31 };
+    // The site's context for an 8B: f32 tables (the cache's form), 4096 RoPE rows, no double quantization.
+    const ctx = { dims: parseModelConfig(SHAPES['llama-3-8b']), quant: 'nf4' as const, tableStorage: 'f32' as const, maxPositions: 4096 };
+    const loads: (TrainOptionsLike | undefined)[] = [];
+    type TrainOptionsLike = Parameters<EngineApi['estimate']>[0];
+    const s = new Studio(fake({
+      // The engine's check, on the real plan: refused (before any download) unless it fits.
+      loadModel: async (_src, _q, _on, fit) => {
+        loads.push(fit?.options);
+        if (fit) requireFit('llama-3-8b', ctx, fitSettings(fit.options), { budget: fit.budget ?? Infinity, limits });
+        return { key: 'k', name: 'llama-3-8b', arch: 'llama', params: 8e9, vocabSize: 128256, layers: 32, hiddenSize: 4096, quant: 'nf4', hasChatTemplate: false, fromCache: false };
+      },
+      listCachedModels: async () => [],
+      storage: async () => ({ usage: 0, quota: 1, persisted: true }),
+    }));
+    const asked = fitSettings({ ...s.training.form, seqLen: s.dataset.seqLen });
+    const budget = checkFit(ctx, { ...asked, checkpointing: true }, { budget: Infinity, limits }).peakBytes;
+    s.models.budgetGiB = budget / 1024 ** 3;
+    await s.loadModel({ kind: 'hub', id: 'meta-llama/Meta-Llama-3-8B' }, 'llama-3-8b');
+    expect(s.models.phase).toBe('failed');
+    expect(s.models.error?.code).toBe('model-too-large');
+    const t = s.models.tooLarge!;
+    expect(t.byCategory).toEqual(checkFit(ctx, asked, { budget, limits }).byCategory);
+    expect(t.budget).toBe(budget);
+    expect(t.suggestion!.peakBytes).toBeLessThanOrEqual(budget);
+    expect(s.training.form.checkpointing).toBe(false);
+
+    await s.loadWithSuggestion();
+    expect(s.models.phase).toBe('ready');
+    expect(s.models.tooLarge).toBeUndefined();
+    const applied = t.suggestion!.settings;
+    expect(s.training.form).toMatchObject({ storage: applied.storage, checkpointing: applied.checkpointing, batch: applied.batch, gradAccum: applied.gradAccum, rank: applied.rank, targets: applied.targets });
+    expect(s.dataset.seqLen).toBe(applied.seqLen);
+    expect(loads).toHaveLength(2);
+    expect(fitSettings(loads[1]!)).toEqual(applied);
+    // With no budget only the per-buffer limits are checked: the form's own settings load.
+    s.models.budgetGiB = 0;
+    s.training.resetForm();
+    await s.loadModel({ kind: 'hub', id: 'meta-llama/Meta-Llama-3-8B' }, 'llama-3-8b');
+    expect(loads.at(-1)).toMatchObject({ checkpointing: false });
+    expect(s.models.phase).toBe('ready');
+  });
+});
+
 describe('Dataset', () => {
   it('refuses a pickle without losing the prepared dataset', async () => {
     const prepareDataset = vi.fn(async () => ({ file: 'a.jsonl' }) as never);

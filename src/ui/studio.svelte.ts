@@ -2,6 +2,8 @@
 // Components get this object and read its fields; only the classes below talk to the engine.
 import type { TemplateName } from '../data/templates.ts';
 import type { ModelSource } from '../worker/api.ts';
+import type { FitSettings } from '../app/fit.ts';
+import { toTrainOptions } from './train-form.ts';
 import { Adapter } from './adapter.svelte.ts';
 import { CapabilityCheck } from './capability.svelte.ts';
 import { BASE, CURRENT, Chat, type Pick } from './chat.svelte.ts';
@@ -44,10 +46,15 @@ export class Studio {
     await Promise.all([this.models.refresh(), this.training.checkPending()]);
   }
 
-  async loadModel(source: ModelSource, name: string): Promise<void> {
+  /** Loads a base model; `checkFit` false skips the fit check (a resumed run brings its own
+   *  options, which fitted when it started). */
+  async loadModel(source: ModelSource, name: string, checkFit = true): Promise<void> {
     if (this.training.active) return;
     this.modelLoads++;
-    const info = await this.models.load(source, name);
+    // The model is refused before any download when the run the form describes would not fit.
+    // Without a budget (the field cleared) only the GPU's per-buffer limits are checked.
+    const fit = !checkFit || Object.keys(this.training.formErrors).length ? undefined : { options: toTrainOptions(this.training.form, this.dataset.seqLen), budget: this.models.budget ?? Infinity };
+    const info = await this.models.load(source, name, fit);
     if (info) {
       // Library picks belong to the old base; its library is another list.
       this.chat.primary = CURRENT;
@@ -58,13 +65,33 @@ export class Studio {
     if (info && this.dataset.file) await this.dataset.prepare();
   }
 
+  /** "Use these settings": the nearest settings that fit go into the form and the dataset panel's
+   *  sequence length (the storage, checkpointing, batch, accumulation, rank and targets fields). */
+  async applyFit(s: FitSettings, reread = true): Promise<void> {
+    if (this.training.active) return;
+    const f = this.training.form;
+    Object.assign(f, { storage: s.storage, checkpointing: s.checkpointing, batch: s.batch, gradAccum: s.gradAccum, rank: s.rank, targets: [...s.targets] });
+    // A shorter sequence re-reads the dataset, as changing the field by hand does.
+    const again = reread && s.seqLen !== this.dataset.seqLen && this.dataset.file && this.models.phase === 'ready';
+    this.dataset.seqLen = s.seqLen;
+    if (again) await this.dataset.prepare();
+  }
+
+  /** Applies the suggestion of a refused load and loads that model again. */
+  async loadWithSuggestion(): Promise<void> {
+    const t = this.models.tooLarge;
+    if (!t?.suggestion) return;
+    await this.applyFit(t.suggestion.settings, false); // the load re-reads the dataset for the new model
+    await this.loadModel(t.source, t.name);
+  }
+
   /** Resume the run a reload left behind: load its model from the cache first if needed. */
   async resumePending(): Promise<void> {
     const p = this.training.pending;
     if (!p) return;
     if (this.models.info?.key !== p.modelKey) {
       const cached = this.models.cached.find((m) => m.key === p.modelKey);
-      await this.loadModel({ kind: 'cached', key: p.modelKey }, cached?.name ?? p.modelKey);
+      await this.loadModel({ kind: 'cached', key: p.modelKey }, cached?.name ?? p.modelKey, false);
       if (this.models.phase !== 'ready') return;
     }
     // The run's sequence length and template come back with it: the dataset panel shows what the

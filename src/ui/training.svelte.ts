@@ -56,13 +56,13 @@ export class Training {
     this.form = { ...DEFAULT_FORM, targets: [...DEFAULT_FORM.targets] };
   }
 
-  async refreshEstimate(seqLen: number): Promise<void> {
+  async refreshEstimate(seqLen: number, budget?: number): Promise<void> {
     if (Object.keys(this.formErrors).length) {
       this.estimate = undefined;
       return;
     }
     try {
-      this.estimate = await this.engine.estimate(toTrainOptions(this.form, seqLen));
+      this.estimate = await this.engine.estimate(toTrainOptions(this.form, seqLen), budget);
       this.estimateError = undefined;
     } catch (e) {
       this.estimate = undefined;

@@ -7,15 +7,17 @@ import type { DataStats, Preview } from '../data/stats.ts';
 import type { Problem } from '../data/types.ts';
 import type { ShapeName } from '../data/shape.ts';
 import type { TemplateName } from '../data/templates.ts';
-import type { Proj } from '../model/lora.ts';
+import type { LoraModule } from '../model/lora.ts';
 import type { TrainOptions } from '../app/options.ts';
 import type { CachedModel, LoadEvent, ModelInfo, ModelSource } from '../app/model-store.ts';
 import type { CheckpointInfo, Estimate, TrainEvent } from '../app/training-run.ts';
+import type { ShapeFit } from '../app/fit.ts';
 import type { GenerateOptions } from '../app/chat.ts';
 import type { LibraryEntry } from '../app/adapter-library.ts';
 import type { RunRecord } from '../export/run-record.ts';
 
 // The types the calls carry are the application layer's own (src/app/), named here for the page.
+export type { ShapeFit };
 export type { CachedModel, CheckpointInfo, Estimate, GenerateOptions, LibraryEntry, LoadEvent, ModelInfo, ModelSource, RunRecord, TrainEvent, TrainOptions };
 
 /** The loaded base model's adapters, and which one is chat's current adapter (null: none saved). */
@@ -40,7 +42,7 @@ export type MergedFileEvent =
 
 export interface ImportedInfo {
   rank: number;
-  targets: Proj[];
+  targets: LoraModule[];
   /** Its library entry. */
   id: string;
   name: string;
@@ -74,6 +76,11 @@ export interface DatasetSummary {
   validationExamples: number;
 }
 
+export interface LoadFit {
+  options: TrainOptions;
+  budget?: number;
+}
+
 export interface EngineApi {
   capabilities(): Promise<Capabilities>;
   selfTest(): Promise<SelfTestResult>;
@@ -81,11 +88,18 @@ export interface EngineApi {
   requestPersistence(): Promise<boolean>;
   listCachedModels(): Promise<CachedModel[]>;
   deleteCachedModel(key: string): Promise<void>;
-  loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void): Promise<ModelInfo>;
+  /** With `fit`, the model is refused before any weight is downloaded when a training run with these
+   *  options does not fit the device: a ModelTooLargeError with the plan by category and the
+   *  nearest settings that fit. `budget` defaults to the host's memory budget. */
+  loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void, fit?: LoadFit): Promise<ModelInfo>;
   /** Cancels the model load in progress: every download request is aborted, nothing partial is cached. */
   cancelLoad(): Promise<void>;
   prepareDataset(file: File, opts: DataOptions): Promise<DatasetSummary>;
-  estimate(opts: TrainOptions): Promise<Estimate>;
+  /** The fit meter: a training run with `opts` planned for each named model shape on this device
+   *  against `budget` (default: the host's memory budget). */
+  fitTable(opts: TrainOptions, budget?: number): Promise<ShapeFit[]>;
+  /** The run's memory plan and steps; `budget` (GPU bytes) defaults to the host's memory budget. */
+  estimate(opts: TrainOptions, budget?: number): Promise<Estimate>;
   train(opts: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<void>;
   pause(): Promise<void>;
   stop(): Promise<void>;

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { memoryStore, type KeyValueStore } from '../io/cache.ts';
 import { Engine, type EngineHost } from './engine.ts';
 import type { LoadEvent, TrainEvent, TrainOptions } from './api.ts';
-import { ModelFileError, WebtuneError } from '../errors.ts';
+import { ModelFileError, ModelTooLargeError, WebtuneError } from '../errors.ts';
 import { Gpu } from '../gpu/runtime.ts';
 
 const demoDir = fileURLToPath(new URL('../../public/models/demo/', import.meta.url));
@@ -124,6 +124,57 @@ describe('engine: model cache', () => {
   });
 });
 
+describe('engine: fit check', () => {
+  test('a load whose run would not fit is refused after config.json, with the plan and the suggestion the estimate gives', async () => {
+    const asked: TrainOptions = { ...TRAIN, storage: 'f32', batch: 4, seqLen: 128 };
+    const e1 = new Engine(host(memoryStore(), []));
+    await e1.loadModel({ kind: 'demo' }, 'nf4', () => {});
+    const budget = (await e1.estimate({ ...asked, storage: 'f16', checkpointing: true })).peakBytes;
+    const est = await e1.estimate(asked, budget);
+    expect(est.fits).toBe(false);
+    expect(est.budget).toBe(budget);
+    expect(est.suggestion!.peakBytes).toBeLessThanOrEqual(budget);
+    expect((await e1.estimate({ ...asked, ...est.suggestion!.settings }, budget)).fits).toBe(true);
+
+    const log: string[] = [];
+    const e2 = new Engine(host(memoryStore(), log));
+    const err = await e2.loadModel({ kind: 'demo' }, 'nf4', () => {}, { options: asked, budget }).catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(ModelTooLargeError);
+    const d = (err as ModelTooLargeError).details;
+    expect(d.byCategory).toEqual(est.bytes);
+    expect(d.peakBytes).toBe(est.peakBytes);
+    expect((d.suggestion as { settings: unknown }).settings).toEqual(est.suggestion!.settings);
+    expect(log).toEqual([DEMO + 'config.json']);
+    expect(await e2.listCachedModels()).toEqual([]);
+    // The suggested settings load.
+    const ok = await e2.loadModel({ kind: 'demo' }, 'nf4', () => {}, { options: { ...asked, ...est.suggestion!.settings }, budget });
+    expect(ok.layers).toBe(2);
+  });
+
+  test('the fit meter plans the form\'s run for every named shape on this device', async () => {
+    const e = new Engine(host(memoryStore(), []));
+    const opts: TrainOptions = { ...TRAIN, seqLen: 128, storage: 'f16' }; // the host loads 256 RoPE rows
+    const budget = 6.5 * 1024 ** 3;
+    const table = await e.fitTable(opts, budget);
+    const by = Object.fromEntries(table.map((r) => [r.shape, r]));
+    expect(Object.keys(by)).toEqual(expect.arrayContaining(['smollm2-135m', 'llama-3.2-1b', 'llama-3.2-3b', 'llama-3-8b']));
+    expect(by['smollm2-135m'].fits).toBe(true);
+    expect(by['llama-3.2-1b'].peakBytes).toBeLessThan(by['llama-3.2-3b'].peakBytes);
+    expect(by['llama-3.2-3b'].peakBytes).toBeLessThan(by['llama-3-8b'].peakBytes);
+    for (const r of table) {
+      expect(r.fits).toBe(r.over === undefined);
+      if (r.over === 'budget') expect(r.peakBytes).toBeGreaterThan(budget);
+      if (r.fits) expect(r.peakBytes).toBeLessThanOrEqual(budget);
+      if (r.suggestion) expect(r.suggestion.peakBytes).toBeLessThanOrEqual(budget);
+    }
+    // The site keeps f32 tables: the 8B's weights alone (4.2 GB of embedding and head) are over 6.5 GiB,
+    // so no run setting can make it fit.
+    expect(by['llama-3-8b'].byCategory.weights).toBeGreaterThan(budget);
+    expect(by['llama-3-8b']).toMatchObject({ fits: false });
+    expect(by['llama-3-8b'].suggestion).toBeUndefined();
+  });
+});
+
 describe('engine: training', () => {
   test('the storage option reaches the run plan: f16 saved activations take fewer bytes, the loaded tables stay', async () => {
     const e = new Engine(host(memoryStore(), []));
@@ -221,6 +272,7 @@ describe('engine: training', () => {
     ]);
     // Imported files without a run record join the library under a dated name.
     expect(imported).toEqual({ id: expect.any(String), name: expect.stringMatching(/^Imported adapter \d{4}-\d\d-\d\d/), rank: 4, targets: ['q_proj', 'v_proj'] });
+    expect((await e4.listAdapters()).current).toBe(imported.id);
     expect((await e4.exportAdapter())['adapter_model.safetensors']).toEqual(a2['adapter_model.safetensors']);
     const g = { chat: false, maxNewTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0 };
     const tuned = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: true }, () => {});

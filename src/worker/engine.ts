@@ -11,6 +11,7 @@ import { AdapterFileError, ModelFileError, UsageError } from '../errors.ts';
 import { blobSource, bytesSource } from '../io/byte-source.ts';
 import { sha256Hex, type KeyValueStore } from '../io/cache.ts';
 import { pickleRefusal } from '../io/safetensors.ts';
+import { selectModules } from '../io/hf-names.ts';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, readAdapter } from '../io/peft.ts';
 import { exportAdapter as exportPeft, importAdapter as importPeft, type ImportedAdapter } from '../model/adapter.ts';
 import { DEFAULT_TOKENIZE } from '../data/tokenize.ts';
@@ -26,10 +27,11 @@ import { sink } from '../app/events.ts';
 import { ModelStore, type ModelStoreHost } from '../app/model-store.ts';
 import { DEFAULT_MEMORY_BUDGET, TrainingRun, loraSpec, metricsCsv, trainConfig, type DatasetIdentity } from '../app/training-run.ts';
 import { checkTrainOptions } from '../app/options.ts';
+import { fitSettings, shapeFits, type ShapeFit } from '../app/fit.ts';
 import { Chat } from '../app/chat.ts';
 import type {
   AdapterExportFormat, CachedModel, CheckpointInfo, DataOptions, DatasetSummary, EngineApi, Estimate, GenerateOptions, LibraryList,
-  ImportedInfo, LoadEvent, MergedFileEvent, ModelInfo, ModelSource, StorageInfo, TrainEvent, TrainOptions,
+  ImportedInfo, LoadEvent, LoadFit, MergedFileEvent, ModelInfo, ModelSource, StorageInfo, TrainEvent, TrainOptions,
 } from './api.ts';
 import { writeMergedWeights } from '../export/merge.ts';
 import { fileStem } from '../export/file-stem.ts';
@@ -141,11 +143,11 @@ export class Engine implements EngineApi {
 
   // ------------------------------------------------------------------------------------ models
 
-  async loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void): Promise<ModelInfo> {
+  async loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void, fit?: LoadFit): Promise<ModelInfo> {
     this.busy('loading another model');
     const events = sink(onEvent);
     const p = this.loading.then(async () => {
-      const info = await this.loadModelNow(source, quant, events.send);
+      const info = await this.loadModelNow(source, quant, events.send, fit);
       await events.flushed();
       return info;
     });
@@ -157,10 +159,15 @@ export class Engine implements EngineApi {
     this.models.cancel();
   }
 
-  private async loadModelNow(source: ModelSource, quant: 'nf4' | 'none', onEvent?: (e: LoadEvent) => void): Promise<ModelInfo> {
+  private async loadModelNow(source: ModelSource, quant: 'nf4' | 'none', onEvent?: (e: LoadEvent) => void, fit?: LoadFit): Promise<ModelInfo> {
+    const request = fit && { settings: fitSettings(checkTrainOptions(fit.options)), budget: fit.budget ?? this.memoryBudget };
     this.dropRuns();
     this.dataset = undefined;
-    return this.models.load(source, quant, onEvent);
+    return this.models.load(source, quant, onEvent, request ? { fit: request } : {});
+  }
+
+  private get memoryBudget(): number {
+    return this.host.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
   }
 
   /** Frees the training run, an imported adapter and chat's views (the store frees them with the base too). */
@@ -209,8 +216,13 @@ export class Engine implements EngineApi {
 
   // ------------------------------------------------------------------------------------ training
 
-  async estimate(opts: TrainOptions): Promise<Estimate> {
-    return TrainingRun.estimate(this.models, opts, this.dataset?.train ?? [], this.host.memoryBudget ?? DEFAULT_MEMORY_BUDGET);
+  async fitTable(opts: TrainOptions, budget?: number): Promise<ShapeFit[]> {
+    const gpu = await this.models.device();
+    return shapeFits(fitSettings(checkTrainOptions(opts)), { budget: budget ?? this.memoryBudget, limits: gpu.limits }, this.host.maxPositions);
+  }
+
+  async estimate(opts: TrainOptions, budget?: number): Promise<Estimate> {
+    return TrainingRun.estimate(this.models, opts, this.dataset?.train ?? [], budget ?? this.memoryBudget);
   }
 
   async train(opts: TrainOptions, onEvent: (e: TrainEvent) => void): Promise<void> {
@@ -264,7 +276,8 @@ export class Engine implements EngineApi {
         file: run.setup.datasetFile, bytes: 0, sha256: '', format: 'unknown', shape: 'unknown', template: run.setup.template ?? 'unknown',
         columns: {}, rowsRead: 0, skippedRows: 0, trainExamples: run.data.train.length, validationExamples: run.data.validation.length,
       },
-      lora: loraSpec(o), train: trainConfig(o, run.setup.shuffle ?? true), seqLen: o.seqLen, packing: o.packing ?? false,
+      // Targets as the model names its modules (Phi-3: qkv_proj, gate_up_proj), as PEFT needs them.
+      lora: { ...loraSpec(o), targets: selectModules(base.config, o.targets) }, train: trainConfig(o, run.setup.shuffle ?? true), seqLen: o.seqLen, packing: o.packing ?? false,
       completionOnlyLoss: DEFAULT_TOKENIZE.completionOnlyLoss, assistantOnlyLoss: DEFAULT_TOKENIZE.assistantOnlyLoss,
       valSplit: ds?.valSplit ?? 0, checkpointing: o.checkpointing, options, totalSteps: run.totalSteps, history: run.logs,
     });

@@ -3,7 +3,7 @@ import { transferHandlers } from 'comlink';
 import { installErrorTransfer } from './errors-transfer.ts';
 import * as errors from '../errors.ts';
 import {
-  AdapterFileError, DatasetError, DeviceLostError, ERROR_CLASSES, GpuFeatureMissingError, GpuOutOfMemoryError, GpuUnavailableError,
+  AdapterFileError, DatasetError, DeviceLostError, ERROR_CLASSES, GpuFeatureMissingError, GpuOutOfMemoryError, GpuUnavailableError, ModelTooLargeError,
   GpuValidationError, ModelFileError, ShaderCompileError, StorageQuotaError, UsageError, WebtuneError, type ErrorName,
   FileSystemError, TrainingDivergedError, HubUploadError,
 } from '../errors.ts';
@@ -25,6 +25,8 @@ const SAMPLES: Record<ErrorName, () => WebtuneError> = {
   FileSystemError: () => new FileSystemError('/out/adapter: permission denied (EACCES).', 'Choose a folder you can write to.', { path: '/out/adapter', errno: 'EACCES' }),
   TrainingDivergedError: () => new TrainingDivergedError(7, NaN, Infinity),
   HubUploadError: () => new HubUploadError('The Hub refused the commit (HTTP 500).', 'Try again later.', { repo: 'me/adapter', status: 500 }),
+  ModelTooLargeError: () => new ModelTooLargeError('llama-3-8b', { peakBytes: 9 << 30, byCategory: { weights: 5 << 30, activations: 4 << 30 }, over: 'budget', largest: { name: 'embed', bytes: 1 << 30 } },
+    { budget: 8 << 30, limits: { maxBufferSize: 2 << 30 } }, { settings: { checkpointing: true }, changes: ['checkpointing on'], report: { peakBytes: 6 << 30, byCategory: { weights: 5 << 30, activations: 1 << 30 } } }, { checkpointing: false }),
 };
 
 /** Across comlink as the worker sends it: serialize, structured clone (postMessage), deserialize. */
