@@ -1,10 +1,11 @@
 // Parity of the whole model with the PyTorch reference (scripts/tiny_models.py): logits, loss, every
 // LoRA gradient, and 5 AdamW steps with gradient accumulation, clipping and a warmup schedule, for
-// seven tiny checkpoints (GQA + llama3 rope + BF16 + untied head; Qwen2 biases + tied + F16; Mistral
+// ten tiny checkpoints (GQA + llama3 rope + BF16 + untied head; Qwen2 biases + tied + F16; Mistral
 // MQA + linear rope + F32; Qwen3 per-head q/k norms + head_dim 24 != C/H + untied; Mistral with a
 // sliding window of 4 in every layer and Qwen2 with a window of 3 from layer 1 on, both shorter than
 // the 9-token sequences; Phi-3 with fused qkv_proj / gate_up_proj adapted as PEFT does, a window of
-// 5 and LongRoPE past its original context of 8), with the base in full precision and in NF4.
+// 5 and LongRoPE past its original context of 8; and the three Gemma families below), with the base
+// in full precision and in NF4.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../gpu/runtime.ts';
@@ -16,7 +17,11 @@ import { PROJS } from './lora.ts';
 import type { Batch } from './llama.ts';
 import { countTargets, optimizerStep } from '../train/step.ts';
 
-const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', 'tiny-phi3'];
+// Gemma: GeGLU, (1 + w) norms, the scaled embedding (all three); Gemma 2's attention and final-logit
+// softcaps, query_pre_attn_scalar, four norms per layer and a 3-token window in layer 0; Gemma 3's
+// q/k norms and its sliding layer's own RoPE base (window 4) next to a linearly scaled global layer.
+const GEMMA = ['tiny-gemma', 'tiny-gemma2', 'tiny-gemma3'];
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', 'tiny-phi3', ...GEMMA];
 
 /** Rows [r0, r1) of the golden (4, T) ids/labels as a Batch with next-token targets. */
 function batchOf(ids: GoldenTensor, labels: GoldenTensor, r0: number, r1: number): Batch {
