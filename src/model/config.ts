@@ -209,6 +209,16 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
 
   let slidingWindow: number | null = null;
   let layerWindows = new Array<number>(numLayers).fill(0);
+  // `layer_types` (Qwen2/3, Gemma 2/3): each layer's window from its type; undefined when absent.
+  const layerTypeWindows = (window: number): number[] | undefined => {
+    const types = field('layer_types');
+    if (types === undefined || types === null) return undefined;
+    if (!Array.isArray(types) || types.length !== numLayers || !types.every((t) => t === 'full_attention' || t === 'sliding_attention')) {
+      throw err(`"layer_types" must list "full_attention" or "sliding_attention" for each of the ${numLayers} layers, got ${JSON.stringify(types)}.`,
+        'The config is damaged.', { field: 'layer_types' });
+    }
+    return types.map((t) => (t === 'sliding_attention' ? window : 0));
+  };
   if (arch === 'mistral' || arch === 'phi3') {
     // Phi3Model masks every layer with sliding_window when the config sets one (Phi-3-mini-4k: 2047).
     const sw = field('sliding_window');
@@ -218,33 +228,15 @@ export function parseModelConfig(json: unknown, file = 'config.json'): ModelConf
     // Qwen2Config / Qwen3Config: sliding_window (default 4096) only counts with use_sliding_window.
     slidingWindow = field('sliding_window') === null ? null : posInt('sliding_window', 4096);
     if (slidingWindow !== null) {
-      const types = field('layer_types');
-      if (types !== undefined && types !== null) {
-        if (!Array.isArray(types) || types.length !== numLayers || !types.every((t) => t === 'full_attention' || t === 'sliding_attention')) {
-          throw err(`"layer_types" must list "full_attention" or "sliding_attention" for each of the ${numLayers} layers, got ${JSON.stringify(types)}.`,
-            'The config is damaged.', { field: 'layer_types' });
-        }
-        layerWindows = types.map((t) => (t === 'sliding_attention' ? slidingWindow! : 0));
-      } else {
-        const from = field('max_window_layers') === undefined || field('max_window_layers') === null ? 28 : posIntOrZero('max_window_layers');
-        layerWindows = layerWindows.map((_, i) => (i >= from ? slidingWindow! : 0));
-      }
+      const from = field('max_window_layers') === undefined || field('max_window_layers') === null ? 28 : posIntOrZero('max_window_layers');
+      layerWindows = layerTypeWindows(slidingWindow) ?? layerWindows.map((_, i) => (i >= from ? slidingWindow! : 0));
     }
   } else if (arch === 'gemma2' || arch === 'gemma3_text') {
     // Gemma2Config: every other layer slides (0, 2, ...); Gemma3TextConfig: all but every
     // sliding_window_pattern-th (default 6); layer_types overrides both.
     slidingWindow = posInt('sliding_window', d.slidingWindow!);
-    const types = field('layer_types');
-    if (types !== undefined && types !== null) {
-      if (!Array.isArray(types) || types.length !== numLayers || !types.every((t) => t === 'full_attention' || t === 'sliding_attention')) {
-        throw err(`"layer_types" must list "full_attention" or "sliding_attention" for each of the ${numLayers} layers, got ${JSON.stringify(types)}.`,
-          'The config is damaged.', { field: 'layer_types' });
-      }
-      layerWindows = types.map((t) => (t === 'sliding_attention' ? slidingWindow! : 0));
-    } else {
-      const pattern = arch === 'gemma2' ? 2 : posInt('sliding_window_pattern', 6);
-      layerWindows = layerWindows.map((_, i) => ((i + 1) % pattern !== 0 ? slidingWindow! : 0));
-    }
+    const pattern = arch === 'gemma2' ? 2 : posInt('sliding_window_pattern', 6);
+    layerWindows = layerTypeWindows(slidingWindow) ?? layerWindows.map((_, i) => ((i + 1) % pattern !== 0 ? slidingWindow! : 0));
   }
   // Softcaps: null (or absent where the class default is None) = none.
   const softcap = (name: string, fallback: number): number => {
