@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../gpu/runtime.ts';
-import { loadGolden, tensorMap, type GoldenTensor } from '../testing/compare.ts';
+import { goldenBatch, loadGolden, tensorMap, type GoldenTensor } from '../testing/compare.ts';
 import { openModelFolder } from '../io/model-folder.ts';
 import { directorySources } from '../node/fs-source.ts';
 import { countTargets } from '../train/step.ts';
@@ -22,21 +22,6 @@ beforeAll(async () => {
   gpu = await Gpu.create();
 });
 afterAll(() => gpu?.destroy());
-
-function batchOf(golden: Golden, r0: number, r1: number): Batch {
-  const ids = golden.ids as GoldenTensor, labels = golden.labels as GoldenTensor;
-  const T = ids.shape[1], B = r1 - r0;
-  const b: Batch = { B, T, ids: new Uint32Array(B * T), positions: new Uint32Array(B * T), targets: new Int32Array(B * T) };
-  for (let i = 0; i < B; i++) {
-    for (let t = 0; t < T; t++) {
-      const src = (r0 + i) * T + t;
-      b.ids[i * T + t] = ids.data[src];
-      b.positions[i * T + t] = t;
-      b.targets[i * T + t] = t + 1 < T ? labels.data[src + 1] : -100;
-    }
-  }
-  return b;
-}
 
 async function open(name: string, golden: Golden, opts: Partial<OpenOptions>): Promise<OpenedModel> {
   const dir = fileURLToPath(new URL(`../../fixtures/models/${name}`, import.meta.url));
@@ -59,7 +44,7 @@ const relDiff = (a: Float32Array, b: Float32Array) => Math.hypot(...a.map((x, i)
 
 test.each(['tiny-gemma2', 'tiny-gemma3'])('%s: checkpointing recomputes the sublayer outputs and their norms to the same loss and gradients', async (name) => {
   const golden = loadGolden(`model_${name}`) as Golden;
-  const b = batchOf(golden, 0, 2);
+  const b = goldenBatch(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
   const plain = await trainStep(await open(name, golden, {}), golden, b);
   const ckpt = await trainStep(await open(name, golden, { checkpointing: true }), golden, b);
   expect(ckpt.loss).toBeCloseTo(plain.loss, 4);
@@ -68,7 +53,7 @@ test.each(['tiny-gemma2', 'tiny-gemma3'])('%s: checkpointing recomputes the subl
 
 test.each(['tiny-gemma2', 'tiny-gemma3'])('%s: f16 storage keeps ao and mo in the f16 image, their rstd f32 per layer, and one step stays close to f32', async (name) => {
   const golden = loadGolden(`model_${name}`) as Golden;
-  const b = batchOf(golden, 0, 2);
+  const b = goldenBatch(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
   const f32 = await open(name, golden, {});
   const f16 = await open(name, golden, { storage: 'f16' });
   expect([...f16.plan.savedFields.keys()]).toEqual(expect.arrayContaining(['ao', 'mo']));
@@ -82,7 +67,7 @@ test.each(['tiny-gemma2', 'tiny-gemma3'])('%s: f16 storage keeps ao and mo in th
 
 test('tiny-gemma3 read back as cache shards (its 1 + w norms included) loads to the same logits, local RoPE rebuilt', async () => {
   const golden = loadGolden('model_tiny-gemma3') as Golden;
-  const b = batchOf(golden, 0, 2);
+  const b = goldenBatch(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
   const a = await open('tiny-gemma3', golden, { training: false, lora: undefined });
   expect(a.model.weights.ropeLocalCos).toBeDefined();
   const shards = [];
@@ -98,7 +83,7 @@ test('tiny-gemma3 read back as cache shards (its 1 + w norms included) loads to 
 
 test('tiny-gemma3 with f16 storage: the memory plan (extra norms, saved sublayer outputs, local RoPE tables) is what the GPU holds while training', async () => {
   const golden = loadGolden('model_tiny-gemma3') as Golden;
-  const b = batchOf(golden, 0, 2);
+  const b = goldenBatch(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
   const fresh = await Gpu.create();
   try {
     const dir = fileURLToPath(new URL('../../fixtures/models/tiny-gemma3', import.meta.url));
