@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { expect, test, type Download, type Page } from 'playwright/test';
-import { Pace, untilDone, type Progress } from './pace.ts';
+import { expect, test, type Page } from 'playwright/test';
+import { Pace, untilDone } from './pace.ts';
+import { SAMPLE, downloads, drop, loadDemo, open, setMaxNewTokens, setSmallRun, training, useSample as useSampleAt } from './flow.ts';
 
 // The site, end to end, in Chromium with WebGPU on SwiftShader: issue 5's "What must be shown".
 // Every wait is on an explicit signal (data-state / data-step attributes the panels set), never a
@@ -13,60 +14,15 @@ import { Pace, untilDone, type Progress } from './pace.ts';
 // timeout by its own budget; GUARD_MS bounds the rest (page loads, the dataset, exports).
 const GUARD_MS = 10 * 60_000;
 
-const SAMPLE = 'public/samples/baking-cups-to-grams.jsonl';
 const SHOTS = 'docs/screenshots';
 
 test.use({ viewport: { width: 1280, height: 800 } });
 
-async function open(page: Page, path = '/'): Promise<void> {
-  await page.goto(path);
-  await expect(page.locator('main[data-state="ready"]')).toBeVisible();
-}
-
-async function loadDemo(page: Page): Promise<void> {
-  await page.getByTestId('load-demo').click();
-  await expect(page.getByTestId('model')).toHaveAttribute('data-state', 'ready');
-}
-
-/** Drops files on a drop zone the way a user's drag does (a DataTransfer with File objects). */
-async function drop(page: Page, testid: string, files: { name: string; text?: string; bytes?: number[] }[]): Promise<void> {
-  const dt = await page.evaluateHandle((fs) => {
-    const t = new DataTransfer();
-    for (const f of fs) t.items.add(new File([f.bytes ? new Uint8Array(f.bytes) : (f.text ?? '')], f.name));
-    return t;
-  }, files);
-  await page.getByTestId(testid).dispatchEvent('drop', { dataTransfer: dt });
-}
-
-async function useSample(page: Page, seqLen = 48): Promise<void> {
-  await page.getByTestId('seq-len').fill(String(seqLen));
-  await drop(page, 'data-drop', [{ name: 'baking-cups-to-grams.jsonl', text: readFileSync(SAMPLE, 'utf8') }]);
-  await expect(page.getByTestId('dataset')).toHaveAttribute('data-state', 'ready');
-}
-
-async function setSmallRun(page: Page, maxSteps: number, checkpointEvery: number): Promise<void> {
-  await page.getByTestId('all-targets').click();
-  await page.getByTestId('lr').fill('0.01');
-  await page.getByTestId('epochs').fill('1');
-  await page.getByTestId('max-steps').fill(String(maxSteps));
-  await page.getByTestId('batch').fill('2');
-  await page.getByTestId('grad-accum').fill('1');
-  await page.getByTestId('checkpoint-every').fill(String(checkpointEvery));
-  await expect(page.getByTestId('estimate')).toContainText(`${maxSteps} optimizer steps`);
-}
+/** The sample at this spec's sequence length (48, as above). */
+const useSample = (page: Page, seqLen = 48) => useSampleAt(page, seqLen);
 
 async function stepOf(page: Page): Promise<number> {
   return Number(await page.getByTestId('training').getAttribute('data-step'));
-}
-
-/** Training progress: the step, done once `done` holds for the panel's state and step. */
-function training(page: Page, done: (state: string, step: number) => boolean): () => Promise<Progress> {
-  const panel = page.getByTestId('training');
-  return async () => {
-    const [state, step] = await Promise.all([panel.getAttribute('data-state'), panel.getAttribute('data-step')]);
-    const failed = state === 'failed' ? ((await page.getByTestId('train-error').textContent()) ?? 'failed') : undefined;
-    return { value: Number(step), done: done(state ?? '', Number(step)), failed };
-  };
 }
 
 /** Whether the page would ask before being unloaded (the handler prevents a cancellable beforeunload). */
@@ -76,11 +32,6 @@ async function guardsUnload(page: Page): Promise<boolean> {
     window.dispatchEvent(e);
     return e.defaultPrevented;
   });
-}
-
-async function setMaxNewTokens(page: Page, n: number): Promise<void> {
-  await page.getByTestId('sampling').evaluate((d) => ((d as HTMLDetailsElement).open = true));
-  await page.getByTestId('max-new-tokens').fill(String(n));
 }
 
 /** Sends a message and waits for both answers, for as long as text keeps streaming in at `pace`. */
@@ -98,29 +49,6 @@ async function chat(page: Page, pace: Pace, text: string): Promise<{ base: strin
   });
   const side = async (id: string) => ((await last.getByTestId(id).count()) ? ((await last.getByTestId(id).locator('p').textContent()) ?? '') : '');
   return { base: await side('answer-base'), tuned: await side('answer-tuned') };
-}
-
-async function saved(d: Download): Promise<Buffer> {
-  return readFileSync((await d.path())!);
-}
-
-async function downloads(page: Page, n: number, click: () => Promise<void>): Promise<Map<string, Buffer>> {
-  const got: Download[] = [];
-  const all = new Promise<void>((resolve) => {
-    const on = (d: Download) => {
-      got.push(d);
-      if (got.length === n) {
-        page.off('download', on);
-        resolve();
-      }
-    };
-    page.on('download', on);
-  });
-  await click();
-  await all;
-  const out = new Map<string, Buffer>();
-  for (const d of got) out.set(d.suggestedFilename(), await saved(d));
-  return out;
 }
 
 /** The safetensors header: 8-byte little-endian length, then JSON. */

@@ -5,7 +5,7 @@ Writes fixtures/models/<name>/{config.json, model.safetensors} and fixtures/gold
 
 There is no `transformers` package on this machine, so the reference below re-implements the HF
 modeling code it stands for (LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM /
-Qwen3ForCausalLM / Phi3ForCausalLM, eager attention, fp32), PEFT's LoRA layer (y = W x + b + s * B A x, dropout 0 here because no RNG can be
+ Qwen3ForCausalLM / Phi3ForCausalLM / GemmaForCausalLM / Gemma2ForCausalLM / Gemma3ForCausalLM, eager attention, fp32), PEFT's LoRA layer (y = W x + b + s * B A x, dropout 0 here because no RNG can be
 shared with torch) and bitsandbytes' NF4 round trip (torch reference quantize_4bit, blocksize 64).
 Each piece names the upstream function it follows. Goldens: logits and loss for a batch, every LoRA
 gradient, and the loss, lr, grad-norm and adapter after 5 AdamW steps with gradient accumulation,
@@ -99,11 +99,22 @@ def module_of(name):
     return "self_attn" if name in ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj") else "mlp"
 
 
+GEMMA = ("gemma", "gemma2", "gemma3_text")
+
+
 def layer_windows(cfg):
     """Each layer's sliding window (0 = full causal): MistralModel slides every layer when
     sliding_window is set; Qwen2Config / Qwen3Config mark the layers from max_window_layers on as
-    "sliding_attention" when use_sliding_window is true."""
+    "sliding_attention" when use_sliding_window is true. Gemma2Config slides in layers 0, 2, ...;
+    Gemma3TextConfig in all but every sliding_window_pattern-th (default 6); layer_types wins."""
     L = cfg["num_hidden_layers"]
+    if cfg["model_type"] in ("gemma2", "gemma3_text"):
+        w = cfg.get("sliding_window", 4096)
+        types = cfg.get("layer_types")
+        if types is None:
+            pattern = 2 if cfg["model_type"] == "gemma2" else cfg.get("sliding_window_pattern", 6)
+            types = ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(L)]
+        return [w if t == "sliding_attention" else 0 for t in types]
     if cfg["model_type"] == "mistral":
         return [cfg.get("sliding_window", 4096) or 0] * L
     if cfg["model_type"] == "phi3":  # Phi3Model: create_sliding_window_causal_mask when sliding_window is set
@@ -124,9 +135,13 @@ def forward(cfg, W, lora, ids, quant, position_ids=None):
     eps, scaling = cfg["rms_norm_eps"], cfg["lora_alpha"] / cfg["lora_r"]
     base = {k: (nf4_roundtrip(v) if quant == "nf4" and k.endswith("_proj.weight") else v) for k, v in W.items()}
 
-    def rms(x, w):  # LlamaRMSNorm
+    mt = cfg["model_type"]
+    gemma = mt in GEMMA
+    later = mt in ("gemma2", "gemma3_text")
+
+    def rms(x, w):  # LlamaRMSNorm; GemmaRMSNorm scales by (1 + w) in f32
         var = x.pow(2).mean(-1, keepdim=True)
-        return w * (x * torch.rsqrt(var + eps))
+        return (1.0 + w if gemma else w) * (x * torch.rsqrt(var + eps))
 
     def lin(x, layer, proj):  # bnb Linear4bit (compute f32) + PEFT lora.Linear
         p = f"model.layers.{layer}.{module_of(proj)}.{proj}"
@@ -138,22 +153,37 @@ def forward(cfg, W, lora, ids, quant, position_ids=None):
             y = y + scaling * ((x @ A.t()) @ Bm.t())
         return y
 
-    inv, attention = inv_freq_for(cfg, T)
+    # (T, D) tables, or (B, 1, T, D) with position_ids; LongRoPE scales cos and sin by its attention factor.
     pos = torch.arange(T, dtype=torch.float32) if position_ids is None else position_ids.to(torch.float32)[:, None]
-    freqs = pos[..., None] * inv
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos() * attention, emb.sin() * attention  # (T, D), or (B, 1, T, D) with position_ids
+
+    def rope_tables(inv_attention):
+        inv, attention = inv_attention
+        freqs = pos[..., None] * inv
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos() * attention, emb.sin() * attention
+
+    cos_sin = rope_tables(inv_freq_for(cfg, T))
+    # Gemma3TextModel.rotary_emb_local: rope_local_base_freq with the default rope type, for the
+    # sliding layers.
+    local = cfg.get("rope_local_base_freq") if mt == "gemma3_text" else None
+    cos_sin_local = rope_tables(inv_freq_for(dict(cfg, rope_theta=local, rope_scaling=None), T)) if local else cos_sin
     mask = torch.full((T, T), float("-inf")).triu(1)
     if position_ids is not None:
         seq = torch.cumsum(torch.cat([torch.ones(B, 1, dtype=torch.long), (position_ids[:, 1:] != position_ids[:, :-1] + 1).long()], 1), 1)
         mask = mask + torch.where(seq[:, :, None] == seq[:, None, :], 0.0, float("-inf"))[:, None]
     # masking_utils.sliding_window_overlay: key j is visible to query i iff j > i - window.
-    masks = [mask + torch.full((T, T), float("-inf")).tril(-w) if w else mask for w in layer_windows(cfg)]
+    windows = layer_windows(cfg)
+    masks = [mask + torch.full((T, T), float("-inf")).tril(-w) if w else mask for w in windows]
+    # Gemma2Attention / Gemma3Attention: scaling = query_pre_attn_scalar ** -0.5; softcap before the mask.
+    attn_scale = cfg["query_pre_attn_scalar"] ** -0.5 if later else D ** -0.5
+    softcap = cfg.get("attn_logit_softcapping") if later else None
 
     h = base["model.embed_tokens.weight"][ids]
+    if gemma:  # GemmaModel: normalizer = torch.tensor(hidden_size ** 0.5, dtype=hidden_states.dtype)
+        h = h * torch.tensor(C ** 0.5, dtype=torch.float32)
     for i in range(cfg["num_hidden_layers"]):
         x = rms(h, base[f"model.layers.{i}.input_layernorm.weight"])
-        if cfg["model_type"] == "phi3":  # Phi3Attention: one qkv_proj, sliced into q, k, v
+        if mt == "phi3":  # Phi3Attention: one qkv_proj, sliced into q, k, v
             qkv = lin(x, i, "qkv_proj")
             q, k, vf = qkv[..., :H * D], qkv[..., H * D:(H + Hkv) * D], qkv[..., (H + Hkv) * D:]
             q, k = q.reshape(B, T, H, D), k.reshape(B, T, Hkv, D)
@@ -161,30 +191,46 @@ def forward(cfg, W, lora, ids, quant, position_ids=None):
             q = lin(x, i, "q_proj").view(B, T, H, D)
             k = lin(x, i, "k_proj").view(B, T, Hkv, D)
             vf = lin(x, i, "v_proj")
-        if cfg["model_type"] == "qwen3":  # Qwen3Attention: q_norm / k_norm over head_dim, before RoPE
+        if mt in ("qwen3", "gemma3_text"):  # q_norm / k_norm over head_dim, before RoPE
             q = rms(q, base[f"model.layers.{i}.self_attn.q_norm.weight"])
             k = rms(k, base[f"model.layers.{i}.self_attn.k_norm.weight"])
         q = q.transpose(1, 2)
         k = k.transpose(1, 2)
         v = vf.reshape(B, T, Hkv, D).transpose(1, 2)
+        cos, sin = cos_sin_local if windows[i] else cos_sin
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         k = k.repeat_interleave(H // Hkv, dim=1)  # repeat_kv
         v = v.repeat_interleave(H // Hkv, dim=1)
-        att = (q @ k.transpose(-1, -2)) * (D ** -0.5) + masks[i]
-        att = torch.softmax(att, dim=-1, dtype=torch.float32)
+        att = (q @ k.transpose(-1, -2)) * attn_scale
+        if softcap is not None:
+            att = torch.tanh(att / softcap) * softcap
+        att = torch.softmax(att + masks[i], dim=-1, dtype=torch.float32)
         o = (att @ v).transpose(1, 2).reshape(B, T, H * D)
-        h = h + lin(o, i, "o_proj")
-        x = rms(h, base[f"model.layers.{i}.post_attention_layernorm.weight"])
-        if cfg["model_type"] == "phi3":  # Phi3MLP: gate, up = gate_up_proj(x).chunk(2); up * silu(gate)
+        if later:  # Gemma2DecoderLayer: norms on each sublayer's output, and before the MLP
+            h = h + rms(lin(o, i, "o_proj"), base[f"model.layers.{i}.post_attention_layernorm.weight"])
+            x = rms(h, base[f"model.layers.{i}.pre_feedforward_layernorm.weight"])
+        else:
+            h = h + lin(o, i, "o_proj")
+            x = rms(h, base[f"model.layers.{i}.post_attention_layernorm.weight"])
+        if gemma:  # GemmaMLP: gelu_pytorch_tanh
+            m = torch.nn.functional.gelu(lin(x, i, "gate_proj"), approximate="tanh") * lin(x, i, "up_proj")
+        elif mt == "phi3":  # Phi3MLP: gate, up = gate_up_proj(x).chunk(2); up * silu(gate)
             gate, up = lin(x, i, "gate_up_proj").chunk(2, dim=-1)
             m = up * torch.nn.functional.silu(gate)
         else:
             m = torch.nn.functional.silu(lin(x, i, "gate_proj")) * lin(x, i, "up_proj")
-        h = h + lin(m, i, "down_proj")
+        if later:
+            h = h + rms(lin(m, i, "down_proj"), base[f"model.layers.{i}.post_feedforward_layernorm.weight"])
+        else:
+            h = h + lin(m, i, "down_proj")
     h = rms(h, base["model.norm.weight"])
     head = base["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else base["lm_head.weight"]
-    return h @ head.t()
+    logits = h @ head.t()
+    cap = cfg.get("final_logit_softcapping") if later else None
+    if cap is not None:  # Gemma2ForCausalLM
+        logits = torch.tanh(logits / cap) * cap
+    return logits
 
 
 def loss_sum(logits, labels):
@@ -249,16 +295,35 @@ MODELS = {
     "tiny-qwen2-swa": dict(arch="Qwen2ForCausalLM", model_type="qwen2", tie=True, bias=True, dtype=torch.float32,
                            rope_scaling=None, rope_theta=1000000.0, H=4, Hkv=4,
                            extra={"use_sliding_window": True, "sliding_window": 3, "max_window_layers": 1}),
+    # Gemma 2 style: softcaps small enough to bite on these tiny scores and logits, head_dim 24 and
+    # query_pre_attn_scalar 20 (neither C / H nor head_dim), a 3-token window in layer 0 (Gemma2Config
+    # slides every other layer) shorter than the 9- and 12-token sequences, tied head, F32 on disk.
+    "tiny-gemma2": dict(arch="Gemma2ForCausalLM", model_type="gemma2", tie=True, bias=False, dtype=torch.float32,
+                        rope_scaling=None, rope_theta=10000.0, H=4, Hkv=2, D=24,
+                        extra={"query_pre_attn_scalar": 20, "sliding_window": 3, "attn_logit_softcapping": 1.5,
+                               "final_logit_softcapping": 3.0}),
+    # Gemma 3 style: q/k norms, layer 0 sliding (window 4, old-style sliding_window_pattern 2) with
+    # rope_local_base_freq, layer 1 global with linear rope scaling (as gemma-3-4b), no softcaps,
+    # BF16 on disk.
+    "tiny-gemma3": dict(arch="Gemma3ForCausalLM", model_type="gemma3_text", tie=True, bias=False, dtype=torch.bfloat16,
+                        rope_scaling={"rope_type": "linear", "factor": 8.0}, rope_theta=1000000.0, H=4, Hkv=2, D=16,
+                        extra={"query_pre_attn_scalar": 16, "sliding_window": 4, "sliding_window_pattern": 2,
+                               "rope_local_base_freq": 10000.0, "attn_logit_softcapping": None, "final_logit_softcapping": None}),
+    # Gemma (1) style: GeGLU, (1 + w) norms, the scaled embedding, MQA, no sandwich norms, BF16.
+    "tiny-gemma": dict(arch="GemmaForCausalLM", model_type="gemma", tie=True, bias=False, dtype=torch.bfloat16,
+                       rope_scaling=None, rope_theta=10000.0, H=4, Hkv=1, D=16),
     # Phi-3.5 style: fused qkv_proj (GQA 2:1, as Phi-3-medium) and gate_up_proj, BF16 on disk, untied,
     # LongRoPE ("su", its older name) with an original context of 8: the 9-token batches take the
     # long factors and the greedy continuation crosses from short to long; a sliding window of 5.
+    # seed 6: the index it was generated at, before the Gemma fixtures were listed ahead of it.
     "tiny-phi3": dict(arch="Phi3ForCausalLM", model_type="phi3", tie=False, bias=False, dtype=torch.bfloat16,
                       rope_scaling={"type": "su",
                                     "short_factor": [1.0, 1.1, 1.3, 1.7, 2.2, 3.0, 4.1, 5.5],
                                     "long_factor": [1.0, 1.6, 2.9, 5.2, 8.7, 13.0, 19.5, 27.0]},
                       rope_theta=10000.0, H=4, Hkv=2,
                       extra={"original_max_position_embeddings": 8, "sliding_window": 5, "resid_pdrop": 0.0,
-                             "embd_pdrop": 0.0, "attention_dropout": 0.0, "pad_token_id": 0}),
+                             "embd_pdrop": 0.0, "attention_dropout": 0.0, "pad_token_id": 0},
+                      seed=6),
 }
 
 
@@ -269,7 +334,8 @@ def build(name, spec, seed):
         "architectures": [spec["arch"]], "model_type": spec["model_type"], "vocab_size": V, "hidden_size": C,
         "intermediate_size": F, "num_hidden_layers": L, "num_attention_heads": spec["H"],
         "num_key_value_heads": spec["Hkv"], "head_dim": D, "rms_norm_eps": 1e-5, "rope_theta": spec["rope_theta"],
-        "max_position_embeddings": 128, "tie_word_embeddings": spec["tie"], "hidden_act": "silu",
+        "max_position_embeddings": 128, "tie_word_embeddings": spec["tie"],
+        "hidden_act": "gelu_pytorch_tanh" if spec["model_type"] in GEMMA else "silu",
         "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}[spec["dtype"]],
     }
     if spec["rope_scaling"]:
@@ -280,21 +346,30 @@ def build(name, spec, seed):
     if spec["model_type"] == "qwen3":
         cfg["attention_bias"] = False
         cfg["use_sliding_window"] = False
+    if spec["model_type"] in ("gemma2", "gemma3_text"):
+        cfg["hidden_activation"] = "gelu_pytorch_tanh"
+        cfg["attention_bias"] = False
     cfg.update(spec.get("extra", {}))
-    W = {"model.embed_tokens.weight": torch.randn(V, C, generator=g) * 0.5, "model.norm.weight": 1 + 0.1 * torch.randn(C, generator=g)}
+    gemma = spec["model_type"] in GEMMA
+    # Gemma norms hold w of (1 + w), near 0; the others hold w, near 1.
+    one = 0.0 if gemma else 1.0
+    W = {"model.embed_tokens.weight": torch.randn(V, C, generator=g) * (0.1 if gemma else 0.5), "model.norm.weight": one + 0.1 * torch.randn(C, generator=g)}
     if not spec["tie"]:
         W["lm_head.weight"] = torch.randn(V, C, generator=g) * 0.1
     shapes = linear_shapes(cfg)
     for i in range(L):
-        W[f"model.layers.{i}.input_layernorm.weight"] = 1 + 0.1 * torch.randn(C, generator=g)
-        W[f"model.layers.{i}.post_attention_layernorm.weight"] = 1 + 0.1 * torch.randn(C, generator=g)
+        W[f"model.layers.{i}.input_layernorm.weight"] = one + 0.1 * torch.randn(C, generator=g)
+        W[f"model.layers.{i}.post_attention_layernorm.weight"] = one + 0.1 * torch.randn(C, generator=g)
+        if spec["model_type"] in ("gemma2", "gemma3_text"):
+            for n in ("pre_feedforward_layernorm", "post_feedforward_layernorm"):
+                W[f"model.layers.{i}.{n}.weight"] = one + 0.1 * torch.randn(C, generator=g)
         for p, (o, k) in shapes.items():
             W[f"model.layers.{i}.{module_of(p)}.{p}.weight"] = torch.randn(o, k, generator=g) / math.sqrt(k)
             if spec["bias"] and p in ("q_proj", "k_proj", "v_proj"):
                 W[f"model.layers.{i}.{module_of(p)}.{p}.bias"] = 0.1 * torch.randn(o, generator=g)
-        if spec["model_type"] == "qwen3":
+        if spec["model_type"] in ("qwen3", "gemma3_text"):
             for n in ("q_norm", "k_norm"):
-                W[f"model.layers.{i}.self_attn.{n}.weight"] = 1 + 0.1 * torch.randn(D, generator=g)
+                W[f"model.layers.{i}.self_attn.{n}.weight"] = one + 0.1 * torch.randn(D, generator=g)
     # The file holds the weights in the stated dtype; the reference computes on exactly those values.
     W = {k: v.to(spec["dtype"]).to(torch.float32) for k, v in W.items()}
     out = os.path.join(ROOT, "fixtures", "models", name)
@@ -384,9 +459,9 @@ def goldens(name, cfg, W, g):
 if __name__ == "__main__":
     import sys
     torch.set_num_threads(1)  # deterministic reductions
-    only = set(sys.argv[1:])  # e.g. tiny-phi3: rebuild just those (seeds stay by position)
+    only = set(sys.argv[1:])  # optional model names: regenerate just those (seeds stay by position, or a spec's own)
     for seed, (name, spec) in enumerate(MODELS.items()):
         if only and name not in only:
             continue
-        cfg, W, g = build(name, spec, 1234 + seed)
+        cfg, W, g = build(name, spec, 1234 + spec.get("seed", seed))
         goldens(name, cfg, W, g)

@@ -6,6 +6,8 @@
 //   dq[t]    = scale · sum_{j<=t} dS[t,j] k[j]
 //   dk[j]    = scale · sum_{h in group(g)} sum_{t>=j} dS[t,j] q[t]
 //   dv[j]    =         sum_{h in group(g)} sum_{t>=j} P[t,j] dO[t]
+// With a softcap c > 0 (Gemma 2) the softmax sees c·tanh(s / c): P uses the capped score and dS is
+// multiplied by its derivative 1 - tanh²(s / c) before it reaches dq and dk.
 // With a sliding window W > 0 the pairs are those with t - W < j <= t (as in the forward); W = 0 is
 // full causal attention. Packed rows: with `packed` set, a pair (t, j) also needs j >= t - positions[t]
 // (the query's example start, example_start()), as in the forward.
@@ -47,6 +49,7 @@ struct Params {
   window: u32,  // sliding window W, 0 = none
   packed: u32,  // 1: mask by example using `positions`; 0: `positions` is a placeholder, never read
   scale: f32,
+  softcap: f32, // attention-logit softcap c, 0 = none
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -63,9 +66,25 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> Dsum: array<f32>;   // (B, H, T)
 @group(0) @binding(11) var<storage, read> positions: array<u32>;    // (B, T), packed rows only
 
-// dq stages K and V rows; dkv stages q and dO rows. Same sizes, so one pair of arrays serves both.
-var<workgroup> tile_a: array<vec4f, TILE4>;  // (TILE, D): k in dq, q in dkv
-var<workgroup> tile_b: array<vec4f, TILE4>;  // (TILE, D): v in dq, dO in dkv
+// tanh from one exp of a non-positive argument: no overflow to NaN for large scores.
+fn tanh_safe(x: f32) -> f32 {
+  let e = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
+
+// P = exp(score - lse) and the softcap's derivative for a raw (scaled) score: with softcap c the
+// softmax saw c·tanh(s / c), whose derivative is 1 - tanh²(s / c); without, P = exp(s - lse), 1.
+fn prob_and_slope(s: f32, L: f32) -> vec2f {
+  if (p.softcap > 0.0) {
+    let th = tanh_safe(s / p.softcap);
+    return vec2f(exp(p.softcap * th - L), 1.0 - th * th);
+  }
+  return vec2f(exp(s - L), 1.0);
+}
+
+// dq's K and V tiles (dkv_main stages into its own arrays below).
+var<workgroup> tile_a: array<vec4f, TILE4>;  // (TILE, D): k
+var<workgroup> tile_b: array<vec4f, TILE4>;  // (TILE, D): v
 
 // Packed rows: the first key query t of row b may see, t - positions[b, t] (0 when not packed; a
 // position above t leaves plain causal). The one place the example mask lives in this shader.
@@ -167,8 +186,9 @@ fn dq_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
       let n = min(TILE, t + 1u - j0);
       let jb = select(0u, lo - j0, lo > j0);
       for (var jj = jb; jj < n; jj++) {
-        let pj = exp(dot_row(&qr, jj * D4, true) - L);
-        let ds = pj * (dot_row(&dor, jj * D4, false) - Dt);
+        let ps = prob_and_slope(dot_row(&qr, jj * D4, true), L);
+        let pj = ps.x;
+        let ds = pj * (dot_row(&dor, jj * D4, false) - Dt) * ps.y;
         for (var c = 0u; c < D4; c++) { acc[c] += ds * tile_a[jj * D4 + c]; }
       }
     }
@@ -267,8 +287,9 @@ fn dkv_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
             sk += kb_k[jj * D4 + c] * qt_q[tt * D4 + c];
             sv += kb_v[jj * D4 + c] * qt_do[tt * D4 + c];
           }
-          pv = exp(sk.x + sk.y + sk.z + sk.w - qt_lse[tt]);
-          dsv = pv * (sv.x + sv.y + sv.z + sv.w - qt_dsum[tt]);
+          let ps = prob_and_slope(sk.x + sk.y + sk.z + sk.w, qt_lse[tt]);
+          pv = ps.x;
+          dsv = pv * (sv.x + sv.y + sv.z + sv.w - qt_dsum[tt]) * ps.y;
         }
         pt_p[e] = pv;
         pt_ds[e] = dsv;

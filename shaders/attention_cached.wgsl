@@ -5,6 +5,7 @@
 // Same maths as attention_forward.wgsl at pos0 = 0 (HF eager attention, repeat_kv), minus the lse,
 // which only the backward pass needs. B = 1: generation runs one sequence at a time.
 // With a sliding window W > 0 the sum runs over pos0 + i - W < j <= pos0 + i (0 = full causal).
+// With a softcap c > 0 (Gemma 2) each score is c·tanh(s / c) before the softmax.
 // Version 1, split-keys within a workgroup (flash-decoding's idea, without the cross-workgroup
 // split): one workgroup of WG threads per (query row, head), so the decode case (Tn = 1) still puts
 // WG threads on every head. Keys are walked in tiles of WG: thread t scores key j0+t (a full dot
@@ -32,9 +33,16 @@ struct Params {
   pos0: u32,
   window: u32,  // sliding window W, 0 = none
   scale: f32,
+  softcap: f32, // attention-logit softcap c (c·tanh(s / c)), 0 = none
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// tanh from one exp of a non-positive argument: no overflow to NaN for large scores.
+fn tanh_safe(x: f32) -> f32 {
+  let e = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
 @group(0) @binding(1) var<storage, read_write> o: array<vec4f>;  // (Tn, H, D)
 @group(0) @binding(2) var<storage, read> q: array<vec4f>;        // (Tn, H, D)
 @group(0) @binding(3) var<storage, read> k: array<vec4f>;        // (P, Hkv, D)
@@ -83,6 +91,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       var dot4 = vec4f(0.0);
       for (var c = 0u; c < D4; c++) { dot4 += q_s[c] * k[kb + c]; }
       s = dot4.x + dot4.y + dot4.z + dot4.w;
+      if (p.softcap > 0.0) { s = p.softcap * tanh_safe(s / p.softcap); }
     }
     s_tile[lid] = s;
     workgroupBarrier();

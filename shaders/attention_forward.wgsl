@@ -4,6 +4,8 @@
 //   lse[b,h,t] = log sum_{j<=t} exp(q[b,t,h,:] · k[b,j,g,:] · scale), saved for the backward pass.
 // With a sliding window W > 0 (Mistral, Qwen2's sliding layers; HF masking_utils'
 // sliding_window_overlay) the sums run over t - W < j <= t instead; W = 0 is full causal attention.
+// With a logit softcap c > 0 (Gemma 2's attn_logit_softcapping) each score becomes c·tanh(s / c)
+// before the softmax; c = 0 leaves scores as they are.
 // Packed rows (TRL's padding-free packing): with `packed` set, query t also sees no key before its
 // example's start t - positions[b, t] (positions restart at 0 at each example), so examples packed
 // in one row never attend to each other. See example_start().
@@ -37,9 +39,22 @@ struct Params {
   window: u32,  // sliding window W, 0 = none
   packed: u32,  // 1: mask by example using `positions`; 0: `positions` is a placeholder, never read
   scale: f32,
+  softcap: f32, // attention-logit softcap c, 0 = none
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+
+// tanh from one exp of a non-positive argument: it cannot overflow for any score, where
+// sinh/cosh-based tanh can give inf/inf = NaN.
+fn tanh_safe(x: f32) -> f32 {
+  let e = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
+
+fn cap_score(s: f32) -> f32 {
+  if (p.softcap > 0.0) { return p.softcap * tanh_safe(s / p.softcap); }
+  return s;
+}
 @group(0) @binding(1) var<storage, read_write> o: array<vec4f>;   // (B, T, H, D)
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;   // (B, H, T)
 @group(0) @binding(3) var<storage, read> q: array<vec4f>;         // (B, T, H, D)
@@ -116,7 +131,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       for (var jj = jb; jj < n; jj++) {
         var dot4 = vec4f(0.0);
         for (var c = 0u; c < D4; c++) { dot4 += qr[c] * k_tile[jj * D4 + c]; }
-        let sj = dot4.x + dot4.y + dot4.z + dot4.w;
+        let sj = cap_score(dot4.x + dot4.y + dot4.z + dot4.w);
         s[jj] = sj;
         m_tile = max(m_tile, sj);
       }

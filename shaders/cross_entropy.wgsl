@@ -8,6 +8,9 @@
 // up to the mean over the step (Transformers/TRL semantics); the mean loss is sum(loss) * gradScale.
 // A target outside [0, V) other than -100 cannot be reported from here: its loss is NaN (so the
 // step's loss shows it) and its gradient row is 0. The data pipeline validates targets upstream.
+// With a final-logit softcap c > 0 (Gemma 2's final_logit_softcapping) the loss sees
+// z = c·tanh(x / c) in place of each logit x, and the gradient written back is d/dx:
+// (softmax(z) - onehot) · (1 - tanh²(x / c)) · gradScale. c = 0 leaves the logits as they are.
 // Shapes: loss (Tc); logits (Tc, V), overwritten by dlogits; targets (Tc) i32.
 // Version 2: one workgroup per row (llm.c llmc/fused_classifier.cuh's layout). Pass 1: each thread keeps an online (max,
 // sum) over its strided elements (one exp per element), then the (m, s) pairs are combined: with
@@ -28,12 +31,25 @@ struct Params {
   Tc: u32,
   V: u32,
   gradScale: f32,
+  softcap: f32,  // final-logit softcap c, 0 = none
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> loss: array<f32>;    // (Tc)
 @group(0) @binding(2) var<storage, read_write> logits: array<f32>;  // (Tc, V): logits in, dlogits out
 @group(0) @binding(3) var<storage, read> targets: array<i32>;       // (Tc)
+
+// tanh from exp(-2|x|), which cannot overflow (sinh/cosh-based tanh can reach inf / inf).
+fn tanh_safe(x: f32) -> f32 {
+  let e = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
+
+// The logit the loss sees.
+fn capped(x: f32) -> f32 {
+  if (p.softcap > 0.0) { return p.softcap * tanh_safe(x / p.softcap); }
+  return x;
+}
 
 var<workgroup> wm: array<f32, WG>;
 var<workgroup> ws: array<f32, WG>;
@@ -98,9 +114,9 @@ fn main(id: Ids) {
   if (live) {
     tgt = targets[t];
     // Read the target logit now: after the barriers below other threads overwrite the row.
-    if (lid == 0u && tgt >= 0 && u32(tgt) < p.V) { xt = logits[base + u32(tgt)]; }
+    if (lid == 0u && tgt >= 0 && u32(tgt) < p.V) { xt = capped(logits[base + u32(tgt)]); }
     for (var v = lid; v < p.V; v += WG) {
-      let x = logits[base + v];
+      let x = capped(logits[base + v]);
       if (x > m) {
         s = s * exp(m - x) + 1.0;
         m = x;
@@ -130,9 +146,17 @@ fn main(id: Ids) {
     for (var v = lid; v < p.V; v += WG) {
       var d = 0.0;
       if (valid) {
-        d = exp(logits[base + v] - lse);
+        let x = logits[base + v];
+        var slope = 1.0;
+        var z = x;
+        if (p.softcap > 0.0) {
+          let th = tanh_safe(x / p.softcap);
+          z = p.softcap * th;
+          slope = 1.0 - th * th;
+        }
+        d = exp(z - lse);
         if (i32(v) == tgt) { d -= 1.0; }
-        d *= p.gradScale;
+        d *= p.gradScale * slope;
       }
       logits[base + v] = d;
     }

@@ -6,6 +6,7 @@
 // falls in its chunk. Every row is written by exactly one dispatch.
 // Out-of-range ids (>= V) must not read out of bounds: the dispatch holding row 0 writes zeros for
 // them. The data pipeline validates ids upstream, so zeros here only mean "no garbage, no fault".
+// Rows are multiplied by `scale` (1 for most families; Gemma's sqrt(hidden_size) normalizer).
 // Frozen table under LoRA: no backward pass (dE) is needed.
 // Two storages of E, one entry point each: `main` reads f32; `main_f16` reads f16 pairs packed in
 // u32 words (element e in the low half of word e/2 when e is even, pack2x16float order), widened
@@ -21,6 +22,7 @@ struct Params {
   V: u32,
   row0: u32,  // first table row held by this chunk
   rows: u32,  // rows in this chunk
+  scale: f32, // factor on every copied row
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -56,7 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (r == NONE) { return; }
   let base = n * p.C;
   let src = r * p.C;
-  for (var c = lid; c < p.C; c += WG) { x[base + c] = E[src + c]; }
+  for (var c = lid; c < p.C; c += WG) { x[base + c] = E[src + c] * p.scale; }
 }
 
 @compute @workgroup_size(WG)
@@ -70,6 +72,6 @@ fn main_f16(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   let src = r * p.C;   // in f16 elements: a row may start in the high half of a word (odd C)
   for (var c = lid; c < p.C; c += WG) {
     let e = src + c;
-    x[base + c] = unpack2x16float(E16[e >> 1u])[e & 1u];
+    x[base + c] = unpack2x16float(E16[e >> 1u])[e & 1u] * p.scale;
   }
 }

@@ -8,6 +8,8 @@
 // (log2(WG) barriers). All math in f32, as HF does with hidden_states.float().
 // Entry `copy` also writes xc = x: the decoder layer starts its residual sum (h2 = h + ..., then
 // h' = h2 + ...) as a copy of the norm's input, and a buffer copy would end the compute pass.
+// Entry `add` adds the normed row into y instead of writing it: Gemma 2/3 norm each sublayer's
+// output before the residual add (h2 = h + rmsnorm(attn), h' = h2 + rmsnorm(mlp)).
 
 //#if subgroups
 enable subgroups;
@@ -103,6 +105,21 @@ fn copy(id: Ids) {
       let v = x[base + c];
       y[base + c] = w[c] * (v * r);
       xc[base + c] = v;
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn add(id: Ids) {
+  let lid = id.lid;
+  let n = id.wid.x + id.wid.y * id.nwg.x;
+  let live = n < p.N;
+  let r = rowRstd(n, live, id);
+  if (live) {
+    let base = n * p.C;
+    if (lid == 0u) { rstd[n] = r; }
+    for (var c = lid; c < p.C; c += WG) {
+      y[base + c] += w[c] * (x[base + c] * r);
     }
   }
 }

@@ -3,11 +3,14 @@
 //   du[i] = dh[i] * silu(g[i])
 // Shapes: dg, du, dh, g, u (N, F). silu is recomputed from the saved g (cheaper than storing it).
 // Reference: autograd through F.silu(g) * u (fixtures/goldens/swiglu.json).
+// ACT = 1 is GeGLU (Gemma): with a = sqrt(2/pi) (g + 0.044715 g³) and t = tanh(a),
+//   gelu_tanh(g) = 0.5 g (1 + t),  gelu_tanh'(g) = 0.5 (1 + t) + 0.5 g (1 - t²) sqrt(2/pi) (1 + 3·0.044715 g²)
 // dg and du are separate outputs: the caller may not alias them with g or u (a binding that is
 // written must not be bound twice).
 // Version 1: elementwise, one invocation per element, stable sigmoid as in swiglu_forward.
 
 override WG: u32 = 256;
+override ACT: u32 = 0;  // 0: SiLU (SwiGLU), 1: GELU with the tanh approximation (GeGLU)
 
 struct Params {
   N: u32,
@@ -21,6 +24,20 @@ struct Params {
 @group(0) @binding(4) var<storage, read> g: array<f32>;         // (N, F)
 @group(0) @binding(5) var<storage, read> u: array<f32>;         // (N, F)
 
+// 1 + tanh(x) and 1 - tanh(x) from e = exp(-2|x|), which cannot overflow: 2/(1+e) on one side,
+// 2e/(1+e) on the other. Forming 1 + tanh(x) from tanh itself would cancel in GELU's negative tail,
+// where the values are small but the gradient still counts.
+fn one_pm_tanh(x: f32) -> vec2f {
+  let e = exp(-2.0 * abs(x));
+  let big = 2.0 / (1.0 + e);
+  let small = 2.0 * e / (1.0 + e);
+  if (x >= 0.0) { return vec2f(big, small); }
+  return vec2f(small, big);
+}
+
+// sqrt(2 / pi), the tanh approximation's constant (torch's gelu(approximate="tanh")).
+const GELU_K: f32 = 0.7978845608028654;
+
 fn sigmoid(v: f32) -> f32 {
   let e = exp(-abs(v));
   return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
@@ -32,8 +49,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = (wid.x + wid.y * nwg.x) * WG + lid;
   if (i >= p.N * p.F) { return; }  // no barriers in this kernel
   let v = g[i];
-  let s = sigmoid(v);
   let d = dh[i];
-  dg[i] = d * u[i] * (s * (1.0 + v * (1.0 - s)));
-  du[i] = d * (v * s);
+  if (ACT == 1u) {
+    let pm = one_pm_tanh(GELU_K * (v + 0.044715 * v * v * v));  // (1 + t, 1 - t)
+    let slope = 0.5 * pm.x + 0.5 * v * (pm.x * pm.y) * GELU_K * (1.0 + 3.0 * 0.044715 * v * v);
+    dg[i] = d * u[i] * slope;
+    du[i] = d * (0.5 * v * pm.x);
+  } else {
+    let s = sigmoid(v);
+    dg[i] = d * u[i] * (s * (1.0 + v * (1.0 - s)));
+    du[i] = d * (v * s);
+  }
 }

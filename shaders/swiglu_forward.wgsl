@@ -3,12 +3,15 @@
 // Shapes: h, g, u (N, F), N = B*T rows, F = intermediate size; g and u are the gate_proj and
 // up_proj outputs, kept for the backward pass (which recomputes silu rather than saving it).
 // Reference: torch.nn.functional.silu(g) * u.
+// ACT = 1 is Gemma's GeGLU instead (GemmaMLP with hidden_activation gelu_pytorch_tanh):
+//   h[i] = gelu_tanh(g[i]) * u[i],  gelu_tanh(v) = 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v³)))
 // sigmoid uses exp(-|v|), which never overflows: for v = -100 the textbook 1 / (1 + exp(-v))
 // forms exp(100) = inf in f32; the result would still be 0, but inf * 0 traps in the backward pass.
 // Version 1: elementwise, one invocation per element. Fusing it into the gate/up matmul epilogue
 // (as ONNX Runtime's fused WebGPU MLP does) would save a round trip of g and u; later.
 
 override WG: u32 = 256;
+override ACT: u32 = 0;  // 0: SiLU (SwiGLU), 1: GELU with the tanh approximation (GeGLU)
 
 struct Params {
   N: u32,
@@ -19,6 +22,20 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> h: array<f32>;  // (N, F)
 @group(0) @binding(2) var<storage, read> g: array<f32>;        // (N, F)
 @group(0) @binding(3) var<storage, read> u: array<f32>;        // (N, F)
+
+// 1 + tanh(x) and 1 - tanh(x) from e = exp(-2|x|), which cannot overflow: 2/(1+e) on one side,
+// 2e/(1+e) on the other. Forming 1 + tanh(x) from tanh itself would cancel in GELU's negative tail,
+// where the values are small but the gradient still counts.
+fn one_pm_tanh(x: f32) -> vec2f {
+  let e = exp(-2.0 * abs(x));
+  let big = 2.0 / (1.0 + e);
+  let small = 2.0 * e / (1.0 + e);
+  if (x >= 0.0) { return vec2f(big, small); }
+  return vec2f(small, big);
+}
+
+// sqrt(2 / pi), the tanh approximation's constant (torch's gelu(approximate="tanh")).
+const GELU_K: f32 = 0.7978845608028654;
 
 fn sigmoid(v: f32) -> f32 {
   let e = exp(-abs(v));
@@ -31,5 +48,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let i = (wid.x + wid.y * nwg.x) * WG + lid;
   if (i >= p.N * p.F) { return; }  // no barriers in this kernel
   let v = g[i];
-  h[i] = v * sigmoid(v) * u[i];
+  if (ACT == 1u) {
+    h[i] = 0.5 * v * one_pm_tanh(GELU_K * (v + 0.044715 * v * v * v)).x * u[i];
+  } else {
+    h[i] = v * sigmoid(v) * u[i];
+  }
 }

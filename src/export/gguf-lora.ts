@@ -25,7 +25,9 @@ export const LLAMA_CPP_TENSOR: Readonly<Record<CheckpointModule, string>> = {
 };
 
 /** general.architecture llama.cpp uses for each base we support. */
-export const GGUF_ARCH: Readonly<Record<Arch, string>> = { llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3', phi3: 'phi3' };
+export const GGUF_ARCH: Readonly<Record<Arch, string>> = {
+  llama: 'llama', mistral: 'llama', qwen2: 'qwen2', qwen3: 'qwen3', phi3: 'phi3', gemma: 'gemma', gemma2: 'gemma2', gemma3_text: 'gemma3',
+};
 
 /** gguf-py LlamaFileType: ALL_F32 = 0, MOSTLY_F16 = 1; GGML_QUANT_VERSION = 2. */
 const FILE_TYPE = { F32: 0, F16: 1 } as const;

@@ -55,6 +55,7 @@ const LAYER_ORDER = [
   'self_attn.q_proj.weight', 'self_attn.q_proj.bias', 'self_attn.k_proj.weight', 'self_attn.k_proj.bias',
   'self_attn.v_proj.weight', 'self_attn.v_proj.bias', 'self_attn.o_proj.weight', 'self_attn.o_proj.bias',
   'mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight', 'input_layernorm.weight', 'post_attention_layernorm.weight',
+  'pre_feedforward_layernorm.weight', 'post_feedforward_layernorm.weight', // Gemma 2/3
 ];
 
 /** state_dict order: embed_tokens, layers in index order, norm, lm_head; anything else after, as found. */

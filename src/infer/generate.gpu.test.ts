@@ -1,7 +1,8 @@
 // Generation over the KV cache against the PyTorch reference (scripts/tiny_models.py: a greedy
-// continuation of 8 tokens with the trained adapter, for seven tiny checkpoints, three of them with
-// sliding windows shorter than the 12-token sequence, and Phi-3's LongRoPE switching from the short
-// to the long factors as the sequence passes 8 tokens; base in full precision and NF4), the cached
+// continuation of 8 tokens with the trained adapter, for ten tiny checkpoints, five of them with
+// sliding windows shorter than the 12-token sequence, Phi-3's LongRoPE switching from the short to
+// the long factors as the sequence passes 8 tokens, and the three Gemma families; base in full
+// precision and NF4), the cached
 // logits against the full forward pass, and the sampling contract.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +17,11 @@ import { generationModel } from './kv-open.ts';
 import { generate } from './generate.ts';
 import { Rng, sampleToken, type SamplingOptions } from './sample.ts';
 
-const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', 'tiny-phi3'];
+// Gemma: GeGLU, (1 + w) norms, the scaled embedding (all three); Gemma 2's attention and final-logit
+// softcaps, query_pre_attn_scalar, four norms per layer and a 3-token window in layer 0; Gemma 3's
+// q/k norms and its sliding layer's own RoPE base (window 4) next to a linearly scaled global layer.
+const GEMMA = ['tiny-gemma', 'tiny-gemma2', 'tiny-gemma3'];
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', 'tiny-phi3', ...GEMMA];
 type Golden = Record<string, any>;
 
 let gpu: Gpu;

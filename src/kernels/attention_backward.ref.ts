@@ -24,11 +24,12 @@ export function attentionBackwardRef(
   scale = 1 / Math.sqrt(D),
   window = 0, // sliding window W: query t sees keys t - W < j <= t; 0 = full causal
   positions?: ArrayLike<number>, // (B, T) packed rows: query t sees no key before t - positions[t]
+  softcap = 0, // score softcap c: the softmax saw c·tanh(s / c), whose slope 1 - tanh² scales dS
 ): void {
   const nRep = H / Hkv;
   // Accumulate in f64; dk and dv sum over the n_rep query heads of their group (repeat_kv's backward).
   const dq64 = new Float64Array(dq.length), dk64 = new Float64Array(dk.length), dv64 = new Float64Array(dv.length);
-  const P = new Float64Array(T), dP = new Float64Array(T);
+  const P = new Float64Array(T), dP = new Float64Array(T), slope = new Float64Array(T);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const g = Math.floor(h / nRep);
@@ -40,7 +41,9 @@ export function attentionBackwardRef(
           const kj = ((b * T + j) * Hkv + g) * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += q[qi + d] * k[kj + d];
-          P[j] = dot * scale;
+          const th = softcap > 0 ? Math.tanh((dot * scale) / softcap) : 0;
+          P[j] = softcap > 0 ? softcap * th : dot * scale;
+          slope[j] = softcap > 0 ? 1 - th * th : 1;
           max = Math.max(max, P[j]);
         }
         let sum = 0;
@@ -56,7 +59,7 @@ export function attentionBackwardRef(
         }
         for (let j = lo; j <= t; j++) {
           const kj = ((b * T + j) * Hkv + g) * D;
-          const dS = P[j] * (dP[j] - pdp);
+          const dS = P[j] * (dP[j] - pdp) * slope[j];
           for (let d = 0; d < D; d++) {
             dq64[qi + d] += scale * dS * k[kj + d];
             dk64[kj + d] += scale * dS * q[qi + d];

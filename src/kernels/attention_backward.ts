@@ -1,6 +1,6 @@
 import shader from '../../shaders/attention_backward.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
-import { attentionTiles, checkHeads, maskBinding, windowParam, type AttentionTiles } from './attention_forward.ts';
+import { attentionTiles, checkHeads, maskBinding, softcapParam, windowParam, type AttentionTiles } from './attention_forward.ts';
 
 /** dkv_main's blocking: `keys` rows per workgroup (KB), `queries` rows per staged tile (QB), and
  *  `threads` per key row (KT, each owning at most 4 vec4 of the row's dk and dv). */
@@ -41,18 +41,20 @@ export function dkvTiles(gpu: Gpu, D: number, o?: Partial<Pick<DkvTiles, 'keys' 
  * scratch (rowsum(dO ⊙ o)), so a training step allocates nothing here. Three dispatches: preprocess,
  * dq (parallel over query blocks), dk/dv (parallel over blocks of a few keys, each summing its group's heads).
  * window: the forward's sliding window (0 = full causal); positions: the forward's packed-row
- * positions (B, T) u32, when it had them. `tiles` blocks dq, `dkv` dk/dv (dkvTiles).
+ * positions (B, T) u32, when it had them. `tiles` blocks dq, `dkv` dk/dv (dkvTiles). softcap: the
+ * forward's score softcap (0 = none).
  */
 export function attentionBackward(
   gpu: Gpu, dq: Binding, dk: Binding, dv: Binding, dO: Binding, q: Binding, k: Binding, v: Binding, o: Binding,
   lse: Binding, Dsum: Binding, B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D),
   tiles?: Partial<AttentionTiles>, window = 0, positions?: Binding, dkv?: Partial<Pick<DkvTiles, 'keys' | 'queries'>>,
+  softcap = 0,
 ): void {
   checkHeads(H, Hkv);
   const { rows, tile } = attentionTiles(gpu, D, tiles);
   const overrides = { ROWS: rows, TILE: tile, D };
   const { pos, packed } = maskBinding(positions, q);
-  const u = params([B, T, H, Hkv, windowParam(window, T), packed], [scale]);
+  const u = params([B, T, H, Hkv, windowParam(window, T), packed], [scale, softcapParam(softcap)]);
   const pre = gpu.kernel('attention_backward', shader, { entry: 'preprocess', overrides });
   const dqK = gpu.kernel('attention_backward', shader, { entry: 'dq_main', overrides });
   const kv = dkvTiles(gpu, D, dkv);

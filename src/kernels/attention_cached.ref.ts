@@ -14,6 +14,7 @@ export function attentionCachedRef(
   D: number,
   scale = 1 / Math.sqrt(D),
   window = 0, // sliding window W: row i sees keys pos0 + i - W < j <= pos0 + i; 0 = full causal
+  softcap = 0, // score softcap c: s -> c·tanh(s / c) (Gemma 2); 0 = none
 ): void {
   const nRep = H / Hkv; // repeat_kv: KV head g serves Q heads g*nRep .. (g+1)*nRep-1
   const s = new Float64Array(pos0 + Tn);
@@ -27,7 +28,7 @@ export function attentionCachedRef(
       for (let j = lo; j < end; j++) {
         let dot = 0;
         for (let d = 0; d < D; d++) dot += q[qi + d] * k[(j * Hkv + g) * D + d];
-        s[j] = dot * scale;
+        s[j] = softcap > 0 ? softcap * Math.tanh((dot * scale) / softcap) : dot * scale;
         max = Math.max(max, s[j]);
       }
       let sum = 0;

@@ -78,7 +78,8 @@ describe('attention_cached kernel', () => {
   // more workgroups than one grid dimension holds.
   // The last column is the sliding window (0 = none): decode past a window that starts mid-tile, a
   // prefill whose rows' windows start at different keys, and a window of 1.
-  const cases: [number, number, number, number, number, number, number | undefined, number][] = [
+  // A ninth column is the score softcap (Gemma 2), small enough that most scores saturate its tanh.
+  const cases: [number, number, number, number, number, number, number | undefined, number, number?][] = [
     [1, 0, 1, 2, 2, 8, undefined, 0],
     [1, 37, 50, 4, 2, 24, undefined, 0],
     [1, 130, 140, 3, 1, 40, undefined, 0],
@@ -89,14 +90,16 @@ describe('attention_cached kernel', () => {
     [1, 130, 140, 3, 1, 40, undefined, 50],
     [5, 17, 30, 4, 2, 16, 8, 6],
     [6, 3, 12, 4, 4, 12, 4, 1],
+    [1, 130, 140, 3, 1, 40, undefined, 50, 1.5],
+    [5, 17, 30, 4, 2, 16, 8, 0, 1.5],
   ];
-  test.each(cases)('equals its twin at Tn=%i pos0=%i P=%i H=%i Hkv=%i D=%i threads=%s window=%i', async (Tn, pos0, P, H, Hkv, D, threads, window) => {
+  test.each(cases)('equals its twin at Tn=%i pos0=%i P=%i H=%i Hkv=%i D=%i threads=%s window=%i softcap=%s', async (Tn, pos0, P, H, Hkv, D, threads, window, softcap = 0) => {
     const { q, k, v } = inputs(Tn, pos0, P, H, Hkv, D, window);
     const oT = gpu.tensor('o', 'activations', q.byteLength);
     attentionCached(gpu, oT, gpu.tensor('q', 'activations', q), gpu.tensor('k', 'kv-cache', k), gpu.tensor('v', 'kv-cache', v),
-      Tn, pos0, H, Hkv, D, undefined, threads, window);
+      Tn, pos0, H, Hkv, D, undefined, threads, window, softcap);
     const o = new Float32Array(q.length);
-    attentionCachedRef(o, q, k, v, Tn, pos0, H, Hkv, D, undefined, window);
+    attentionCachedRef(o, q, k, v, Tn, pos0, H, Hkv, D, undefined, window, softcap);
     expect(o.some(Number.isNaN)).toBe(false); // the twin too never looks past the visible keys
     assertClose('o', await gpu.readF32(oT), o, TOL);
   });

@@ -16,6 +16,7 @@ export function attentionForwardRef(
   scale = 1 / Math.sqrt(D),
   window = 0, // sliding window W: query t sees keys t - W < j <= t; 0 = full causal
   positions?: ArrayLike<number>, // (B, T) packed rows: query t sees no key before t - positions[t]
+  softcap = 0, // score softcap c: s -> c·tanh(s / c) (Gemma 2); 0 = none
 ): void {
   const nRep = H / Hkv; // repeat_kv: KV head g serves Q heads g*nRep .. (g+1)*nRep-1
   const s = new Float64Array(T); // scaled scores of one query row
@@ -32,7 +33,7 @@ export function attentionForwardRef(
           const kj = ((b * T + j) * Hkv + g) * D;
           let dot = 0;
           for (let d = 0; d < D; d++) dot += q[qi + d] * k[kj + d];
-          s[j] = dot * scale;
+          s[j] = softcap > 0 ? softcap * Math.tanh((dot * scale) / softcap) : dot * scale;
           max = Math.max(max, s[j]);
         }
         let sum = 0;

@@ -61,13 +61,13 @@ describe('attention_forward twin on packed rows', () => {
   const [B, T, H, Hkv, D] = [2, 10, 4, 2, 8];
   const q = rand(B * T * H * D, 15, -2, 2), k = rand(B * T * Hkv * D, 16, -2, 2), v = rand(B * T * Hkv * D, 17);
   const positions = packedPositions(rows, T);
-  test.each([0, 2])('each packed example equals that example run alone (window %i)', (window) => {
+  test.each([[0, 0], [2, 0], [2, 0.8]])('each packed example equals that example run alone (window %i, softcap %f)', (window, softcap) => {
     const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
-    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, 0.5, window, positions);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, 0.5, window, positions, softcap);
     for (const [b, t0, n] of exampleSpans(rows)) {
       const oe = new Float32Array(n * H * D), lsee = new Float32Array(H * n);
       attentionForwardRef(oe, lsee, sliceTokens(q, T, H * D, b, t0, n), sliceTokens(k, T, Hkv * D, b, t0, n),
-        sliceTokens(v, T, Hkv * D, b, t0, n), 1, n, H, Hkv, D, 0.5, window);
+        sliceTokens(v, T, Hkv * D, b, t0, n), 1, n, H, Hkv, D, 0.5, window, undefined, softcap);
       expect(sliceTokens(o, T, H * D, b, t0, n)).toEqual(oe);
       for (let h = 0; h < H; h++) expect(lse.slice((b * H + h) * T + t0, (b * H + h) * T + t0 + n)).toEqual(lsee.slice(h * n, (h + 1) * n));
     }
@@ -95,8 +95,9 @@ describe('attention_forward kernel', () => {
   // Small explicit tiles push tiny T through many query blocks and key tiles (a partial last one),
   // and H = 66 000 heads need more workgroups than one grid dimension holds. The last column is the
   // sliding window (0 = none): windows shorter than T that start mid-tile and mid-block, a window of
-  // 1 (each query sees only itself), and one of T - 1.
-  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number][] = [
+  // 1 (each query sees only itself), and one of T - 1. A seventh column is the score softcap
+  // (Gemma 2), small enough that most scores saturate its tanh.
+  const cases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number, number?][] = [
     [1, 5, 2, 2, 8, undefined, 0],
     [2, 70, 4, 2, 24, undefined, 0],
     [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 0],
@@ -106,8 +107,10 @@ describe('attention_forward kernel', () => {
     [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 7],
     [1, 9, 2, 2, 8, { rows: 4, tile: 2 }, 1],
     [2, 19, 2, 1, 16, { rows: 8, tile: 3 }, 18],
+    [2, 70, 4, 2, 24, undefined, 0, 1.5],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 7, 1.5],
   ];
-  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i', async (B, T, H, Hkv, D, tiles, window) => {
+  test.each(cases)('equals its twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i softcap=%s', async (B, T, H, Hkv, D, tiles, window, softcap = 0) => {
     const seed = B * 7 + T * 11 + H * 13 + D;
     const q = rand(B * T * H * D, seed, -2, 2), k = rand(B * T * Hkv * D, seed + 1, -2, 2);
     const v = rand(B * T * Hkv * D, seed + 2);
@@ -116,10 +119,10 @@ describe('attention_forward kernel', () => {
     const lseT = gpu.tensor('lse', 'activations', B * H * T * 4);
     attentionForward(
       gpu, oT, lseT, gpu.tensor('q', 'activations', q), gpu.tensor('k', 'activations', k),
-      gpu.tensor('v', 'activations', v), B, T, H, Hkv, D, scale, tiles, window,
+      gpu.tensor('v', 'activations', v), B, T, H, Hkv, D, scale, tiles, window, undefined, softcap,
     );
     const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
-    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale, window);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, scale, window, undefined, softcap);
     assertClose('o', await gpu.readF32(oT), o, TOL);
     assertClose('lse', await gpu.readF32(lseT), lse, TOL);
     expect(gpu.counters.dispatches).toBeGreaterThan(0);
@@ -127,24 +130,26 @@ describe('attention_forward kernel', () => {
 
   // Packed rows: [B, T, H, Hkv, D, tiles, window, example lengths per row]. Examples start mid-tile and
   // mid-block, span several key tiles and query blocks, a 1-token example sits between longer ones,
-  // and rows end in padding (position 0: a padding token sees only itself).
-  const packedCases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number, number[][]][] = [
+  // and rows end in padding (position 0: a padding token sees only itself). An optional last column
+  // is a score softcap, so one case has every mask at once (packed examples, a window, the softcap).
+  const packedCases: [number, number, number, number, number, Partial<AttentionTiles> | undefined, number, number[][], number?][] = [
     [2, 10, 4, 2, 8, undefined, 0, [[3, 5, 1], [4, 4]]],
     [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 0, [[1, 7, 12, 2, 9]]],
     [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 4, [[1, 7, 12, 2, 9]]],
     [2, 70, 4, 2, 24, undefined, 20, [[30, 25, 15], [1, 1, 64]]],
+    [1, 33, 3, 1, 40, { rows: 8, tile: 5 }, 4, [[1, 7, 12, 2, 9]], 1.5],
   ];
-  test.each(packedCases)('packed rows equal the twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i lengths=%o', async (B, T, H, Hkv, D, tiles, window, rows) => {
+  test.each(packedCases)('packed rows equal the twin at B=%i T=%i H=%i Hkv=%i D=%i tiles=%o window=%i lengths=%o softcap=%s', async (B, T, H, Hkv, D, tiles, window, rows, softcap = 0) => {
     const seed = B * 5 + T * 3 + H + D;
     const q = rand(B * T * H * D, seed, -2, 2), k = rand(B * T * Hkv * D, seed + 1, -2, 2), v = rand(B * T * Hkv * D, seed + 2);
     const positions = packedPositions(rows, T);
     const oT = gpu.tensor('o', 'activations', q.byteLength), lseT = gpu.tensor('lse', 'activations', B * H * T * 4);
     attentionForward(
       gpu, oT, lseT, gpu.tensor('q', 'activations', q), gpu.tensor('k', 'activations', k), gpu.tensor('v', 'activations', v),
-      B, T, H, Hkv, D, 0.5, tiles, window, gpu.tensor('positions', 'activations', positions),
+      B, T, H, Hkv, D, 0.5, tiles, window, gpu.tensor('positions', 'activations', positions), softcap,
     );
     const o = new Float32Array(q.length), lse = new Float32Array(B * H * T);
-    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, 0.5, window, positions);
+    attentionForwardRef(o, lse, q, k, v, B, T, H, Hkv, D, 0.5, window, positions, softcap);
     assertClose('o', await gpu.readF32(oT), o, TOL);
     assertClose('lse', await gpu.readF32(lseT), lse, TOL);
   });

@@ -37,6 +37,12 @@ export function windowParam(window: number, positions: number): number {
   return window >= positions ? 0 : window;
 }
 
+/** The softcap the kernels get: a positive cap, or 0 for none. */
+export function softcapParam(softcap: number): number {
+  if (!Number.isFinite(softcap) || softcap < 0) throw new RangeError(`attention: softcap ${softcap} must be a non-negative number`);
+  return softcap;
+}
+
 /** The packed-row mask's binding and flag: `positions` (B, T) u32 when given; without it the
  *  kernels still need something at that binding (layout 'auto' keeps every statically used one), so
  *  they get `placeholder`, which they never read (flag 0). */
@@ -49,16 +55,17 @@ export function maskBinding(positions: Binding | undefined, placeholder: Binding
  * q, o: (B, T, H, D); k, v: (B, T, Hkv, D); lse: (B, H, T). scale defaults to 1/sqrt(D). With
  * window W > 0, query t sees keys t - W < j <= t (sliding-window attention); 0 = full causal.
  * With `positions` (B, T) u32 (packed rows, positions restarting at 0 at each example), query t
- * also sees no key before t - positions[t]: each example attends only to itself.
+ * also sees no key before t - positions[t]: each example attends only to itself. With softcap c > 0
+ * each score s becomes c·tanh(s / c) before the softmax (Gemma 2's attention softcap).
  */
 export function attentionForward(
   gpu: Gpu, o: Binding, lse: Binding, q: Binding, k: Binding, v: Binding,
   B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D), tiles?: Partial<AttentionTiles>, window = 0,
-  positions?: Binding,
+  positions?: Binding, softcap = 0,
 ): void {
   checkHeads(H, Hkv);
   const { rows, tile } = attentionTiles(gpu, D, tiles);
   const kern = gpu.kernel('attention_forward', shader, { overrides: { ROWS: rows, KV_TILE: tile, D } });
   const { pos, packed } = maskBinding(positions, q);
-  gpu.dispatch(kern, [o, lse, q, k, v, pos], params([B, T, H, Hkv, windowParam(window, T), packed], [scale]), grid(B * H * Math.ceil(T / rows)));
+  gpu.dispatch(kern, [o, lse, q, k, v, pos], params([B, T, H, Hkv, windowParam(window, T), packed], [scale, softcapParam(softcap)]), grid(B * H * Math.ceil(T / rows)));
 }

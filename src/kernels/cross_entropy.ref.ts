@@ -9,18 +9,25 @@ export function crossEntropyRef(
   Tc: number,
   V: number,
   gradScale: number,
+  softcap = 0, // final-logit softcap c: the loss sees c·tanh(x / c); the gradient is d/dx
 ): void {
+  const z = new Float64Array(V), slope = new Float64Array(V);
   for (let t = 0; t < Tc; t++) {
     const row = t * V, tgt = targets[t];
     const valid = tgt >= 0 && tgt < V;
-    let m = -Infinity;
-    for (let v = 0; v < V; v++) m = Math.max(m, logits[row + v]);
-    let s = 0;
-    for (let v = 0; v < V; v++) s += Math.exp(logits[row + v] - m);
-    const lse = m + Math.log(s);
-    loss[t] = tgt === -100 ? 0 : valid ? lse - logits[row + tgt] : NaN;
     for (let v = 0; v < V; v++) {
-      logits[row + v] = valid ? (Math.exp(logits[row + v] - lse) - (v === tgt ? 1 : 0)) * gradScale : 0;
+      const th = softcap > 0 ? Math.tanh(logits[row + v] / softcap) : 0;
+      z[v] = softcap > 0 ? softcap * th : logits[row + v];
+      slope[v] = softcap > 0 ? 1 - th * th : 1;
+    }
+    let m = -Infinity;
+    for (let v = 0; v < V; v++) m = Math.max(m, z[v]);
+    let s = 0;
+    for (let v = 0; v < V; v++) s += Math.exp(z[v] - m);
+    const lse = m + Math.log(s);
+    loss[t] = tgt === -100 ? 0 : valid ? lse - z[tgt] : NaN;
+    for (let v = 0; v < V; v++) {
+      logits[row + v] = valid ? (Math.exp(z[v] - lse) - (v === tgt ? 1 : 0)) * gradScale * slope[v] : 0;
     }
   }
 }

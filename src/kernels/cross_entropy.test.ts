@@ -39,22 +39,23 @@ describe('cross_entropy twin', () => {
     assertClose('dlogits', logits, goldenArray(c.dlogits), GRAD_TOL);
   });
 
-  test('matches finite differences', () => {
+  test.each([0, 2])('matches finite differences (final-logit softcap %f)', (softcap) => {
     const Tc = 3, V = 7, targets = Int32Array.from([2, -100, 6]), scale = 1 / 2;
     const x = rand(Tc * V, 41, -3, 3);
+    const cap = (v: number) => (softcap > 0 ? softcap * Math.tanh(v / softcap) : v);
     // L = scale * sum over unmasked rows of (lse - logit[target]), in float64.
     const lossFn = (xs: Float64Array) => {
       let L = 0;
       for (let t = 0; t < Tc; t++) {
         if (targets[t] === -100) continue;
         let s = 0;
-        for (let v = 0; v < V; v++) s += Math.exp(xs[t * V + v]);
-        L += Math.log(s) - xs[t * V + targets[t]];
+        for (let v = 0; v < V; v++) s += Math.exp(cap(xs[t * V + v]));
+        L += Math.log(s) - cap(xs[t * V + targets[t]]);
       }
       return L * scale;
     };
     const d = x.slice(), loss = new Float32Array(Tc);
-    crossEntropyRef(loss, d, targets, Tc, V, scale);
+    crossEntropyRef(loss, d, targets, Tc, V, scale, softcap);
     expect(finiteDifference(lossFn, Float64Array.from(x), d, [0, 2, 5, 7, 10, 14, 20])).toEqual([]);
   });
 
@@ -83,7 +84,10 @@ describe.each(REDUCTION_PATHS)('cross_entropy kernel (%s reduction)', (path) => 
     [5, 1000, 50, 'plain'],
     [4, 300, 2, 'invalid-target'],
     [3, 151936, 4, 'plain'],
+    [5, 1000, 50, 'softcap'], // Gemma 2's final-logit softcap 30 with logits past it
+    [3, 517, 3, 'softcap'],
   ])('equals its twin at Tc=%i V=%i scale=%i (%s)', async (Tc, V, scale, kind) => {
+    const softcap = kind === 'softcap' ? 30 : 0;
     const logits = rand(Tc * V, Tc + V, -scale, scale);
     const targets = Int32Array.from(randInts(Tc, V, 2 * Tc + V));
     if (Tc > 1) targets[1] = -100;
@@ -91,9 +95,9 @@ describe.each(REDUCTION_PATHS)('cross_entropy kernel (%s reduction)', (path) => 
     const gradScale = 1 / (validCount(targets) + 5); // as if the step had 5 more tokens elsewhere
     const lossT = gpu.tensor('loss', 'activations', rand(Tc, 5)); // garbage: every row must be written
     const logitsT = gpu.tensor('logits', 'scratch', logits);
-    crossEntropy(gpu, lossT, logitsT, gpu.tensor('targets', 'activations', targets), Tc, V, gradScale);
+    crossEntropy(gpu, lossT, logitsT, gpu.tensor('targets', 'activations', targets), Tc, V, gradScale, softcap);
     const loss = new Float32Array(Tc), d = logits.slice();
-    crossEntropyRef(loss, d, targets, Tc, V, gradScale);
+    crossEntropyRef(loss, d, targets, Tc, V, gradScale, softcap);
     const gotLoss = await gpu.readF32(lossT);
     assertClose('loss', gotLoss, loss, LOSS_TOL);
     if (kind === 'invalid-target') expect(Number.isNaN(gotLoss[3])).toBe(true);

@@ -12,15 +12,17 @@ export const IGNORE_INDEX = -100;
  * dlogits = (softmax - onehot) * gradScale, in place. targets: (Tc) i32, -100 = ignored (loss 0,
  * gradient row 0). gradScale = 1 / (unmasked targets in the whole optimizer step), so the chunks of
  * all micro-batches sum to the gradient of the step's mean loss, and sum(loss) * gradScale is that
- * mean. Reduce the loss on the GPU; never read it back per chunk.
+ * mean. Reduce the loss on the GPU; never read it back per chunk. softcap c > 0 (Gemma 2's
+ * final_logit_softcapping) scores c·tanh(x / c) in place of each logit x, and the gradient is d/dx.
  */
 export function crossEntropy(
-  gpu: Gpu, loss: Binding, logits: Binding, targets: Binding, Tc: number, V: number, gradScale: number,
+  gpu: Gpu, loss: Binding, logits: Binding, targets: Binding, Tc: number, V: number, gradScale: number, softcap = 0,
 ): void {
+  if (!Number.isFinite(softcap) || softcap < 0) throw new RangeError(`cross_entropy: softcap ${softcap} must be a non-negative number`);
   const k = reductionKernel(gpu, 'cross_entropy', shader, { overrides: { WG } });
   // gradScale changes with every step's token count: a persistent uniform per chunk shape, rewritten
   // in place, keeps the bind groups from step to step.
-  gpu.dispatch(k, [loss, logits, targets], gpu.scalars(`cross_entropy.params.${Tc}x${V}`, params([Tc, V], [gradScale])), grid(Tc));
+  gpu.dispatch(k, [loss, logits, targets], gpu.scalars(`cross_entropy.params.${Tc}x${V}`, params([Tc, V], [gradScale, softcap])), grid(Tc));
 }
 
 /**

@@ -9,9 +9,10 @@ export function embeddingRef(
   N: number,
   C: number,
   V: number,
+  scale = 1, // Gemma's normalizer: one f32 product per element, as the kernel rounds it
 ): void {
   for (let n = 0; n < N; n++) {
     const id = ids[n];
-    for (let c = 0; c < C; c++) x[n * C + c] = id < V ? E[id * C + c] : 0; // out-of-range ids: zeros
+    for (let c = 0; c < C; c++) x[n * C + c] = id < V ? Math.fround(E[id * C + c] * scale) : 0; // out-of-range ids: zeros
   }
 }

@@ -48,7 +48,8 @@ describe('embedding kernel', () => {
     [17, 131, 50, 0, 'tensors'], // one chunk; C not a multiple of the 64-thread workgroup
     [1, 1, 1, 0, 'tensors'],
     [66_000, 1, 10, 24, 'tensors'], // more rows than one grid dimension holds: the 2-D workgroup grid
-  ])('equals its twin at N=%i C=%i V=%i limit=%i (%s)', async (N, C, V, limit, kind) => {
+    [9, 5, 30, 140, 'tensors', 25.25], // Gemma's sqrt(640) normalizer in bf16 scales every row
+  ])('equals its twin at N=%i C=%i V=%i limit=%i (%s) scale=%s', async (N, C, V, limit, kind, scale = 1) => {
     const E = rand(V * C, V + C);
     const ids = randInts(N, V, N + V);
     if (N > 3) {
@@ -65,10 +66,10 @@ describe('embedding kernel', () => {
     const xT = gpu.tensor('x', 'activations', rand(N * C, 77)); // garbage: every row must be written
     const idsT = gpu.tensor('ids', 'activations', ids);
     const before = gpu.counters.dispatches;
-    embedding(gpu, xT, idsT, table, N);
+    embedding(gpu, xT, idsT, table, N, scale);
     expect(gpu.counters.dispatches - before).toBe(chunks.length);
     const x = new Float32Array(N * C);
-    embeddingRef(x, ids, E, N, C, V);
+    embeddingRef(x, ids, E, N, C, V, scale);
     assertClose('x', await gpu.readF32(xT), x, { atol: 0, rtol: 0 });
   });
 
@@ -79,7 +80,8 @@ describe('embedding kernel', () => {
     [23, 3, 301, 136 * 6, 'views'], // 128-row chunks of 3 f16 as 768-byte aligned views; 301·3 is odd
     [17, 131, 50, 0, 'views'], // one chunk; odd C, odd V·C
     [40, 64, 1000, 200 * 128, 'tensors'],
-  ])('f16 storage equals its twin on the f16 table at N=%i C=%i V=%i limit=%i (%s)', async (N, C, V, limit, kind) => {
+    [17, 131, 50, 0, 'views', 8], // a scaled gather (Gemma's normalizer)
+  ])('f16 storage equals its twin on the f16 table at N=%i C=%i V=%i limit=%i (%s) scale=%s', async (N, C, V, limit, kind, scale = 1) => {
     const E = rand(V * C, V + C + 1, -3, 3);
     const packed = packF16(E);
     const ids = randInts(N, V, N + V + 1);
@@ -92,9 +94,9 @@ describe('embedding kernel', () => {
       ? embeddingViews(gpu.tensor('E16', 'weights', packed), V, C, chunks, gpu.limits.minStorageBufferOffsetAlignment, true)
       : uploadEmbedding(gpu, 'E16', E, V, C, chunks, true);
     const xT = gpu.tensor('x', 'activations', rand(N * C, 78));
-    embedding(gpu, xT, gpu.tensor('ids', 'activations', ids), table, N);
+    embedding(gpu, xT, gpu.tensor('ids', 'activations', ids), table, N, scale);
     const x = new Float32Array(N * C);
-    embeddingRef(x, ids, unpackF16(packed, V * C), N, C, V);
+    embeddingRef(x, ids, unpackF16(packed, V * C), N, C, V, scale);
     assertClose('x', await gpu.readF32(xT), x, { atol: 0, rtol: 0 });
   });
 });

@@ -77,12 +77,12 @@ export function embeddingViews(
 }
 
 /**
- * x = E[ids] (widened to f32 when E is f16), one dispatch per chunk of E. x: (N, C); ids: (N) u32. Ids >= V give zero rows
- * (validated upstream; this only keeps the read in bounds).
+ * x = E[ids] · scale (widened to f32 when E is f16), one dispatch per chunk of E. x: (N, C); ids: (N) u32. Ids >= V give zero rows
+ * (validated upstream; this only keeps the read in bounds). scale is Gemma's embedding normalizer.
  */
-export function embedding(gpu: Gpu, x: Binding, ids: Binding, table: EmbeddingTable, N: number): void {
+export function embedding(gpu: Gpu, x: Binding, ids: Binding, table: EmbeddingTable, N: number, scale = 1): void {
   const k = gpu.kernel('embedding', shader, { entry: table.f16 ? 'main_f16' : 'main', overrides: { WG } });
   for (const ch of table.chunks) {
-    gpu.dispatch(k, [x, ids, ch.E], params([N, table.C, table.V, ch.row0, ch.rows]), grid(N));
+    gpu.dispatch(k, [x, ids, ch.E], params([N, table.C, table.V, ch.row0, ch.rows], [scale]), grid(N));
   }
 }

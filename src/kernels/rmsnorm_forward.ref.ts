@@ -9,12 +9,13 @@ export function rmsnormForwardRef(
   N: number,
   C: number,
   eps: number,
+  add = false, // the `add` entry: y += the normed row
 ): void {
   for (let n = 0; n < N; n++) {
     let ss = 0;
     for (let c = 0; c < C; c++) ss += x[n * C + c] * x[n * C + c];
     const r = 1 / Math.sqrt(ss / C + eps);
     rstd[n] = r;
-    for (let c = 0; c < C; c++) y[n * C + c] = w[c] * Math.fround(x[n * C + c] * r);
+    for (let c = 0; c < C; c++) y[n * C + c] = (add ? y[n * C + c] : 0) + w[c] * Math.fround(x[n * C + c] * r);
   }
 }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Gpu } from '../gpu/runtime.ts';
 import { gpuForPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
-import { rmsnormForward } from './rmsnorm_forward.ts';
+import { rmsnormForward, rmsnormForwardAdd } from './rmsnorm_forward.ts';
 import { rmsnormForwardRef } from './rmsnorm_forward.ref.ts';
 
 const TOL = { atol: 1e-6, rtol: 1e-5 };
@@ -64,5 +64,22 @@ describe.each(REDUCTION_PATHS)('rmsnorm_forward kernel (%s reduction)', (path) =
     assertClose('y', await gpu.readF32(yT), y, TOL);
     assertClose('rstd', await gpu.readF32(rT), rstd, TOL);
     expect(Array.from(await gpu.readF32(cT))).toEqual(Array.from(x));
+  });
+
+  // The `add` entry: the normed row added into y (Gemma's sublayer-output norms into the residual).
+  test.each([
+    [1, 1],
+    [7, 131],
+    [66_000, 3],
+  ])('rmsnormForwardAdd adds the normed rows into y, equal to its twin, at N=%i C=%i', async (N, C) => {
+    const x = rand(N * C, N + C + 2, -3, 3);
+    const w = rand(C, 7 * C + 2, 0.5, 1.5);
+    const y0 = rand(N * C, N + C + 3, -2, 2);
+    const yT = gpu.tensor('y', 'activations', y0), rT = gpu.tensor('rstd', 'activations', N * 4);
+    rmsnormForwardAdd(gpu, yT, rT, gpu.tensor('x', 'activations', x), gpu.tensor('w', 'weights', w), N, C, 1e-5);
+    const y = y0.slice(), rstd = new Float32Array(N);
+    rmsnormForwardRef(y, rstd, x, w, N, C, 1e-5, true);
+    assertClose('y', await gpu.readF32(yT), y, TOL);
+    assertClose('rstd', await gpu.readF32(rT), rstd, TOL);
   });
 });

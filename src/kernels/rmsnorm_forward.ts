@@ -10,3 +10,10 @@ export function rmsnormForward(gpu: Gpu, y: Binding, rstd: Binding, x: Binding, 
   const k = reductionKernel(gpu, 'rmsnorm_forward', shader, { entry: copyTo ? 'copy' : 'main', overrides: { WG } });
   gpu.dispatch(k, [y, rstd, x, w, copyTo], params([N, C], [eps]), grid(N));
 }
+
+/** y += w * (x * rstd), saving rstd: a sublayer's output normed straight into the residual stream
+ *  y (Gemma 2/3's post-attention and post-feedforward norms). y must not alias x. */
+export function rmsnormForwardAdd(gpu: Gpu, y: Binding, rstd: Binding, x: Binding, w: Binding, N: number, C: number, eps: number): void {
+  const k = reductionKernel(gpu, 'rmsnorm_forward', shader, { entry: 'add', overrides: { WG } });
+  gpu.dispatch(k, [y, rstd, x, w], params([N, C], [eps]), grid(N));
+}

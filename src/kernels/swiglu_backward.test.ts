@@ -12,22 +12,24 @@ describe('swiglu_backward twin', () => {
     const c = golden[name];
     const N = c.N as number, F = c.F as number;
     const dg = new Float32Array(N * F), du = new Float32Array(N * F);
-    swigluBackwardRef(dg, du, goldenArray(c.dh), goldenArray(c.g), goldenArray(c.u), N, F);
+    swigluBackwardRef(dg, du, goldenArray(c.dh), goldenArray(c.g), goldenArray(c.u), N, F, (c as Record<string, unknown>).act === 'gelu_tanh' ? 'gelu_tanh' : 'silu');
     assertClose(`${name}.dg`, dg, goldenArray(c.dg), TOL);
     assertClose(`${name}.du`, du, goldenArray(c.du), TOL);
   });
 
-  test('matches finite differences', () => {
+  test.each(['silu', 'gelu_tanh'] as const)('matches finite differences (%s)', (act) => {
     const N = 2, F = 7, n = N * F;
     const g = rand(n, 31, -6, 6), u = rand(n, 32), dh = rand(n, 33);
-    // Variables are [g, u] concatenated; L = sum(silu(g) * u * dh) in float64.
+    // Variables are [g, u] concatenated; L = sum(act(g) * u * dh) in float64, each activation
+    // written out from its definition.
+    const f = (v: number) => act === 'silu' ? v / (1 + Math.exp(-v)) : 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
     const loss = (gu: Float64Array) => {
       let L = 0;
-      for (let i = 0; i < n; i++) L += (gu[i] / (1 + Math.exp(-gu[i]))) * gu[n + i] * dh[i];
+      for (let i = 0; i < n; i++) L += f(gu[i]) * gu[n + i] * dh[i];
       return L;
     };
     const dg = new Float32Array(n), du = new Float32Array(n);
-    swigluBackwardRef(dg, du, dh, g, u, N, F);
+    swigluBackwardRef(dg, du, dh, g, u, N, F, act);
     const gu = new Float64Array(2 * n);
     gu.set(g);
     gu.set(u, n);
@@ -50,17 +52,17 @@ describe('swiglu_backward kernel', () => {
     [3, 131],
     [7, 300],
     [5, 1000],
-  ])('equals its twin at N=%i F=%i', async (N, F) => {
+  ].flatMap(([N, F]) => (['silu', 'gelu_tanh'] as const).map((act) => [N, F, act] as const)))('equals its twin at N=%i F=%i act=%s', async (N, F, act) => {
     const n = N * F;
     const g = rand(n, N + F, -8, 8), u = rand(n, 2 * N + F, -2, 2), dh = rand(n, 3 * N + F);
     for (const [k, v] of [[0, 100], [13, -100], [26, 1000], [39, -1000]]) if (k < n) g[k] = v;
     const dgT = gpu.tensor('dg', 'activations', rand(n, 98)), duT = gpu.tensor('du', 'activations', rand(n, 99));
     swigluBackward(
       gpu, dgT, duT, gpu.tensor('dh', 'activations', dh), gpu.tensor('g', 'activations', g),
-      gpu.tensor('u', 'activations', u), N, F,
+      gpu.tensor('u', 'activations', u), N, F, act,
     );
     const dg = new Float32Array(n), du = new Float32Array(n);
-    swigluBackwardRef(dg, du, dh, g, u, N, F);
+    swigluBackwardRef(dg, du, dh, g, u, N, F, act);
     assertClose('dg', await gpu.readF32(dgT), dg, TOL);
     assertClose('du', await gpu.readF32(duT), du, TOL);
   });

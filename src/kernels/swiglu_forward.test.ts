@@ -20,7 +20,7 @@ describe('swiglu_forward twin', () => {
     const c = golden[name];
     const N = c.N as number, F = c.F as number;
     const h = new Float32Array(N * F);
-    swigluForwardRef(h, goldenArray(c.g), goldenArray(c.u), N, F);
+    swigluForwardRef(h, goldenArray(c.g), goldenArray(c.u), N, F, (c as Record<string, unknown>).act === 'gelu_tanh' ? 'gelu_tanh' : 'silu');
     assertClose(`${name}.h`, h, goldenArray(c.h), TOL);
   });
 });
@@ -39,12 +39,12 @@ describe('swiglu_forward kernel', () => {
     [7, 300],
     [5, 1000],
     [65_600, 257], // 65,857 workgroups: more than one grid dimension holds
-  ])('equals its twin at N=%i F=%i', async (N, F) => {
+  ].flatMap(([N, F]) => (['silu', 'gelu_tanh'] as const).map((act) => [N, F, act] as const)))('equals its twin at N=%i F=%i act=%s', async (N, F, act) => {
     const g = gateValues(N * F, N + F), u = rand(N * F, 2 * N + F, -2, 2);
     const hT = gpu.tensor('h', 'activations', rand(N * F, 99)); // garbage: every element must be written
-    swigluForward(gpu, hT, gpu.tensor('g', 'activations', g), gpu.tensor('u', 'activations', u), N, F);
+    swigluForward(gpu, hT, gpu.tensor('g', 'activations', g), gpu.tensor('u', 'activations', u), N, F, act);
     const h = new Float32Array(N * F);
-    swigluForwardRef(h, g, u, N, F);
+    swigluForwardRef(h, g, u, N, F, act);
     assertClose('h', await gpu.readF32(hT), h, TOL);
   });
 });

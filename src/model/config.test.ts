@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { ModelFileError } from '../errors.ts';
-import { parseModelConfig, type ModelConfig } from './config.ts';
+import { parseModelConfig, roundToDtype, type ModelConfig } from './config.ts';
 import { ropeInvFreq } from './rope.ts';
 import { expectedWeights } from './weights.ts';
 
@@ -21,6 +21,32 @@ const qwen25 = {
   architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: 151936, hidden_size: 896, intermediate_size: 4864,
   num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2, rope_theta: 1000000.0, rms_norm_eps: 1e-6,
   tie_word_embeddings: true, use_sliding_window: false, sliding_window: 32768, max_position_embeddings: 32768, bos_token_id: 151643, eos_token_id: 151643,
+};
+
+const SUPPORTED = ['llama', 'mistral', 'qwen2', 'qwen3', 'phi3', 'gemma', 'gemma2', 'gemma3_text'];
+
+// google/gemma-3-270m.
+const gemma3_270m = {
+  architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', vocab_size: 262144, hidden_size: 640, intermediate_size: 2048,
+  num_hidden_layers: 18, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 256, rms_norm_eps: 1e-6, rope_theta: 1000000,
+  rope_local_base_freq: 10000, query_pre_attn_scalar: 256, sliding_window: 512, attn_logit_softcapping: null, final_logit_softcapping: null,
+  layer_types: Array.from({ length: 18 }, (_, i) => ((i + 1) % 6 ? 'sliding_attention' : 'full_attention')),
+  max_position_embeddings: 32768, tie_word_embeddings: true, hidden_activation: 'gelu_pytorch_tanh', rope_scaling: null,
+  use_bidirectional_attention: false, bos_token_id: 2, eos_token_id: 1, pad_token_id: 0, torch_dtype: 'bfloat16',
+};
+// google/gemma-2-2b.
+const gemma2_2b = {
+  architectures: ['Gemma2ForCausalLM'], model_type: 'gemma2', vocab_size: 256000, hidden_size: 2304, intermediate_size: 9216,
+  num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4, head_dim: 256, rms_norm_eps: 1e-6, rope_theta: 10000,
+  query_pre_attn_scalar: 256, sliding_window: 4096, attn_logit_softcapping: 50.0, final_logit_softcapping: 30.0,
+  max_position_embeddings: 8192, hidden_act: 'gelu_pytorch_tanh', hidden_activation: 'gelu_pytorch_tanh', bos_token_id: 2, eos_token_id: [1, 107],
+  torch_dtype: 'float32',
+};
+// google/gemma-2b (Gemma 1): hidden_act "gelu" in the file; GemmaConfig's class default is the tanh GELU.
+const gemma_2b = {
+  architectures: ['GemmaForCausalLM'], model_type: 'gemma', vocab_size: 256000, hidden_size: 2048, intermediate_size: 16384,
+  num_hidden_layers: 18, num_attention_heads: 8, num_key_value_heads: 1, head_dim: 256, rms_norm_eps: 1e-6, rope_theta: 10000,
+  max_position_embeddings: 8192, hidden_act: 'gelu', hidden_activation: 'gelu_pytorch_tanh', bos_token_id: 2, eos_token_id: 1, torch_dtype: 'bfloat16',
 };
 
 // Qwen/Qwen3-0.6B.
@@ -94,8 +120,8 @@ describe('parseModelConfig', () => {
     const e = thrown(() => parseModelConfig({ ...smollm2, model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] }, 'gpt2/config.json'));
     expect(e.message).toContain('gpt2/config.json');
     expect(e.message).toContain('model_type "gpt2"');
-    for (const s of ['llama', 'mistral', 'qwen2', 'qwen3', 'LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'phi3', 'Phi3ForCausalLM']) expect(e.message).toContain(s);
-    expect(e.details).toMatchObject({ field: 'model_type', supported: ['llama', 'mistral', 'qwen2', 'qwen3', 'phi3'] });
+    for (const s of ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma3_text', 'LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'Gemma2ForCausalLM', 'phi3', 'Phi3ForCausalLM']) expect(e.message).toContain(s);
+    expect(e.details).toMatchObject({ field: 'model_type', supported: SUPPORTED });
   });
 
   test('Qwen3: per-head q/k norms, explicit head_dim, no biases unless attention_bias (then o_proj too)', () => {
@@ -175,17 +201,86 @@ describe('parseModelConfig', () => {
       ['Phi-3-small (block-sparse attention)', { ...smollm2, architectures: ['Phi3SmallForCausalLM'], model_type: 'phi3small', blocksparse_block_size: 64, blocksparse_num_local_blocks: 16 },
         'blocksparse_block_size', /block-sparse attention \("blocksparse_block_size"\)/],
       ['Phi-3-small by class name alone', { ...smollm2, model_type: undefined, architectures: ['Phi3SmallForCausalLM'] }, 'model_type', /model_type "phi3small"/],
-      ['Gemma', { ...smollm2, model_type: 'gemma' }, 'model_type', /model_type "gemma" is not supported yet: .*GeGLU/],
-      ['Gemma 2', { ...smollm2, model_type: 'gemma2' }, 'model_type', /model_type "gemma2" is not supported yet: .*softcapping/],
-      ['Gemma 3 text', { ...smollm2, model_type: 'gemma3_text' }, 'model_type', /model_type "gemma3_text" is not supported yet/],
-      ['Gemma 2 by class name alone', { ...smollm2, model_type: undefined, architectures: ['Gemma2ForCausalLM'] }, 'model_type', /model_type "gemma2"/],
+      ['EmbeddingGemma (bidirectional attention)', { ...gemma3_270m, use_bidirectional_attention: true }, 'use_bidirectional_attention', /use_bidirectional_attention/],
+      ['Gemma with another activation', { ...gemma3_270m, hidden_activation: 'silu' }, 'hidden_activation', /hidden_activation "silu" is not supported/],
+      // Gemma 1 files that name only hidden_act "gelu": transformers runs the exact GELU there, which is not implemented.
+      ['Gemma 1 with the exact GELU', { ...gemma_2b, hidden_activation: undefined }, 'hidden_act', /hidden_act "gelu" is not supported \(only "gelu_pytorch_tanh" for gemma\)/],
     ];
     test.each(cases)('%s', (_, cfg, field, message) => {
       const e = thrown(() => parseModelConfig(cfg, 'm/config.json'));
       expect(e.message).toMatch(message);
       expect(e.message).toContain('m/config.json');
-      expect(e.message).toContain('Supported: llama (LlamaForCausalLM), mistral (MistralForCausalLM), qwen2 (Qwen2ForCausalLM), qwen3 (Qwen3ForCausalLM), phi3 (Phi3ForCausalLM).');
-      expect(e.details).toMatchObject({ field, supported: ['llama', 'mistral', 'qwen2', 'qwen3', 'phi3'] });
+      if (!['use_bidirectional_attention', 'hidden_activation', 'hidden_act'].includes(field)) {
+        expect(e.message).toContain('Supported: llama (LlamaForCausalLM), mistral (MistralForCausalLM), qwen2 (Qwen2ForCausalLM), qwen3 (Qwen3ForCausalLM), phi3 (Phi3ForCausalLM), gemma (GemmaForCausalLM), gemma2 (Gemma2ForCausalLM), gemma3_text (Gemma3ForCausalLM).');
+        expect(e.details).toMatchObject({ field, supported: SUPPORTED });
+      }
+      expect(e.details.field).toBe(field);
+    });
+  });
+
+  describe('Gemma', () => {
+    test('Gemma 3 (gemma-3-270m): GeGLU, (1 + w) norms, sqrt(640) in bfloat16, query_pre_attn_scalar, 5:1 sliding layers with their own RoPE base, q/k norms', () => {
+      const c = parseModelConfig(gemma3_270m);
+      expect(c).toMatchObject({
+        arch: 'gemma3_text', headDim: 256, numKvHeads: 1, hiddenAct: 'gelu_tanh', normOffset: true, qkNorm: true, sandwichNorms: true,
+        tieWordEmbeddings: true, attnSoftcap: 0, finalSoftcap: 0, ropeTheta: 1e6, ropeLocalTheta: 10000, slidingWindow: 512,
+        attentionBias: false, oProjBias: false, bosTokenId: 2, eosTokenIds: [1],
+      });
+      // sqrt(640) = 25.2982..., stored as a bfloat16 tensor: 25.25.
+      expect(c.embedScale).toBe(25.25);
+      expect(c.attnScale).toBe(256 ** -0.5);
+      expect(c.layerWindows).toEqual(Array.from({ length: 18 }, (_, i) => ((i + 1) % 6 ? 512 : 0)));
+    });
+    test('Gemma 3 as transformers v5 saves it: rope_parameters per layer type give the same bases and scaling', () => {
+      const { rope_theta: _t, rope_local_base_freq: _l, rope_scaling: _s, ...v4less } = gemma3_270m;
+      const v5 = { ...v4less, rope_parameters: { full_attention: { rope_type: 'linear', factor: 8, rope_theta: 1e6 }, sliding_attention: { rope_type: 'default', rope_theta: 1e4 } } };
+      const c = parseModelConfig(v5);
+      expect(c).toMatchObject({ ropeTheta: 1e6, ropeLocalTheta: 1e4, rope: { type: 'linear', factor: 8 } });
+      expect(parseModelConfig({ ...gemma3_270m, rope_scaling: { rope_type: 'linear', factor: 8 } }).rope).toEqual(c.rope);
+      // The class defaults when neither form names a base: 1e6 global, 1e4 local.
+      expect(parseModelConfig(v4less)).toMatchObject({ ropeTheta: 1e6, ropeLocalTheta: 1e4 });
+      const bad = { ...v5, rope_parameters: { ...v5.rope_parameters, sliding_attention: { rope_type: 'linear', factor: 2 } } };
+      expect(thrown(() => parseModelConfig(bad)).details.field).toBe('rope_parameters.sliding_attention.rope_type');
+    });
+    test('Gemma 3 without layer_types: sliding_window_pattern (default 6) picks the global layers', () => {
+      const { layer_types: _, ...noTypes } = gemma3_270m;
+      expect(parseModelConfig(noTypes).layerWindows).toEqual(parseModelConfig(gemma3_270m).layerWindows);
+      expect(parseModelConfig({ ...noTypes, num_hidden_layers: 4, sliding_window_pattern: 2 }).layerWindows).toEqual([512, 0, 512, 0]);
+      // gemma-3-1b: sqrt(1152) = 33.94 rounds to 34 in bfloat16.
+      expect(parseModelConfig({ ...noTypes, hidden_size: 1152 }).embedScale).toBe(34);
+    });
+    test('Gemma 2 (gemma-2-2b): softcaps 50 and 30, every other layer slides, four norms, no q/k norms, f32 normalizer', () => {
+      const c = parseModelConfig(gemma2_2b);
+      expect(c).toMatchObject({
+        arch: 'gemma2', hiddenAct: 'gelu_tanh', normOffset: true, qkNorm: false, sandwichNorms: true, attnSoftcap: 50, finalSoftcap: 30,
+        ropeLocalTheta: null, tieWordEmbeddings: true, eosTokenIds: [1, 107],
+      });
+      expect(c.layerWindows.slice(0, 4)).toEqual([4096, 0, 4096, 0]);
+      expect(c.embedScale).toBe(Math.fround(Math.sqrt(2304)));
+      // The class defaults: softcaps on when absent, off when null.
+      const { attn_logit_softcapping: _a, final_logit_softcapping: _f, ...noCaps } = gemma2_2b;
+      expect(parseModelConfig(noCaps)).toMatchObject({ attnSoftcap: 50, finalSoftcap: 30 });
+      expect(parseModelConfig({ ...gemma2_2b, attn_logit_softcapping: null, final_logit_softcapping: null })).toMatchObject({ attnSoftcap: 0, finalSoftcap: 0 });
+      expect(thrown(() => parseModelConfig({ ...gemma2_2b, final_logit_softcapping: -1 })).details.field).toBe('final_logit_softcapping');
+    });
+    test('Gemma (gemma-2b): GeGLU, (1 + w) norms and the scaled embedding; the Llama layer otherwise', () => {
+      const c = parseModelConfig(gemma_2b);
+      expect(c).toMatchObject({ arch: 'gemma', hiddenAct: 'gelu_tanh', normOffset: true, sandwichNorms: false, qkNorm: false, attnSoftcap: 0, finalSoftcap: 0, tieWordEmbeddings: true });
+      expect(c.attnScale).toBe(256 ** -0.5);
+      expect(c.layerWindows.every((w) => w === 0)).toBe(true);
+      // By class name alone.
+      const { model_type: _, ...noType } = gemma_2b;
+      expect(parseModelConfig(noType).arch).toBe('gemma');
+    });
+    test('the other families keep neutral values', () => {
+      expect(parseModelConfig(qwen3)).toMatchObject({ hiddenAct: 'silu', normOffset: false, embedScale: 1, attnScale: 1 / Math.sqrt(128), attnSoftcap: 0, finalSoftcap: 0, sandwichNorms: false, ropeLocalTheta: null });
+    });
+    test('roundToDtype rounds to nearest even in bfloat16 and float16', () => {
+      expect(roundToDtype(Math.sqrt(640), 'bfloat16')).toBe(25.25);
+      expect(roundToDtype(Math.sqrt(640), 'float16')).toBe(25.296875);
+      expect(roundToDtype(Math.sqrt(640), 'float32')).toBe(Math.fround(Math.sqrt(640)));
+      expect(roundToDtype(1 + 2 ** -8, 'bfloat16')).toBe(1); // a tie rounds to the even mantissa
+      expect(roundToDtype(1 + 3 * 2 ** -8, 'bfloat16')).toBe(1 + 2 ** -6);
     });
   });
 

@@ -1,37 +1,26 @@
 // Parity of the whole model with the PyTorch reference (scripts/tiny_models.py): logits, loss, every
 // LoRA gradient, and 5 AdamW steps with gradient accumulation, clipping and a warmup schedule, for
-// seven tiny checkpoints (GQA + llama3 rope + BF16 + untied head; Qwen2 biases + tied + F16; Mistral
+// ten tiny checkpoints (GQA + llama3 rope + BF16 + untied head; Qwen2 biases + tied + F16; Mistral
 // MQA + linear rope + F32; Qwen3 per-head q/k norms + head_dim 24 != C/H + untied; Mistral with a
 // sliding window of 4 in every layer and Qwen2 with a window of 3 from layer 1 on, both shorter than
 // the 9-token sequences; Phi-3 with fused qkv_proj / gate_up_proj adapted as PEFT does, a window of
-// 5 and LongRoPE past its original context of 8), with the base in full precision and in NF4.
+// 5 and LongRoPE past its original context of 8; and the three Gemma families below), with the base
+// in full precision and in NF4.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../gpu/runtime.ts';
-import { assertClose, goldenArray, loadGolden, type GoldenTensor, tensorMap } from '../testing/compare.ts';
+import { assertClose, goldenArray, goldenBatch, loadGolden, type GoldenTensor, tensorMap } from '../testing/compare.ts';
 import { openModelFolder } from '../io/model-folder.ts';
 import { directorySources } from '../node/fs-source.ts';
 import { openModel } from './open.ts';
 import { PROJS } from './lora.ts';
-import type { Batch } from './llama.ts';
 import { countTargets, optimizerStep } from '../train/step.ts';
 
-const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', 'tiny-phi3'];
-
-/** Rows [r0, r1) of the golden (4, T) ids/labels as a Batch with next-token targets. */
-function batchOf(ids: GoldenTensor, labels: GoldenTensor, r0: number, r1: number): Batch {
-  const T = ids.shape[1], B = r1 - r0;
-  const b: Batch = { B, T, ids: new Uint32Array(B * T), positions: new Uint32Array(B * T), targets: new Int32Array(B * T) };
-  for (let i = 0; i < B; i++) {
-    for (let t = 0; t < T; t++) {
-      const src = (r0 + i) * T + t;
-      b.ids[i * T + t] = ids.data[src];
-      b.positions[i * T + t] = t;
-      b.targets[i * T + t] = t + 1 < T ? labels.data[src + 1] : -100;
-    }
-  }
-  return b;
-}
+// Gemma: GeGLU, (1 + w) norms, the scaled embedding (all three); Gemma 2's attention and final-logit
+// softcaps, query_pre_attn_scalar, four norms per layer and a 3-token window in layer 0; Gemma 3's
+// q/k norms and its sliding layer's own RoPE base (window 4) next to a linearly scaled global layer.
+const GEMMA = ['tiny-gemma', 'tiny-gemma2', 'tiny-gemma3'];
+const MODELS = ['tiny-llama', 'tiny-qwen2', 'tiny-mistral', 'tiny-qwen3', 'tiny-mistral-swa', 'tiny-qwen2-swa', 'tiny-phi3', ...GEMMA];
 
 let gpu: Gpu;
 beforeAll(async () => {
@@ -43,7 +32,7 @@ describe.each(MODELS)('%s matches the PyTorch reference', (name) => {
   const golden = loadGolden(`model_${name}`) as unknown as Record<string, any>;
   const dir = fileURLToPath(new URL(`../../fixtures/models/${name}`, import.meta.url));
   const ids = golden.ids as GoldenTensor, labels = golden.labels as GoldenTensor;
-  const b01 = batchOf(ids, labels, 0, 2), b23 = batchOf(ids, labels, 2, 4);
+  const b01 = goldenBatch(ids, labels, 0, 2), b23 = goldenBatch(ids, labels, 2, 4);
 
   test.each(['none', 'nf4'] as const)('quant %s: logits, loss, LoRA gradients, 5 AdamW steps', async (quant) => {
     const g = golden[quant];

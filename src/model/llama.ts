@@ -1,4 +1,4 @@
-// The LLaMA-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2, Qwen3, Phi-3) with LoRA, as hand-written
+// The LLaMA-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2, Qwen3, Phi-3, Gemma 1/2/3) with LoRA, as hand-written
 // forward and backward passes over the engine's kernels (llm.c style). The backward runs in exact
 // reverse order of the forward. Every buffer comes from one memory plan (plan.ts), allocated up front.
 //
@@ -6,6 +6,12 @@
 //   x1 = rmsnorm(h) ; q,k,v = x1·Wᵀ (+b) (+LoRA) ; [Qwen3: q,k = rmsnorm per head] ; rope(q,k) ; o = attn(q,k,v)
 //   h2 = h + o·Woᵀ (+LoRA) ; x2 = rmsnorm(h2) ; g,u = x2·Wᵀ (+LoRA) ; m = silu(g)·u
 //   h' = h2 + m·Wdᵀ (+LoRA)
+// Gemma changes pieces, each driven by a config field: the embedding rows times sqrt(C) (embedScale),
+// GeGLU for SiLU (hiddenAct), the attention scale and score softcap (attnScale, attnSoftcap), the
+// final-logit softcap (finalSoftcap), the sliding layers' own RoPE tables (Gemma 3) and, with
+// sandwichNorms (Gemma 2/3), the attention and MLP outputs normed before their residual adds:
+//   ao = o·Woᵀ ; h2 = h + rmsnorm(ao) ; ... ; mo = m·Wdᵀ ; h' = h2 + rmsnorm(mo)
+// Its (1 + w) norm weights are stored with the 1 added at load time (load.ts), the same f32 values.
 // Residual adds are free: the output buffer starts as a copy of the residual, written by the RMSNorm
 // dispatch that reads it anyway (a buffer copy would end the compute pass), and every matmul
 // accumulates into it. Decoding saves nothing for a backward, so there the residual stream is one
@@ -15,17 +21,18 @@ import { matmul, type MatmulOptions } from '../kernels/matmul.ts';
 import { matmulPackedF16 } from '../kernels/matmul_packed_f16.ts';
 import { matmulNf4 } from '../kernels/matmul_nf4.ts';
 import { matmulNf4Backward } from '../kernels/matmul_nf4_backward.ts';
-import { rmsnormForward } from '../kernels/rmsnorm_forward.ts';
+import { rmsnormForward, rmsnormForwardAdd } from '../kernels/rmsnorm_forward.ts';
 import { rmsnormBackward } from '../kernels/rmsnorm_backward.ts';
 import { ropeAppendKv, ropeForwardQk } from '../kernels/rope_forward.ts';
 import { ropeBackwardQk } from '../kernels/rope_backward.ts';
 import { attentionForward } from '../kernels/attention_forward.ts';
 import { attentionBackward } from '../kernels/attention_backward.ts';
 import { attentionCached } from '../kernels/attention_cached.ts';
-import { swigluForward } from '../kernels/swiglu_forward.ts';
+import { swigluForward, type GluAct } from '../kernels/swiglu_forward.ts';
 import { swigluBackward } from '../kernels/swiglu_backward.ts';
 import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
 import { crossEntropy } from '../kernels/cross_entropy.ts';
+import { logitSoftcap } from '../kernels/logit_softcap.ts';
 import { loraDown, loraForward, loraForwardQkv, loraUpQkv, type LoraQkvSlot, type LoraUpSlot } from '../kernels/lora_forward.ts';
 import { matvecNf4Qkv, matvecNf4Swiglu, QKV_STORAGE_BUFFERS } from '../kernels/matvec_nf4_fused.ts';
 import { matmulNf4GateUp, matmulNf4Qkv } from '../kernels/matmul_nf4_fused.ts';
@@ -48,6 +55,10 @@ export interface LayerWeights {
   /** Qwen3's per-head RMSNorm weights (head_dim) of q and k; absent for the other families. */
   qNorm?: Tensor;
   kNorm?: Tensor;
+  /** Gemma 2/3: the norms of the attention output (HF post_attention_layernorm) and of the MLP
+   *  output (post_feedforward_layernorm); postNorm is then pre_feedforward_layernorm. */
+  attnOutNorm?: Tensor;
+  mlpOutNorm?: Tensor;
   proj: Record<Proj, BaseLinear>;
 }
 
@@ -62,6 +73,9 @@ export interface ModelWeights {
   /** RoPE cos/sin tables (maxPositions, D/2). */
   ropeCos: Tensor;
   ropeSin: Tensor;
+  /** Gemma 3: the sliding layers' tables (rope_local_base_freq). */
+  ropeLocalCos?: Tensor;
+  ropeLocalSin?: Tensor;
   /** LongRoPE generation that may pass the original context: the long-factor tables, used by cache
    *  steps whose positions reach `from` or beyond (ropeCos/ropeSin then hold the short ones). */
   ropeLong?: { cos: Tensor; sin: Tensor; from: number };
@@ -145,6 +159,32 @@ export class LlamaModel {
     return this.dims.layerWindows?.[l] ?? 0;
   }
 
+  /** Layer l's RoPE tables: Gemma 3's sliding layers have their own base. */
+  private ropeTables(l: number): [Tensor, Tensor] {
+    const w = this.weights;
+    return w.ropeLocalCos && w.ropeLocalSin && this.window(l) > 0 ? [w.ropeLocalCos, w.ropeLocalSin] : [w.ropeCos, w.ropeSin];
+  }
+
+  /** The gated MLP's activation (GeGLU for Gemma). */
+  private get gluAct(): GluAct {
+    return this.dims.hiddenAct ?? 'silu';
+  }
+
+  /** Attention's score scale and softcap (Gemma's query_pre_attn_scalar, attn_logit_softcapping). */
+  private get attnScale(): number {
+    return this.dims.attnScale ?? 1 / Math.sqrt(this.dims.headDim);
+  }
+
+  /** x = the embedding rows of the step's ids, times Gemma's normalizer. */
+  private embed(N: number): void {
+    embedding(this.gpu, this.t('h.0'), this.t('ids'), this.weights.embed, N, this.dims.embedScale ?? 1);
+  }
+
+  /** Gemma 2's final-logit softcap on n rows of logits (inference; the loss applies its own). */
+  private capLogits(logits: Tensor, n: number): void {
+    if (this.dims.finalSoftcap) logitSoftcap(this.gpu, view(logits, 0, n * this.dims.vocabSize), n * this.dims.vocabSize, this.dims.finalSoftcap);
+  }
+
   private t(name: string): Tensor {
     return this.plan.tensor(name);
   }
@@ -179,7 +219,7 @@ export class LlamaModel {
     const img = this.t(`act.${l}.f16`);
     for (const s of this.plan.savedGroups) unpackF16Gpu(g, this.t(s.name), { tensor: img, offset: s.image * 2, size: s.floats * 2 }, s.floats);
     rmsnormForward(g, this.act('x2', l), this.act('rstd2', l), this.act('h2', l), w.postNorm, N, C, d.rmsNormEps);
-    swigluForward(g, this.act('m', l), this.act('g', l), this.act('u', l), N, d.intermediateSize);
+    swigluForward(g, this.act('m', l), this.act('g', l), this.act('u', l), N, d.intermediateSize, this.gluAct);
   }
 
   /** c (M, N) = a · head (ᵀ with transB), through the kernel that reads the head's storage. */
@@ -278,12 +318,13 @@ export class LlamaModel {
     loraUpQkv(this.gpu, outs, slots, { M, R }, { scale });
   }
 
-  /** g, u = x2·Wᵀ and m = silu(g)·u in one dispatch (M > 4, no adapter on gate or up: the SwiGLU
+  /** g, u = x2·Wᵀ and m = silu(g)·u in one dispatch (M > 4, SiLU gate, no adapter on gate or up: the SwiGLU
    *  must see the adapters' terms); false when that does not apply. */
   private projGateUp(l: number, gate: Binding, up: Binding, m: Binding, x2: Binding, M: number, o: RunOptions): boolean {
     const lins = this.nf4Group(l, ['gate_proj', 'up_proj']);
     const lo = o.noAdapter ? undefined : this.lora;
-    if (!lins || M <= MATVEC_NF4_MAX_M || lo?.entry(l, 'gate_proj', 'A') || lo?.entry(l, 'up_proj', 'A')) return false;
+    // The fused epilogue is SwiGLU only: Gemma's GeGLU takes the unfused path.
+    if (!lins || this.gluAct !== 'silu' || M <= MATVEC_NF4_MAX_M || lo?.entry(l, 'gate_proj', 'A') || lo?.entry(l, 'up_proj', 'A')) return false;
     const [g, u] = lins;
     matmulNf4GateUp(this.gpu, gate, up, m, x2, { Wq: g.packed, absmax: g.absmax }, { Wq: u.packed, absmax: u.absmax }, M, g.N, g.K, { doubleQuant: g.doubleQuant });
     return true;
@@ -315,12 +356,12 @@ export class LlamaModel {
     return true;
   }
 
-  /** Decoding (at most 4 rows), gate and up without adapters: m = SwiGLU of the post-attention norm's
+  /** Decoding (at most 4 rows), gate and up without adapters, SiLU gate: m = SwiGLU of the post-attention norm's
    *  gate and up projections in one dispatch (bit-identical to the unfused path); false otherwise. */
   private decodeMlp(l: number, M: number, m: Binding, h2: Binding, o: RunOptions): boolean {
     const lins = this.nf4Group(l, ['gate_proj', 'up_proj']);
     const lo = o.noAdapter ? undefined : this.lora;
-    if (!lins || M > MATVEC_NF4_MAX_M || lo?.entry(l, 'gate_proj', 'A') || lo?.entry(l, 'up_proj', 'A')) return false;
+    if (!lins || this.gluAct !== 'silu' || M > MATVEC_NF4_MAX_M || lo?.entry(l, 'gate_proj', 'A') || lo?.entry(l, 'up_proj', 'A')) return false;
     const [gate, up] = lins, d = this.dims;
     matvecNf4Swiglu(this.gpu, m, h2, { Wq: gate.packed, absmax: gate.absmax }, { Wq: up.packed, absmax: up.absmax }, M, gate.N, gate.K,
       { w: this.weights.layers[l].postNorm, eps: d.rmsNormEps }, { doubleQuant: gate.doubleQuant });
@@ -337,6 +378,7 @@ export class LlamaModel {
     const x1 = this.act('x1', l), x2 = this.act('x2', l), h2 = cache ? h : this.act('h2', l);
     const q = this.act('q', l), k = this.act('k', l), v = this.act('v', l), att = this.act('o', l);
     const pos = this.t('positions');
+    const [cos, sin] = this.ropeTables(l);
     // Qwen3: q and k are projected into qr, kr and normed per head (rows of D) into q, k.
     const qkNorm = w.qNorm && w.kNorm;
     const qOut = qkNorm ? this.act('qr', l) : q, kOut = qkNorm ? this.act('kr', l) : k;
@@ -354,16 +396,17 @@ export class LlamaModel {
       // their positions, pos0 on, written by it too (a copy would end the compute pass); attention
       // then reads the cache.
       const kc = this.t(`kv.${l}.k`), vc = this.t(`kv.${l}.v`);
+      // LongRoPE past the original context takes the long-factor tables (no Gemma 3 local tables then).
       const rl = cache.long ? this.weights.ropeLong : undefined;
-      ropeAppendKv(g, q, k, v, pos, rl?.cos ?? this.weights.ropeCos, rl?.sin ?? this.weights.ropeSin, kc, vc, N, H, Hkv, D);
-      attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D, undefined, undefined, this.window(l));
+      ropeAppendKv(g, q, k, v, pos, rl?.cos ?? cos, rl?.sin ?? sin, kc, vc, N, H, Hkv, D);
+      attentionCached(g, att, q, kc, vc, N, cache.pos0, H, Hkv, D, this.attnScale, undefined, this.window(l), d.attnSoftcap ?? 0);
     } else {
-      ropeForwardQk(g, q, k, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, Hkv, D);
+      ropeForwardQk(g, q, k, pos, cos, sin, b.B, b.T, H, Hkv, D);
       // Positions restart at each packed example, and the kernel masks by them: an example never
       // attends to another in its row (for an unpacked row they are 0 .. T-1: plain causal).
-      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l), pos);
+      attentionForward(g, att, this.act('lse', l), q, k, v, b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), pos, d.attnSoftcap ?? 0);
     }
-    this.proj(l, 'o_proj', h2, att, N, true, o);
+    this.sublayerOut(l, 'o_proj', h2, att, w.attnOutNorm, 'ao', 'rstd3', N, o);
     const m = this.act('m', l);
     if (!cache || !this.decodeMlp(l, N, m, h2, o)) {
       rmsnormForward(g, x2, this.act('rstd2', l), h2, w.postNorm, N, C, d.rmsNormEps, hOut !== h2 ? hOut : undefined);
@@ -371,10 +414,31 @@ export class LlamaModel {
       if (!this.projGateUp(l, gate, up, m, x2, N, o)) {
         this.proj(l, 'gate_proj', gate, x2, N, false, o);
         this.proj(l, 'up_proj', up, x2, N, false, o);
-        swigluForward(g, m, gate, up, N, F);
+        swigluForward(g, m, gate, up, N, F, this.gluAct);
       }
     }
-    this.proj(l, 'down_proj', hOut, m, N, true, o);
+    this.sublayerOut(l, 'down_proj', hOut, m, w.mlpOutNorm, 'mo', 'rstd4', N, o);
+  }
+
+  /** res += x·Wᵀ (+LoRA); with Gemma 2/3's output norm, the projection goes to `saved` first and
+   *  res += rmsnorm(saved) (its rstd saved too, for the backward). */
+  private sublayerOut(l: number, p: Proj, res: Binding, x: Binding, norm: Tensor | undefined, saved: string, rstd: string, N: number, o: RunOptions): void {
+    if (!norm) {
+      this.proj(l, p, res, x, N, true, o);
+      return;
+    }
+    const y = this.act(saved, l);
+    this.proj(l, p, y, x, N, false, o);
+    rmsnormForwardAdd(this.gpu, res, this.act(rstd, l), y, norm, N, this.dims.hiddenSize, this.dims.rmsNormEps);
+  }
+
+  /** Backward of sublayerOut: the gradient reaching the projection's output, dy itself without an
+   *  output norm, else through the norm into grad.dx (free at both places it is called). */
+  private sublayerOutBackward(l: number, dy: Tensor, norm: Tensor | undefined, saved: string, rstd: string, N: number): Tensor {
+    if (!norm) return dy;
+    const dx = this.t('grad.dx');
+    rmsnormBackward(this.gpu, dx, dy, this.act(saved, l), norm, this.act(rstd, l), N, this.dims.hiddenSize);
+    return dx;
   }
 
   /** On entry grad.dh holds dL/dh'; on exit dL/dh (the layer's input). Mirror of layerForward. */
@@ -384,10 +448,11 @@ export class LlamaModel {
     const dh = this.t('grad.dh'), dx = this.t('grad.dx');
     const h = this.t(`h.${l}`), h2 = this.act('h2', l), x1 = this.act('x1', l), x2 = this.act('x2', l);
     const pos = this.t('positions');
+    const [cos, sin] = this.ropeTables(l);
     // MLP
     const dm = this.t('grad.dm'), dg = this.t('grad.dg'), du = this.t('grad.du');
-    this.projBackward(l, 'down_proj', dm, dh, this.act('m', l), N, false, o);
-    swigluBackward(g, dg, du, dm, this.act('g', l), this.act('u', l), N, F);
+    this.projBackward(l, 'down_proj', dm, this.sublayerOutBackward(l, dh, w.mlpOutNorm, 'mo', 'rstd4', N), this.act('m', l), N, false, o);
+    swigluBackward(g, dg, du, dm, this.act('g', l), this.act('u', l), N, F, this.gluAct);
     this.projBackward(l, 'up_proj', dx, du, x2, N, false, o);
     this.projBackward(l, 'gate_proj', dx, dg, x2, N, true, o);
     rmsnormBackward(g, dh, dx, h2, w.postNorm, this.act('rstd2', l), N, C, true);
@@ -395,10 +460,10 @@ export class LlamaModel {
     if (this.plan.cheapRecompute) rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps);
     // Attention
     const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
-    this.projBackward(l, 'o_proj', dO, dh, this.act('o', l), N, false, o);
+    this.projBackward(l, 'o_proj', dO, this.sublayerOutBackward(l, dh, w.attnOutNorm, 'ao', 'rstd3', N), this.act('o', l), N, false, o);
     attentionBackward(g, dq, dk, dv, dO, this.act('q', l), this.act('k', l), this.act('v', l), this.act('o', l),
-      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, undefined, undefined, this.window(l), pos);
-    ropeBackwardQk(g, dq, dk, pos, this.weights.ropeCos, this.weights.ropeSin, b.B, b.T, H, Hkv, D);
+      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), pos, undefined, d.attnSoftcap ?? 0);
+    ropeBackwardQk(g, dq, dk, pos, cos, sin, b.B, b.T, H, Hkv, D);
     let dqr = dq, dkr = dk;
     if (w.qNorm && w.kNorm) {
       // Through the frozen per-head norms: dO is free again and takes dq's result.
@@ -429,7 +494,7 @@ export class LlamaModel {
       for (let l = 0; l < L; l++) for (let p = 0; p < PROJS.length; p++) seeds[l * PROJS.length + p] = moduleSeed(o.seed, l, p);
       this.seedTable = g.scalars('llama.lora_seeds', seeds);
     }
-    embedding(g, this.t('h.0'), this.t('ids'), this.weights.embed, N);
+    this.embed(N);
     for (let l = 0; l < L; l++) {
       this.layerForward(l, b, o);
       if (o.training && this.plan.savedF16) this.saveLayer(l);
@@ -443,7 +508,7 @@ export class LlamaModel {
       const n = Math.min(Tc, N - t0);
       const lg = view(logits, 0, n * V);
       this.headMatmul(lg, view(xf, t0 * C, n * C), n, V, C, { transB: true });
-      crossEntropy(g, view(this.t('loss'), t0, n), lg, view(this.t('targets'), t0, n), n, V, o.gradScale);
+      crossEntropy(g, view(this.t('loss'), t0, n), lg, view(this.t('targets'), t0, n), n, V, o.gradScale, d.finalSoftcap ?? 0);
       if (dxf) this.headMatmul(view(dxf, t0 * C, n * C), lg, n, C, V);
     }
     if (!dxf) return;
@@ -462,12 +527,13 @@ export class LlamaModel {
     const o: RunOptions = { gradScale: 0, seed: 0, training: false };
     g.upload(this.t('ids'), b.ids);
     g.upload(this.t('positions'), b.positions);
-    embedding(g, this.t('h.0'), this.t('ids'), this.weights.embed, N);
+    this.embed(N);
     for (let l = 0; l < d.numLayers; l++) this.layerForward(l, b, o);
     const xf = this.t('final.x');
     rmsnormForward(g, xf, this.t('final.rstd'), this.t(`h.${d.numLayers}`), this.weights.norm, N, C, d.rmsNormEps);
     const logits = this.t('logits');
     this.headMatmul(view(logits, 0, N * V), xf, N, V, C, { transB: true });
+    this.capLogits(logits, N);
     return logits;
   }
 
@@ -490,7 +556,7 @@ export class LlamaModel {
     const b: Batch = { B: 1, T: n, ids, positions, targets: new Int32Array(0) };
     g.upload(this.t('ids'), ids);
     g.upload(this.t('positions'), positions);
-    embedding(g, this.t('h.0'), this.t('ids'), this.weights.embed, n);
+    this.embed(n);
     // LongRoPE: long factors once the sequence passes the original context (or when re-filling the
     // cache after crossing it, generate.ts); otherwise the short ones.
     const rl = this.weights.ropeLong;
@@ -509,6 +575,7 @@ export class LlamaModel {
     rmsnormForward(g, xl, this.t('last.rstd'), hl, this.weights.norm, 1, C, d.rmsNormEps);
     const logits = this.t('logits');
     this.headMatmul(view(logits, 0, V), xl, 1, V, C, { transB: true });
+    this.capLogits(logits, 1);
     return logits;
   }
 }

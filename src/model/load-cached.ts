@@ -12,7 +12,8 @@ import type { Gpu, Tensor } from '../gpu/runtime.ts';
 import { ModelFileError } from '../errors.ts';
 import type { ShardPiece } from '../io/cache.ts';
 import type { ModelConfig } from './config.ts';
-import { needsLongTables, ropeTablesFor } from './rope.ts';
+import { defaultRope, needsLongTables, ropeTablesFor } from './rope.ts';
+import { layerNormField, layerNormNames } from './load.ts';
 import { embeddingChunks, embeddingViews } from '../kernels/embedding.ts';
 import { PROJS, type Proj } from './lora.ts';
 import { linearShape } from '../io/hf-names.ts';
@@ -115,8 +116,16 @@ export async function loadCachedWeights(
   return assembleWeights(gpu, cfg, plan);
 }
 
-/** The RoPE tables of a run, uploaded into their planned buffers (LongRoPE generation: both sets). */
-export function uploadRopeTables(gpu: Gpu, cfg: ModelConfig, plan: Plan): Pick<ModelWeights, 'ropeCos' | 'ropeSin' | 'ropeLong'> {
+/** Gemma 3's sliding-layer RoPE tables: rope_local_base_freq, default rope type (Gemma3TextModel's
+ *  rotary_emb_local), or null when every layer shares one RoPE. */
+export function localRopeTables(cfg: ModelConfig, maxPositions: number): { cos: Float32Array; sin: Float32Array } | null {
+  if (!cfg.ropeLocalTheta) return null;
+  return ropeTablesFor({ headDim: cfg.headDim, ropeTheta: cfg.ropeLocalTheta, rope: defaultRope(cfg.maxPositionEmbeddings) }, maxPositions);
+}
+
+/** The RoPE tables of a run, uploaded into their planned buffers (LongRoPE generation: both sets;
+ *  Gemma 3: the sliding layers' own too). */
+export function uploadRopeTables(gpu: Gpu, cfg: ModelConfig, plan: Plan): Pick<ModelWeights, 'ropeCos' | 'ropeSin' | 'ropeLong' | 'ropeLocalCos' | 'ropeLocalSin'> {
   const put = (name: string, data: Float32Array) => {
     const t = plan.alloc(gpu, name);
     gpu.upload(t, data);
@@ -125,15 +134,17 @@ export function uploadRopeTables(gpu: Gpu, cfg: ModelConfig, plan: Plan): Pick<M
   const P = plan.opts.maxPositions, both = needsLongTables(cfg, plan.opts.kvCache ?? false, P);
   const base = ropeTablesFor(cfg, P, both ? false : undefined);
   const ropeCos = put('rope.cos', base.cos), ropeSin = put('rope.sin', base.sin);
-  if (!both) return { ropeCos, ropeSin };
+  const local = localRopeTables(cfg, P);
+  const ropeLocal = local ? { ropeLocalCos: put('rope.local.cos', local.cos), ropeLocalSin: put('rope.local.sin', local.sin) } : {};
+  if (!both) return { ropeCos, ropeSin, ...ropeLocal };
   const long = ropeTablesFor(cfg, P, true);
-  return { ropeCos, ropeSin, ropeLong: { cos: put('rope.cos.long', long.cos), sin: put('rope.sin.long', long.sin), from: cfg.rope.originalMaxPositionEmbeddings } };
+  return { ropeCos, ropeSin, ...ropeLocal, ropeLong: { cos: put('rope.cos.long', long.cos), sin: put('rope.sin.long', long.sin), from: cfg.rope.originalMaxPositionEmbeddings } };
 }
 
 /** ModelWeights over the plan's allocated weight buffers (the RoPE tables are built here). */
 export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWeights {
   const quant = plan.opts.quant;
-  const { ropeCos, ropeSin, ropeLong } = uploadRopeTables(gpu, cfg, plan);
+  const rope = uploadRopeTables(gpu, cfg, plan);
   const has = (n: string) => plan.rows.some((r) => r.name === n);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.numLayers; l++) {
@@ -146,11 +157,14 @@ export function assembleWeights(gpu: Gpu, cfg: ModelConfig, plan: Plan): ModelWe
         ? { kind: 'nf4', packed: plan.tensor(`${pre}.weight`), absmax: plan.tensor(`${pre}.absmax`), doubleQuant: plan.opts.doubleQuant ?? false, bias, N, K }
         : { kind: 'f32', w: plan.tensor(`${pre}.weight`), bias, N, K };
     }
-    layers.push({ inputNorm: plan.tensor(`layers.${l}.input_layernorm`), postNorm: plan.tensor(`layers.${l}.post_attention_layernorm`), proj });
+    // The cached norms hold what the loader uploaded (Gemma's 1 + w included).
+    const norms: Partial<LayerWeights> = {};
+    for (const n of layerNormNames(cfg)) norms[layerNormField(cfg, n)] = plan.tensor(`layers.${l}.${n}`);
+    layers.push({ ...norms, proj } as LayerWeights);
   }
   const table = plan.tensor('embed'), f16 = plan.tablesF16;
   const chunks = embeddingChunks(cfg.vocabSize, cfg.hiddenSize, gpu.limits, f16 ? 2 : 4);
   const embed = embeddingViews(table, cfg.vocabSize, cfg.hiddenSize, chunks, 256, f16);
   const head = cfg.tieWordEmbeddings ? table : plan.tensor('head');
-  return { embed, head, headF16: f16, norm: plan.tensor('norm'), layers, ropeCos, ropeSin, ropeLong };
+  return { embed, head, headF16: f16, norm: plan.tensor('norm'), layers, ...rope };
 }

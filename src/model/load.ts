@@ -33,6 +33,29 @@ function tooBig(what: string, bytes: number, limit: number): ModelFileError {
   );
 }
 
+type NormField = 'inputNorm' | 'postNorm' | 'qNorm' | 'kNorm' | 'attnOutNorm' | 'mlpOutNorm';
+
+/** Which LayerWeights slot a layer's norm (HF name, without "self_attn.") fills. postNorm is the MLP's
+ *  input norm: HF's post_attention_layernorm, except in Gemma 2/3, where that name norms the
+ *  attention output and pre_feedforward_layernorm is the MLP's input norm. */
+export function layerNormField(cfg: Pick<ModelConfig, 'sandwichNorms'>, name: string): NormField {
+  switch (name) {
+    case 'input_layernorm': return 'inputNorm';
+    case 'post_attention_layernorm': return cfg.sandwichNorms ? 'attnOutNorm' : 'postNorm';
+    case 'pre_feedforward_layernorm': return 'postNorm';
+    case 'post_feedforward_layernorm': return 'mlpOutNorm';
+    case 'q_norm': return 'qNorm';
+    case 'k_norm': return 'kNorm';
+  }
+  throw new Error(`load: unknown layer norm ${name}`);
+}
+
+/** The plan names of a layer's norms (as the loader uploads them) for this config. */
+export function layerNormNames(cfg: Pick<ModelConfig, 'sandwichNorms' | 'qkNorm'>): string[] {
+  return ['input_layernorm', 'post_attention_layernorm', ...(cfg.sandwichNorms ? ['pre_feedforward_layernorm', 'post_feedforward_layernorm'] : []),
+    ...(cfg.qkNorm ? ['q_norm', 'k_norm'] : [])];
+}
+
 export async function loadWeights(
   gpu: Gpu, folder: ModelFolder, cfg: ModelConfig, plan: Plan, onProgress?: (p: LoadProgress) => void,
 ): Promise<ModelWeights> {
@@ -88,7 +111,9 @@ export async function loadWeights(
     const data = await t.readFloat32();
     checkFiniteWeight(data, t.name, t.file);
     const m = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+_proj)\.(weight|bias)$/.exec(t.name);
-    const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm|self_attn\.q_norm|self_attn\.k_norm)\.weight$/.exec(t.name);
+    const n = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm|pre_feedforward_layernorm|post_feedforward_layernorm|self_attn\.q_norm|self_attn\.k_norm)\.weight$/.exec(t.name);
+    // GemmaRMSNorm scales by (1 + w) in f32: the 1 is added once here, to the same f32 values.
+    if (cfg.normOffset && (n || t.name === 'model.norm.weight')) for (let i = 0; i < data.length; i++) data[i] += 1;
     if (t.name === 'model.embed_tokens.weight') {
       const table = upload('embed', f16 ? packF16(data) : data);
       embed = embeddingViews(table, V, C, embeddingChunks(V, C, gpu.limits, bytes), 256, f16);
@@ -99,10 +124,8 @@ export async function loadWeights(
       norm = upload('norm', data);
     } else if (n) {
       const l = Number(n[1]);
-      if (n[2] === 'input_layernorm') layers[l].inputNorm = upload(`layers.${l}.input_layernorm`, data);
-      else if (n[2] === 'post_attention_layernorm') layers[l].postNorm = upload(`layers.${l}.post_attention_layernorm`, data);
-      else if (n[2] === 'self_attn.q_norm') layers[l].qNorm = upload(`layers.${l}.q_norm`, data);
-      else layers[l].kNorm = upload(`layers.${l}.k_norm`, data);
+      const name = n[2].replace('self_attn.', '');
+      layers[l][layerNormField(cfg, name)] = upload(`layers.${l}.${name}`, data);
     } else if (m) {
       const l = Number(m[1]), module = m[2] as CheckpointModule;
       const [N, K] = [t.shape[0], t.shape[1] ?? 1];
@@ -124,7 +147,7 @@ export async function loadWeights(
     }
     onProgress?.({ tensor: t.name, done: ++done, total: wanted.size });
   }
-  const { ropeCos, ropeSin, ropeLong } = uploadRopeTables(gpu, cfg, plan);
+  const rope = uploadRopeTables(gpu, cfg, plan);
   gpu.flush();
   if (staging) plan.free(gpu, 'load.staging');
   if (absmaxF32) plan.free(gpu, 'load.absmax');
@@ -135,5 +158,5 @@ export async function loadWeights(
       w.proj![p].bias = biases.get(`${l}.${p}`);
     }
   }
-  return { embed: embed!, head: head!, headF16: f16, norm: norm!, layers: layers as LayerWeights[], ropeCos, ropeSin, ropeLong };
+  return { embed: embed!, head: head!, headF16: f16, norm: norm!, layers: layers as LayerWeights[], ...rope };
 }

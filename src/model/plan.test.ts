@@ -47,6 +47,25 @@ describe('memory plan', () => {
     expect(names(plain).some((n) => n.includes('norm') && n.startsWith('layers.') && !n.includes('layernorm'))).toBe(false);
   });
 
+  test('gemma 2/3 sandwich norms: two more norm weights per layer, the sublayer outputs and their rstd saved; gemma 3 local RoPE tables', () => {
+    const g = new Plan({ ...dims, sandwichNorms: true, ropeLocalTheta: 10000 }, { ...base, batch: 2, training: true });
+    const plain = new Plan(dims, { ...base, batch: 2, training: true });
+    const N = 2 * 16;
+    for (let l = 0; l < 2; l++) {
+      for (const n of ['pre_feedforward_layernorm', 'post_feedforward_layernorm']) expect(g.row(`layers.${l}.${n}`)).toMatchObject({ category: 'weights', bytes: 64 * 4 });
+      for (const n of ['ao', 'mo']) expect(g.row(`act.${l}.${n}`).bytes).toBe(N * 64 * 4);
+      for (const n of ['rstd3', 'rstd4']) expect(g.row(`act.${l}.${n}`).bytes).toBe(N * 4);
+    }
+    for (const n of ['rope.local.cos', 'rope.local.sin']) expect(g.row(n)).toMatchObject({ category: 'weights', bytes: (40 * 16 / 2) * 4 });
+    const perLayer = 2 * 64 * 4 + (2 * N * 64 + 2 * N) * 4;
+    expect(g.peakBytes() - plain.peakBytes()).toBe(2 * perLayer + 2 * (40 * 16 / 2) * 4);
+    // f16 storage: ao and mo join the f16 image in a group of their own; their rstd stay f32 per layer.
+    const h = new Plan({ ...dims, sandwichNorms: true }, { ...base, batch: 2, training: true, storage: 'f16' });
+    expect(h.savedFields.get('ao')!.group).toBe(h.savedFields.get('mo')!.group);
+    expect(h.savedFields.get('ao')!.group).not.toBe(h.savedFields.get('h2')!.group);
+    expect(names(h)).toContain('act.1.rstd3');
+  });
+
   test('inference keeps one shared activation set; training without checkpointing one per layer', () => {
     const inf = new Plan(dims, base);
     expect(inf.perLayerActivations).toBe(false);

@@ -31,6 +31,18 @@ export interface ModelDims {
   qkNorm?: boolean;
   /** Per layer: its sliding attention window in tokens, 0 = full causal attention. */
   layerWindows?: readonly number[];
+  /** Gemma 2/3's extra norms: the attention output and the MLP output are normed before their
+   *  residual adds (their inputs and rstd are saved activations). */
+  sandwichNorms?: boolean;
+  /** Gemma 3: the sliding layers' own RoPE base (a second pair of tables). */
+  ropeLocalTheta?: number | null;
+  /** Gemma: GeGLU ('gelu_tanh') for SwiGLU; the embedding normalizer; the attention score scale
+   *  (default head_dim^-0.5) and softcap; the final-logit softcap (0 = none). */
+  hiddenAct?: 'silu' | 'gelu_tanh';
+  embedScale?: number;
+  attnScale?: number;
+  attnSoftcap?: number;
+  finalSoftcap?: number;
   /** Phi-3: LoRA adapts the fused qkv_proj and gate_up_proj (the base is split at load). */
   fusedProjections?: boolean;
   /** RoPE scaling; LongRoPE generation past the original context plans a second table pair. */
@@ -86,7 +98,7 @@ export function linearBytes(quant: 'nf4' | 'none', N: number, K: number, doubleQ
 }
 
 /** With f16 storage, the saved fields that stay f32, one per layer: small, and precision-sensitive. */
-export const PER_LAYER_F32 = ['lse', 'rstdq', 'rstdk'];
+export const PER_LAYER_F32 = ['lse', 'rstdq', 'rstdk', 'rstd3', 'rstd4'];
 
 export class Plan {
   readonly rows: PlanRow[] = [];
@@ -152,6 +164,10 @@ export class Plan {
     add('norm', 'weights', f32(C), 'weights');
     add('rope.cos', 'weights', f32((o.maxPositions * D) / 2), 'weights');
     add('rope.sin', 'weights', f32((o.maxPositions * D) / 2), 'weights');
+    if (d.ropeLocalTheta) {
+      add('rope.local.cos', 'weights', f32((o.maxPositions * D) / 2), 'weights');
+      add('rope.local.sin', 'weights', f32((o.maxPositions * D) / 2), 'weights');
+    }
     if (needsLongTables(d, o.kvCache ?? false, o.maxPositions)) {
       add('rope.cos.long', 'weights', f32((o.maxPositions * D) / 2), 'weights');
       add('rope.sin.long', 'weights', f32((o.maxPositions * D) / 2), 'weights');
@@ -160,6 +176,7 @@ export class Plan {
     for (let l = 0; l < L; l++) {
       add(`layers.${l}.input_layernorm`, 'weights', f32(C), 'weights');
       add(`layers.${l}.post_attention_layernorm`, 'weights', f32(C), 'weights');
+      if (d.sandwichNorms) for (const n of ['pre_feedforward_layernorm', 'post_feedforward_layernorm']) add(`layers.${l}.${n}`, 'weights', f32(C), 'weights');
       if (d.qkNorm) for (const n of ['q_norm', 'k_norm']) add(`layers.${l}.${n}`, 'weights', f32(D), 'weights');
       for (const p of PROJS) {
         const [n, k] = linearShape(d, p);
@@ -200,6 +217,8 @@ export class Plan {
       ...loraModules.map((p): [string, number] => [`U.${p}`, N * R]),
       // Qwen3: q and k as projected (the per-head norms' inputs, for their backward) and their rstd.
       ...(d.qkNorm ? [['qr', N * H * D], ['kr', N * Hkv * D], ['rstdq', N * H], ['rstdk', N * Hkv]] as [string, number][] : []),
+      // Gemma 2/3: the attention and MLP outputs before their norms (ao, mo), and those norms' rstd.
+      ...(d.sandwichNorms ? [['ao', N * C], ['mo', N * C], ['rstd3', N], ['rstd4', N]] as [string, number][] : []),
     ];
     this.savedF16 = this.perLayerActivations && o.storage === 'f16';
     this.cheapRecompute = this.checkpointing || this.savedF16;
@@ -213,7 +232,9 @@ export class Plan {
       // attention writes o while reading q, k, v; o_proj writes h2 while reading o; the LoRA kernels
       // write y and U together; Qwen3's per-head norms write q, k while reading qr, kr. The per-row
       // rstd of those norms stay f32 per layer, like lse (written by the dispatch that reads qr).
-      const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], loraModules.map((p) => `U.${p}`), d.qkNorm ? ['qr', 'kr'] : []];
+      // Gemma's sublayer outputs ao, mo get a group of their own: the norm that reads ao adds into h2.
+      const groups = [['h2', 'q', 'k', 'v', 'g', 'u'], ['o'], loraModules.map((p) => `U.${p}`), d.qkNorm ? ['qr', 'kr'] : [],
+        d.sandwichNorms ? ['ao', 'mo'] : []];
       const size = new Map(fields);
       for (const [n, count] of fields) {
         if ((n === 'x1' || n === 'x2' || n === 'm' || n === 'rstd1' || n === 'rstd2') && !aliased(n)) add(`act.${n}`, 'activations', f32(count));

@@ -24,6 +24,23 @@ export const SHAPES: Record<string, Record<string, unknown>> = {
     num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 8, head_dim: 128, rms_norm_eps: 1e-6, rope_theta: 1000000,
     max_position_embeddings: 40960, tie_word_embeddings: true, attention_bias: false, bos_token_id: 151643, eos_token_id: 151645,
   },
+  // Gemma 3 (text): GeGLU, head_dim 256, MQA, query_pre_attn_scalar 256, sliding window 512 in five of
+  // every six layers (rope_local_base_freq 10000 there, rope_theta 1e6 in the global ones), q/k norms,
+  // four norms per layer, a tied 262144-row embedding scaled by sqrt(hidden_size).
+  'gemma-3-270m': {
+    architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', vocab_size: 262144, hidden_size: 640, intermediate_size: 2048,
+    num_hidden_layers: 18, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 256, rms_norm_eps: 1e-6, rope_theta: 1000000,
+    rope_local_base_freq: 10000, query_pre_attn_scalar: 256, sliding_window: 512, sliding_window_pattern: 6,
+    max_position_embeddings: 32768, tie_word_embeddings: true, hidden_activation: 'gelu_pytorch_tanh', attention_bias: false,
+    attn_logit_softcapping: null, final_logit_softcapping: null, rope_scaling: null, torch_dtype: 'bfloat16', bos_token_id: 2, eos_token_id: 1,
+  },
+  'gemma-3-1b': {
+    architectures: ['Gemma3ForCausalLM'], model_type: 'gemma3_text', vocab_size: 262144, hidden_size: 1152, intermediate_size: 6912,
+    num_hidden_layers: 26, num_attention_heads: 4, num_key_value_heads: 1, head_dim: 256, rms_norm_eps: 1e-6, rope_theta: 1000000,
+    rope_local_base_freq: 10000, query_pre_attn_scalar: 256, sliding_window: 512, sliding_window_pattern: 6,
+    max_position_embeddings: 32768, tie_word_embeddings: true, hidden_activation: 'gelu_pytorch_tanh', attention_bias: false,
+    attn_logit_softcapping: null, final_logit_softcapping: null, rope_scaling: null, torch_dtype: 'bfloat16', bos_token_id: 2, eos_token_id: [1, 106],
+  },
   'llama-3.2-1b': {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 128256, hidden_size: 2048, intermediate_size: 8192,
     num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, head_dim: 64, rms_norm_eps: 1e-5,

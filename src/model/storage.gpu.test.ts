@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { Gpu } from '../gpu/runtime.ts';
-import { loadGolden, tensorMap, type GoldenTensor } from '../testing/compare.ts';
+import { goldenBatch, loadGolden, tensorMap, type GoldenTensor } from '../testing/compare.ts';
 import { openModelFolder } from '../io/model-folder.ts';
 import { directorySources } from '../node/fs-source.ts';
 import { generationModel } from '../infer/kv-open.ts';
@@ -30,21 +30,6 @@ beforeAll(async () => {
   gpu = await Gpu.create();
 });
 afterAll(() => gpu?.destroy());
-
-/** Rows [r0, r1) of the golden (4, T) ids/labels as a Batch with next-token targets. */
-function batchOf(ids: GoldenTensor, labels: GoldenTensor, r0: number, r1: number): Batch {
-  const T = ids.shape[1], B = r1 - r0;
-  const b: Batch = { B, T, ids: new Uint32Array(B * T), positions: new Uint32Array(B * T), targets: new Int32Array(B * T) };
-  for (let i = 0; i < B; i++) {
-    for (let t = 0; t < T; t++) {
-      const src = (r0 + i) * T + t;
-      b.ids[i * T + t] = ids.data[src];
-      b.positions[i * T + t] = t;
-      b.targets[i * T + t] = t + 1 < T ? labels.data[src + 1] : -100;
-    }
-  }
-  return b;
-}
 
 async function open(g: Gpu, name: string, golden: Golden, opts: Partial<OpenOptions>): Promise<OpenedModel> {
   const dir = fileURLToPath(new URL(`../../fixtures/models/${name}`, import.meta.url));
@@ -69,7 +54,7 @@ async function evalLoss(m: OpenedModel, batches: Batch[]): Promise<number> {
 describe.each(MODELS)('%s with f16 embedding and head', (name) => {
   const golden = loadGolden(`model_${name}`) as Golden;
   const ids = golden.ids as GoldenTensor, labels = golden.labels as GoldenTensor;
-  const batches = [batchOf(ids, labels, 0, 2), batchOf(ids, labels, 2, 4)];
+  const batches = [goldenBatch(ids, labels, 0, 2), goldenBatch(ids, labels, 2, 4)];
 
   test('eval loss within 2e-3 relative of f32 storage, the same greedy tokens, half the table bytes', async () => {
     const { prompt, tokens } = golden.nf4.greedy as { prompt: number[]; tokens: number[] };
@@ -103,7 +88,7 @@ describe.each(MODELS)('%s with f16 embedding and head', (name) => {
 test.each(MODELS)('%s: 5 AdamW steps with f16 storage (tables, saved activations, LoRA intermediates) stay within 5e-3 of f32 storage', async (name) => {
   const golden = loadGolden(`model_${name}`) as Golden;
   const ids = golden.ids as GoldenTensor, labels = golden.labels as GoldenTensor;
-  const batches = [batchOf(ids, labels, 0, 2), batchOf(ids, labels, 2, 4)];
+  const batches = [goldenBatch(ids, labels, 0, 2), goldenBatch(ids, labels, 2, 4)];
   const init = tensorMap(golden.init_adapter);
   const losses: number[][] = [];
   for (const storage of ['f32', 'f16'] as const) {
@@ -126,7 +111,7 @@ test('tiny-qwen2 (F16 checkpoint): the saved f16 images are exactly the f32 path
   // An F16 checkpoint loses nothing in an f16 table, so both forwards are bit-identical and every
   // saved field of every layer can be compared with the f32 model's own saved copy.
   const golden = loadGolden('model_tiny-qwen2') as Golden;
-  const b = batchOf(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
+  const b = goldenBatch(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
   const adapter = tensorMap(golden.nf4.adapter); // B != 0: U and the LoRA outputs matter
   const [f32, f16] = [await open(gpu, 'tiny-qwen2', golden, { storage: 'f32', training: true }), await open(gpu, 'tiny-qwen2', golden, { storage: 'f16', training: true })];
   for (const m of [f32, f16]) {
@@ -157,7 +142,7 @@ test.each([
 ] as const)('the memory plan with %s storage (double quantization: %s) is what the GPU holds while training, by category', async (storage, doubleQuant) => {
   const golden = loadGolden('model_tiny-llama') as Golden;
   const ids = golden.ids as GoldenTensor, labels = golden.labels as GoldenTensor;
-  const b = batchOf(ids, labels, 0, 2);
+  const b = goldenBatch(ids, labels, 0, 2);
   const fresh = await Gpu.create();
   try {
     const { plan, model } = await open(fresh, 'tiny-llama', golden, { storage, doubleQuant, training: true, gradAccum: 1 });
@@ -172,7 +157,7 @@ test.each([
 
 test('an f16 + double-quantized model read back as cache shards loads to the same logits', async () => {
   const golden = loadGolden('model_tiny-llama') as Golden;
-  const b = batchOf(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
+  const b = goldenBatch(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
   const a = await open(gpu, 'tiny-llama', golden, { storage: 'f16', doubleQuant: true, lora: undefined });
   const shards = [];
   for await (const s of weightShards(gpu, a.plan)) shards.push(s);
@@ -188,7 +173,7 @@ test('tiny-qwen3: f16 storage saves the per-head norms\' inputs too, and one tra
   // Qwen3 normalizes q and k per head: their inputs (qr, kr) join the f16 image, their rstd stay
   // f32 per layer. A BF16 checkpoint rounds in an f16 table, so the comparison is closeness.
   const golden = loadGolden('model_tiny-qwen3') as Golden;
-  const b = batchOf(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
+  const b = goldenBatch(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
   const adapter = tensorMap(golden.nf4.adapter);
   const [f32, f16] = [await open(gpu, 'tiny-qwen3', golden, { storage: 'f32', training: true }), await open(gpu, 'tiny-qwen3', golden, { storage: 'f16', training: true })];
   expect([...f16.plan.savedFields.keys()]).toEqual(expect.arrayContaining(['qr', 'kr']));
@@ -213,7 +198,7 @@ test('tiny-phi3: f16 storage and checkpointing train the fused LoRA modules like
   // The fused qkv_proj / gate_up_proj keep one saved U each (shared by their row slices) in the f16
   // image; checkpointing recomputes them. Loading from cache shards assembles the split parts.
   const golden = loadGolden('model_tiny-phi3') as Golden;
-  const b = batchOf(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
+  const b = goldenBatch(golden.ids as GoldenTensor, golden.labels as GoldenTensor, 0, 2);
   const adapter = tensorMap(golden.nf4.adapter);
   const runs = [
     await open(gpu, 'tiny-phi3', golden, { storage: 'f32', training: true }),

@@ -50,6 +50,12 @@ export function expectedWeights(cfg: ModelConfig): WeightSpec[] {
       }
       if (m === 'o_proj') {
         out.push({ name: `model.layers.${i}.post_attention_layernorm.weight`, shape: [C], role: 'norm', layer: i, module: null, quantizable: false });
+        // Gemma 2/3: the MLP's input and output norms.
+        if (cfg.sandwichNorms) {
+          for (const n of ['pre_feedforward_layernorm', 'post_feedforward_layernorm']) {
+            out.push({ name: `model.layers.${i}.${n}.weight`, shape: [C], role: 'norm', layer: i, module: null, quantizable: false });
+          }
+        }
       }
     }
   }

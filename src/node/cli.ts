@@ -203,7 +203,7 @@ async function evaluate(argv: string[]): Promise<number> {
 
 // ------------------------------------------------------------------------------------------ bench
 
-const BENCH_USAGE = 'usage: webtune bench --shape smollm2-135m|qwen2.5-0.5b|qwen3-0.6b|qwen3-1.7b|phi-3.5-mini|llama-3.2-1b|llama-3.2-3b|llama-3-8b|DIR [--seq-len 512] [--batch 1] [--steps N] [--quant nf4|none] [--double-quant] [--storage f32|f16] [--rank 8] [--targets all-linear] [--checkpointing] [--plan-only] [--count]';
+const BENCH_USAGE = 'usage: webtune bench --shape smollm2-135m|qwen2.5-0.5b|qwen3-0.6b|qwen3-1.7b|phi-3.5-mini|gemma-3-270m|gemma-3-1b|llama-3.2-1b|llama-3.2-3b|llama-3-8b|DIR [--seq-len 512] [--batch 1] [--steps N] [--quant nf4|none] [--double-quant] [--storage f32|f16] [--rank 8] [--targets all-linear] [--checkpointing] [--plan-only] [--count]';
 
 async function bench(argv: string[]): Promise<number> {
   const v = args(argv, {

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { rng } from '../rng.ts';
+import type { Batch } from '../model/llama.ts';
 
 export interface Tolerance {
   /** Absolute floor. */
@@ -99,4 +100,20 @@ export function finiteDifference(
     if (!(Math.abs(num - analytic[i]) <= tol)) out.push(`[${i}] analytic ${analytic[i]}, numeric ${num}, tolerance ${tol.toExponential(2)}`);
   }
   return out;
+}
+
+/** Rows [r0, r1) of a golden's (rows, T) ids/labels as a Batch with next-token targets (the last
+ *  position of each row has none). */
+export function goldenBatch(ids: GoldenTensor, labels: GoldenTensor, r0: number, r1: number): Batch {
+  const T = ids.shape[1], B = r1 - r0;
+  const b: Batch = { B, T, ids: new Uint32Array(B * T), positions: new Uint32Array(B * T), targets: new Int32Array(B * T) };
+  for (let i = 0; i < B; i++) {
+    for (let t = 0; t < T; t++) {
+      const src = (r0 + i) * T + t;
+      b.ids[i * T + t] = ids.data[src];
+      b.positions[i * T + t] = t;
+      b.targets[i * T + t] = t + 1 < T ? labels.data[src + 1] : -100;
+    }
+  }
+  return b;
 }
