@@ -119,6 +119,8 @@ export class Gpu {
   readonly features: GrantedFeatures;
   readonly limits: GPUSupportedLimits;
   readonly counters: Counters = { dispatches: 0, readbacks: 0, submits: 0, passes: 0, readbackBytes: 0, buffersCreated: 0, bindGroupsCreated: 0 };
+  /** Dispatches recorded per kernel name (what `webtune bench --count` breaks a step down by). */
+  readonly kernelDispatches = new Map<string, number>();
   /** Live bytes per category, and the peak of their sum. */
   readonly bytes: Record<Category, number> = Object.fromEntries(CATEGORIES.map((c) => [c, 0])) as Record<Category, number>;
   peakBytes = 0;
@@ -371,6 +373,7 @@ export class Gpu {
     this.pass.setBindGroup(0, group);
     this.pass.dispatchWorkgroups(x, y, z);
     this.counters.dispatches++;
+    this.kernelDispatches.set(k.name, (this.kernelDispatches.get(k.name) ?? 0) + 1);
     if (++this.recorded >= SUBMIT_EVERY) this.flush();
   }
 

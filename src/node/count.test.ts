@@ -22,6 +22,21 @@ describe('bench --count', () => {
     expect(c.decodeToken.buffersCreated).toBe(0);
   }, 60_000);
 
+  test('the per-kernel breakdown adds up to the dispatches and follows the layers', async () => {
+    const c = await count('llama-3.2-1b', ['q_proj', 'v_proj'], 64);
+    const sum = (s: StepCount) => Object.values(s.byKernel).reduce((a, n) => a + n, 0);
+    expect(sum(c.trainStep)).toBe(c.trainStep.dispatches);
+    expect(sum(c.decodeToken)).toBe(c.decodeToken.dispatches);
+    const layers = 16;
+    expect(c.trainStep.byKernel['attention_forward.main']).toBe(layers);
+    expect(c.trainStep.byKernel['adamw.main']).toBe(1);
+    expect(c.decodeToken.byKernel['attention_cached.main']).toBe(layers);
+    expect(c.decodeToken.byKernel['attention_forward.main']).toBeUndefined();
+    // Most first.
+    const n = Object.values(c.trainStep.byKernel);
+    expect(n).toEqual([...n].sort((a, b) => b - a));
+  }, 60_000);
+
   test('a training step reads back once; a decoded token reads back once', async () => {
     const c = await count('public/models/demo', ['q_proj', 'v_proj']);
     expect(c.trainStep.readbacks).toBe(1);

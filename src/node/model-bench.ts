@@ -174,11 +174,13 @@ export async function modelBench(o: ModelBenchOptions): Promise<Record<string, u
 }
 
 /** What one warm step asks of the GPU (see src/gpu/counting.ts). */
-export type StepCount = Pick<DeviceCounts, 'dispatches' | 'passes' | 'submits' | 'readbacks' | 'readbackBytes' | 'buffersCreated' | 'bindGroupsCreated' | 'copies' | 'writes' | 'writeBytes'>;
+export type StepCount = Pick<DeviceCounts, 'dispatches' | 'passes' | 'submits' | 'readbacks' | 'readbackBytes' | 'buffersCreated' | 'bindGroupsCreated' | 'copies' | 'writes' | 'writeBytes'>
+  & { /** Dispatches per kernel, most first. */ byKernel: Record<string, number> };
 
-function stepCount(c: DeviceCounts): StepCount {
+function stepCount(c: DeviceCounts, kernels: Map<string, number>, kernels0: Map<string, number>): StepCount {
   const { dispatches, passes, submits, readbacks, readbackBytes, buffersCreated, bindGroupsCreated, copies, writes, writeBytes } = c;
-  return { dispatches, passes, submits, readbacks, readbackBytes, buffersCreated, bindGroupsCreated, copies, writes, writeBytes };
+  const byKernel = [...kernels].map(([k, n]): [string, number] => [k, n - (kernels0.get(k) ?? 0)]).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  return { dispatches, passes, submits, readbacks, readbackBytes, buffersCreated, bindGroupsCreated, copies, writes, writeBytes, byKernel: Object.fromEntries(byKernel) };
 }
 
 /** CPU milliseconds per sampled token at temperature 0.8, top-k 50, top-p 0.9 over V random logits
@@ -220,20 +222,24 @@ async function countRun(cfg: ReturnType<typeof parseModelConfig>, lora: LoraSpec
   const b = randomBatch(o.batch, o.seqLen, cfg.vocabSize);
   const step = () => optimizerStep(model, state, [b], { lr: 1e-4, weightDecay: 0, maxGradNorm: 1, seed: 0 });
   await step();
-  let c0 = { ...counts };
+  let c0 = { ...counts }, k0 = new Map(gpu.kernelDispatches);
   await step();
-  const trainStep = stepCount(diffCounts(counts, c0));
+  const trainStep = stepCount(diffCounts(counts, c0), gpu.kernelDispatches, k0);
   // A decoded token: generating n + 1 tokens costs one decode step more than generating n. Both
   // include the prompt's prefill; the counted token sits at a position no earlier step has used.
   const prompt = Array.from(b.ids.subarray(0, Math.min(16, o.seqLen - 4)));
   const gen = generationModel(gpu, { config: cfg, plan, model, lora: state }, Math.min(o.seqLen, prompt.length + 3));
   await generate(gen.model, prompt, { maxNewTokens: 2 }); // warm-up
   c0 = { ...counts };
+  k0 = new Map(gpu.kernelDispatches);
   await generate(gen.model, prompt, { maxNewTokens: 2 });
   const two = diffCounts(counts, c0);
+  // Per kernel the same way: (k2 - k1) - (k1 - k0) = k2 + k0 - 2·k1, given as k2 against 2·k1 - k0.
+  const k1 = new Map(gpu.kernelDispatches);
   c0 = { ...counts };
   await generate(gen.model, prompt, { maxNewTokens: 3 });
-  const decodeToken = stepCount(diffCounts(diffCounts(counts, c0), two));
+  const twice = new Map([...k1].map(([k, n]) => [k, 2 * n - (k0.get(k) ?? 0)]));
+  const decodeToken = stepCount(diffCounts(diffCounts(counts, c0), two), gpu.kernelDispatches, twice);
   gen.dispose();
   gpu.destroy();
   return { trainStep, decodeToken, sampleMs: Number(sampleMs(cfg.vocabSize).toFixed(3)) };
