@@ -18,6 +18,10 @@
 // has few workgroups (each reduces all of K); it is ~1% of the layer's FLOPs, so left for later.
 // All math in f32.
 
+//#if subgroups
+enable subgroups;
+//#endif
+
 override WX: u32 = 16;   // threads along the output columns
 override WY: u32 = 16;   // threads along the output rows
 override BK: u32 = 16;   // reduction chunk
@@ -202,9 +206,10 @@ fn decode(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
 // Workgroups are dealt to the projections in turn (NWG_j of them for j, 0 without an adapter); each
 // recomputes rstd and its projection's U as `decode` does. A_j and B_j are read from the one LoRA
 // parameter buffer at offsets in the uniform. Every value equals what rmsnorm_forward.wgsl then
-// `decode` compute: the norm's 128-lane tree is walked by 64 threads holding two lanes each, and the
-// products and sums of `decode` are the same (Y = s·acc here, Y = base + s·acc there: the base's
-// later add gives the same f32 sum).
+// `decode` compute: the workgroup has rmsnorm_forward's 128 lanes and reduces the row as it does
+// (subgroups where the device has them, else its 128-lane tree); U's sums use the first 64 lanes
+// as `decode` does, and its products are the same (Y = s·acc here, Y = base + s·acc there: the
+// base's later add gives the same f32 sum).
 struct QkvParams {
   M: u32,
   K: u32,
@@ -230,10 +235,41 @@ struct QkvParams {
 @group(0) @binding(9) var<storage, read> P: array<f32>;          // every A and B, decode_qkv
 @group(0) @binding(10) var<storage, read_write> x1: array<f32>;  // (M, K) out, decode_qkv
 var<workgroup> rs: array<f32, 4>;
+const NW: u32 = 128u;                    // rmsnorm_forward.wgsl's WG
+var<workgroup> partN: array<f32, NW>;
 
-@compute @workgroup_size(DW)
-fn decode_qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-              @builtin(local_invocation_index) lid: u32) {
+struct Red {
+  @builtin(local_invocation_index) lid: u32,
+//#if subgroups
+  @builtin(subgroup_invocation_id) lane: u32,
+  @builtin(subgroup_id) sg: u32,
+  @builtin(num_subgroups) nsg: u32,
+//#endif
+}
+
+// rmsnorm_forward.wgsl's block_sum over this workgroup of NW lanes, on the same path.
+fn normSum(id: Red, v: f32) -> f32 {
+//#if subgroups
+  let s = subgroupAdd(v);
+  if (id.lane == 0u) { partN[id.sg] = s; }
+  workgroupBarrier();
+  var t = 0.0;
+  for (var i = 0u; i < id.nsg; i++) { t += partN[i]; }
+  return t;
+//#else
+  partN[id.lid] = v;
+  workgroupBarrier();
+  for (var s = NW / 2u; s > 0u; s >>= 1u) {
+    if (id.lid < s) { partN[id.lid] += partN[id.lid + s]; }
+    workgroupBarrier();
+  }
+  return partN[0];
+//#endif
+}
+
+@compute @workgroup_size(NW)
+fn decode_qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, id: Red) {
+  let lid = id.lid;
   let w = wid.x + wid.y * nwg.x;
   var j = 2u;
   var w0 = pq.NWG0 + pq.NWG1;
@@ -242,32 +278,29 @@ fn decode_qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
   var offA = pq.A2;
   var offB = pq.B2;
   if (j == 0u) { N = pq.N0; offA = pq.A0; offB = pq.B0; } else if (j == 1u) { N = pq.N1; offA = pq.A1; offB = pq.B1; }
-  // rstd of each row: rmsnorm_forward's lanes l and l + 64 of its 128, then its tree from 32 down.
+  // rstd of each row, as rmsnorm_forward computes it.
   for (var m = 0u; m < pq.M; m++) {
-    var a = 0.0;
-    var b = 0.0;
-    for (var c = lid; c < pq.K; c += 128u) { let v = x[m * pq.K + c]; a += v * v; }
-    for (var c = lid + 64u; c < pq.K; c += 128u) { let v = x[m * pq.K + c]; b += v * v; }
-    part[lid] = a + b;
-    workgroupBarrier();
-    for (var s = DW / 2u; s > 0u; s >>= 1u) {
-      if (lid < s) { part[lid] += part[lid + s]; }
-      workgroupBarrier();
-    }
-    if (lid == 0u) { rs[m] = inverseSqrt(part[0] / f32(pq.K) + pq.eps); }
+    var ss = 0.0;
+    for (var c = lid; c < pq.K; c += NW) { let v = x[m * pq.K + c]; ss += v * v; }
+    let t = normSum(id, ss);
+    if (lid == 0u) { rs[m] = inverseSqrt(t / f32(pq.K) + pq.eps); }
     workgroupBarrier();
   }
   if (w == 0u) {
     for (var m = 0u; m < pq.M; m++) {
-      for (var c = lid; c < pq.K; c += DW) { x1[m * pq.K + c] = normW[c] * (x[m * pq.K + c] * rs[m]); }
+      for (var c = lid; c < pq.K; c += NW) { x1[m * pq.K + c] = normW[c] * (x[m * pq.K + c] * rs[m]); }
     }
   }
+  // U as `decode` computes it: its DW lanes stride over k and its tree sums them (the other lanes
+  // only keep the barriers company).
   for (var q = 0u; q < pq.M * pq.R; q++) {
     let m = q / pq.R;
     let r = q - m * pq.R;
     var s = 0.0;
-    for (var k = lid; k < pq.K; k += DW) { s = fma(normW[k] * (x[m * pq.K + k] * rs[m]), P[offA + r * pq.K + k], s); }
-    part[lid] = s;
+    if (lid < DW) {
+      for (var k = lid; k < pq.K; k += DW) { s = fma(normW[k] * (x[m * pq.K + k] * rs[m]), P[offA + r * pq.K + k], s); }
+      part[lid] = s;
+    }
     workgroupBarrier();
     for (var h = DW / 2u; h > 0u; h >>= 1u) {
       if (lid < h) { part[lid] += part[lid + h]; }
@@ -277,7 +310,7 @@ fn decode_qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
     workgroupBarrier();
   }
   let n = (w - w0) * DW + lid;
-  if (n >= N) { return; }  // after the last barrier
+  if (lid >= DW || n >= N) { return; }  // DW columns a workgroup; after the last barrier
   for (var m = 0u; m < pq.M; m++) {
     var acc = 0.0;
     for (var r = 0u; r < pq.R; r++) { acc = fma(Us[m * pq.R + r], P[offB + n * pq.R + r], acc); }

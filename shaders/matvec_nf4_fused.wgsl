@@ -13,7 +13,8 @@
 // (decoding saves nothing for a backward).
 // Layout: as matvec_nf4.wgsl (GROUPS groups of WG_K lanes, workgroup-memory reduction), and each
 // step of the K loop does exactly what that kernel does, so every output is bit-identical to
-// matvec_nf4 (and the norm to rmsnorm_forward.wgsl: the same 128-lane tree and the same products).
+// matvec_nf4 (and the norm to rmsnorm_forward.wgsl: its 128 lanes, the same products and the same
+// reduction: subgroups where the device has them, else the 128-lane tree).
 //   - `qkv`: workgroups are dealt to the three linears in turn (NWG0 for q, NWG1 for k, the rest for
 //     v), so a workgroup's GROUPS · COLS columns lie in one linear; which buffer it reads is uniform
 //     across the workgroup. ACC bit j: Y_j += (the LoRA branch wrote Y_j first).
@@ -21,6 +22,20 @@
 //     c = 0, 1), so one invocation sees both sums; GROUPS columns per workgroup.
 // Ten storage buffers in `qkv` (the host falls back to three matvec_nf4 dispatches on a device that
 // allows fewer); seven in `swiglu`.
+
+//#if subgroups
+enable subgroups;
+//#endif
+
+// The invocation's ids for the norm's reduction (rmsnorm_forward.wgsl's, on its path).
+struct Red {
+  @builtin(local_invocation_index) lid: u32,
+//#if subgroups
+  @builtin(subgroup_invocation_id) lane: u32,
+  @builtin(subgroup_id) sg: u32,
+  @builtin(num_subgroups) nsg: u32,
+//#endif
+}
 
 const MR = 4u;                    // most rows of X per dispatch (the host checks M <= MR)
 const COLS = 2u;                  // qkv: output columns per group; swiglu: its two sums (gate, up)
@@ -153,49 +168,62 @@ fn nibble(w: u32, f: u32) -> f32 {
   return lut[(w >> shift) & 15u];
 }
 
-// rstd of every row of X (NORM): rmsnorm_forward.wgsl's reduction, lane for lane (NW lanes, a tree
-// over them), so the normed values equal the x2 that kernel writes. From uniform control flow.
-fn normRows(lid: u32) {
+// The sum over the workgroup of ss, where only the first NW lanes hold values (the rest 0): on the
+// subgroup path subgroupAdd and one partial per subgroup, as rmsnorm_forward.wgsl's block_sum (the
+// partials of subgroups past lane NW are 0 and add nothing); else its tree over NW lanes. Every
+// invocation gets the sum.
+fn normSum(id: Red, ss: f32) -> f32 {
+//#if subgroups
+  let s = subgroupAdd(ss);
+  if (id.lane == 0u) { red[id.sg] = s; }
+  workgroupBarrier();
+  var t = 0.0;
+  for (var i = 0u; i < id.nsg; i++) { t += red[i]; }
+  return t;
+//#else
+  if (id.lid < NW) { red[id.lid] = ss; }
+  workgroupBarrier();
+  for (var s = NW / 2u; s > 0u; s >>= 1u) {
+    if (id.lid < s) { red[id.lid] += red[id.lid + s]; }
+    workgroupBarrier();
+  }
+  return red[0];
+//#endif
+}
+
+// rstd of every row of X (NORM): rmsnorm_forward.wgsl's reduction, lane for lane (NW lanes), so the
+// normed values equal the x2 that kernel writes. From uniform control flow.
+fn normRows(id: Red) {
   for (var m = 0u; m < MR; m++) {
     if (m < p.M) {  // p.M is uniform: the barriers stay in uniform control flow
       var ss = 0.0;
-      if (lid < NW) {
-        for (var c = lid; c < p.K; c += NW) {
+      if (id.lid < NW) {
+        for (var c = id.lid; c < p.K; c += NW) {
           let v = X[m * p.K + c];
           ss += v * v;
         }
-        red[lid] = ss;
       }
-      workgroupBarrier();
-      for (var s = NW / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red[lid] += red[lid + s]; }
-        workgroupBarrier();
-      }
-      if (lid == 0u) { rstd[m] = inverseSqrt(red[0] / f32(p.K) + p.eps); }
+      let t = normSum(id, ss);
+      if (id.lid == 0u) { rstd[m] = inverseSqrt(t / f32(p.K) + p.eps); }
       workgroupBarrier();
     }
   }
 }
 
 // normRows for the vec4 entries (X bound as vec4): the same elements in the same order.
-fn normRows4(lid: u32) {
+fn normRows4(id: Red) {
   for (var m = 0u; m < MR; m++) {
     if (m < p.M) {
       var ss = 0.0;
-      if (lid < NW) {
-        for (var c = lid; c < p.K; c += NW) {
+      if (id.lid < NW) {
+        for (var c = id.lid; c < p.K; c += NW) {
           let i = m * p.K + c;
           let v = X4[i / 4u][i % 4u];
           ss += v * v;
         }
-        red[lid] = ss;
       }
-      workgroupBarrier();
-      for (var s = NW / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { red[lid] += red[lid + s]; }
-        workgroupBarrier();
-      }
-      if (lid == 0u) { rstd[m] = inverseSqrt(red[0] / f32(p.K) + p.eps); }
+      let t = normSum(id, ss);
+      if (id.lid == 0u) { rstd[m] = inverseSqrt(t / f32(p.K) + p.eps); }
       workgroupBarrier();
     }
   }
@@ -377,10 +405,10 @@ fn swWord(j: u32, i: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn swiglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-          @builtin(local_invocation_index) lid: u32) {
+fn swiglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, id: Red) {
+  let lid = id.lid;
   loadLut(lid);
-  if (NORM) { normRows4(lid); }
+  if (NORM) { normRows4(id); }
   let n0 = (wid.x + wid.y * nwg.x) * GROUPS;
   let t = lid % WG_K;
   let g = lid / WG_K;
@@ -422,10 +450,10 @@ fn swiglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
 }
 
 @compute @workgroup_size(WG)
-fn swiglu_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-                 @builtin(local_invocation_index) lid: u32) {
+fn swiglu_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, id: Red) {
+  let lid = id.lid;
   loadLut(lid);
-  if (NORM) { normRows(lid); }
+  if (NORM) { normRows(id); }
   let n0 = (wid.x + wid.y * nwg.x) * GROUPS;
   let t = lid % WG_K;
   let g = lid / WG_K;

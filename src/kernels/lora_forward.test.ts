@@ -4,6 +4,7 @@ import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.t
 import { dropoutUniforms, loraDown, loraForward, loraForwardQkv, loraUpQkv } from './lora_forward.ts';
 import { dropoutRef, loraForwardQkvRef, loraForwardRef, pcg } from './lora_forward.ref.ts';
 import { rmsnormForward } from './rmsnorm_forward.ts';
+import { gpuForPath, REDUCTION_PATHS, type ReductionPath } from '../testing/gpu-paths.ts';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
 
@@ -74,10 +75,15 @@ describe('lora_forward twin', () => {
 
 describe('lora_forward kernel', () => {
   let gpu: Gpu;
+  const onPath = {} as Record<ReductionPath, Gpu>;
   beforeAll(async () => {
     gpu = await Gpu.create();
+    for (const path of REDUCTION_PATHS) onPath[path] = await gpuForPath(path);
   });
-  afterAll(() => gpu?.destroy());
+  afterAll(() => {
+    gpu?.destroy();
+    for (const g of Object.values(onPath)) g.destroy();
+  });
 
   // M, N, K not multiples of the 64-row tiles or the 16/32 reduction chunks; R = 20 spans two
   // 16-wide rank tiles and two reduction chunks of `up`.
@@ -129,49 +135,53 @@ describe('lora_forward kernel', () => {
     [3, [130, 33, 33], 197, 8, [true, true, true]],
     [4, [64, 65, 1], 64, 20, [false, true, false]],
     [2, [70, 9, 70], 300, 64, [false, false, true]],
-  ] as const)('decode_qkv at M=%i N=%j K=%i R=%i adapters=%j: twin, and bit for bit rmsnorm + decode', async (M, Ns, K, R, on) => {
-    const h = rand(M * K, M + K, -2, 2), w = rand(K, K + 2, 0.5, 1.5), scale = 16 / R, eps = 1e-5;
-    // Every A and B in one parameter buffer, at offsets as the model's adapter lays them out.
-    const parts = Ns.map((N, j) => ({ A: rand(R * K, 3 * j + R, -0.3, 0.3), B: rand(N * R, 3 * j + N, -0.5, 0.5), N }));
-    // 256-byte aligned (64 floats), as bindable views must be, and not at the buffer's start.
-    const up64 = (n: number) => Math.ceil(n / 64) * 64;
-    let at = 64;
-    const views = parts.map((p) => {
-      const v = { a: at, b: at + up64(p.A.length) };
-      at = v.b + up64(p.B.length);
-      return v;
-    });
-    const flat = new Float32Array(at);
-    parts.forEach((p, j) => { flat.set(p.A, views[j].a); flat.set(p.B, views[j].b); });
-    const P = gpu.tensor('P', 'lora', flat);
-    const hT = gpu.tensor('h', 'activations', h), wT = gpu.tensor('w', 'weights', w), x1T = gpu.tensor('x1', 'activations', M * K * 4);
-    const Y0 = Ns.map((N, j) => rand(M * N, 40 + j));
-    const outs = Ns.map((N, j) => gpu.tensor(`y${j}`, 'activations', Y0[j])) as [never, never, never];
-    const slots = parts.map((p, j) => (on[j]
-      ? { Y: outs[j], A: { tensor: P, offset: views[j].a * 4, size: p.A.length * 4 }, B: { tensor: P, offset: views[j].b * 4, size: p.B.length * 4 }, N: p.N }
-      : undefined)) as Parameters<typeof loraForwardQkv>[2];
-    const d0 = gpu.counters.dispatches;
-    loraForwardQkv(gpu, outs, slots, x1T, hT, wT, { M, K, R }, { scale, eps });
-    expect(gpu.counters.dispatches - d0).toBe(1);
-    // What the model ran before: the norm, then each adapter's `decode` onto a zero output.
-    const x1P = gpu.tensor('x1.plain', 'activations', M * K * 4);
-    rmsnormForward(gpu, x1P, gpu.tensor('rstd', 'activations', M * 4), hT, wT, M, K, eps);
-    const plain = parts.map((p, j) => {
-      if (!on[j]) return undefined;
-      const y = gpu.tensor(`p${j}`, 'activations', M * p.N * 4);
-      loraForward(gpu, y, gpu.tensor('U', 'activations', M * R * 4), x1P, slots[j]!.A, slots[j]!.B, { M, N: p.N, K, R }, { scale, noU: true });
-      return y;
-    });
-    const x1 = new Float32Array(M * K), Y = Y0.map((y, j) => (on[j] ? y.slice() : undefined));
-    loraForwardQkvRef(Y, x1, h, w, parts.map((p, j) => (on[j] ? p : undefined)), M, K, R, scale, eps);
-    const gotX1 = await gpu.readF32(x1T);
-    assertClose('x1', gotX1, x1, TOL);
-    expect(sameBits(gotX1, await gpu.readF32(x1P))).toBe(true);
-    for (let j = 0; j < 3; j++) {
-      const got = await gpu.readF32(outs[j]);
-      if (!on[j]) { expect(sameBits(got, Y0[j])).toBe(true); continue; } // untouched
-      assertClose(`y${j}`, got, Y[j]!, TOL);
-      expect(sameBits(got, await gpu.readF32(plain[j]!))).toBe(true);
+  ] as const)('decode_qkv at M=%i N=%j K=%i R=%i adapters=%j: twin, and bit for bit rmsnorm + decode (both reduction paths)', async (M, Ns, K, R, on) => {
+    // The norm reduces as rmsnorm_forward does, on the device's path: both paths are compared.
+    for (const path of REDUCTION_PATHS) {
+      const gpu = onPath[path];
+      const h = rand(M * K, M + K, -2, 2), w = rand(K, K + 2, 0.5, 1.5), scale = 16 / R, eps = 1e-5;
+      // Every A and B in one parameter buffer, at offsets as the model's adapter lays them out.
+      const parts = Ns.map((N, j) => ({ A: rand(R * K, 3 * j + R, -0.3, 0.3), B: rand(N * R, 3 * j + N, -0.5, 0.5), N }));
+      // 256-byte aligned (64 floats), as bindable views must be, and not at the buffer's start.
+      const up64 = (n: number) => Math.ceil(n / 64) * 64;
+      let at = 64;
+      const views = parts.map((p) => {
+        const v = { a: at, b: at + up64(p.A.length) };
+        at = v.b + up64(p.B.length);
+        return v;
+      });
+      const flat = new Float32Array(at);
+      parts.forEach((p, j) => { flat.set(p.A, views[j].a); flat.set(p.B, views[j].b); });
+      const P = gpu.tensor('P', 'lora', flat);
+      const hT = gpu.tensor('h', 'activations', h), wT = gpu.tensor('w', 'weights', w), x1T = gpu.tensor('x1', 'activations', M * K * 4);
+      const Y0 = Ns.map((N, j) => rand(M * N, 40 + j));
+      const outs = Ns.map((N, j) => gpu.tensor(`y${j}`, 'activations', Y0[j])) as [never, never, never];
+      const slots = parts.map((p, j) => (on[j]
+        ? { Y: outs[j], A: { tensor: P, offset: views[j].a * 4, size: p.A.length * 4 }, B: { tensor: P, offset: views[j].b * 4, size: p.B.length * 4 }, N: p.N }
+        : undefined)) as Parameters<typeof loraForwardQkv>[2];
+      const d0 = gpu.counters.dispatches;
+      loraForwardQkv(gpu, outs, slots, x1T, hT, wT, { M, K, R }, { scale, eps });
+      expect(gpu.counters.dispatches - d0).toBe(1);
+      // What the model ran before: the norm, then each adapter's `decode` onto a zero output.
+      const x1P = gpu.tensor('x1.plain', 'activations', M * K * 4);
+      rmsnormForward(gpu, x1P, gpu.tensor('rstd', 'activations', M * 4), hT, wT, M, K, eps);
+      const plain = parts.map((p, j) => {
+        if (!on[j]) return undefined;
+        const y = gpu.tensor(`p${j}`, 'activations', M * p.N * 4);
+        loraForward(gpu, y, gpu.tensor('U', 'activations', M * R * 4), x1P, slots[j]!.A, slots[j]!.B, { M, N: p.N, K, R }, { scale, noU: true });
+        return y;
+      });
+      const x1 = new Float32Array(M * K), Y = Y0.map((y, j) => (on[j] ? y.slice() : undefined));
+      loraForwardQkvRef(Y, x1, h, w, parts.map((p, j) => (on[j] ? p : undefined)), M, K, R, scale, eps);
+      const gotX1 = await gpu.readF32(x1T);
+      assertClose('x1', gotX1, x1, TOL);
+      expect(sameBits(gotX1, await gpu.readF32(x1P)), path).toBe(true);
+      for (let j = 0; j < 3; j++) {
+        const got = await gpu.readF32(outs[j]);
+        if (!on[j]) { expect(sameBits(got, Y0[j])).toBe(true); continue; } // untouched
+        assertClose(`y${j}`, got, Y[j]!, TOL);
+        expect(sameBits(got, await gpu.readF32(plain[j]!)), path).toBe(true);
+      }
     }
   });
 

@@ -1,5 +1,10 @@
 import shader from '../../shaders/lora_forward.wgsl?raw';
+import { reductionKernel } from './subgroups.ts';
 import { grid, params, type Binding, type Gpu, type View } from '../gpu/runtime.ts';
+
+/** This module's kernels on the device's reduction path (decode_qkv reduces its norm as
+ *  rmsnorm_forward does: with subgroups where the device has them). */
+const loraKernel = (gpu: Gpu, opts: Parameters<typeof reductionKernel>[3]) => reductionKernel(gpu, 'lora_forward', shader, opts);
 
 /** x (M, K), A (R, K), B (N, R), Y (M, N), U (M, R). */
 export interface LoraDims {
@@ -65,12 +70,12 @@ export function loraForward(
 ): void {
   const { u } = loraBindings(gpu, d, o);
   if (o.noU && d.M <= 4 && d.R <= 64 && !(o.dropout ?? 0)) {
-    const fused = gpu.kernel('lora_forward', shader, { entry: 'decode' });
+    const fused = loraKernel(gpu, { entry: 'decode' });
     gpu.dispatch(fused, [Y, undefined, x, A, B], u, grid(Math.ceil(d.N / 64)));
     return;
   }
   loraDown(gpu, U, x, A, d, o);
-  const up = gpu.kernel('lora_forward', shader, { entry: 'up', overrides: SQUARE });
+  const up = loraKernel(gpu, { entry: 'up', overrides: SQUARE });
   gpu.dispatch(up, [Y, U, undefined, undefined, B], u, tiles(d.M, d.N, SQUARE));
 }
 
@@ -110,14 +115,14 @@ export function loraForwardQkv(
   F32[3] = o.eps;
   F32[4] = o.scale;
   U32.set([N[0], N[1], N[2], wgs[0], wgs[1], ...offs], 5);
-  const k = gpu.kernel('lora_forward', shader, { entry: 'decode_qkv' });
+  const k = loraKernel(gpu, { entry: 'decode_qkv' });
   gpu.dispatch(k, [outputs[0], outputs[1], h, undefined, undefined, undefined, outputs[2], w, P, x1], u, grid(wgs[0] + wgs[1] + wgs[2]));
 }
 
 /** The first stage alone: U (M, R) = dropout(x) · Aᵀ (entry `down`); loraUpQkv adds the second. */
 export function loraDown(gpu: Gpu, U: Binding, x: Binding, A: Binding, d: LoraDims, o: LoraOptions): void {
   const { seeds, u } = loraBindings(gpu, d, o);
-  const down = gpu.kernel('lora_forward', shader, { entry: 'down', overrides: NARROW });
+  const down = loraKernel(gpu, { entry: 'down', overrides: NARROW });
   gpu.dispatch(down, [undefined, U, x, A, undefined, seeds], u, tiles(d.M, d.R, NARROW));
 }
 
@@ -154,6 +159,6 @@ export function loraUpQkv(
   U32.set([N[0], N[1], N[2], t[0], t[1], ...offB], 3);
   // A projection without an adapter reads no U: another's stands in (read-only aliases are legal).
   const U = slots.map((s) => s?.U ?? live[0].U);
-  const k = gpu.kernel('lora_forward', shader, { entry: 'up_qkv', overrides: SQUARE });
+  const k = loraKernel(gpu, { entry: 'up_qkv', overrides: SQUARE });
   gpu.dispatch(k, [outputs[0], outputs[1], undefined, undefined, undefined, undefined, outputs[2], undefined, P, undefined, U[0], U[1], U[2]], u, grid(t[0] + t[1] + t[2]));
 }

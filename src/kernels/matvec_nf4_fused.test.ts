@@ -9,6 +9,7 @@ import { matvecNf4QkvRef, matvecNf4SwigluRef } from './matvec_nf4_fused.ref.ts';
 import { matvecNf4 } from './matvec_nf4.ts';
 import { rmsnormForward } from './rmsnorm_forward.ts';
 import { swigluForward } from './swiglu_forward.ts';
+import { gpuForPath, REDUCTION_PATHS, type ReductionPath } from '../testing/gpu-paths.ts';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
 
@@ -18,10 +19,16 @@ function weights(N: number, K: number, blocksize: number, seed: number, dq: bool
 }
 
 let gpu: Gpu;
+// The norm prologue reduces as rmsnorm_forward does, on the device's path: both paths are tested.
+const onPath = {} as Record<ReductionPath, Gpu>;
 beforeAll(async () => {
   gpu = await Gpu.create();
+  for (const path of REDUCTION_PATHS) onPath[path] = await gpuForPath(path);
 });
-afterAll(() => gpu?.destroy());
+afterAll(() => {
+  gpu?.destroy();
+  for (const g of Object.values(onPath)) g.destroy();
+});
 
 describe('matvec_nf4_fused qkv', () => {
   // Scalar entry: K = 67 (blocks cross rows, rows start mid-word) and N·K odd; vec4 entry: K = 96
@@ -76,31 +83,34 @@ describe('matvec_nf4_fused swiglu', () => {
     [4, 37, 96, true, 64, false],
     [2, 9, 1280, true, 64, true],
     [2, 70, 640, false, 32, false],
-  ] as const)('M=%i F=%i K=%i norm=%s blocksize=%i dq=%s: twin, and bit for bit the unfused kernels', async (M, F, K, withNorm, blocksize, dq) => {
-    const X = rand(M * K, 3 * M + K, -2, 2);
-    const normW = rand(K, K + 1, 0.5, 1.5);
-    const gw = weights(F, K, blocksize, 1, dq), uw = weights(F, K, blocksize, 2, dq);
-    const xT = gpu.tensor('x', 'activations', X), nT = gpu.tensor('normw', 'weights', normW);
-    const gate = { Wq: gpu.tensor('wg', 'weights', gw.Wq), absmax: gpu.tensor('ag', 'weights', gw.absmax), N: F };
-    const up = { Wq: gpu.tensor('wu', 'weights', uw.Wq), absmax: gpu.tensor('au', 'weights', uw.absmax), N: F };
-    const opts = { blocksize, doubleQuant: dq }, eps = 1e-5;
-    const yT = gpu.tensor('y', 'activations', M * F * 4);
-    matvecNf4Swiglu(gpu, yT, xT, gate, up, M, F, K, withNorm ? { w: nT, eps } : undefined, opts);
-    // The unfused path: [x2 = rmsnorm(x)], g, u = matvec_nf4, m = swiglu(g, u).
-    let x2 = xT;
-    if (withNorm) {
-      x2 = gpu.tensor('x2', 'activations', M * K * 4);
-      rmsnormForward(gpu, x2, gpu.tensor('rstd', 'activations', M * 4), xT, nT, M, K, eps);
+  ] as const)('M=%i F=%i K=%i norm=%s blocksize=%i dq=%s: twin, and bit for bit the unfused kernels (both reduction paths)', async (M, F, K, withNorm, blocksize, dq) => {
+    for (const path of REDUCTION_PATHS) {
+      const gpu = onPath[path];
+      const X = rand(M * K, 3 * M + K, -2, 2);
+      const normW = rand(K, K + 1, 0.5, 1.5);
+      const gw = weights(F, K, blocksize, 1, dq), uw = weights(F, K, blocksize, 2, dq);
+      const xT = gpu.tensor('x', 'activations', X), nT = gpu.tensor('normw', 'weights', normW);
+      const gate = { Wq: gpu.tensor('wg', 'weights', gw.Wq), absmax: gpu.tensor('ag', 'weights', gw.absmax), N: F };
+      const up = { Wq: gpu.tensor('wu', 'weights', uw.Wq), absmax: gpu.tensor('au', 'weights', uw.absmax), N: F };
+      const opts = { blocksize, doubleQuant: dq }, eps = 1e-5;
+      const yT = gpu.tensor('y', 'activations', M * F * 4);
+      matvecNf4Swiglu(gpu, yT, xT, gate, up, M, F, K, withNorm ? { w: nT, eps } : undefined, opts);
+      // The unfused path: [x2 = rmsnorm(x)], g, u = matvec_nf4, m = swiglu(g, u).
+      let x2 = xT;
+      if (withNorm) {
+        x2 = gpu.tensor('x2', 'activations', M * K * 4);
+        rmsnormForward(gpu, x2, gpu.tensor('rstd', 'activations', M * 4), xT, nT, M, K, eps);
+      }
+      const gT = gpu.tensor('g', 'activations', M * F * 4), uT = gpu.tensor('u', 'activations', M * F * 4), mT = gpu.tensor('m', 'activations', M * F * 4);
+      matvecNf4(gpu, gT, x2, gate.Wq, gate.absmax, undefined, M, F, K, opts);
+      matvecNf4(gpu, uT, x2, up.Wq, up.absmax, undefined, M, F, K, opts);
+      swigluForward(gpu, mT, gT, uT, M, F);
+      const y = new Float32Array(M * F);
+      matvecNf4SwigluRef(y, X, gw, uw, M, F, K, withNorm ? { w: normW, eps } : undefined, opts);
+      const got = await gpu.readF32(yT);
+      assertClose('m', got, y, TOL);
+      expect(got, path).toEqual(await gpu.readF32(mT));
     }
-    const gT = gpu.tensor('g', 'activations', M * F * 4), uT = gpu.tensor('u', 'activations', M * F * 4), mT = gpu.tensor('m', 'activations', M * F * 4);
-    matvecNf4(gpu, gT, x2, gate.Wq, gate.absmax, undefined, M, F, K, opts);
-    matvecNf4(gpu, uT, x2, up.Wq, up.absmax, undefined, M, F, K, opts);
-    swigluForward(gpu, mT, gT, uT, M, F);
-    const y = new Float32Array(M * F);
-    matvecNf4SwigluRef(y, X, gw, uw, M, F, K, withNorm ? { w: normW, eps } : undefined, opts);
-    const got = await gpu.readF32(yT);
-    assertClose('m', got, y, TOL);
-    expect(got).toEqual(await gpu.readF32(mT));
   });
 
   test('one column of gate and up per group; entries by K', () => {

@@ -1,6 +1,7 @@
 import shader from '../../shaders/matvec_nf4_fused.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
 import { matvecLanes } from './matvec.ts';
+import { reductionKernel } from './subgroups.ts';
 import { MATVEC_NF4_MAX_M } from './matvec_nf4.ts';
 import { checkOutputs } from './matmul_nf4_fused.ts';
 import { NF4_BLOCKSIZE } from '../quant/nf4.ts';
@@ -46,7 +47,7 @@ export function matvecNf4Qkv(gpu: Gpu, X: Binding, parts: [Nf4Part, Nf4Part, Nf4
   const { entry, overrides, uniform, workgroups } = qkvLaunch(M, K, parts, opts);
   checkOutputs('matvec_nf4_fused qkv', parts.map((p) => p.Y), [X, ...parts.flatMap((p) => [p.Wq, p.absmax])]);
   if (workgroups === 0) return;
-  const k = gpu.kernel('matvec_nf4_fused', shader, { entry, overrides });
+  const k = reductionKernel(gpu, 'matvec_nf4_fused', shader, { entry, overrides });
   gpu.dispatch(k, [parts[0].Y, parts[1].Y, parts[2].Y, X, parts[0].Wq, parts[1].Wq, parts[2].Wq, parts[0].absmax, parts[1].absmax, parts[2].absmax], uniform, grid(workgroups));
 }
 
@@ -76,7 +77,7 @@ export function matvecNf4Swiglu(
     throw new RangeError('matvec_nf4_fused swiglu: Y must not share a buffer with an input');
   }
   if (workgroups === 0) return;
-  const k = gpu.kernel('matvec_nf4_fused', shader, { entry, overrides });
+  const k = reductionKernel(gpu, 'matvec_nf4_fused', shader, { entry, overrides });
   // Without a norm its weight binding is statically used but never read: X stands in.
   gpu.dispatch(k, [Y, undefined, undefined, X, gate.Wq, up.Wq, undefined, gate.absmax, up.absmax, undefined, norm?.w ?? X], uniform, grid(workgroups));
 }
