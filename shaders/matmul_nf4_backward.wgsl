@@ -10,10 +10,22 @@
 // straight into Ws[n][k] (no transpose needed in this direction); dY (64 × 16) is staged transposed.
 // Workgroup memory: 2 × 16 × 65 f32 + LUT + dynamic map = 9.4 KiB. Ragged M, N, K are bounds-checked
 // (zeros). DQ: double-quantized absmax as in matmul_nf4.wgsl (blockScale).
+// Entry `group`: the linears that share one input, in one dispatch (the backward of q/k/v, of gate/up):
+//   dX (=|+=) dY_0 · dequant(W_0) + dY_1 · dequant(W_1) [+ dY_2 · dequant(W_2)]
+// Same tile and per-output arithmetic as `main`; a workgroup runs main's reduction once per linear,
+// each into its own zeroed accumulator, and adds the sums in part order onto dX's old value (with
+// ACCUMULATE) exactly as separate dispatches would (dX = dX + acc_0, then + acc_1, then + acc_2), so
+// dX is bit-identical to one `main` dispatch per linear. N2 = 0: two linears (part 2's bindings then
+// repeat part 1's and are not read). GLU > 0 (gate/up without adapters): the gated MLP's backward in
+// the prologue: dY = dm, dY1 = g, dY2 = u, and part 0 (up) reduces du = dm·act(g), part 1 (gate)
+// dg = dm·u·act'(g), formed while staging with swiglu_backward.wgsl's expressions and never stored.
+// Why: per-dispatch cost; a 16-layer training step saves 32 dispatches for q/k/v and 32 for gate/up
+// (two NF4 products and the SwiGLU backward in one).
 
 override ACCUMULATE: bool = false;
 override BS: u32 = 64;        // NF4 blocksize
 override DQ: bool = false;        // absmax holds double-quantized words, not f32 (see blockScale)
+override GLU: u32 = 0;            // group: 0 plain parts, 1 SwiGLU prologue, 2 GeGLU (tanh) prologue
 
 const TM = 64u;               // rows of dX per workgroup
 const TK = 64u;               // columns of dX per workgroup
@@ -23,8 +35,10 @@ const S = 65u;                // padded stride
 
 struct Params {
   M: u32,
-  N: u32,
+  N: u32,           // group: N of part 0
   K: u32,
+  N1: u32,          // group: N of parts 1 and 2 (0: absent)
+  N2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -32,6 +46,13 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dY: array<f32>;           // (M, N)
 @group(0) @binding(3) var<storage, read> Wq: array<u32>;           // (ceil(N*K / 8)) packed NF4 of W (N, K)
 @group(0) @binding(4) var<storage, read> absmax: array<u32>;       // (ceil(N*K / BS)) f32 bits, or DQ words
+// group: parts 1 and 2 (GLU: dY = dm, dY1 = g, dY2 = u, all (M, F)).
+@group(0) @binding(5) var<storage, read> dY1: array<f32>;
+@group(0) @binding(6) var<storage, read> dY2: array<f32>;
+@group(0) @binding(7) var<storage, read> Wq1: array<u32>;
+@group(0) @binding(8) var<storage, read> Wq2: array<u32>;
+@group(0) @binding(9) var<storage, read> absmax1: array<u32>;
+@group(0) @binding(10) var<storage, read> absmax2: array<u32>;
 
 const NF4 = array<u32, 16>(
   0xbf800000u, 0xbf3239b1u, 0xbf066b30u, 0xbeca32a0u, 0xbe91a24du, 0xbe3d353fu, 0xbdba7871u, 0x00000000u,
@@ -87,14 +108,79 @@ fn blockScale(b: u32, nb: u32) -> f32 {
   if (!DQ) { return bitcast<f32>(absmax[b]); }
   let code = (absmax[b >> 2u] >> (8u * (b & 3u))) & 255u;
   let q = (nb + 3u) / 4u;
-  let scaled = dmap[code] * bitcast<f32>(absmax[q + b / 256u]);
-  return scaled + bitcast<f32>(absmax[q + (nb + 255u) / 256u]);
+  return dqScale(code, absmax[q + b / 256u], absmax[q + (nb + 255u) / 256u]);
+}
+
+fn dqScale(code: u32, absmax2: u32, offset: u32) -> f32 {
+  let scaled = dmap[code] * bitcast<f32>(absmax2);
+  return scaled + bitcast<f32>(offset);
+}
+
+fn nibble(w: u32, f: u32) -> f32 {
+  let shift = 8u * ((f >> 1u) & 3u) + select(4u, 0u, (f & 1u) == 1u);
+  return lut[(w >> shift) & 15u];
 }
 
 fn weight(f: u32) -> f32 {
-  let shift = 8u * ((f >> 1u) & 3u) + select(4u, 0u, (f & 1u) == 1u);
-  let code = (Wq[f >> 3u] >> shift) & 15u;
-  return lut[code] * blockScale(f / BS, (p.N * p.K + BS - 1u) / BS);
+  return nibble(Wq[f >> 3u], f) * blockScale(f / BS, (p.N * p.K + BS - 1u) / BS);
+}
+
+// group: part j's buffers (j is uniform across the workgroup).
+fn absJ(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return absmax[i]; }
+  if (j == 1u) { return absmax1[i]; }
+  return absmax2[i];
+}
+fn wordJ(j: u32, i: u32) -> u32 {
+  if (j == 0u) { return Wq[i]; }
+  if (j == 1u) { return Wq1[i]; }
+  return Wq2[i];
+}
+// dequant(W_j) at flat index f, W_j with nb blocks: blockScale's arithmetic on part j's words.
+fn weightJ(j: u32, f: u32, nb: u32) -> f32 {
+  let b = f / BS;
+  var s: f32;
+  if (DQ) {
+    let q = (nb + 3u) / 4u;
+    s = dqScale((absJ(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absJ(j, q + b / 256u), absJ(j, q + (nb + 255u) / 256u));
+  } else {
+    s = bitcast<f32>(absJ(j, b));
+  }
+  return nibble(wordJ(j, f >> 3u), f) * s;
+}
+
+// swiglu_backward.wgsl's helpers and expressions, for the GLU prologue.
+fn one_pm_tanh(x: f32) -> vec2f {
+  let e = exp(-2.0 * abs(x));
+  let big = 2.0 / (1.0 + e);
+  let small = 2.0 * e / (1.0 + e);
+  if (x >= 0.0) { return vec2f(big, small); }
+  return vec2f(small, big);
+}
+const GELU_K: f32 = 0.7978845608028654;
+fn sigmoid(v: f32) -> f32 {
+  let e = exp(-abs(v));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+}
+
+// group: element i of part j's dY; with GLU, du (j = 0) or dg (j = 1) from dm, g, u.
+fn gradJ(j: u32, i: u32) -> f32 {
+  if (GLU == 0u) {
+    if (j == 0u) { return dY[i]; }
+    if (j == 1u) { return dY1[i]; }
+    return dY2[i];
+  }
+  let d = dY[i];
+  let v = dY1[i];
+  if (GLU == 2u) {
+    let pm = one_pm_tanh(GELU_K * (v + 0.044715 * v * v * v));  // (1 + t, 1 - t)
+    if (j == 0u) { return d * (0.5 * v * pm.x); }
+    let slope = 0.5 * pm.x + 0.5 * v * (pm.x * pm.y) * GELU_K * (1.0 + 3.0 * 0.044715 * v * v);
+    return d * dY2[i] * slope;
+  }
+  let s = sigmoid(v);
+  if (j == 0u) { return d * (v * s); }
+  return d * dY2[i] * (s * (1.0 + v * (1.0 - s)));
 }
 
 @compute @workgroup_size(WG)
@@ -150,6 +236,84 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         let o = m * p.K + k;
         if (ACCUMULATE) { dX[o] += acc[i][j]; } else { dX[o] = acc[i][j]; }
       }
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn group(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+         @builtin(local_invocation_index) lid: u32) {
+  let tilesK = (p.K + TK - 1u) / TK;
+  let tile = wid.x + wid.y * nwg.x;
+  let m0 = (tile / tilesK) * TM;
+  let k0 = (tile % tilesK) * TK;
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+
+  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
+  if (DQ) { dmap[lid] = bitcast<f32>(DMAP[lid]); }
+  workgroupBarrier();
+
+  // The running sum of the parts, starting from dX's old value with ACCUMULATE.
+  var res: array<array<f32, 4>, 4>;
+  if (ACCUMULATE) {
+    for (var i = 0u; i < 4u; i++) {
+      let m = m0 + ty + 16u * i;
+      for (var jj = 0u; jj < 4u; jj++) {
+        let k = k0 + tx + 16u * jj;
+        if (m < p.M && k < p.K) { res[i][jj] = dX[m * p.K + k]; }
+      }
+    }
+  }
+  for (var j = 0u; j < 3u; j++) {
+    var N = p.N;
+    if (j == 1u) { N = p.N1; } else if (j == 2u) { N = p.N2; }
+    if (N == 0u) { continue; }
+    let nb = (N * p.K + BS - 1u) / BS;
+    // Zeroed explicitly: a declaration without initializer inside the loop was not re-zeroed per
+    // iteration on SwiftShader (the sums of earlier parts leaked in).
+    var acc: array<array<f32, 4>, 4>;
+    for (var i = 0u; i < 4u; i++) {
+      for (var jj = 0u; jj < 4u; jj++) { acc[i][jj] = 0.0; }
+    }
+    for (var n0 = 0u; n0 < N; n0 += TN) {
+      for (var r = 0u; r < 4u; r++) {
+        let e = lid + r * WG;
+        let dn = e % TN;
+        let dm = e / TN;
+        var g = 0.0;
+        if (m0 + dm < p.M && n0 + dn < N) { g = gradJ(j, (m0 + dm) * N + n0 + dn); }
+        dYs[dn * S + dm] = g;
+        let wk = e % TK;
+        let wn = e / TK;
+        var wv = 0.0;
+        if (n0 + wn < N && k0 + wk < p.K) { wv = weightJ(j, (n0 + wn) * p.K + k0 + wk, nb); }
+        Ws[wn * S + wk] = wv;
+      }
+      workgroupBarrier();
+      for (var n = 0u; n < TN; n++) {
+        var a: array<f32, 4>;
+        var b: array<f32, 4>;
+        for (var i = 0u; i < 4u; i++) { a[i] = dYs[n * S + ty + 16u * i]; }
+        for (var jj = 0u; jj < 4u; jj++) { b[jj] = Ws[n * S + tx + 16u * jj]; }
+        for (var i = 0u; i < 4u; i++) {
+          for (var jj = 0u; jj < 4u; jj++) { acc[i][jj] = fma(a[i], b[jj], acc[i][jj]); }
+        }
+      }
+      workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+      for (var jj = 0u; jj < 4u; jj++) {
+        if (j == 0u && !ACCUMULATE) { res[i][jj] = acc[i][jj]; } else { res[i][jj] = res[i][jj] + acc[i][jj]; }
+      }
+    }
+  }
+
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + ty + 16u * i;
+    for (var jj = 0u; jj < 4u; jj++) {
+      let k = k0 + tx + 16u * jj;
+      if (m < p.M && k < p.K) { dX[m * p.K + k] = res[i][jj]; }
     }
   }
 }

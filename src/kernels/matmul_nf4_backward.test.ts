@@ -2,8 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, finiteDifference, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
 import { dequantizeNF4, dqAbsmax, doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
-import { matmulNf4Backward } from './matmul_nf4_backward.ts';
-import { matmulNf4BackwardRef } from './matmul_nf4_backward.ref.ts';
+import { matmulNf4Backward, matmulNf4BackwardGlu, matmulNf4BackwardGroup } from './matmul_nf4_backward.ts';
+import { matmulNf4BackwardGluRef, matmulNf4BackwardGroupRef, matmulNf4BackwardRef } from './matmul_nf4_backward.ref.ts';
+import { swigluBackward } from './swiglu_backward.ts';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
 const golden = loadGolden('nf4');
@@ -103,5 +104,77 @@ describe('matmul_nf4_backward kernel', () => {
       );
       assertClose(`${name}.dx`, await gpu.readF32(dxT), goldenArray(c.dx), TOL);
     }
+  });
+});
+
+describe('matmul_nf4_backward group', () => {
+  let gpu: Gpu;
+  beforeAll(async () => {
+    gpu = await Gpu.create();
+  });
+  afterAll(() => gpu?.destroy());
+
+  const linear = (N: number, K: number, blocksize: number, seed: number, dq: boolean) => {
+    const { packed, absmax } = quantizeNF4(rand(N * K, seed + N * K, -0.2, 0.2), blocksize);
+    return { Wq: packWords(packed, N * K), absmax: dq ? doubleQuantWords(absmax) : absmax };
+  };
+
+  // M ragged against the 64-row tile, N_j ragged against the 16-deep step (one under a step, one
+  // over several), K ragged against the 64-wide tile with odd K (blocks cross rows), two and three
+  // parts, accumulate on and off, blocksize 32, double-quantized absmax.
+  test.each([
+    [5, [17, 5, 9], 67, false, 64, false],
+    [70, [130, 33, 33], 40, true, 64, true],
+    [3, [16, 65], 100, true, 32, false],
+    [129, [9, 70, 1], 96, false, 64, true],
+  ] as const)('M=%i N=%j K=%i accumulate=%s blocksize=%i dq=%s: twin, and bit for bit one matmul_nf4_backward per part', async (M, Ns, K, accumulate, blocksize, dq) => {
+    const w = Ns.map((N, j) => linear(N, K, blocksize, j, dq));
+    const dYs = Ns.map((N, j) => rand(M * N, 40 + j, -1, 1));
+    const dx0 = rand(M * K, M * K + 3, -1, 1);
+    const dxT = gpu.tensor('dx', 'activations', dx0), dxPlain = gpu.tensor('dx.plain', 'activations', dx0);
+    const parts = Ns.map((N, j) => ({
+      dY: gpu.tensor(`dy${j}`, 'activations', dYs[j]), Wq: gpu.tensor(`w${j}`, 'weights', w[j].Wq), absmax: gpu.tensor(`a${j}`, 'weights', w[j].absmax), N,
+    }));
+    const opts = { accumulate, blocksize, doubleQuant: dq };
+    matmulNf4BackwardGroup(gpu, dxT, parts, M, K, opts);
+    parts.forEach((q, j) => matmulNf4Backward(gpu, dxPlain, q.dY, q.Wq, q.absmax, M, q.N, K, { ...opts, accumulate: j > 0 || accumulate }));
+    const dx = dx0.slice();
+    matmulNf4BackwardGroupRef(dx, Ns.map((N, j) => ({ dY: dYs[j], ...w[j], N })), M, K, opts);
+    const got = await gpu.readF32(dxT);
+    assertClose('dx', got, dx, TOL);
+    expect(got).toEqual(await gpu.readF32(dxPlain));
+  });
+
+  test.each([
+    [5, 13, 67, false, 64, false, 'silu'],
+    [70, 70, 40, true, 64, true, 'silu'],
+    [66, 9, 96, false, 32, false, 'gelu_tanh'],
+    [3, 33, 65, true, 64, true, 'gelu_tanh'],
+  ] as const)('GLU prologue at M=%i F=%i K=%i accumulate=%s blocksize=%i dq=%s %s: twin, and bit for bit swiglu_backward + two matmul_nf4_backward', async (M, F, K, accumulate, blocksize, dq, act) => {
+    const up = linear(F, K, blocksize, 1, dq), gate = linear(F, K, blocksize, 2, dq);
+    const dm = rand(M * F, 50, -1, 1), g = rand(M * F, 51, -4, 4), u = rand(M * F, 52, -2, 2);
+    const dx0 = rand(M * K, M * K + 5, -1, 1);
+    const dxT = gpu.tensor('dx', 'activations', dx0), dxPlain = gpu.tensor('dx.plain', 'activations', dx0);
+    const [dmT, gT, uT] = [dm, g, u].map((a, i) => gpu.tensor(`in${i}`, 'activations', a));
+    const upT = { Wq: gpu.tensor('wu', 'weights', up.Wq), absmax: gpu.tensor('au', 'weights', up.absmax) };
+    const gateT = { Wq: gpu.tensor('wg', 'weights', gate.Wq), absmax: gpu.tensor('ag', 'weights', gate.absmax) };
+    const opts = { accumulate, blocksize, doubleQuant: dq };
+    matmulNf4BackwardGlu(gpu, dxT, dmT, gT, uT, upT, gateT, M, F, K, { ...opts, act });
+    const dgT = gpu.tensor('dg', 'activations', M * F * 4), duT = gpu.tensor('du', 'activations', M * F * 4);
+    swigluBackward(gpu, dgT, duT, dmT, gT, uT, M, F, act);
+    matmulNf4Backward(gpu, dxPlain, duT, upT.Wq, upT.absmax, M, F, K, opts);
+    matmulNf4Backward(gpu, dxPlain, dgT, gateT.Wq, gateT.absmax, M, F, K, { ...opts, accumulate: true });
+    const dx = dx0.slice();
+    matmulNf4BackwardGluRef(dx, dm, g, u, up, gate, M, F, K, { ...opts, act });
+    const got = await gpu.readF32(dxT);
+    assertClose('dx', got, dx, TOL);
+    expect(got).toEqual(await gpu.readF32(dxPlain));
+  });
+
+  test('dX must not be read by the dispatch; 2 or 3 parts', () => {
+    const t = gpu.tensor('t', 'activations', 64), w = gpu.tensor('w', 'weights', 64);
+    const part = { dY: gpu.tensor('dy', 'activations', 64), Wq: w, absmax: w, N: 1 };
+    expect(() => matmulNf4BackwardGroup(gpu, t, [part, { ...part, dY: t }], 1, 1)).toThrow(/shares a buffer with an input/);
+    expect(() => matmulNf4BackwardGroup(gpu, t, [part], 1, 1)).toThrow(/2 or 3/);
   });
 });

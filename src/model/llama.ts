@@ -20,7 +20,7 @@ import type { Binding, Gpu, Scalars, Tensor, View } from '../gpu/runtime.ts';
 import { matmul, type MatmulOptions } from '../kernels/matmul.ts';
 import { matmulPackedF16 } from '../kernels/matmul_packed_f16.ts';
 import { matmulNf4 } from '../kernels/matmul_nf4.ts';
-import { matmulNf4Backward } from '../kernels/matmul_nf4_backward.ts';
+import { GROUP_STORAGE_BUFFERS, matmulNf4Backward, matmulNf4BackwardGlu, matmulNf4BackwardGroup } from '../kernels/matmul_nf4_backward.ts';
 import { rmsnormForward, rmsnormForwardAdd } from '../kernels/rmsnorm_forward.ts';
 import { rmsnormBackward } from '../kernels/rmsnorm_backward.ts';
 import { ropeAppendKv, ropeForwardQk } from '../kernels/rope_forward.ts';
@@ -262,15 +262,53 @@ export class LlamaModel {
   }
 
   /** dx (=|+=) dy·W + LoRA's dX, and LoRA's dA, dB added into the gradient buffer. */
-  private projBackward(l: number, p: Proj, dx: Binding, dy: Binding, x: Binding, M: number, accumulate: boolean, o: RunOptions): void {
+  private projBackward(l: number, p: Proj, dx: Binding, dy: Binding, x: Binding, M: number, accumulate: boolean): void {
+    this.linearBackward(dx, dy, this.weights.layers[l].proj[p], M, accumulate);
+    this.adapterBackward(l, p, dx, dy, x, M);
+  }
+
+  /** dx += the dX of projection p's LoRA, and its dA, dB added into the gradient buffer; nothing
+   *  without an adapter there. */
+  private adapterBackward(l: number, p: Proj, dx: Binding, dy: Binding, x: Binding, M: number): void {
     const lin = this.weights.layers[l].proj[p];
-    this.linearBackward(dx, dy, lin, M, accumulate);
     const lo = this.lora, a = this.loraOf(l, p);
     if (!lo || !a) return;
     loraBackward(this.gpu, dx, lo.view(lo.grads, a.A), a.rows(lo.grads), this.t('grad.dU'), dy, x,
       lo.view(lo.params, a.A), a.rows(lo.params), this.act(`U.${a.module}`, l),
       { M, N: lin.N, K: lin.K, R: lo.spec.rank },
       { scale: this.plan.loraScale, dropout: lo.spec.dropout, seeds: this.seeds(l, a.module), accumulate: true });
+  }
+
+  /** The backward of linears sharing the input x (q/k/v; up/gate), dys[j] reaching ps[j]:
+   *  dx = Σ dys[j]·W_j in one NF4 dispatch when the weights and the device allow, then each
+   *  adapter's backward; else projBackward per linear. The first linear writes dx. */
+  private groupBackward(l: number, ps: Proj[], dx: Binding, dys: Binding[], x: Binding, M: number): void {
+    const lins = this.nf4Group(l, ps);
+    if (!lins || this.gpu.limits.maxStorageBuffersPerShaderStage < GROUP_STORAGE_BUFFERS) {
+      ps.forEach((p, j) => this.projBackward(l, p, dx, dys[j], x, M, j > 0));
+      return;
+    }
+    matmulNf4BackwardGroup(this.gpu, dx, lins.map((lin, j) => ({ dY: dys[j], Wq: lin.packed, absmax: lin.absmax, N: lin.N })), M, lins[0].K,
+      { doubleQuant: lins[0].doubleQuant });
+    ps.forEach((p, j) => this.adapterBackward(l, p, dx, dys[j], x, M));
+  }
+
+  /** The gated MLP's backward from dm to dx (the post-attention norm's output): without adapters on
+   *  gate and up, SwiGLU's (GeGLU's) backward and both NF4 products in one dispatch, dg and du never
+   *  stored; otherwise swiglu_backward into grad.dg, grad.du (the adapters need them) and the two
+   *  products grouped. */
+  private mlpBackward(l: number, dx: Binding, dm: Binding, x2: Binding, M: number): void {
+    const g = this.act('g', l), u = this.act('u', l), F = this.dims.intermediateSize;
+    const lins = this.nf4Group(l, ['up_proj', 'gate_proj']);
+    if (lins && this.gpu.limits.maxStorageBuffersPerShaderStage >= GROUP_STORAGE_BUFFERS && !this.loraOf(l, 'up_proj') && !this.loraOf(l, 'gate_proj')) {
+      const [up, gate] = lins;
+      matmulNf4BackwardGlu(this.gpu, dx, dm, g, u, { Wq: up.packed, absmax: up.absmax }, { Wq: gate.packed, absmax: gate.absmax }, M, F, up.K,
+        { doubleQuant: up.doubleQuant, act: this.gluAct });
+      return;
+    }
+    const dg = this.t('grad.dg'), du = this.t('grad.du');
+    swigluBackward(this.gpu, dg, du, dm, g, u, M, F, this.gluAct);
+    this.groupBackward(l, ['up_proj', 'gate_proj'], dx, [du, dg], x2, M);
   }
 
   /** The NF4 linears of layer l that a fused decode kernel can take together: all NF4, no bias, one
@@ -442,25 +480,23 @@ export class LlamaModel {
   }
 
   /** On entry grad.dh holds dL/dh'; on exit dL/dh (the layer's input). Mirror of layerForward. */
-  private layerBackward(l: number, b: Batch, o: RunOptions): void {
+  private layerBackward(l: number, b: Batch): void {
     const g = this.gpu, d = this.dims, w = this.weights.layers[l];
-    const N = b.B * b.T, C = d.hiddenSize, H = d.numHeads, Hkv = d.numKvHeads, D = d.headDim, F = d.intermediateSize;
+    const N = b.B * b.T, C = d.hiddenSize, H = d.numHeads, Hkv = d.numKvHeads, D = d.headDim;
     const dh = this.t('grad.dh'), dx = this.t('grad.dx');
     const h = this.t(`h.${l}`), h2 = this.act('h2', l), x1 = this.act('x1', l), x2 = this.act('x2', l);
     const pos = this.t('positions');
     const [cos, sin] = this.ropeTables(l);
     // MLP
-    const dm = this.t('grad.dm'), dg = this.t('grad.dg'), du = this.t('grad.du');
-    this.projBackward(l, 'down_proj', dm, this.sublayerOutBackward(l, dh, w.mlpOutNorm, 'mo', 'rstd4', N), this.act('m', l), N, false, o);
-    swigluBackward(g, dg, du, dm, this.act('g', l), this.act('u', l), N, F, this.gluAct);
-    this.projBackward(l, 'up_proj', dx, du, x2, N, false, o);
-    this.projBackward(l, 'gate_proj', dx, dg, x2, N, true, o);
+    const dm = this.t('grad.dm');
+    this.projBackward(l, 'down_proj', dm, this.sublayerOutBackward(l, dh, w.mlpOutNorm, 'mo', 'rstd4', N), this.act('m', l), N, false);
+    this.mlpBackward(l, dx, dm, x2, N);
     rmsnormBackward(g, dh, dx, h2, w.postNorm, this.act('rstd2', l), N, C, true);
     // x1 shares x2's buffer when it is cheaper to recompute than to keep (plan.cheapRecompute).
     if (this.plan.cheapRecompute) rmsnormForward(g, x1, this.act('rstd1', l), h, w.inputNorm, N, C, d.rmsNormEps);
     // Attention
     const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
-    this.projBackward(l, 'o_proj', dO, this.sublayerOutBackward(l, dh, w.attnOutNorm, 'ao', 'rstd3', N), this.act('o', l), N, false, o);
+    this.projBackward(l, 'o_proj', dO, this.sublayerOutBackward(l, dh, w.attnOutNorm, 'ao', 'rstd3', N), this.act('o', l), N, false);
     attentionBackward(g, dq, dk, dv, dO, this.act('q', l), this.act('k', l), this.act('v', l), this.act('o', l),
       this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), pos, undefined, d.attnSoftcap ?? 0);
     ropeBackwardQk(g, dq, dk, pos, cos, sin, b.B, b.T, H, Hkv, D);
@@ -472,9 +508,7 @@ export class LlamaModel {
       rmsnormBackward(g, dqr, dq, this.act('qr', l), w.qNorm, this.act('rstdq', l), N * H, D);
       rmsnormBackward(g, dkr, dk, this.act('kr', l), w.kNorm, this.act('rstdk', l), N * Hkv, D);
     }
-    this.projBackward(l, 'v_proj', dx, dv, x1, N, false, o);
-    this.projBackward(l, 'k_proj', dx, dkr, x1, N, true, o);
-    this.projBackward(l, 'q_proj', dx, dqr, x1, N, true, o);
+    this.groupBackward(l, ['v_proj', 'k_proj', 'q_proj'], dx, [dv, dkr, dqr], x1, N);
     rmsnormBackward(g, dh, dx, h, w.inputNorm, this.act('rstd1', l), N, C, true);
   }
 
@@ -516,7 +550,7 @@ export class LlamaModel {
     for (let l = L - 1; l >= 0; l--) {
       if (this.plan.checkpointing) this.layerForward(l, b, o); // recompute this layer's activations
       else if (this.plan.savedF16) this.restoreLayer(l, b);
-      this.layerBackward(l, b, o);
+      this.layerBackward(l, b);
     }
   }
 
