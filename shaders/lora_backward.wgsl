@@ -19,6 +19,11 @@
 //   dB, dA partials -> dB, dA  by extra workgroups of the dX dispatch (the last one),
 // so split-K costs no dispatch. A product with one slice writes its result directly, as version 1 did.
 // work: [dU (M·R) | region 1: dU partials (sU·M·R), later dA partials (sA·R·K) | dB partials (sB·N·R)].
+// Groups: up to three adapters whose projections share x (q/k/v, gate/up) go through each stage in
+// one dispatch (part j: its dY_j, U_j, N_j, seed, the offsets of its A/dA and B/dB in the bound LoRA
+// parameter and gradient buffers, and its own region of `work`). The workgroups are dealt to the
+// parts in turn, each running exactly the one-adapter stage's work, so every result is bit-identical
+// to one dispatch per adapter; dX's tiles run the parts in order onto dX (dX + part 0, then + part 1).
 // All math in f32.
 override WX: u32 = 16;
 override WY: u32 = 16;
@@ -27,39 +32,65 @@ override ACCUMULATE: bool = false;
 const TM: u32 = 4;
 const TN: u32 = 4;
 
-struct Params {
-  M: u32,
+// One adapter of the group. Offsets are in floats.
+struct Part {
   N: u32,
-  K: u32,
-  R: u32,
   seedIndex: u32,      // the dropout seed is seeds[seedIndex]: seeds change every step, Params never
-  keepThreshold: u32,
   sU: u32,             // slices of dU's reduction (over N), each chunkU long (a multiple of BK)
   chunkU: u32,
   sB: u32,             // slices of dB's reduction (over M)
   chunkB: u32,
   sA: u32,             // slices of dA's reduction (over M)
   chunkA: u32,
-  off1: u32,           // where region 1 of `work` starts (dU partials, later dA partials)
-  off2: u32,           // where the dB partials start
+  base: u32,           // where this part's dU starts in `work`
+  off1: u32,           // where its region 1 starts (dU partials, later dA partials)
+  off2: u32,           // where its dB partials start
+  oA: u32,             // its A in L and dA in G
+  oB: u32,             // its B in L and dB in G
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
+}
+
+struct Params {
+  M: u32,
+  K: u32,
+  R: u32,
+  parts: u32,
+  keepThreshold: u32,
+  pad: u32,
   invKeep: f32,
   scale: f32,
+  part: array<Part, 3>,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> dX: array<f32>;  // (M, K)  +=
-@group(0) @binding(2) var<storage, read_write> dA: array<f32>;  // (R, K)
-@group(0) @binding(3) var<storage, read_write> dB: array<f32>;  // (N, R)
-@group(0) @binding(4) var<storage, read_write> work: array<f32>; // dU (M, R) and split-K partials (header)
-@group(0) @binding(5) var<storage, read> dY: array<f32>;        // (M, N)
-@group(0) @binding(6) var<storage, read> x: array<f32>;         // (M, K)
-@group(0) @binding(7) var<storage, read> A: array<f32>;         // (R, K)
-@group(0) @binding(8) var<storage, read> B: array<f32>;         // (N, R)
-@group(0) @binding(9) var<storage, read> U: array<f32>;         // (M, R)  saved by the forward
-@group(0) @binding(10) var<storage, read> seeds: array<u32>;    // per-step dropout seeds (dA, dX only)
+@group(0) @binding(2) var<storage, read_write> G: array<f32>;   // the LoRA gradients: dA_j (R, K), dB_j (N_j, R)
+@group(0) @binding(3) var<storage, read_write> work: array<f32>; // per part: dU (M, R) and split-K partials (header)
+@group(0) @binding(4) var<storage, read> dY: array<f32>;        // part 0's (M, N_0)
+@group(0) @binding(5) var<storage, read> x: array<f32>;         // (M, K)
+@group(0) @binding(6) var<storage, read> L: array<f32>;         // the LoRA parameters: A_j (R, K), B_j (N_j, R)
+@group(0) @binding(7) var<storage, read> U: array<f32>;         // part 0's (M, R), saved by the forward
+@group(0) @binding(8) var<storage, read> seeds: array<u32>;     // per-step dropout seeds (dA, dX only)
+@group(0) @binding(9) var<storage, read> dY1: array<f32>;       // parts 1 and 2 (absent parts repeat part 0's)
+@group(0) @binding(10) var<storage, read> dY2: array<f32>;
+@group(0) @binding(11) var<storage, read> U1: array<f32>;
+@group(0) @binding(12) var<storage, read> U2: array<f32>;
 
 var<workgroup> Ls: array<f32, BK * WY * TM>;
 var<workgroup> Rs: array<f32, BK * WX * TN>;
+
+fn dYJ(j: u32, i: u32) -> f32 {
+  if (j == 0u) { return dY[i]; }
+  if (j == 1u) { return dY1[i]; }
+  return dY2[i];
+}
+fn UJ(j: u32, i: u32) -> f32 {
+  if (j == 0u) { return U[i]; }
+  if (j == 1u) { return U1[i]; }
+  return U2[i];
+}
 
 // Identical to lora_forward.wgsl.
 fn pcg(v: u32) -> u32 {
@@ -107,24 +138,49 @@ fn tile_slice(w: u32, tiles: u32) -> vec2u {
   return vec2u(w % tiles, w / tiles);
 }
 
+// Workgroups of part j in each stage's dispatch (the host computes the same, lora_backward.ts).
+fn wgsU(j: u32) -> u32 {
+  return tile_count(p.M, p.R) * p.part[j].sU;
+}
+fn wgsB(j: u32) -> u32 {
+  let MR = p.M * p.R;
+  let reduceU = select(0u, (MR + WX * WY - 1u) / (WX * WY), p.part[j].sU > 1u);
+  return tile_count(p.part[j].N, p.R) * p.part[j].sB + reduceU;
+}
+fn wgsA(j: u32) -> u32 {
+  return tile_count(p.K, p.R) * p.part[j].sA;
+}
+fn wgsReduce(j: u32) -> u32 {
+  let pt = p.part[j];
+  let n = select(0u, pt.N * p.R, pt.sB > 1u) + select(0u, p.R * p.K, pt.sA > 1u);
+  return (n + WX * WY - 1u) / (WX * WY);
+}
+
 // dU[m, r] = scale * sum_n dY[m, n] * B[n, r]. Rows m, columns r, reduction n (slice `sl` of sU).
 @compute @workgroup_size(WX, WY)
 fn dU_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
   let BP = WY * TM;
   let BQ = WX * TN;
-  let ts = tile_slice(linear_id(wid, nwg), tile_count(p.M, p.R));
-  if (ts.y >= p.sU) { return; }
+  var w = linear_id(wid, nwg);
+  var j = 0u;
+  for (; j < p.parts; j++) {
+    if (w < wgsU(j)) { break; }
+    w -= wgsU(j);
+  }
+  if (j >= p.parts) { return; }
+  let pt = p.part[j];
+  let ts = tile_slice(w, tile_count(p.M, p.R));
   let o = tile_origin(ts.x, p.R);
-  let n1 = min(p.N, (ts.y + 1u) * p.chunkU);
+  let n1 = min(pt.N, (ts.y + 1u) * pt.chunkU);
   var acc: array<f32, TM * TN>;
-  for (var n0 = ts.y * p.chunkU; n0 < n1; n0 += BK) {
+  for (var n0 = ts.y * pt.chunkU; n0 < n1; n0 += BK) {
     for (var e = lid; e < BK * BP; e += WX * WY) {   // dY is contiguous along n
       let s = e % BK;
       let m = o.x + e / BK;
       let n = n0 + s;
       var v = 0.0;
-      if (m < p.M && n < n1) { v = dY[m * p.N + n]; }
+      if (m < p.M && n < n1) { v = dYJ(j, m * pt.N + n); }
       Ls[s * BP + e / BK] = v;
     }
     for (var e = lid; e < BK * BQ; e += WX * WY) {   // B is contiguous along r
@@ -133,7 +189,7 @@ fn dU_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
       let r = o.y + c;
       let n = n0 + s;
       var v = 0.0;
-      if (r < p.R && n < n1) { v = B[n * p.R + r]; }
+      if (r < p.R && n < n1) { v = L[pt.oB + n * p.R + r]; }
       Rs[s * BQ + c] = v;
     }
     workgroupBarrier();
@@ -142,12 +198,12 @@ fn dU_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   }
   let MR = p.M * p.R;
   for (var i = 0u; i < TM; i++) {
-    for (var j = 0u; j < TN; j++) {
+    for (var jj = 0u; jj < TN; jj++) {
       let m = o.x + lid3.y + i * WY;
-      let r = o.y + lid3.x + j * WX;
+      let r = o.y + lid3.x + jj * WX;
       if (m < p.M && r < p.R) {
-        if (p.sU == 1u) { work[m * p.R + r] = p.scale * acc[i * TN + j]; }
-        else { work[p.off1 + ts.y * MR + m * p.R + r] = acc[i * TN + j]; }
+        if (pt.sU == 1u) { work[pt.base + m * p.R + r] = p.scale * acc[i * TN + jj]; }
+        else { work[pt.off1 + ts.y * MR + m * p.R + r] = acc[i * TN + jj]; }
       }
     }
   }
@@ -160,30 +216,37 @@ fn dB_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
            @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
   let BP = WY * TM;
   let BQ = WX * TN;
-  let tiles = tile_count(p.N, p.R);
-  let w = linear_id(wid, nwg);
+  var w = linear_id(wid, nwg);
+  var j = 0u;
+  for (; j < p.parts; j++) {
+    if (w < wgsB(j)) { break; }
+    w -= wgsB(j);
+  }
+  if (j >= p.parts) { return; }
+  let pt = p.part[j];
+  let tiles = tile_count(pt.N, p.R);
   let ts = tile_slice(w, tiles);
-  if (ts.y >= p.sB) {
+  if (ts.y >= pt.sB) {
     let MR = p.M * p.R;
-    let i = (w - tiles * p.sB) * WX * WY + lid;
-    if (p.sU > 1u && i < MR) {
+    let i = (w - tiles * pt.sB) * WX * WY + lid;
+    if (pt.sU > 1u && i < MR) {
       var sum = 0.0;
-      for (var s = 0u; s < p.sU; s++) { sum += work[p.off1 + s * MR + i]; }
-      work[i] = p.scale * sum;
+      for (var s = 0u; s < pt.sU; s++) { sum += work[pt.off1 + s * MR + i]; }
+      work[pt.base + i] = p.scale * sum;
     }
     return;
   }
   let o = tile_origin(ts.x, p.R);
-  let m1 = min(p.M, (ts.y + 1u) * p.chunkB);
+  let m1 = min(p.M, (ts.y + 1u) * pt.chunkB);
   var acc: array<f32, TM * TN>;
-  for (var m0 = ts.y * p.chunkB; m0 < m1; m0 += BK) {
+  for (var m0 = ts.y * pt.chunkB; m0 < m1; m0 += BK) {
     for (var e = lid; e < BK * BP; e += WX * WY) {   // dY is contiguous along n (the tile rows)
       let c = e % BP;
       let s = e / BP;
       let n = o.x + c;
       let m = m0 + s;
       var v = 0.0;
-      if (n < p.N && m < m1) { v = dY[m * p.N + n]; }
+      if (n < pt.N && m < m1) { v = dYJ(j, m * pt.N + n); }
       Ls[s * BP + c] = v;
     }
     for (var e = lid; e < BK * BQ; e += WX * WY) {   // U is contiguous along r
@@ -192,7 +255,7 @@ fn dB_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
       let r = o.y + c;
       let m = m0 + s;
       var v = 0.0;
-      if (r < p.R && m < m1) { v = U[m * p.R + r]; }
+      if (r < p.R && m < m1) { v = UJ(j, m * p.R + r); }
       Rs[s * BQ + c] = v;
     }
     workgroupBarrier();
@@ -200,15 +263,16 @@ fn dB_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
     workgroupBarrier();
   }
   for (var i = 0u; i < TM; i++) {
-    for (var j = 0u; j < TN; j++) {
+    for (var jj = 0u; jj < TN; jj++) {
       let n = o.x + lid3.y + i * WY;
-      let r = o.y + lid3.x + j * WX;
-      if (n < p.N && r < p.R) {
-        if (p.sB > 1u) {
-          work[p.off2 + ts.y * p.N * p.R + n * p.R + r] = acc[i * TN + j];
+      let r = o.y + lid3.x + jj * WX;
+      if (n < pt.N && r < p.R) {
+        if (pt.sB > 1u) {
+          work[pt.off2 + ts.y * pt.N * p.R + n * p.R + r] = acc[i * TN + jj];
         } else {
-          let v = p.scale * acc[i * TN + j];
-          if (ACCUMULATE) { dB[n * p.R + r] += v; } else { dB[n * p.R + r] = v; }
+          let v = p.scale * acc[i * TN + jj];
+          let at = pt.oB + n * p.R + r;
+          if (ACCUMULATE) { G[at] += v; } else { G[at] = v; }
         }
       }
     }
@@ -222,13 +286,20 @@ fn dA_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
            @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
   let BP = WY * TM;
   let BQ = WX * TN;
-  let ts = tile_slice(linear_id(wid, nwg), tile_count(p.K, p.R));
-  if (ts.y >= p.sA) { return; }
+  var w = linear_id(wid, nwg);
+  var j = 0u;
+  for (; j < p.parts; j++) {
+    if (w < wgsA(j)) { break; }
+    w -= wgsA(j);
+  }
+  if (j >= p.parts) { return; }
+  let pt = p.part[j];
+  let ts = tile_slice(w, tile_count(p.K, p.R));
   let o = tile_origin(ts.x, p.R);
-  let m1 = min(p.M, (ts.y + 1u) * p.chunkA);
-  let seedHash = pcg(seeds[p.seedIndex]);
+  let m1 = min(p.M, (ts.y + 1u) * pt.chunkA);
+  let seedHash = pcg(seeds[pt.seedIndex]);
   var acc: array<f32, TM * TN>;
-  for (var m0 = ts.y * p.chunkA; m0 < m1; m0 += BK) {
+  for (var m0 = ts.y * pt.chunkA; m0 < m1; m0 += BK) {
     for (var e = lid; e < BK * BP; e += WX * WY) {   // x is contiguous along k (the tile rows)
       let c = e % BP;
       let s = e / BP;
@@ -247,7 +318,7 @@ fn dA_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
       let r = o.y + c;
       let m = m0 + s;
       var v = 0.0;
-      if (r < p.R && m < m1) { v = work[m * p.R + r]; }
+      if (r < p.R && m < m1) { v = work[pt.base + m * p.R + r]; }
       Rs[s * BQ + c] = v;
     }
     workgroupBarrier();
@@ -255,79 +326,93 @@ fn dA_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
     workgroupBarrier();
   }
   for (var i = 0u; i < TM; i++) {
-    for (var j = 0u; j < TN; j++) {
+    for (var jj = 0u; jj < TN; jj++) {
       let k = o.x + lid3.y + i * WY;
-      let r = o.y + lid3.x + j * WX;
+      let r = o.y + lid3.x + jj * WX;
       if (k < p.K && r < p.R) {
-        let v = acc[i * TN + j];
-        if (p.sA > 1u) {
-          work[p.off1 + ts.y * p.R * p.K + r * p.K + k] = v;
-        } else if (ACCUMULATE) { dA[r * p.K + k] += v; } else { dA[r * p.K + k] = v; }
+        let v = acc[i * TN + jj];
+        let at = pt.oA + r * p.K + k;
+        if (pt.sA > 1u) {
+          work[pt.off1 + ts.y * p.R * p.K + r * p.K + k] = v;
+        } else if (ACCUMULATE) { G[at] += v; } else { G[at] = v; }
       }
     }
   }
 }
 
-// dX[m, k] += keep(m, k) * invKeep * sum_r dU[m, r] * A[r, k]. Rows m, columns k, reduction r.
-// The workgroups past the last tile add up the dB partials (scaled) into dB, then the dA partials
-// into dA, one element per thread, in slice order.
+// dX[m, k] += keep(m, k) * invKeep * sum_r dU[m, r] * A[r, k]. Rows m, columns k, reduction r; a
+// tile adds the parts in order. The workgroups past the last tile add up each part's dB partials
+// (scaled) into dB, then its dA partials into dA, one element per thread, in slice order.
 @compute @workgroup_size(WX, WY)
 fn dX_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
            @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
   let BP = WY * TM;
   let BQ = WX * TN;
   let tiles = tile_count(p.M, p.K);
-  let w = linear_id(wid, nwg);
+  var w = linear_id(wid, nwg);
   if (w >= tiles) {
-    let NR = p.N * p.R;
+    w -= tiles;
+    var j = 0u;
+    for (; j < p.parts; j++) {
+      if (w < wgsReduce(j)) { break; }
+      w -= wgsReduce(j);
+    }
+    if (j >= p.parts) { return; }
+    let pt = p.part[j];
+    let NR = pt.N * p.R;
     let RK = p.R * p.K;
-    let nB = select(0u, NR, p.sB > 1u);
-    let i = (w - tiles) * WX * WY + lid;
+    let nB = select(0u, NR, pt.sB > 1u);
+    let i = w * WX * WY + lid;
     if (i < nB) {
       var sum = 0.0;
-      for (var s = 0u; s < p.sB; s++) { sum += work[p.off2 + s * NR + i]; }
+      for (var s = 0u; s < pt.sB; s++) { sum += work[pt.off2 + s * NR + i]; }
       let v = p.scale * sum;
-      if (ACCUMULATE) { dB[i] += v; } else { dB[i] = v; }
-    } else if (p.sA > 1u && i - nB < RK) {
-      let j = i - nB;
+      if (ACCUMULATE) { G[pt.oB + i] += v; } else { G[pt.oB + i] = v; }
+    } else if (pt.sA > 1u && i - nB < RK) {
+      let e = i - nB;
       var sum = 0.0;
-      for (var s = 0u; s < p.sA; s++) { sum += work[p.off1 + s * RK + j]; }
-      if (ACCUMULATE) { dA[j] += sum; } else { dA[j] = sum; }
+      for (var s = 0u; s < pt.sA; s++) { sum += work[pt.off1 + s * RK + e]; }
+      if (ACCUMULATE) { G[pt.oA + e] += sum; } else { G[pt.oA + e] = sum; }
     }
     return;
   }
   let o = tile_origin(w, p.K);
-  let seedHash = pcg(seeds[p.seedIndex]);
-  var acc: array<f32, TM * TN>;
-  for (var r0 = 0u; r0 < p.R; r0 += BK) {
-    for (var e = lid; e < BK * BP; e += WX * WY) {   // dU is contiguous along r
-      let s = e % BK;
-      let m = o.x + e / BK;
-      let r = r0 + s;
-      var v = 0.0;
-      if (m < p.M && r < p.R) { v = work[m * p.R + r]; }
-      Ls[s * BP + e / BK] = v;
+  for (var j = 0u; j < p.parts; j++) {
+    let pt = p.part[j];
+    let seedHash = pcg(seeds[pt.seedIndex]);
+    // Zeroed explicitly per part (a declaration in a loop body was not re-zeroed on SwiftShader).
+    var acc: array<f32, TM * TN>;
+    for (var i = 0u; i < TM * TN; i++) { acc[i] = 0.0; }
+    for (var r0 = 0u; r0 < p.R; r0 += BK) {
+      for (var e = lid; e < BK * BP; e += WX * WY) {   // dU is contiguous along r
+        let s = e % BK;
+        let m = o.x + e / BK;
+        let r = r0 + s;
+        var v = 0.0;
+        if (m < p.M && r < p.R) { v = work[pt.base + m * p.R + r]; }
+        Ls[s * BP + e / BK] = v;
+      }
+      for (var e = lid; e < BK * BQ; e += WX * WY) {   // A is contiguous along k
+        let c = e % BQ;
+        let s = e / BQ;
+        let k = o.y + c;
+        let r = r0 + s;
+        var v = 0.0;
+        if (k < p.K && r < p.R) { v = L[pt.oA + r * p.K + k]; }
+        Rs[s * BQ + c] = v;
+      }
+      workgroupBarrier();
+      mma(lid3.x, lid3.y, &acc);
+      workgroupBarrier();
     }
-    for (var e = lid; e < BK * BQ; e += WX * WY) {   // A is contiguous along k
-      let c = e % BQ;
-      let s = e / BQ;
-      let k = o.y + c;
-      let r = r0 + s;
-      var v = 0.0;
-      if (k < p.K && r < p.R) { v = A[r * p.K + k]; }
-      Rs[s * BQ + c] = v;
-    }
-    workgroupBarrier();
-    mma(lid3.x, lid3.y, &acc);
-    workgroupBarrier();
-  }
-  for (var i = 0u; i < TM; i++) {
-    for (var j = 0u; j < TN; j++) {
-      let m = o.x + lid3.y + i * WY;
-      let k = o.y + lid3.x + j * WX;
-      if (m < p.M && k < p.K) {
-        let idx = m * p.K + k;
-        dX[idx] += select(0.0, p.invKeep * acc[i * TN + j], keep(idx, seedHash));
+    for (var i = 0u; i < TM; i++) {
+      for (var jj = 0u; jj < TN; jj++) {
+        let m = o.x + lid3.y + i * WY;
+        let k = o.y + lid3.x + jj * WX;
+        if (m < p.M && k < p.K) {
+          let idx = m * p.K + k;
+          dX[idx] += select(0.0, p.invKeep * acc[i * TN + jj], keep(idx, seedHash));
+        }
       }
     }
   }

@@ -32,10 +32,10 @@ export const benches: BenchFamily = (full) => {
       bytes: 4 * (M * N + M * K + 2 * R * K + 2 * N * R + 3 * M * R + 2 * M * K),
       setup(gpu) {
         const t = (label: string, n: number) => gpu.tensor(label, 'activations', n * 4);
-        const dX = t('dX', M * K), dA = t('dA', R * K), dB = t('dB', N * R);
+        const dX = t('dX', M * K), grads = t('dA,dB', R * K + N * R);
         const work = gpu.tensor('work', 'scratch', loraBackwardScratchBytes(dims)); // dU and the split-K partials
-        const dY = t('dY', M * N), x = t('x', M * K), A = t('A', R * K), B = t('B', N * R), U = t('U', M * R);
-        return () => loraBackward(gpu, dX, dA, dB, work, dY, x, A, B, U, dims, { ...opts, accumulate: true });
+        const dY = t('dY', M * N), x = t('x', M * K), lora = t('A,B', R * K + N * R), U = t('U', M * R);
+        return () => loraBackward(gpu, dX, grads, work, x, lora, [{ dY, U, N, a: 0, b: R * K }], { M, K, R }, { ...opts, accumulate: true });
       },
     },
   ];

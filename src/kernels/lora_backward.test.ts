@@ -2,10 +2,20 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, finiteDifference, goldenArray, loadGolden, rand } from '../testing/compare.ts';
 import { dropoutRef, loraForwardRef } from './lora_forward.ref.ts';
-import { loraBackward, loraBackwardScratchBytes, loraSplits, SPLIT_TARGET, splitK } from './lora_backward.ts';
+import { loraBackward, loraBackwardScratchBytes, loraGroupScratchBytes, loraSplits, SPLIT_TARGET, splitK } from './lora_backward.ts';
 import { loraBackwardRef } from './lora_backward.ref.ts';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
+
+function concat(...parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, q) => n + q.length, 0));
+  let at = 0;
+  for (const q of parts) {
+    out.set(q, at);
+    at += q.length;
+  }
+  return out;
+}
 
 /** GPU vs twin: f32 sums of a few hundred terms that cancel (dA, dB reduce over M) err by a few ulps
  *  of the largest entry rather than of each result, so the absolute floor follows the array's scale. */
@@ -89,17 +99,19 @@ describe('lora_backward kernel', () => {
     const U = rand(M * R, 34), dY = rand(M * N, 35), scale = 16 / Math.sqrt(R); // alpha 16, rsLoRA
     const dX0 = rand(M * K, 36), dA0 = rand(R * K, 37), dB0 = rand(N * R, 38);
     const t = (label: string, a: Float32Array) => gpu.tensor(label, 'activations', a);
-    const dXT = t('dX', dX0), dAT = t('dA', dA0), dBT = t('dB', dB0);
+    // A and B (dA and dB) in one buffer, B after A at an offset that is not 0.
+    const dXT = t('dX', dX0), gT = t('grads', concat(dA0, dB0));
     const work = gpu.tensor('work', 'scratch', loraBackwardScratchBytes({ M, N, K, R }));
     loraBackward(
-      gpu, dXT, dAT, dBT, work, t('dY', dY), t('x', x), t('A', A), t('B', B), t('U', U),
-      { M, N, K, R }, { scale, dropout: p, seed, accumulate },
+      gpu, dXT, gT, work, t('x', x), t('lora', concat(A, B)), [{ dY: t('dY', dY), U: t('U', U), N, a: 0, b: R * K }],
+      { M, K, R }, { scale, dropout: p, seed, accumulate },
     );
     const dX = dX0.slice(), dA = dA0.slice(), dB = dB0.slice(), dU = new Float32Array(M * R);
     loraBackwardRef(dX, dA, dB, dU, dY, x, A, B, U, M, N, K, R, scale, p, seed, accumulate);
+    const g = await gpu.readF32(gT);
     assertClose('dU', (await gpu.readF32(work)).subarray(0, M * R), dU, scaled(dU));
-    assertClose('dB', await gpu.readF32(dBT), dB, scaled(dB));
-    assertClose('dA', await gpu.readF32(dAT), dA, scaled(dA));
+    assertClose('dB', g.subarray(R * K), dB, scaled(dB));
+    assertClose('dA', g.subarray(0, R * K), dA, scaled(dA));
     assertClose('dX', await gpu.readF32(dXT), dX, scaled(dX));
   });
 
@@ -127,16 +139,55 @@ describe('lora_backward kernel', () => {
     expect(splitK(300, 512, 32)).toEqual({ slices: 1, chunk: 512 });
   });
 
+  // Three adapters sharing x (q/k/v-like: N ragged, one split and one not, per-adapter seeds), in
+  // one call: bit for bit one call per adapter in order, and the twin; two adapters likewise.
+  test.each([
+    [67, [33, 9, 70], 70, 8, 0.1, true],
+    [45, [130, 16], 35, 4, 0, false],
+    [5, [7, 13, 1], 13, 1, 0.25, true],
+  ] as const)('a group at M=%i N=%j K=%i R=%i dropout=%s accumulate=%s: twin, and bit for bit one call per adapter', async (M, Ns, K, R, p, accumulate) => {
+    const x = rand(M * K, 41, -2, 2), scale = 2;
+    const As = Ns.map((_, j) => rand(R * K, 42 + j, -0.3, 0.3)), Bs = Ns.map((N, j) => rand(N * R, 45 + j, -0.5, 0.5));
+    const Us = Ns.map((_, j) => rand(M * R, 48 + j)), dYs = Ns.map((N, j) => rand(M * N, 51 + j));
+    // The parameter buffer as the model lays it out: per adapter A then B.
+    const offs: { a: number; b: number }[] = [];
+    let at = 0;
+    Ns.forEach((N) => {
+      offs.push({ a: at, b: at + R * K });
+      at += R * K + N * R;
+    });
+    const lora = concat(...Ns.flatMap((_, j) => [As[j], Bs[j]]));
+    const g0 = rand(at, 54), dX0 = rand(M * K, 55);
+    const seeds = gpu.scalars('test.seeds', Uint32Array.from(Ns.map((_, j) => 100 + 7 * j)));
+    const t = (label: string, a: Float32Array) => gpu.tensor(label, 'activations', a);
+    const xT = t('x', x), loraT = t('lora', lora);
+    const parts = Ns.map((N, j) => ({ dY: t(`dY${j}`, dYs[j]), U: t(`U${j}`, Us[j]), N, ...offs[j], seedIndex: j }));
+    const o = { scale, dropout: p, seeds: { table: seeds, index: 0 }, accumulate };
+    const dXT = t('dX', dX0), gT = t('g', g0);
+    loraBackward(gpu, dXT, gT, gpu.tensor('work', 'scratch', loraGroupScratchBytes(M, K, R, [...Ns])), xT, loraT, parts, { M, K, R }, o);
+    const dXP = t('dX.plain', dX0), gP = t('g.plain', g0);
+    for (const q of parts) loraBackward(gpu, dXP, gP, gpu.tensor('work1', 'scratch', loraBackwardScratchBytes({ M, N: q.N, K, R })), xT, loraT, [q], { M, K, R }, o);
+    const dX = dX0.slice(), grads = g0.slice();
+    Ns.forEach((N, j) => {
+      const dA = grads.subarray(offs[j].a, offs[j].a + R * K), dB = grads.subarray(offs[j].b, offs[j].b + N * R);
+      loraBackwardRef(dX, dA, dB, new Float32Array(M * R), dYs[j], x, As[j], Bs[j], Us[j], M, N, K, R, scale, p, 100 + 7 * j, accumulate);
+    });
+    const gotG = await gpu.readF32(gT), gotX = await gpu.readF32(dXT);
+    assertClose('grads', gotG, grads, scaled(grads));
+    assertClose('dX', gotX, dX, scaled(dX));
+    expect(gotG).toEqual(await gpu.readF32(gP));
+    expect(gotX).toEqual(await gpu.readF32(dXP));
+  });
+
   test('dX regenerates the forward mask from (seed, index)', async () => {
     // N = R = 1, dY = B = 1, scale = 1: dU = 1, and with A = 1, dX = 0 + mask/(1-p) element-wise.
     const M = 96, K = 170, p = 0.25, seed = 1234;
     const dXT = gpu.tensor('dX', 'activations', M * K * 4);
     const one = (n: number) => gpu.tensor('one', 'activations', new Float32Array(n).fill(1));
     loraBackward(
-      gpu, dXT, gpu.tensor('dA', 'lora', K * 4), gpu.tensor('dB', 'lora', 4),
-      gpu.tensor('work', 'scratch', loraBackwardScratchBytes({ M, N: 1, K, R: 1 })),
-      one(M), gpu.tensor('x', 'activations', M * K * 4), one(K), one(1), gpu.tensor('U', 'activations', M * 4),
-      { M, N: 1, K, R: 1 }, { scale: 1, dropout: p, seed },
+      gpu, dXT, gpu.tensor('grads', 'lora', (K + 1) * 4), gpu.tensor('work', 'scratch', loraBackwardScratchBytes({ M, N: 1, K, R: 1 })),
+      gpu.tensor('x', 'activations', M * K * 4), one(K + 1), [{ dY: one(M), U: gpu.tensor('U', 'activations', M * 4), N: 1, a: 0, b: K }],
+      { M, K, R: 1 }, { scale: 1, dropout: p, seed },
     );
     const want = dropoutRef(new Float32Array(M * K).fill(1), seed, p);
     const got = await gpu.readF32(dXT);

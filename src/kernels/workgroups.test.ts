@@ -32,8 +32,8 @@ describe.each([16384, 32768])('workgroups at Llama-3.2-1B shapes (%i bytes of wo
     const { gpu } = countingGpu({ ...COUNTING_LIMITS, maxComputeWorkgroupStorageSize: mem });
     const seen = recorder(gpu);
     const t = (n: number) => gpu.tensor('t', 'scratch', n * 4);
-    loraBackward(gpu, t(M * K), t(R * K), t(N * R), gpu.tensor('work', 'scratch', loraBackwardScratchBytes({ M, N, K, R })),
-      t(M * N), t(M * K), t(R * K), t(N * R), t(M * R), { M, N, K, R }, { scale: 2, dropout: 0.05, seed: 1, accumulate: true });
+    loraBackward(gpu, t(M * K), t(R * K + N * R), gpu.tensor('work', 'scratch', loraBackwardScratchBytes({ M, N, K, R })),
+      t(M * K), t(R * K + N * R), [{ dY: t(M * N), U: t(M * R), N, a: 0, b: R * K }], { M, K, R }, { scale: 2, dropout: 0.05, seed: 1, accumulate: true });
     const after = {
       dU: seen.get('lora_backward.dU_main')!, dB: seen.get('lora_backward.dB_main')!,
       dA: seen.get('lora_backward.dA_main')!, dX: seen.get('lora_backward.dX_main')!,

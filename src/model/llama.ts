@@ -37,7 +37,7 @@ import { loraDown, loraForward, loraForwardQkv, loraUpQkv, type LoraQkvSlot, typ
 import { matvecNf4Qkv, matvecNf4Swiglu, QKV_STORAGE_BUFFERS } from '../kernels/matvec_nf4_fused.ts';
 import { matmulNf4GateUp, matmulNf4Qkv } from '../kernels/matmul_nf4_fused.ts';
 import { MATVEC_NF4_MAX_M } from '../kernels/matvec_nf4.ts';
-import { loraBackward } from '../kernels/lora_backward.ts';
+import { loraBackward, type LoraBackwardPart } from '../kernels/lora_backward.ts';
 import { packF16Gpu, unpackF16Gpu } from '../kernels/pack_f16.ts';
 import { PROJS, type LoraEntry, type LoraModule, type LoraState, type Proj } from './lora.ts';
 import { FUSED_PARTS, moduleOf } from '../io/hf-names.ts';
@@ -270,18 +270,33 @@ export class LlamaModel {
   /** dx += the dX of projection p's LoRA, and its dA, dB added into the gradient buffer; nothing
    *  without an adapter there. */
   private adapterBackward(l: number, p: Proj, dx: Binding, dy: Binding, x: Binding, M: number): void {
-    const lin = this.weights.layers[l].proj[p];
-    const lo = this.lora, a = this.loraOf(l, p);
-    if (!lo || !a) return;
-    loraBackward(this.gpu, dx, lo.view(lo.grads, a.A), a.rows(lo.grads), this.t('grad.dU'), dy, x,
-      lo.view(lo.params, a.A), a.rows(lo.params), this.act(`U.${a.module}`, l),
-      { M, N: lin.N, K: lin.K, R: lo.spec.rank },
-      { scale: this.plan.loraScale, dropout: lo.spec.dropout, seeds: this.seeds(l, a.module), accumulate: true });
+    this.adaptersBackward(l, [p], dx, [dy], x, M);
+  }
+
+  /** adapterBackward for the adapters among ps (projections sharing x, dys[j] reaching ps[j]), each
+   *  stage one dispatch for all of them. ps of a fused module (Phi-3) must go one at a time: their
+   *  slices share one A. */
+  private adaptersBackward(l: number, ps: Proj[], dx: Binding, dys: Binding[], x: Binding, M: number): void {
+    const lo = this.lora;
+    if (!lo) return;
+    const parts: LoraBackwardPart[] = [];
+    let seeds: { table: Scalars; index: number } | undefined;
+    ps.forEach((p, j) => {
+      const a = this.loraOf(l, p);
+      if (!a) return;
+      seeds = this.seeds(l, a.module);
+      parts.push({ dY: dys[j], U: this.act(`U.${a.module}`, l), N: this.weights.layers[l].proj[p].N, a: a.A.offset,
+        b: (a.rows(lo.grads) as View).offset / 4, seedIndex: seeds.index });
+    });
+    if (!seeds) return;
+    loraBackward(this.gpu, dx, lo.grads, this.t('grad.dU'), x, lo.params, parts, { M, K: this.weights.layers[l].proj[ps[0]].K, R: lo.spec.rank },
+      { scale: this.plan.loraScale, dropout: lo.spec.dropout, seeds, accumulate: true });
   }
 
   /** The backward of linears sharing the input x (q/k/v; up/gate), dys[j] reaching ps[j]:
-   *  dx = Σ dys[j]·W_j in one NF4 dispatch when the weights and the device allow, then each
-   *  adapter's backward; else projBackward per linear. The first linear writes dx. */
+   *  dx = Σ dys[j]·W_j in one NF4 dispatch when the weights and the device allow, then the
+   *  adapters' backward, each stage one dispatch for all; else projBackward per linear. The first
+   *  linear writes dx. */
   private groupBackward(l: number, ps: Proj[], dx: Binding, dys: Binding[], x: Binding, M: number): void {
     const lins = this.nf4Group(l, ps);
     if (!lins || this.gpu.limits.maxStorageBuffersPerShaderStage < GROUP_STORAGE_BUFFERS) {
@@ -290,7 +305,7 @@ export class LlamaModel {
     }
     matmulNf4BackwardGroup(this.gpu, dx, lins.map((lin, j) => ({ dY: dys[j], Wq: lin.packed, absmax: lin.absmax, N: lin.N })), M, lins[0].K,
       { doubleQuant: lins[0].doubleQuant });
-    ps.forEach((p, j) => this.adapterBackward(l, p, dx, dys[j], x, M));
+    this.adaptersBackward(l, ps, dx, dys, x, M);
   }
 
   /** The gated MLP's backward from dm to dx (the post-attention norm's output): without adapters on

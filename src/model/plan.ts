@@ -11,7 +11,7 @@ import { needsLongTables, type RopeConfig } from './rope.ts';
 import { gradNormPartials } from '../kernels/grad_norm.ts';
 import { crossEntropyChunkTokens } from '../kernels/cross_entropy.ts';
 import { topkScratchBytes } from '../kernels/topk_select.ts';
-import { loraBackwardScratchBytes } from '../kernels/lora_backward.ts';
+import { loraGroupScratchBytes } from '../kernels/lora_backward.ts';
 
 /** The dimensions the engine needs from a config (ModelConfig provides them). */
 export interface ModelDims {
@@ -291,13 +291,14 @@ export class Plan {
       // dk through k_norm (dq through q_norm reuses grad.do, free once attention's backward is done).
       if (d.qkNorm) add('grad.dkr', 'scratch', f32(N * Hkv * D));
       add('grad.Dsum', 'scratch', f32(o.batch * H * o.seqLen));
-      // LoRA backward's scratch: dU (N, R) and the split-K partial sums of its rank-R products,
-      // sized for the largest adapted projection (lora_backward.ts).
+      // LoRA backward's scratch: dU (N, R) and the split-K partial sums of its rank-R products, one
+      // region per adapter of a call: q/k/v's adapters go together, gate/up's too (llama.ts
+      // adaptersBackward), the others alone; sized for the largest call (lora_backward.ts).
       if (o.lora) {
-        const sizes = o.lora.targets.map((p) => {
-          const [n, k] = linearShape(d, p);
-          return loraBackwardScratchBytes({ M: N, N: n, K: k, R });
-        });
+        const targets = o.lora.targets;
+        const calls = [['q_proj', 'k_proj', 'v_proj'], ['gate_proj', 'up_proj']].map((g) => targets.filter((p) => g.includes(p)));
+        for (const p of targets) if (!calls.some((c) => c.includes(p))) calls.push([p]);
+        const sizes = calls.filter((c) => c.length > 0).map((c) => loraGroupScratchBytes(N, linearShape(d, c[0])[1], R, c.map((p) => linearShape(d, p)[0])));
         add('grad.dU', 'scratch', Math.max(f32(N * R), ...sizes));
       }
     }
