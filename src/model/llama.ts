@@ -294,18 +294,19 @@ export class LlamaModel {
   }
 
   /** The backward of linears sharing the input x (q/k/v; up/gate), dys[j] reaching ps[j]:
-   *  dx = Σ dys[j]·W_j in one NF4 dispatch when the weights and the device allow, then the
-   *  adapters' backward, each stage one dispatch for all; else projBackward per linear. The first
-   *  linear writes dx. */
+   *  dx = Σ dys[j]·W_j, in one NF4 dispatch when the weights and the device allow (the first linear
+   *  writes dx, the others add), then the adapters' backward, each stage one dispatch for all of
+   *  them; the slices of a fused module (Phi-3) share one A and go one at a time. */
   private groupBackward(l: number, ps: Proj[], dx: Binding, dys: Binding[], x: Binding, M: number): void {
     const lins = this.nf4Group(l, ps);
-    if (!lins || this.gpu.limits.maxStorageBuffersPerShaderStage < GROUP_STORAGE_BUFFERS) {
-      ps.forEach((p, j) => this.projBackward(l, p, dx, dys[j], x, M, j > 0));
-      return;
+    if (lins && this.gpu.limits.maxStorageBuffersPerShaderStage >= GROUP_STORAGE_BUFFERS) {
+      matmulNf4BackwardGroup(this.gpu, dx, lins.map((lin, j) => ({ dY: dys[j], Wq: lin.packed, absmax: lin.absmax, N: lin.N })), M, lins[0].K,
+        { doubleQuant: lins[0].doubleQuant });
+    } else {
+      ps.forEach((p, j) => this.linearBackward(dx, dys[j], this.weights.layers[l].proj[p], M, j > 0));
     }
-    matmulNf4BackwardGroup(this.gpu, dx, lins.map((lin, j) => ({ dY: dys[j], Wq: lin.packed, absmax: lin.absmax, N: lin.N })), M, lins[0].K,
-      { doubleQuant: lins[0].doubleQuant });
-    this.adaptersBackward(l, ps, dx, dys, x, M);
+    if (ps.some((p) => this.loraOf(l, p) && this.loraOf(l, p)!.module !== p)) ps.forEach((p, j) => this.adapterBackward(l, p, dx, dys[j], x, M));
+    else this.adaptersBackward(l, ps, dx, dys, x, M);
   }
 
   /** The gated MLP's backward from dm to dx (the post-attention norm's output): without adapters on
