@@ -48,7 +48,7 @@ const created = (c0: Counters) => ({
 });
 
 describe.each([['llama', CONFIG, 7], ['qwen3 with a sliding window', QWEN3, 9]] as const)('work per warm step: %s', (_, config, perLayer) => {
-  test('a warm training step (dropout on, two micro-batches, a new learning rate and token count each step) creates no bind group and no buffer', async () => {
+  test('a warm training step (dropout on, two micro-batches, a new learning rate and token count each step) creates no bind group and no buffer, and runs the grouped backward', async () => {
     const opened = await openModel(gpu, randomFolder(config, 3), {
       quant: 'nf4', batch: 1, seqLen: 16, training: true, gradAccum: 2,
       lora: { rank: 4, alpha: 8, dropout: 0.1, rslora: false, targets: ['q_proj', 'v_proj', 'down_proj'] },
@@ -62,8 +62,16 @@ describe.each([['llama', CONFIG, 7], ['qwen3 with a sliding window', QWEN3, 9]] 
     const first = await step(0);
     expect(Number.isFinite(first.loss)).toBe(true);
     for (let i = 1; i <= 3; i++) {
-      const c0 = { ...gpu.counters };
+      const c0 = { ...gpu.counters }, k0 = new Map(gpu.kernelDispatches);
       const r = await step(i);
+      // The device takes the grouped backward: per layer and micro-batch one NF4 dispatch for q/k/v
+      // and one for gate/up with the SwiGLU backward inside (no swiglu_backward), and each LoRA
+      // backward stage once for the q/v adapters together and once for down_proj's.
+      const ran = (k: string) => (gpu.kernelDispatches.get(k) ?? 0) - (k0.get(k) ?? 0);
+      const perLayerStep = config.num_hidden_layers * 2;
+      expect(ran('matmul_nf4_backward.group')).toBe(2 * perLayerStep);
+      expect(ran('swiglu_backward.main')).toBe(0);
+      for (const stage of ['dU', 'dB', 'dA', 'dX']) expect(ran(`lora_backward.${stage}_main`)).toBe(2 * perLayerStep);
       expect(Number.isFinite(r.loss)).toBe(true);
       expect(created(c0), `step ${i}`).toEqual({ bindGroups: 0, buffers: 0 });
       expect(gpu.counters.readbacks - c0.readbacks).toBe(1);
