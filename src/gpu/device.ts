@@ -80,7 +80,14 @@ export async function getGpuEntry(): Promise<GPU> {
   );
 }
 
-export async function acquireDevice(opts: { powerPreference?: GPUPowerPreference } = {}): Promise<AcquiredDevice> {
+export interface AcquireOptions {
+  powerPreference?: GPUPowerPreference;
+  /** Ask for at most these values of the raised limits: a test stands in for a smaller device (a
+   *  browser's or the spec's defaults) on this adapter, with the real device enforcing them. */
+  limitCaps?: Partial<Record<(typeof RAISED_LIMITS)[number], number>>;
+}
+
+export async function acquireDevice(opts: AcquireOptions = {}): Promise<AcquiredDevice> {
   const powerPreference = opts.powerPreference ?? 'high-performance';
   let adapter = await (await getGpuEntry()).requestAdapter({ powerPreference });
   if (!adapter && (await swiftShaderFallback())) adapter = await (await getGpuEntry()).requestAdapter({ powerPreference });
@@ -93,7 +100,7 @@ export async function acquireDevice(opts: { powerPreference?: GPUPowerPreference
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) {
     const v = (adapter.limits as unknown as Record<string, number>)[name];
-    if (typeof v === 'number') requiredLimits[name] = v;
+    if (typeof v === 'number') requiredLimits[name] = Math.min(v, opts.limitCaps?.[name] ?? v);
   }
   const wanted: GPUFeatureName[] = [];
   for (const f of ['shader-f16', 'subgroups', 'timestamp-query'] as GPUFeatureName[]) {

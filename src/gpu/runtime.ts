@@ -12,7 +12,7 @@
 //                                 the bind groups holding it are made once
 // Errors from pipeline and buffer creation are captured with error scopes and surface, typed, at
 // the next `await gpu.check()` (which read() calls first).
-import { acquireDevice, type AcquiredDevice, type GrantedFeatures } from './device.ts';
+import { acquireDevice, type AcquiredDevice, type AcquireOptions, type GrantedFeatures } from './device.ts';
 import {
   DeviceLostError,
   GpuOutOfMemoryError,
@@ -146,7 +146,7 @@ export class Gpu {
   /** Dispatches recorded in the current encoder. */
   private recorded = 0;
 
-  static async create(opts: { powerPreference?: GPUPowerPreference } = {}): Promise<Gpu> {
+  static async create(opts: AcquireOptions = {}): Promise<Gpu> {
     return new Gpu(await acquireDevice(opts));
   }
 
