@@ -78,7 +78,7 @@ test('each weight form is cached under its own key and loads back from the cache
   expect(f32reads.n).toBeGreaterThan(0);
   const f32Logits = await logits(b);
   const listed = await b.listCached();
-  expect(listed.map((c) => [c.key, c.form]).sort()).toEqual([
+  expect(listed.map((c) => [c.key, c.form]).sort((x, y) => String(x[0]).localeCompare(String(y[0])))).toEqual([
     ['folder:demo:nf4', { storage: 'f32', doubleQuant: false }],
     ['folder:demo:nf4#f16+dq', { storage: 'f16', doubleQuant: true }],
   ]);
