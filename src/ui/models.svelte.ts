@@ -60,7 +60,7 @@ export class Models {
   cancelling = $state(false);
   info = $state<ModelInfo | undefined>();
   /** Where the loaded model came from, to load it again in another form. */
-  source = $state<ModelSource | undefined>();
+  source = $state.raw<ModelSource | undefined>();
   /** The last load was refused before downloading: its plan by category and the nearest settings. */
   tooLarge = $state<TooLarge | undefined>();
   /** GPU memory the site plans for, in GiB (browsers do not tell how much a GPU has). */
