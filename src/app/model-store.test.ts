@@ -256,4 +256,19 @@ describe('ModelStore cache forms', () => {
     const held = checkFit({ dims: cfg, quant: 'nf4', tableStorage: 'f16', maxPositions: Math.min(cfg.maxPositionEmbeddings, 4096) }, { ...settings, doubleQuant: true }, { budget: 1024, limits });
     expect((err as ModelTooLargeError).details.byCategory).toEqual(held.byCategory);
   });
+
+  test('a load from the source whose form is cached still plans the run\'s form, and may suggest another', async () => {
+    const limits = { maxBufferSize: 2 ** 28, maxStorageBufferBindingSize: 2 ** 27 };
+    const kv = memoryStore();
+    await entry(kv, 'demo:nf4#f16', { storage: 'f16', doubleQuant: false });
+    const store = new ModelStore({ store: kv, createGpu: async () => ({ limits, lostError: undefined }) as unknown as Gpu });
+    const settings = fitSettings({ ...DEFAULT_OPTIONS, seqLen: 64, batch: 1 });
+    const cfg = parseModelConfig(config);
+    const ctx = { dims: cfg, quant: 'nf4' as const, doubleQuantKnob: true, maxPositions: Math.min(cfg.maxPositionEmbeddings, 4096) };
+    const budget = checkFit(ctx, { ...settings, doubleQuant: true }, { budget: Infinity, limits }).peakBytes;
+    const err = await store.load({ kind: 'demo' }, 'nf4', undefined, { fit: { settings, budget } }).catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(ModelTooLargeError);
+    const s = (err as ModelTooLargeError).details.suggestion as { changes: string[] };
+    expect(s.changes).toEqual(['double quantization on']);
+  });
 });

@@ -362,9 +362,10 @@ export class ModelStore {
     }
     if (manifest) this.checkForm(manifest);
     // The fit check plans the form that will be loaded: the run's own (so a suggestion that changes
-    // the storage or double quantization changes what is loaded), or a form fixed apart from it.
+    // the storage or double quantization changes what is loaded, from the cache where that form is
+    // there), or a form fixed apart from it (a cached entry's, or one the caller named).
     const run = opts.fit?.settings;
-    const fixed = manifest || (run && !sameForm(form, { storage: run.storage, doubleQuant: quant === 'nf4' && run.doubleQuant })) ? form : undefined;
+    const fixed = src.kind === 'cached' || (run && !sameForm(form, { storage: run.storage, doubleQuant: quant === 'nf4' && run.doubleQuant })) ? form : undefined;
     const fit = (name: string) => async (cfg: ModelConfig) => this.checkFit(name, cfg, manifest?.quant ?? quant, opts, fixed);
     if (manifest) {
       await fit(manifest.name)(parseModelConfig(manifest.config, `${manifest.name}: config.json`));
