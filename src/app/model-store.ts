@@ -63,6 +63,9 @@ export interface ModelInfo {
   hasChatTemplate: boolean;
   /** True when every weight came from IndexedDB (no network, no quantization). */
   fromCache: boolean;
+  /** Where a model loaded from the cache can be read again (to load it in another form): the demo
+   *  folder or its Hub repo and revision; absent for a dropped folder. */
+  origin?: ModelSource;
 }
 
 export interface CachedModel {
@@ -485,7 +488,9 @@ export class ModelStore {
       throw e;
     }
     const src: StoreSource = source.kind === 'cached' ? source : { kind: 'cached', key: m.key };
-    return { key: m.key, name: m.name, source: src, quant: m.quant, config: cfg, plan, weights, tokenizer, info: this.info(m.key, m.name, cfg, m.quant, form, tokenizer, true) };
+    const origin: ModelSource | undefined = m.source === 'demo' ? { kind: 'demo' } : m.source === 'hub' ? { kind: 'hub', id: m.name, ...(m.revision ? { revision: m.revision } : {}) } : undefined;
+    const info = { ...this.info(m.key, m.name, cfg, m.quant, form, tokenizer, true), ...(origin ? { origin } : {}) };
+    return { key: m.key, name: m.name, source: src, quant: m.quant, config: cfg, plan, weights, tokenizer, info };
   }
 
   private freeBase(b: Base): void {

@@ -259,6 +259,38 @@ describe('Studio fit check before a model download', () => {
   });
 });
 
+describe('Studio weight form', () => {
+  it('a cached entry loads in its own form, which the form takes; another form loads the model again from its origin', async () => {
+    const calls: unknown[] = [];
+    const s = new Studio(fake({
+      loadModel: async (src, _q, _on, _fit, form) => {
+        calls.push([src, form]);
+        const cached = src.kind === 'cached';
+        return {
+          key: cached ? src.key : 'demo:nf4#f16+dq', name: 'demo', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4',
+          form: cached ? { storage: 'f32', doubleQuant: false } : { storage: form!.storage!, doubleQuant: form!.doubleQuant! },
+          hasChatTemplate: false, fromCache: cached, ...(cached ? { origin: { kind: 'demo' as const } } : {}),
+        };
+      },
+      listCachedModels: async () => [],
+      storage: async () => ({ usage: 0, quota: 1, persisted: true }),
+    }));
+    expect(s.training.form).toMatchObject({ storage: 'f16', doubleQuant: false });
+    await s.loadModel({ kind: 'cached', key: 'demo:nf4' }, 'demo');
+    expect(calls[0]).toEqual([{ kind: 'cached', key: 'demo:nf4' }, undefined]); // no form asked of a cached entry
+    expect(s.training.form).toMatchObject({ storage: 'f32', doubleQuant: false });
+    expect(s.formChange).toBeUndefined();
+    s.training.form.storage = 'f16';
+    s.training.form.doubleQuant = true;
+    expect(s.formChange).toEqual({ storage: 'f16', doubleQuant: true });
+    expect(s.reloadSource).toEqual({ kind: 'demo' });
+    await s.reloadInForm();
+    expect(calls[1]).toEqual([{ kind: 'demo' }, { storage: 'f16', doubleQuant: true }]);
+    expect(s.models.info?.form).toEqual({ storage: 'f16', doubleQuant: true });
+    expect(s.formChange).toBeUndefined();
+  });
+});
+
 describe('Dataset', () => {
   it('refuses a pickle without losing the prepared dataset', async () => {
     const prepareDataset = vi.fn(async () => ({ file: 'a.jsonl' }) as never);

@@ -101,11 +101,22 @@ export class Studio {
     return want.storage === info.form.storage && want.doubleQuant === info.form.doubleQuant ? undefined : want;
   }
 
-  /** Loads the current model again in the training form's weight form (from its source: a cached
-   *  entry holds one form). */
-  async reloadInForm(): Promise<void> {
+  /** Where the loaded model can be read again in another form: the source it was loaded from, or for
+   *  a cached entry its demo or Hub origin (with the token the model panel holds); none for a cached
+   *  dropped folder. */
+  get reloadSource(): ModelSource | undefined {
     const src = this.models.source, info = this.models.info;
-    if (!src || !info || src.kind === 'cached') return;
+    if (!src || !info) return undefined;
+    if (src.kind !== 'cached') return src;
+    const o = info.origin, token = this.models.token.trim();
+    return o?.kind === 'hub' && token ? { ...o, token } : o;
+  }
+
+  /** Loads the current model again in the training form's weight form (a cached entry holds one
+   *  form, so from its source; the cache is used where it holds that form). */
+  async reloadInForm(): Promise<void> {
+    const src = this.reloadSource, info = this.models.info;
+    if (!src || !info) return;
     await this.loadModel(src, info.name);
   }
 
