@@ -63,6 +63,7 @@ test('each weight form is cached under its own key and loads back from the cache
   const b = new ModelStore(host);
   const info2 = await b.load(await demoFolder(again), 'nf4', undefined, { storage: 'f16', doubleQuant: true });
   expect(info2).toMatchObject({ key: info.key, form: { storage: 'f16', doubleQuant: true }, fromCache: true });
+  expect(info2.origin).toBeUndefined(); // a folder cannot be read again from the cache's record
   expect(again.n).toBe(0);
   expect(b.base!.plan.tablesF16).toBe(true);
   expect(await logits(b)).toEqual(wantLogits);

@@ -85,6 +85,7 @@ describe('engine: model cache', () => {
     const ev2: LoadEvent[] = [];
     const info2 = await e2.loadModel({ kind: 'demo' }, 'nf4', (e) => ev2.push(e));
     expect(info2.fromCache).toBe(true);
+    expect(info2.origin).toEqual({ kind: 'demo' }); // where it can be read again in another form
     expect(log2).toEqual([]);
     expect(ev2.every((e) => e.phase === 'upload')).toBe(true);
     // Same weights: the same greedy completion.
