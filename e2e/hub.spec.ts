@@ -76,10 +76,10 @@ test('a stall shows "stalled, retrying…"; Cancel stops every request and keeps
   await expect(page.getByTestId('model')).toHaveAttribute('data-state', 'ready');
   await expect(page.getByRole('radio', { name: 'Cached (1)' })).toBeAttached();
   const { keys: after, cache } = await cacheOf(await idbRecords(page));
-  const m = await cache.get(`hub:${REPO}@main:nf4`);
+  const m = await cache.get(`hub:${REPO}@main:nf4#f16`);
   expect(m?.complete).toBe(true);
   for (const s of m!.shards) expect((await cache.readShard(m!, s)).length).toBe(s.bytes);
-  expect(after.sort()).toEqual([`model/hub:${REPO}@main:nf4/manifest`, ...m!.shards.map((s) => `model/hub:${REPO}@main:nf4/shard/${s.id}`)].sort());
+  expect(after.sort()).toEqual([`model/hub:${REPO}@main:nf4#f16/manifest`, ...m!.shards.map((s) => `model/hub:${REPO}@main:nf4#f16/shard/${s.id}`)].sort());
 });
 
 test('the access token goes to the Hub only and is stored nowhere unless "remember" is ticked', async ({ page, context }) => {

@@ -23,7 +23,8 @@ import { idbRecords, type IdbRecord } from './storage-probe.ts';
 const KILLS = Number(process.env.KILLS ?? 2);
 const SEED = Number(process.env.KILL_SEED ?? Date.now() % 1_000_000);
 const SAMPLE = 'public/samples/baking-cups-to-grams.jsonl';
-const DEMO = 'demo:nf4';
+// The site loads (and caches) the model in its training form's weight form: f16 tables by default.
+const DEMO = 'demo:nf4#f16';
 
 function rng(seed: number): (n: number) => number {
   let x = seed || 1;

@@ -23,7 +23,7 @@ import { CheckpointStore, type CheckpointState } from '../train/checkpoint.ts';
 
 const FULL = process.env.SWEEP_FULL === '1';
 const BITS = FULL ? [0, 1, 2, 3, 4, 5, 6, 7] : [0];
-const KEY = 'hub:org/model@main:nf4';
+const KEY = 'hub:org/model@main:nf4#f16+dq';
 
 type Store = ReturnType<typeof memoryStore>;
 type Region = { name: string; from: number; to: number };
@@ -190,14 +190,15 @@ function report(what: string, t: Tally, pristine: Record_[]): void {
 }
 
 // A small NF4 model whose cache shards come from the real layout: globals (embedding, norm) and one
-// shard per layer holding packed weights, absmax and norms.
+// shard per layer holding packed weights, absmax and norms; in the site's memory-saving form (f16
+// tables, double-quantized absmax), so the manifest's form fields are swept too.
 const dims: ModelDims = { vocabSize: 64, hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, rmsNormEps: 1e-5, tieWordEmbeddings: true, attentionBias: false };
 
 async function cachedModel(): Promise<{ store: Store; manifest: ModelManifest; shards: Map<string, Uint8Array> }> {
-  const plan = new Plan(dims, { batch: 1, seqLen: 1, quant: 'nf4', training: false, checkpointing: false, maxPositions: 16, limits: { maxStorageBufferBindingSize: 1 << 27, maxBufferSize: 1 << 28 } });
+  const plan = new Plan(dims, { batch: 1, seqLen: 1, quant: 'nf4', doubleQuant: true, storage: 'f16', training: false, checkpointing: false, maxPositions: 16, limits: { maxStorageBufferBindingSize: 1 << 27, maxBufferSize: 1 << 28 } });
   const store = memoryStore();
   const w = await new ModelCache(store).begin({
-    key: KEY, name: 'org/model', source: 'hub', revision: 'main', quant: 'nf4',
+    key: KEY, name: 'org/model', source: 'hub', revision: 'main', quant: 'nf4', storage: 'f16', doubleQuant: true,
     config: { model_type: 'llama', vocab_size: dims.vocabSize, hidden_size: dims.hiddenSize, rope_theta: 10000.0 },
     files: { 'tokenizer.json': '{"model":{"type":"BPE","vocab":{"a":0,"ab":1}}}', 'tokenizer_config.json': '{"bos_token":"<s>"}' },
   });
@@ -259,7 +260,7 @@ describe('every flipped byte is caught before it leaves storage', () => {
     expect(t.missed).toEqual([]);
     expect(t.caught).toBe(t.flips);
     // Every region was swept: the manifest's fields and each shard of the layout.
-    for (const r of ['manifest.config', 'manifest.files', 'manifest.shards[]', 'manifest.seal', 'manifest.complete', 'shard/globals.0', 'shard/layer.0', 'shard/layer.1']) {
+    for (const r of ['manifest.config', 'manifest.files', 'manifest.storage', 'manifest.doubleQuant', 'manifest.shards[]', 'manifest.seal', 'manifest.complete', 'shard/globals.0', 'shard/layer.0', 'shard/layer.1']) {
       expect(t.byRegion.get(r)?.flips, r).toBeGreaterThan(0);
     }
   });

@@ -5,7 +5,7 @@ import { ModelTooLargeError } from '../errors.ts';
 import { parseModelConfig } from '../model/config.ts';
 import { SHAPES } from '../model/shapes.ts';
 import { DEFAULT_OPTIONS } from './options.ts';
-import { candidates, checkFit, fitSettings, nearestFit, requireFit, suggestionFlags, type FitContext, type FitSettings } from './fit.ts';
+import { candidates, checkFit, fitPlan, fitSettings, nearestFit, requireFit, shapeFits, suggestionFlags, type FitContext, type FitSettings } from './fit.ts';
 
 const LIMITS = { maxBufferSize: 2 ** 31, maxStorageBufferBindingSize: 2 ** 31 };
 const ctx = (shape: string, extra: Partial<FitContext> = {}): FitContext => ({ dims: parseModelConfig(SHAPES[shape]), quant: 'nf4', doubleQuantKnob: true, ...extra });
@@ -80,7 +80,7 @@ describe('nearestFit', () => {
     }
   });
 
-  test('the site cannot change double quantization or the tables: its suggestions leave them alone', () => {
+  test('a loaded base fixes double quantization and the tables: suggestions leave them alone', () => {
     const c = ctx('llama-3-8b', { doubleQuantKnob: false, tableStorage: 'f32', maxPositions: 4096 }), s = user({ storage: 'f32' });
     for (const k of candidates(c, s)) expect(k.settings.doubleQuant).toBe(false);
     const weights = checkFit(c, s, dev(Infinity)).byCategory.weights;
@@ -120,5 +120,32 @@ describe('nearestFit', () => {
     expect(e!.hint).toContain(n.changes.join(', '));
     expect(e!.hint).toContain(suggestionFlags(n.settings, s));
     expect(suggestionFlags(n.settings, s)).toMatch(/--storage f16/);
+  });
+});
+
+describe('shapeFits (the site\'s fit meter)', () => {
+  const GiB = 1024 ** 3;
+  test('plans each shape in the form the site loads it: the run\'s storage for the tables, its double quantization', () => {
+    const s = user({ storage: 'f16', doubleQuant: true, checkpointing: true, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
+    const row = shapeFits(s, dev(6.5 * GiB)).find((r) => r.shape === 'llama-3-8b')!;
+    // The CLI's plan of the same run (`bench --plan-only --storage f16 --double-quant --checkpointing`),
+    // with the site's 4096 RoPE rows instead of the run's 512.
+    const cli = fitPlan(ctx('llama-3-8b', { maxPositions: 4096 }), s, LIMITS);
+    expect(row.peakBytes).toBe(cli.peakBytes());
+    expect(row.byCategory).toEqual(cli.byCategory());
+    expect(row.fits).toBe(true);
+    expect(row.peakBytes).toBeLessThan(6.5 * GiB);
+    // f16 tables and 8-bit absmax codes are in its weights: the f32 form's weights are larger.
+    const f32 = fitPlan(ctx('llama-3-8b', { maxPositions: 4096, tableStorage: 'f32' }), { ...s, doubleQuant: false }, LIMITS);
+    expect(f32.byCategory().weights).toBeGreaterThan(row.byCategory.weights + 2 * GiB);
+  });
+
+  test('suggestions may switch the loaded form: double quantization and f16 storage are among them', () => {
+    const s = user({ storage: 'f32' });
+    const c = ctx('llama-3-8b', { maxPositions: 4096 });
+    const budget = peak(c, { ...s, storage: 'f16', doubleQuant: true });
+    const row = shapeFits(s, dev(budget)).find((r) => r.shape === 'llama-3-8b')!;
+    expect(row.fits).toBe(false);
+    expect(row.suggestion?.changes).toEqual(['storage f16', 'double quantization on']);
   });
 });

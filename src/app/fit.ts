@@ -23,7 +23,8 @@ export { DEFAULT_MEMORY_BUDGET } from './options.ts';
 /** The settings a user can change that decide a training run's memory. */
 export interface FitSettings {
   storage: Storage;
-  /** NF4 absmax double-quantized (the CLI's --double-quant; the site loads without it). */
+  /** NF4 absmax double-quantized (the CLI's --double-quant, the site's training form): the form the
+   *  base is loaded in, unless the host fixes it (FitContext). */
   doubleQuant: boolean;
   checkpointing: boolean;
   seqLen: number;
@@ -37,12 +38,13 @@ export interface FitSettings {
 export interface FitContext {
   dims: ModelDims;
   quant: 'nf4' | 'none';
-  /** Storage of the embedding and an untied head when the host fixes it (the site's cache holds f32
-   *  tables); absent: the tables follow `storage` (the CLI). */
+  /** Storage of the embedding and an untied head when the host fixes it (a loaded base, a cached
+   *  entry's form); absent: the tables follow `storage`, the base being loaded in the run's form. */
   tableStorage?: 'f16' | 'f32';
   /** RoPE rows the base is loaded with; absent: the run's sequence length (the CLI). */
   maxPositions?: number;
-  /** Double quantization is a setting here (the CLI); the site cannot change it. */
+  /** Double quantization is a setting here (the base is loaded in the run's form); false where the
+   *  host fixes it (a loaded base). */
   doubleQuantKnob?: boolean;
 }
 
@@ -73,7 +75,8 @@ export interface FitSuggestion {
   report: FitReport;
 }
 
-export function fitSettings(o: Pick<TrainOptions, 'storage' | 'checkpointing' | 'seqLen' | 'batch' | 'gradAccum' | 'rank' | 'targets'>, doubleQuant = false): FitSettings {
+/** The fit settings of training options; `doubleQuant` overrides theirs (a loaded base's form). */
+export function fitSettings(o: Pick<TrainOptions, 'storage' | 'doubleQuant' | 'checkpointing' | 'seqLen' | 'batch' | 'gradAccum' | 'rank' | 'targets'>, doubleQuant = o.doubleQuant ?? false): FitSettings {
   return {
     storage: o.storage ?? 'f32', doubleQuant, checkpointing: o.checkpointing, seqLen: o.seqLen, batch: o.batch, gradAccum: o.gradAccum,
     rank: o.rank, targets: [...o.targets],
@@ -213,11 +216,12 @@ export interface ShapeFit {
 }
 
 /** The fit meter: a training run with these settings, planned for each named shape (src/model/shapes.ts)
- *  as the site loads it (f32 tables, RoPE rows up to `maxPositions`), against the device. */
+ *  as the site loads it (in the run's form: its storage for the tables, its double quantization;
+ *  RoPE rows up to `maxPositions`), against the device. */
 export function shapeFits(s: FitSettings, device: FitDevice, maxPositions = 4096): ShapeFit[] {
   return Object.entries(SHAPES).map(([shape, json]) => {
     const dims = parseModelConfig(json, shape);
-    const ctx: FitContext = { dims, quant: 'nf4', tableStorage: 'f32', maxPositions: Math.min(dims.maxPositionEmbeddings, maxPositions) };
+    const ctx: FitContext = { dims, quant: 'nf4', doubleQuantKnob: true, maxPositions: Math.min(dims.maxPositionEmbeddings, maxPositions) };
     const r = checkFit(ctx, s, device);
     const near = r.fits ? undefined : nearestFit(ctx, s, device);
     const params = expectedWeights(dims).reduce((a, w) => a + w.shape.reduce((x, y) => x * y, 1), 0);

@@ -11,7 +11,7 @@
 import { Gpu } from '../gpu/runtime.ts';
 import { DeviceLostError, GpuOutOfMemoryError, ModelFileError, UsageError, WebtuneError } from '../errors.ts';
 import { blobSource, type ByteSource } from '../io/byte-source.ts';
-import { ModelCache, type KeyValueStore, type Locks, type ModelManifest } from '../io/cache.ts';
+import { F32_FORM, ModelCache, formLabel, manifestForm, type KeyValueStore, type Locks, type ModelManifest, type WeightForm } from '../io/cache.ts';
 import { hubBaseUrl, remoteModel, type DownloadProgress, type RetryNotice } from '../io/hub.ts';
 import { openModelFolder, type FileList, type ModelFolder } from '../io/model-folder.ts';
 import { parseModelConfig, type ModelConfig } from '../model/config.ts';
@@ -38,6 +38,7 @@ export type ModelSource =
 export type StoreSource = ModelSource | { kind: 'folder'; name: string; files: FileList };
 
 export type Quant = 'nf4' | 'none';
+export { F32_FORM, formLabel, type WeightForm };
 
 export type LoadEvent =
   | { phase: 'download'; file: string; loaded: number; total: number; bytesPerSecond: number }
@@ -57,15 +58,24 @@ export interface ModelInfo {
   layers: number;
   hiddenSize: number;
   quant: Quant;
+  /** The form the weights are held in on the GPU (and in the cache entry). */
+  form: WeightForm;
   hasChatTemplate: boolean;
   /** True when every weight came from IndexedDB (no network, no quantization). */
   fromCache: boolean;
+  /** Where a model loaded from the cache can be read again (to load it in another form): the demo
+   *  folder or its Hub repo and revision; absent for a dropped folder. */
+  origin?: ModelSource;
 }
 
 export interface CachedModel {
   key: string;
   name: string;
   revision: string | null;
+  quant: Quant;
+  /** The form the entry holds (f32 tables, no double quantization for an entry written before the
+   *  cache held other forms). */
+  form: WeightForm;
   bytes: number;
   savedAt: number;
 }
@@ -92,7 +102,6 @@ export interface ModelStoreHost {
 
 /** A model's files, read and checked; nothing on the GPU yet. */
 export interface ModelFiles {
-  key: string;
   name: string;
   source: StoreSource;
   revision: string | null;
@@ -113,13 +122,15 @@ export interface Base extends LoadedBase {
 }
 
 export interface LoadOptions {
-  /** bitsandbytes double quantization of the NF4 absmax; nf4 only, never cached. */
+  /** bitsandbytes double quantization of the NF4 absmax; nf4 only. With `storage`, the weight form
+   *  (WeightForm) the model is loaded, cached and looked up in the cache in. Absent: a cached source
+   *  keeps the form its entry holds; another source takes the form of `fit`'s run when the load
+   *  follows it, else f32 tables without double quantization. */
   doubleQuant?: boolean;
   /** RoPE rows to load for (the CLI: its sequence length); default from the host. */
   maxPositions?: number;
   /** Storage of the embedding and an untied head, and the default of runs over this base (the CLI's
-   *  --storage); default f32, the form the cache holds (a training run's saved activations still
-   *  follow its own storage option). */
+   *  --storage); a training run's saved activations follow its own storage option. */
   storage?: 'f16' | 'f32';
   /** Refuse the model before any weight is downloaded (or read from the cache) when the training
    *  run these settings describe does not fit the device (src/app/fit.ts). */
@@ -130,18 +141,42 @@ export interface FitRequest {
   settings: FitSettings;
   /** GPU bytes the run may peak at. */
   budget: number;
-  /** The load's storage follows the run's (the CLI): f16 storage halves the tables too, and the
-   *  RoPE rows are the run's sequence length. Otherwise (the site) the base keeps f32 tables, the
-   *  form the cache holds, and the host's RoPE rows. */
-  loadFollowsRun?: boolean;
-  /** Double quantization is a setting the user can change (the CLI). */
-  doubleQuantKnob?: boolean;
+  /** The RoPE rows are the run's sequence length (the CLI); otherwise the host's (the site). */
+  positionsFollowRun?: boolean;
   /** How the host names the suggested settings (the CLI's flags), for the error's hint. */
   flags?: (s: FitSettings, from: FitSettings) => string;
 }
 
-/** The cache key of a model source and quantization. */
-export function cacheKey(source: StoreSource, quant: Quant): string {
+/** The key's tail that names a weight form: none for f32 tables without double quantization (so the
+ *  entries written before the cache held other forms keep their keys), else "#f16", "#dq" or
+ *  "#f16+dq". A Hub id, a revision and a quantization never contain "#". */
+export function formSuffix(form: WeightForm): string {
+  const parts = [...(form.storage === 'f16' ? ['f16'] : []), ...(form.doubleQuant ? ['dq'] : [])];
+  return parts.length ? `#${parts.join('+')}` : '';
+}
+
+const FORM_TAIL = /#(f16|dq|f16\+dq)$/;
+
+/** The form a cache key names (formSuffix's inverse). */
+export function formOfKey(key: string): WeightForm {
+  const tail = FORM_TAIL.exec(key)?.[1] ?? '';
+  return { storage: tail.startsWith('f16') ? 'f16' : 'f32', doubleQuant: tail.endsWith('dq') };
+}
+
+/** The model a cache key names, whatever its form: adapters trained over one form of a model run
+ *  over any other form of it (LoRA weights are f32 either way). */
+export function modelOfKey(key: string): string {
+  return key.replace(FORM_TAIL, '');
+}
+
+export const sameForm = (a: WeightForm, b: WeightForm): boolean => a.storage === b.storage && a.doubleQuant === b.doubleQuant;
+
+/** The cache key of a model source, quantization and weight form. */
+export function cacheKey(source: StoreSource, quant: Quant, form: WeightForm = F32_FORM): string {
+  return source.kind === 'cached' ? source.key : sourceKey(source, quant) + formSuffix(form);
+}
+
+function sourceKey(source: Exclude<StoreSource, { kind: 'cached' }>, quant: Quant): string {
   switch (source.kind) {
     case 'demo':
       return `demo:${quant}`;
@@ -154,8 +189,6 @@ export function cacheKey(source: StoreSource, quant: Quant): string {
     }
     case 'folder':
       return `folder:${source.name}:${quant}`;
-    case 'cached':
-      return source.key;
   }
 }
 
@@ -227,7 +260,9 @@ export class ModelStore {
   async listCached(): Promise<CachedModel[]> {
     // Safe only where writers hold locks (another tab may be writing an entry right now).
     if (this.cache?.locks) await this.cache.collectGarbage();
-    return (await this.cache?.list() ?? []).map((m) => ({ key: m.key, name: m.name, revision: m.revision, bytes: m.totalBytes, savedAt: m.savedAt }));
+    return (await this.cache?.list() ?? []).map((m) => ({
+      key: m.key, name: m.name, revision: m.revision, quant: m.quant, form: manifestForm(m), bytes: m.totalBytes, savedAt: m.savedAt,
+    }));
   }
 
   async deleteCached(key: string): Promise<void> {
@@ -284,7 +319,7 @@ export class ModelStore {
     if (source.kind === 'files' || source.kind === 'folder') await onConfig?.(config);
     texts = { ...texts, ...(await folderTexts(folder, texts)) };
     const tokenizer = loadTokenizerFromText(texts['tokenizer.json'], texts['tokenizer_config.json'], name);
-    return { key: cacheKey(source, quant), name, source, revision, folder, config, texts, tokenizer };
+    return { name, source, revision, folder, config, texts, tokenizer };
   }
 
   /** Loads a base model (from the cache when it is there), replacing the one loaded before. */
@@ -304,14 +339,37 @@ export class ModelStore {
   private async loadNow(source: StoreSource | ModelFiles, quant: Quant, onEvent: ((e: LoadEvent) => void) | undefined, opts: LoadOptions): Promise<ModelInfo> {
     const read = 'folder' in source && 'texts' in source ? source : undefined;
     const src = read ? read.source : (source as StoreSource);
-    const key = read?.key ?? cacheKey(src, quant);
-    // The cache holds the f32-absmax, f32-table form; other forms are built from the files each time.
-    const cacheable = !opts.doubleQuant && opts.storage !== 'f16';
-    const manifest = cacheable ? await this.cache?.get(key) : undefined;
-    if (src.kind === 'cached' && !manifest) {
-      throw new ModelFileError(`No complete cached model "${key}".`, 'It may have been deleted or never finished caching; load it from its source.', { key, reason: 'not-cached' });
+    let manifest: ModelManifest | null | undefined, key: string, form: WeightForm;
+    if (src.kind === 'cached') {
+      key = src.key;
+      manifest = await this.cache?.get(key);
+      if (!manifest) {
+        throw new ModelFileError(`No complete cached model "${key}".`, 'It may have been deleted or never finished caching; load it from its source.', { key, reason: 'not-cached' });
+      }
+      form = manifestForm(manifest);
+      // A cached entry is loaded in the form it holds; a caller that names another form is told so
+      // rather than given this one.
+      const asked = { storage: opts.storage ?? form.storage, doubleQuant: opts.doubleQuant ?? form.doubleQuant };
+      if (!sameForm(asked, form)) {
+        throw new UsageError(`The cached model "${manifest.name}" holds ${formLabel(manifest.quant, form)}, not the ${formLabel(manifest.quant, asked)} this load asked for.`,
+          'Load the model from its source with these settings (it is then cached in that form too), or load the cached entry with its own settings.',
+          { key, field: asked.storage !== form.storage ? 'storage' : 'double-quant', cached: formLabel(manifest.quant, form), asked: formLabel(manifest.quant, asked) });
+      }
+    } else {
+      // With a fit request, a model read from its source is loaded in the form of the run it plans
+      // (the CLI's --storage and --double-quant, the site's training form), unless told otherwise.
+      const run = opts.fit?.settings;
+      form = { storage: opts.storage ?? run?.storage ?? F32_FORM.storage, doubleQuant: quant === 'nf4' && (opts.doubleQuant ?? run?.doubleQuant ?? F32_FORM.doubleQuant) };
+      key = cacheKey(src, quant, form);
+      manifest = await this.cache?.get(key);
     }
-    const fit = (name: string) => async (cfg: ModelConfig) => this.checkFit(name, cfg, manifest?.quant ?? quant, opts);
+    if (manifest) this.checkForm(manifest);
+    // The fit check plans the form that will be loaded: the run's own (so a suggestion that changes
+    // the storage or double quantization changes what is loaded, from the cache where that form is
+    // there), or a form fixed apart from it (a cached entry's, or one the caller named).
+    const run = opts.fit?.settings;
+    const fixed = src.kind === 'cached' || (run && !sameForm(form, { storage: run.storage, doubleQuant: quant === 'nf4' && run.doubleQuant })) ? form : undefined;
+    const fit = (name: string) => async (cfg: ModelConfig) => this.checkFit(name, cfg, manifest?.quant ?? quant, opts, fixed);
     if (manifest) {
       await fit(manifest.name)(parseModelConfig(manifest.config, `${manifest.name}: config.json`));
       this.unload();
@@ -322,9 +380,20 @@ export class ModelStore {
       const files = read ?? (await this.read(src, quant, onEvent, fit(sourceName(src))));
       if (read) await fit(read.name)(read.config);
       this.unload();
-      this.base = await this.fromFiles(await this.device(), files, quant, onEvent, opts);
+      this.base = await this.fromFiles(await this.device(), files, key, quant, form, onEvent, opts);
     }
     return this.base.info;
+  }
+
+  /** A cache entry whose recorded form is not the one its key names is never loaded as either: it is
+   *  dropped, with a typed error naming both. */
+  private checkForm(m: ModelManifest): void {
+    const recorded = manifestForm(m), named = formOfKey(m.key);
+    if (sameForm(recorded, named)) return;
+    void this.cache?.delete(m.key).catch(() => {});
+    throw new ModelFileError(`The cached copy of "${m.name}" records ${formLabel(m.quant, recorded)} under the key of ${formLabel(m.quant, named)}. The cache entry was deleted.`,
+      'Load the model again from its source; it will be quantized and cached afresh.',
+      { file: `model/${m.key}/manifest`, key: m.key, field: recorded.storage !== named.storage ? 'storage' : 'doubleQuant', reason: 'cache-form-mismatch' });
   }
 
   private maxPositions(cfg: ModelConfig, opts: LoadOptions): number {
@@ -332,36 +401,38 @@ export class ModelStore {
   }
 
   /** Throws ModelTooLargeError when `opts.fit`'s run does not fit this device (load calls it before
-   *  any weight is read; the CLI also calls it before reading the dataset). */
-  async checkFit(name: string, cfg: ModelConfig, quant: Quant, opts: LoadOptions): Promise<void> {
+   *  any weight is read; the CLI also calls it before reading the dataset). `form`: the weight form
+   *  when the load fixes it apart from the run's settings (a cached entry's); absent, the base is
+   *  loaded in the run's form, so the tables follow its storage and double quantization is a knob. */
+  async checkFit(name: string, cfg: ModelConfig, quant: Quant, opts: LoadOptions, form?: WeightForm): Promise<void> {
     const f = opts.fit;
     if (!f) return;
     const gpu = await this.device();
     requireFit(name, {
-      dims: cfg, quant, doubleQuantKnob: f.doubleQuantKnob,
-      ...(f.loadFollowsRun ? {} : { tableStorage: opts.storage ?? 'f32', maxPositions: this.maxPositions(cfg, opts) }),
-    }, f.settings, { budget: f.budget, limits: gpu.limits }, f.flags);
+      dims: cfg, quant, doubleQuantKnob: !form, ...(form ? { tableStorage: form.storage } : {}),
+      ...(f.positionsFollowRun ? {} : { maxPositions: this.maxPositions(cfg, opts) }),
+    }, form ? { ...f.settings, doubleQuant: form.doubleQuant } : f.settings, { budget: f.budget, limits: gpu.limits }, f.flags);
   }
 
-  private basePlan(gpu: Gpu, cfg: ModelConfig, quant: Quant, opts: LoadOptions): Plan {
+  private basePlan(gpu: Gpu, cfg: ModelConfig, quant: Quant, form: WeightForm, opts: LoadOptions): Plan {
     const maxPositions = this.maxPositions(cfg, opts);
-    return new Plan(cfg, { batch: 1, seqLen: 1, quant, doubleQuant: opts.doubleQuant, storage: opts.storage, training: false, checkpointing: false, maxPositions, limits: gpu.limits });
+    return new Plan(cfg, { batch: 1, seqLen: 1, quant, doubleQuant: form.doubleQuant, storage: form.storage, training: false, checkpointing: false, maxPositions, limits: gpu.limits });
   }
 
-  private info(key: string, name: string, cfg: ModelConfig, quant: Quant, tok: LoadedTokenizer, fromCache: boolean): ModelInfo {
+  private info(key: string, name: string, cfg: ModelConfig, quant: Quant, form: WeightForm, tok: LoadedTokenizer, fromCache: boolean): ModelInfo {
     const params = expectedWeights(cfg).reduce((s, w) => s + w.shape.reduce((a, b) => a * b, 1), 0);
-    return { key, name, arch: cfg.arch, params, vocabSize: cfg.vocabSize, layers: cfg.numLayers, hiddenSize: cfg.hiddenSize, quant, hasChatTemplate: tok.hasChatTemplate, fromCache };
+    return { key, name, arch: cfg.arch, params, vocabSize: cfg.vocabSize, layers: cfg.numLayers, hiddenSize: cfg.hiddenSize, quant, form: { ...form }, hasChatTemplate: tok.hasChatTemplate, fromCache };
   }
 
-  private async fromFiles(gpu: Gpu, f: ModelFiles, quant: Quant, onEvent: ((e: LoadEvent) => void) | undefined, opts: LoadOptions): Promise<Base> {
-    const plan = this.basePlan(gpu, f.config, quant, opts);
+  private async fromFiles(gpu: Gpu, f: ModelFiles, key: string, quant: Quant, form: WeightForm, onEvent: ((e: LoadEvent) => void) | undefined, opts: LoadOptions): Promise<Base> {
+    const plan = this.basePlan(gpu, f.config, quant, form, opts);
     // Refuse a weight that cannot exist on this device before uploading anything.
     for (const r of plan.rows) {
       if (r.phase === 'weights' && r.bytes > gpu.limits.maxBufferSize) throw new GpuOutOfMemoryError(r.name, r.bytes, plan.byCategory(), gpu.limits.maxBufferSize);
     }
     const weights = await loadWeights(gpu, f.folder, f.config, plan, (p) => void emit(onEvent, { phase: 'quantize', tensor: p.tensor, done: p.done, total: p.total }));
-    const base: Base = { key: f.key, name: f.name, source: f.source, quant, config: f.config, plan, weights, tokenizer: f.tokenizer, info: this.info(f.key, f.name, f.config, quant, f.tokenizer, false) };
-    if (this.cache && !opts.doubleQuant && opts.storage !== 'f16') {
+    const base: Base = { key, name: f.name, source: f.source, quant, config: f.config, plan, weights, tokenizer: f.tokenizer, info: this.info(key, f.name, f.config, quant, form, f.tokenizer, false) };
+    if (this.cache) {
       try {
         await this.writeCache(gpu, base, f, onEvent);
       } catch (e) {
@@ -379,7 +450,8 @@ export class ModelStore {
   private async writeCacheLocked(gpu: Gpu, base: Base, f: ModelFiles, onEvent?: (e: LoadEvent) => void): Promise<void> {
     const writer = await this.cache!.begin({
       key: base.key, name: base.name, source: base.source.kind === 'hub' ? 'hub' : base.source.kind === 'demo' ? 'demo' : 'files',
-      revision: f.revision, quant: base.quant, config: JSON.parse(f.texts['config.json']) as Record<string, unknown>, files: f.texts,
+      revision: f.revision, quant: base.quant, storage: base.info.form.storage, doubleQuant: base.info.form.doubleQuant,
+      config: JSON.parse(f.texts['config.json']) as Record<string, unknown>, files: f.texts,
     });
     try {
       const total = base.config.numLayers + 1;
@@ -400,7 +472,8 @@ export class ModelStore {
   private async fromCache(gpu: Gpu, m: ModelManifest, source: StoreSource, onEvent: ((e: LoadEvent) => void) | undefined, opts: LoadOptions): Promise<Base> {
     const cfg = parseModelConfig(m.config, `${m.name}: config.json`);
     const tokenizer = loadTokenizerFromText(m.files['tokenizer.json'], m.files['tokenizer_config.json'], m.name);
-    const plan = this.basePlan(gpu, cfg, m.quant, opts);
+    const form = manifestForm(m);
+    const plan = this.basePlan(gpu, cfg, m.quant, form, opts);
     const cache = this.cache!;
     async function* shards() {
       for (const s of m.shards) yield { id: s.id, pieces: s.pieces, data: await cache.readShard(m, s) };
@@ -415,7 +488,9 @@ export class ModelStore {
       throw e;
     }
     const src: StoreSource = source.kind === 'cached' ? source : { kind: 'cached', key: m.key };
-    return { key: m.key, name: m.name, source: src, quant: m.quant, config: cfg, plan, weights, tokenizer, info: this.info(m.key, m.name, cfg, m.quant, tokenizer, true) };
+    const origin: ModelSource | undefined = m.source === 'demo' ? { kind: 'demo' } : m.source === 'hub' ? { kind: 'hub', id: m.name, ...(m.revision ? { revision: m.revision } : {}) } : undefined;
+    const info = { ...this.info(m.key, m.name, cfg, m.quant, form, tokenizer, true), ...(origin ? { origin } : {}) };
+    return { key: m.key, name: m.name, source: src, quant: m.quant, config: cfg, plan, weights, tokenizer, info };
   }
 
   private freeBase(b: Base): void {
@@ -469,7 +544,8 @@ export class ModelStore {
     this.runs.clear();
     this.base = undefined;
     const cached = await this.isCached(base.key);
-    await this.load(cached ? { kind: 'cached', key: base.key } : base.source, base.quant, undefined, { maxPositions: base.plan.opts.maxPositions });
+    const { storage, doubleQuant } = base.info.form;
+    await this.load(cached ? { kind: 'cached', key: base.key } : base.source, base.quant, undefined, { maxPositions: base.plan.opts.maxPositions, storage, doubleQuant });
   }
 }
 

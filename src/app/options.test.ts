@@ -46,6 +46,15 @@ describe('training options', () => {
     expect(flagOf('packing')).toBe('packing');
   });
 
+  test('--double-quant is a flag, off by default (as bitsandbytes); absent in older runs means off', () => {
+    expect(DEFAULT_OPTIONS.doubleQuant).toBe(false);
+    expect(DEFAULT_OPTIONS.storage).toBe('f16');
+    expect(optionsFromFlags({ 'double-quant': true }).doubleQuant).toBe(true);
+    expect(optionsFromFlags({}).doubleQuant).toBe(false);
+    expect(optionErrors({ ...DEFAULT_OPTIONS, doubleQuant: undefined })).toEqual({});
+    expect(optionErrors({ ...DEFAULT_OPTIONS, doubleQuant: 1 as never })).toHaveProperty('doubleQuant');
+  });
+
   test('ranges, integers and open bounds', () => {
     const bad = optionErrors({ ...DEFAULT_OPTIONS, rank: 0, alpha: 0, dropout: 1, lr: 0, batch: 1.5, seed: 0.5, targets: [], schedule: 'step' as never, seqLen: 1 });
     expect(Object.keys(bad).sort()).toEqual(['alpha', 'batch', 'dropout', 'lr', 'rank', 'schedule', 'seed', 'seqLen', 'targets']);

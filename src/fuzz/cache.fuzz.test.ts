@@ -4,11 +4,13 @@
 // missing, short or altered. Listing never fails and lists only well-formed complete models; get()
 // gives a well-formed manifest, null, or a ModelFileError naming the manifest (a damaged one: the
 // entry is dropped); a shard read gives the bytes whose SHA-256 the manifest holds, or a
-// ModelFileError naming the shard (and the entry is dropped).
+// ModelFileError naming the shard (and the entry is dropped). The weight form fields (storage,
+// doubleQuant) are optional, since entries written before them hold the f32 form; a manifest sealed
+// with a bad value in one is refused with the field named.
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { ModelFileError } from '../errors.ts';
-import { ModelCache, memoryStore, sha256Hex, type ModelManifest } from '../io/cache.ts';
+import { ModelCache, manifestForm, manifestProblem, memoryStore, sealOf, sha256Hex, type ModelManifest, type WeightForm } from '../io/cache.ts';
 import { fuzz, nastyString, refusedOr } from './harness.ts';
 
 const KEY = 'hub:org/model@main:nf4';
@@ -16,10 +18,10 @@ const manifestKey = `model/${KEY}/manifest`;
 const shardKey = (id: string) => `model/${KEY}/shard/${id}`;
 
 /** A complete model written through the cache's own writer: 1-3 shards of random bytes. */
-async function writeModel(shards: Uint8Array[]): Promise<{ cache: ModelCache; store: ReturnType<typeof memoryStore>; manifest: ModelManifest }> {
+async function writeModel(shards: Uint8Array[], form: WeightForm = { storage: 'f16', doubleQuant: true }): Promise<{ cache: ModelCache; store: ReturnType<typeof memoryStore>; manifest: ModelManifest }> {
   const store = memoryStore();
   const cache = new ModelCache(store);
-  const w = await cache.begin({ key: KEY, name: 'org/model', source: 'hub', revision: 'main', quant: 'nf4', config: { model_type: 'llama' }, files: { 'tokenizer.json': '{}' } });
+  const w = await cache.begin({ key: KEY, name: 'org/model', source: 'hub', revision: 'main', quant: 'nf4', ...form, config: { model_type: 'llama' }, files: { 'tokenizer.json': '{}' } });
   for (const [i, data] of shards.entries()) {
     const half = data.length >> 1;
     await w.addShard(`layer.${i}`, [{ name: `layers.${i}.a`, offset: 0, bytes: half }, { name: `layers.${i}.b`, offset: 4, bytes: data.length - half }], data);
@@ -31,7 +33,7 @@ const oddValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.jsonValue({ maxDepth: 2 }),
   fc.constantFrom<unknown>(undefined, null, NaN, -1, 1.5, 2 ** 53, '', 'x', [], {}, true, new Uint8Array(3), new ArrayBuffer(2)),
 );
-const manifestFields = ['version', 'key', 'name', 'source', 'revision', 'quant', 'config', 'files', 'shards', 'totalBytes', 'savedAt', 'complete'];
+const manifestFields = ['version', 'key', 'name', 'source', 'revision', 'quant', 'storage', 'doubleQuant', 'config', 'files', 'shards', 'totalBytes', 'savedAt', 'complete'];
 const shardFields = ['id', 'bytes', 'sha256', 'pieces'];
 const pieceFields = ['name', 'offset', 'bytes'];
 
@@ -64,6 +66,9 @@ function checkManifest(m: ModelManifest): void {
   expect(m.totalBytes).toBe(total);
   expect(typeof m.config === 'object' && m.config !== null && !Array.isArray(m.config)).toBe(true);
   expect(Object.values(m.files).every((t) => typeof t === 'string')).toBe(true);
+  const form = manifestForm(m);
+  expect(['f16', 'f32']).toContain(form.storage);
+  expect(typeof form.doubleQuant).toBe('boolean');
 }
 
 fuzz('IndexedDB manifest and shards as an older version or a damaged profile leaves them', fc.tuple(
@@ -110,6 +115,30 @@ fuzz('IndexedDB manifest and shards as an older version or a damaged profile lea
   await cache.collectGarbage();
 });
 
+// A value sealed as this version seals: what a writer with a bug (or another version) could leave.
+// The seal holds, so only the field checks stand between it and the loader.
+fuzz('a sealed manifest with any value in a form field: its form, or a typed error naming the field', fc.tuple(
+  fc.constantFrom('storage', 'doubleQuant'), oddValue, fc.constantFrom('nf4', 'none'),
+), async ([field, value, quant]) => {
+  const { cache, store, manifest } = await writeModel([Uint8Array.of(1, 2, 3, 4)], { storage: 'f32', doubleQuant: false });
+  const m: Record<string, unknown> = { ...structuredClone(manifest), quant };
+  if (value === undefined) delete m[field];
+  else m[field] = structuredClone(value);
+  m.seal = await sealOf(m);
+  store.data.set(manifestKey, m);
+  const got = await refusedOr(manifestKey, () => cache.get(KEY));
+  const problem = manifestProblem(m, KEY);
+  if (got) {
+    expect(problem).toBeUndefined();
+    checkManifest(got);
+    expect(manifestForm(got)[field]).toEqual(value ?? manifestForm({})[field]);
+    expect(got.doubleQuant === true && got.quant !== 'nf4').toBe(false);
+  } else {
+    expect(problem).toBe(field);
+    expect(await cache.get(KEY)).toBeNull(); // dropped
+  }
+});
+
 fuzz('IndexedDB keys of any shape do not trip listing or garbage collection', fc.array(fc.tuple(fc.oneof(nastyString, nastyString.map((s) => `model/${s}`), nastyString.map((s) => `model/${s}/manifest`), nastyString.map((s) => `model/${s}/shard/x`)), oddValue), { maxLength: 6 }), async (entries) => {
   const store = memoryStore();
   for (const [k, v] of entries) store.data.set(k, structuredClone(v));
@@ -128,6 +157,31 @@ describe('IndexedDB manifest fuzz regressions', () => {
     expect(await cache.list()).toEqual([]);
     await expect(cache.get(KEY)).rejects.toThrow(/manifest does not match its checksum/);
     expect([...store.data.keys()]).toEqual([]);
+  });
+
+  test('a sealed manifest with a bad form value is refused naming the field, and dropped', async () => {
+    for (const [field, value] of [['storage', 'f8'], ['doubleQuant', 'yes'], ['storage', null]] as const) {
+      const { cache, store, manifest } = await writeModel([Uint8Array.of(7)]);
+      const m = { ...manifest, [field]: value } as Record<string, unknown>;
+      m.seal = await sealOf(m);
+      store.data.set(manifestKey, m);
+      expect(await cache.list()).toEqual([]);
+      const e = await cache.get(KEY).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(ModelFileError);
+      expect((e as ModelFileError).details).toMatchObject({ field, reason: 'cache-corrupt', file: manifestKey });
+      expect((e as ModelFileError).message).toContain(`its field "${field}"`);
+      expect([...store.data.keys()]).toEqual([]);
+    }
+  });
+
+  test('an entry written before forms (no form fields) is a complete manifest of the f32 form', async () => {
+    const { cache, store, manifest } = await writeModel([Uint8Array.of(7)]);
+    const { storage: _s, doubleQuant: _d, ...old } = manifest;
+    (old as Record<string, unknown>).seal = await sealOf(old as Record<string, unknown>);
+    store.data.set(manifestKey, old);
+    const got = (await cache.get(KEY))!;
+    expect(manifestForm(got)).toEqual({ storage: 'f32', doubleQuant: false });
+    expect(await cache.list()).toHaveLength(1);
   });
 
   test('a shard stored as something other than bytes is refused by name, not hashed', async () => {

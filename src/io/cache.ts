@@ -78,6 +78,16 @@ export interface ShardEntry {
   pieces: ShardPiece[];
 }
 
+/** How the weights are held on the GPU, and so in the cache's shards: the embedding and an untied
+ *  head as f32 or f16 pairs, the NF4 absmax as f32 or as double-quantized 8-bit codes. */
+export interface WeightForm {
+  storage: 'f16' | 'f32';
+  doubleQuant: boolean;
+}
+
+/** The form of an entry written before forms were recorded: f32 tables, f32 absmax. */
+export const F32_FORM: Readonly<WeightForm> = { storage: 'f32', doubleQuant: false };
+
 export interface ModelManifest {
   version: 2;
   key: string;
@@ -85,6 +95,10 @@ export interface ModelManifest {
   source: 'demo' | 'hub' | 'files';
   revision: string | null;
   quant: 'nf4' | 'none';
+  /** The weights' form (WeightForm). Absent in entries written before the cache held more than one
+   *  form: those hold F32_FORM. */
+  storage?: 'f16' | 'f32';
+  doubleQuant?: boolean;
   /** config.json as parsed. */
   config: Record<string, unknown>;
   /** Texts of tokenizer.json, tokenizer_config.json (and generation_config.json when present). */
@@ -128,28 +142,62 @@ export async function isSealed(v: unknown): Promise<boolean> {
 const plainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer);
 const count = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
-/** Whether a value read back from the store is a complete manifest of `key` in the shape this
- *  version writes. IndexedDB returns whatever an older version, another tab or a damaged profile
- *  left there, and the loader indexes into every field (src/fuzz/cache.fuzz.test.ts). */
-export function isManifest(v: unknown, key: string): v is ModelManifest {
-  if (!plainObject(v) || v.complete !== true || v.version !== 2 || v.key !== key || typeof v.seal !== 'string') return false;
-  if (typeof v.name !== 'string' || !['demo', 'hub', 'files'].includes(v.source as string) || !['nf4', 'none'].includes(v.quant as string)) return false;
-  if (v.revision !== null && typeof v.revision !== 'string') return false;
-  if (!plainObject(v.config) || !plainObject(v.files) || !Object.values(v.files).every((t) => typeof t === 'string')) return false;
-  if (typeof v.savedAt !== 'number' || !Number.isFinite(v.savedAt) || !Array.isArray(v.shards)) return false;
+/** The weight form a manifest records (F32_FORM for an entry written before forms were recorded). */
+export function manifestForm(m: Pick<ModelManifest, 'storage' | 'doubleQuant'>): WeightForm {
+  return { storage: m.storage ?? F32_FORM.storage, doubleQuant: m.doubleQuant ?? F32_FORM.doubleQuant };
+}
+
+/** "NF4 · f16 tables · double quant": what the cached-models list, the training form and the errors
+ *  call a form (the site's main thread imports it from here, away from the engine's modules). */
+export function formLabel(quant: 'nf4' | 'none', form: WeightForm): string {
+  return [quant === 'nf4' ? 'NF4' : 'full precision', `${form.storage} tables`, ...(form.doubleQuant ? ['double quant'] : [])].join(' · ');
+}
+
+/** The first field of a value read back from the store that is not what this version writes for a
+ *  complete manifest of `key` ("shards[0].pieces[1].bytes"), or undefined when it is one. IndexedDB
+ *  returns whatever an older version, another tab or a damaged profile left there, and the loader
+ *  indexes into every field (src/fuzz/cache.fuzz.test.ts). */
+export function manifestProblem(v: unknown, key: string): string | undefined {
+  if (!plainObject(v)) return 'manifest';
+  if (v.complete !== true) return 'complete';
+  if (v.version !== 2) return 'version';
+  if (v.key !== key) return 'key';
+  if (typeof v.seal !== 'string') return 'seal';
+  if (typeof v.name !== 'string') return 'name';
+  if (!['demo', 'hub', 'files'].includes(v.source as string)) return 'source';
+  if (!['nf4', 'none'].includes(v.quant as string)) return 'quant';
+  // The form fields are optional (older entries), but when present they must be a form.
+  if (v.storage !== undefined && v.storage !== 'f16' && v.storage !== 'f32') return 'storage';
+  if (v.doubleQuant !== undefined && typeof v.doubleQuant !== 'boolean') return 'doubleQuant';
+  if (v.doubleQuant === true && v.quant !== 'nf4') return 'doubleQuant';
+  if (v.revision !== null && typeof v.revision !== 'string') return 'revision';
+  if (!plainObject(v.config)) return 'config';
+  if (!plainObject(v.files) || !Object.values(v.files).every((t) => typeof t === 'string')) return 'files';
+  if (typeof v.savedAt !== 'number' || !Number.isFinite(v.savedAt)) return 'savedAt';
+  if (!Array.isArray(v.shards)) return 'shards';
   let total = 0;
-  for (const s of v.shards as unknown[]) {
-    if (!plainObject(s) || typeof s.id !== 'string' || !count(s.bytes) || typeof s.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(s.sha256)) return false;
-    if (!Array.isArray(s.pieces)) return false;
+  for (const [i, s] of (v.shards as unknown[]).entries()) {
+    const at = `shards[${i}]`;
+    if (!plainObject(s)) return at;
+    if (typeof s.id !== 'string') return `${at}.id`;
+    if (!count(s.bytes)) return `${at}.bytes`;
+    if (typeof s.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(s.sha256)) return `${at}.sha256`;
+    if (!Array.isArray(s.pieces)) return `${at}.pieces`;
     let sum = 0;
-    for (const p of s.pieces as unknown[]) {
-      if (!plainObject(p) || typeof p.name !== 'string' || !count(p.offset) || !count(p.bytes)) return false;
+    for (const [j, p] of (s.pieces as unknown[]).entries()) {
+      if (!plainObject(p) || typeof p.name !== 'string' || !count(p.offset) || !count(p.bytes)) return `${at}.pieces[${j}]`;
       sum += p.bytes;
     }
-    if (sum !== s.bytes) return false;
+    if (sum !== s.bytes) return `${at}.bytes`;
     total += s.bytes;
   }
-  return v.totalBytes === total;
+  return v.totalBytes === total ? undefined : 'totalBytes';
+}
+
+/** Whether a value read back from the store is a complete manifest of `key` in the shape this
+ *  version writes (manifestProblem finds nothing wrong). */
+export function isManifest(v: unknown, key: string): v is ModelManifest {
+  return manifestProblem(v, key) === undefined;
 }
 
 const PREFIX = 'model/';
@@ -208,18 +256,19 @@ export class ModelCache {
       await this.delete(key).catch(() => {});
       return null;
     }
-    let why = 'does not match its checksum';
+    let why = 'does not match its checksum', field: string | undefined;
     if (await isSealed(m)) {
       if ((m as { complete?: unknown }).complete !== true) return null;
-      if (isManifest(m, key)) return m;
-      why = 'is malformed';
+      field = manifestProblem(m, key);
+      if (field === undefined) return m as ModelManifest;
+      why = `is malformed: its field "${field}" is not what this version writes`;
     }
     // Best effort: a failed delete leaves an entry that still never loads.
     await this.delete(key).catch(() => {});
     throw new ModelFileError(
       `The cached copy of "${key}" is corrupt: its manifest ${why}. The cache entry was deleted.`,
       'Load the model again from its source; it will be downloaded (or read) and quantized afresh.',
-      { file: manifestKey(key), key, reason: 'cache-corrupt' },
+      { file: manifestKey(key), key, ...(field ? { field } : {}), reason: 'cache-corrupt' },
     );
   }
 

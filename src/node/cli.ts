@@ -112,8 +112,8 @@ async function train(argv: string[]): Promise<number> {
   const files = await store.read(await folderSource(resolve(modelDir)), quant);
   // With a budget, a run that cannot fit is refused before the dataset is read or a weight loaded,
   // with the plan by category and the nearest flags that fit (src/app/fit.ts).
-  const doubleQuant = Boolean(v['double-quant']);
-  const fit = budget === undefined ? undefined : { settings: fitSettings(opts, doubleQuant), budget, loadFollowsRun: true, doubleQuantKnob: true, flags: suggestionFlags };
+  const doubleQuant = opts.doubleQuant ?? false;
+  const fit = budget === undefined ? undefined : { settings: fitSettings(opts), budget, positionsFollowRun: true, flags: suggestionFlags };
   const loadOpts = { doubleQuant, maxPositions: opts.seqLen, storage: opts.storage, fit };
   try {
     await store.checkFit(files.name, files.config, quant, loadOpts);

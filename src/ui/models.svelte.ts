@@ -1,6 +1,6 @@
 // Model picking and loading: the three sources (demo, Hugging Face, a dropped folder), the cached
 // list, storage figures and the load progress. Owns no GPU state; everything goes through the engine.
-import type { CachedModel, LoadEvent, LoadFit, ModelInfo, ModelSource, StorageInfo } from '../worker/api.ts';
+import type { CachedModel, LoadEvent, LoadFit, ModelInfo, ModelSource, StorageInfo, WeightForm } from '../worker/api.ts';
 import type { FitSettings } from '../app/fit.ts';
 import { DEFAULT_MEMORY_BUDGET } from '../app/options.ts';
 import { WebtuneError } from '../errors.ts';
@@ -59,6 +59,8 @@ export class Models {
   /** Cancel was pressed for the load in progress. */
   cancelling = $state(false);
   info = $state<ModelInfo | undefined>();
+  /** Where the loaded model came from, to load it again in another form. */
+  source = $state.raw<ModelSource | undefined>();
   /** The last load was refused before downloading: its plan by category and the nearest settings. */
   tooLarge = $state<TooLarge | undefined>();
   /** GPU memory the site plans for, in GiB (browsers do not tell how much a GPU has). */
@@ -115,8 +117,9 @@ export class Models {
     return Number.isFinite(this.budgetGiB) && this.budgetGiB > 0 ? Math.floor(this.budgetGiB * 1024 ** 3) : undefined;
   }
 
-  /** Loads a model; with `fit`, one whose training run would not fit is refused before any download. */
-  async load(source: ModelSource, name: string, fit?: LoadFit): Promise<ModelInfo | undefined> {
+  /** Loads a model (in `form`, or a cached entry's own); with `fit`, one whose training run would not
+   *  fit is refused before any download. */
+  async load(source: ModelSource, name: string, fit?: LoadFit, form?: WeightForm): Promise<ModelInfo | undefined> {
     if (this.phase === 'loading') return undefined;
     this.phase = 'loading';
     this.loadingName = name;
@@ -128,7 +131,8 @@ export class Models {
     this.tooLarge = undefined;
     const onEvent = callback((e: LoadEvent) => this.onEvent(e));
     try {
-      this.info = await this.engine.loadModel(source, this.quant, onEvent, fit);
+      this.info = await this.engine.loadModel(source, this.quant, onEvent, fit, form);
+      this.source = source;
       this.phase = 'ready';
       // Ask once a model is worth keeping; Chrome decides without a prompt, Firefox asks the user.
       if (this.storage && !this.storage.persisted) await this.requestPersistence();

@@ -105,12 +105,12 @@ describe('Studio resume after reload', () => {
     const engine = fake({
       capabilities: async () => ({}) as never,
       selfTest: async () => ({ ok: true, kernel: 'rmsnorm', maxAbsError: 0, ms: 1 }),
-      listCachedModels: async () => [{ key: 'k1', name: 'demo', revision: null, bytes: 5, savedAt: 1 }],
+      listCachedModels: async () => [{ key: 'k1', name: 'demo', revision: null, quant: 'nf4', form: { storage: 'f16', doubleQuant: false }, bytes: 5, savedAt: 1 }],
       storage: async () => ({ usage: 5, quota: 100, persisted: true }),
       pendingCheckpoint: async () => ({ modelKey: 'k1', step: 7, totalSteps: 20, savedAt: 0, options: { seqLen: 64 } as never, datasetFile: 'd.jsonl', template: 'alpaca' }),
       loadModel: async (src) => {
         calls.push(`load ${JSON.stringify(src)}`);
-        return { key: 'k1', name: 'demo', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4', hasChatTemplate: false, fromCache: true };
+        return { key: 'k1', name: 'demo', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4', form: { storage: 'f16', doubleQuant: false }, hasChatTemplate: false, fromCache: true };
       },
       resumeTraining: async (on) => {
         calls.push('resume');
@@ -145,7 +145,7 @@ describe('Studio guards against leaving mid-work', () => {
     const s = new Studio(fake({
       train: (_o, on) => new Promise<void>((res) => { emit = on; finish = res; }),
       pause: async () => {},
-      loadModel: () => new Promise((res) => { loaded = () => res({ key: 'k', name: 'demo', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4', hasChatTemplate: false, fromCache: false }); }),
+      loadModel: () => new Promise((res) => { loaded = () => res({ key: 'k', name: 'demo', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4', form: { storage: 'f16', doubleQuant: false }, hasChatTemplate: false, fromCache: false }); }),
       storage: async () => ({ usage: 0, quota: 1, persisted: true }),
       listCachedModels: async () => [],
     }));
@@ -179,7 +179,7 @@ describe('Models', () => {
         on({ phase: 'download', file: 'model.safetensors', loaded: 100, total: 100, bytesPerSecond: 5 });
         on({ phase: 'download', file: 'tokenizer.json', loaded: 1, total: 1, bytesPerSecond: 1 });
         on({ phase: 'quantize', tensor: 'model.layers.0.self_attn.q_proj.weight', done: 1, total: 14 });
-        return { key: 'k', name: 'x', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4', hasChatTemplate: false, fromCache: false };
+        return { key: 'k', name: 'x', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4', form: { storage: 'f16', doubleQuant: false }, hasChatTemplate: false, fromCache: false };
       },
       listCachedModels: async () => [],
       storage: async () => ({ usage: 0, quota: 1, persisted: true }),
@@ -198,27 +198,32 @@ describe('Models', () => {
 });
 
 describe('Studio fit check before a model download', () => {
-  it('a model that does not fit is refused with its plan; "Use these settings" fills the form and loads it', async () => {
+  it('a model that does not fit is refused with its plan; "Use these settings" fills the form and loads it in the suggested form', async () => {
     const { requireFit, checkFit, fitSettings } = await import('../app/fit.ts');
     const { parseModelConfig } = await import('../model/config.ts');
     const { SHAPES } = await import('../model/shapes.ts');
     const limits = { maxBufferSize: 2 ** 31, maxStorageBufferBindingSize: 2 ** 31 };
-    // The site's context for an 8B: f32 tables (the cache's form), 4096 RoPE rows, no double quantization.
-    const ctx = { dims: parseModelConfig(SHAPES['llama-3-8b']), quant: 'nf4' as const, tableStorage: 'f32' as const, maxPositions: 4096 };
+    // The site's context for an 8B: loaded in the run's form (its storage for the tables, its double
+    // quantization), 4096 RoPE rows.
+    const ctx = { dims: parseModelConfig(SHAPES['llama-3-8b']), quant: 'nf4' as const, doubleQuantKnob: true, maxPositions: 4096 };
     const loads: (TrainOptionsLike | undefined)[] = [];
+    const forms: unknown[] = [];
     type TrainOptionsLike = Parameters<EngineApi['estimate']>[0];
     const s = new Studio(fake({
       // The engine's check, on the real plan: refused (before any download) unless it fits.
-      loadModel: async (_src, _q, _on, fit) => {
+      loadModel: async (_src, _q, _on, fit, form) => {
         loads.push(fit?.options);
+        forms.push(form);
         if (fit) requireFit('llama-3-8b', ctx, fitSettings(fit.options), { budget: fit.budget ?? Infinity, limits });
-        return { key: 'k', name: 'llama-3-8b', arch: 'llama', params: 8e9, vocabSize: 128256, layers: 32, hiddenSize: 4096, quant: 'nf4', hasChatTemplate: false, fromCache: false };
+        return { key: 'k', name: 'llama-3-8b', arch: 'llama', params: 8e9, vocabSize: 128256, layers: 32, hiddenSize: 4096, quant: 'nf4', form: { storage: form!.storage!, doubleQuant: form!.doubleQuant! }, hasChatTemplate: false, fromCache: false };
       },
       listCachedModels: async () => [],
       storage: async () => ({ usage: 0, quota: 1, persisted: true }),
     }));
     const asked = fitSettings({ ...s.training.form, seqLen: s.dataset.seqLen });
-    const budget = checkFit(ctx, { ...asked, checkpointing: true }, { budget: Infinity, limits }).peakBytes;
+    expect(asked).toMatchObject({ storage: 'f16', doubleQuant: false }); // the site's defaults, as the CLI's and bitsandbytes'
+    // Just what double quantization saves: the cheapest change, and one that changes the loaded form.
+    const budget = checkFit(ctx, { ...asked, doubleQuant: true }, { budget: Infinity, limits }).peakBytes;
     s.models.budgetGiB = budget / 1024 ** 3;
     await s.loadModel({ kind: 'hub', id: 'meta-llama/Meta-Llama-3-8B' }, 'llama-3-8b');
     expect(s.models.phase).toBe('failed');
@@ -227,7 +232,9 @@ describe('Studio fit check before a model download', () => {
     expect(t.byCategory).toEqual(checkFit(ctx, asked, { budget, limits }).byCategory);
     expect(t.budget).toBe(budget);
     expect(t.suggestion!.peakBytes).toBeLessThanOrEqual(budget);
-    expect(s.training.form.checkpointing).toBe(false);
+    expect(t.suggestion!.changes).toEqual(['double quantization on']);
+    expect(s.training.form.doubleQuant).toBe(false);
+    expect(forms[0]).toEqual({ storage: 'f16', doubleQuant: false });
 
     await s.loadWithSuggestion();
     expect(s.models.phase).toBe('ready');
@@ -237,12 +244,50 @@ describe('Studio fit check before a model download', () => {
     expect(s.dataset.seqLen).toBe(applied.seqLen);
     expect(loads).toHaveLength(2);
     expect(fitSettings(loads[1]!)).toEqual(applied);
+    expect(forms[1]).toEqual({ storage: 'f16', doubleQuant: true }); // loaded (and cached) double-quantized
+    expect(s.models.info?.form).toEqual({ storage: 'f16', doubleQuant: true });
+    expect(s.formChange).toBeUndefined();
+    s.training.form.storage = 'f32';
+    expect(s.formChange).toEqual({ storage: 'f32', doubleQuant: true });
+    s.training.form.storage = 'f16';
     // With no budget only the per-buffer limits are checked: the form's own settings load.
     s.models.budgetGiB = 0;
     s.training.resetForm();
     await s.loadModel({ kind: 'hub', id: 'meta-llama/Meta-Llama-3-8B' }, 'llama-3-8b');
     expect(loads.at(-1)).toMatchObject({ checkpointing: false });
     expect(s.models.phase).toBe('ready');
+  });
+});
+
+describe('Studio weight form', () => {
+  it('a cached entry loads in its own form, which the form takes; another form loads the model again from its origin', async () => {
+    const calls: unknown[] = [];
+    const s = new Studio(fake({
+      loadModel: async (src, _q, _on, _fit, form) => {
+        calls.push([src, form]);
+        const cached = src.kind === 'cached';
+        return {
+          key: cached ? src.key : 'demo:nf4#f16+dq', name: 'demo', arch: 'llama', params: 1, vocabSize: 1, layers: 1, hiddenSize: 1, quant: 'nf4',
+          form: cached ? { storage: 'f32', doubleQuant: false } : { storage: form!.storage!, doubleQuant: form!.doubleQuant! },
+          hasChatTemplate: false, fromCache: cached, ...(cached ? { origin: { kind: 'demo' as const } } : {}),
+        };
+      },
+      listCachedModels: async () => [],
+      storage: async () => ({ usage: 0, quota: 1, persisted: true }),
+    }));
+    expect(s.training.form).toMatchObject({ storage: 'f16', doubleQuant: false });
+    await s.loadModel({ kind: 'cached', key: 'demo:nf4' }, 'demo');
+    expect(calls[0]).toEqual([{ kind: 'cached', key: 'demo:nf4' }, undefined]); // no form asked of a cached entry
+    expect(s.training.form).toMatchObject({ storage: 'f32', doubleQuant: false });
+    expect(s.formChange).toBeUndefined();
+    s.training.form.storage = 'f16';
+    s.training.form.doubleQuant = true;
+    expect(s.formChange).toEqual({ storage: 'f16', doubleQuant: true });
+    expect(s.reloadSource).toEqual({ kind: 'demo' });
+    await s.reloadInForm();
+    expect(calls[1]).toEqual([{ kind: 'demo' }, { storage: 'f16', doubleQuant: true }]);
+    expect(s.models.info?.form).toEqual({ storage: 'f16', doubleQuant: true });
+    expect(s.formChange).toBeUndefined();
   });
 });
 

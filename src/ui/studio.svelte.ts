@@ -47,15 +47,21 @@ export class Studio {
   }
 
   /** Loads a base model; `checkFit` false skips the fit check (a resumed run brings its own
-   *  options, which fitted when it started). */
+   *  options, which fitted when it started). A model from its source is loaded (and cached) in the
+   *  training form's weight form (storage, double quantization); a cached entry in its own, which
+   *  the form then takes. */
   async loadModel(source: ModelSource, name: string, checkFit = true): Promise<void> {
     if (this.training.active) return;
     this.modelLoads++;
     // The model is refused before any download when the run the form describes would not fit.
     // Without a budget (the field cleared) only the GPU's per-buffer limits are checked.
-    const fit = !checkFit || Object.keys(this.training.formErrors).length ? undefined : { options: toTrainOptions(this.training.form, this.dataset.seqLen), budget: this.models.budget ?? Infinity };
-    const info = await this.models.load(source, name, fit);
+    const f = this.training.form;
+    const fit = !checkFit || Object.keys(this.training.formErrors).length ? undefined : { options: toTrainOptions(f, this.dataset.seqLen), budget: this.models.budget ?? Infinity };
+    const form = source.kind === 'cached' ? undefined : { storage: f.storage ?? 'f16', doubleQuant: f.doubleQuant ?? false };
+    const info = await this.models.load(source, name, fit, form);
     if (info) {
+      f.storage = info.form.storage;
+      f.doubleQuant = info.form.doubleQuant;
       // Library picks belong to the old base; its library is another list.
       this.chat.primary = CURRENT;
       this.chat.against = BASE;
@@ -66,11 +72,12 @@ export class Studio {
   }
 
   /** "Use these settings": the nearest settings that fit go into the form and the dataset panel's
-   *  sequence length (the storage, checkpointing, batch, accumulation, rank and targets fields). */
+   *  sequence length (the storage, double quantization, checkpointing, batch, accumulation, rank and
+   *  targets fields). */
   async applyFit(s: FitSettings, reread = true): Promise<void> {
     if (this.training.active) return;
     const f = this.training.form;
-    Object.assign(f, { storage: s.storage, checkpointing: s.checkpointing, batch: s.batch, gradAccum: s.gradAccum, rank: s.rank, targets: [...s.targets] });
+    Object.assign(f, { storage: s.storage, doubleQuant: s.doubleQuant, checkpointing: s.checkpointing, batch: s.batch, gradAccum: s.gradAccum, rank: s.rank, targets: [...s.targets] });
     // A shorter sequence re-reads the dataset, as changing the field by hand does.
     const again = reread && s.seqLen !== this.dataset.seqLen && this.dataset.file && this.models.phase === 'ready';
     this.dataset.seqLen = s.seqLen;
@@ -83,6 +90,34 @@ export class Studio {
     if (!t?.suggestion) return;
     await this.applyFit(t.suggestion.settings, false); // the load re-reads the dataset for the new model
     await this.loadModel(t.source, t.name);
+  }
+
+  /** The training form asks for another weight form than the loaded model's (storage, double
+   *  quantization): the form the model would be loaded in now, else undefined. */
+  get formChange(): { storage: 'f16' | 'f32'; doubleQuant: boolean } | undefined {
+    const info = this.models.info, f = this.training.form;
+    if (!info) return undefined;
+    const want = { storage: f.storage ?? 'f16', doubleQuant: info.quant === 'nf4' && (f.doubleQuant ?? false) };
+    return want.storage === info.form.storage && want.doubleQuant === info.form.doubleQuant ? undefined : want;
+  }
+
+  /** Where the loaded model can be read again in another form: the source it was loaded from, or for
+   *  a cached entry its demo or Hub origin (with the token the model panel holds); none for a cached
+   *  dropped folder. */
+  get reloadSource(): ModelSource | undefined {
+    const src = this.models.source, info = this.models.info;
+    if (!src || !info) return undefined;
+    if (src.kind !== 'cached') return src;
+    const o = info.origin, token = this.models.token.trim();
+    return o?.kind === 'hub' && token ? { ...o, token } : o;
+  }
+
+  /** Loads the current model again in the training form's weight form (a cached entry holds one
+   *  form, so from its source; the cache is used where it holds that form). */
+  async reloadInForm(): Promise<void> {
+    const src = this.reloadSource, info = this.models.info;
+    if (!src || !info) return;
+    await this.loadModel(src, info.name);
   }
 
   /** Resume the run a reload left behind: load its model from the cache first if needed. */

@@ -9,7 +9,7 @@ import type { ShapeName } from '../data/shape.ts';
 import type { TemplateName } from '../data/templates.ts';
 import type { LoraModule } from '../model/lora.ts';
 import type { TrainOptions } from '../app/options.ts';
-import type { CachedModel, LoadEvent, ModelInfo, ModelSource } from '../app/model-store.ts';
+import type { CachedModel, LoadEvent, ModelInfo, ModelSource, WeightForm } from '../app/model-store.ts';
 import type { CheckpointInfo, Estimate, TrainEvent } from '../app/training-run.ts';
 import type { ShapeFit } from '../app/fit.ts';
 import type { GenerateOptions } from '../app/chat.ts';
@@ -18,7 +18,7 @@ import type { RunRecord } from '../export/run-record.ts';
 
 // The types the calls carry are the application layer's own (src/app/), named here for the page.
 export type { ShapeFit };
-export type { CachedModel, CheckpointInfo, Estimate, GenerateOptions, LibraryEntry, LoadEvent, ModelInfo, ModelSource, RunRecord, TrainEvent, TrainOptions };
+export type { CachedModel, WeightForm, CheckpointInfo, Estimate, GenerateOptions, LibraryEntry, LoadEvent, ModelInfo, ModelSource, RunRecord, TrainEvent, TrainOptions };
 
 /** The loaded base model's adapters, and which one is chat's current adapter (null: none saved). */
 export interface LibraryList {
@@ -90,8 +90,11 @@ export interface EngineApi {
   deleteCachedModel(key: string): Promise<void>;
   /** With `fit`, the model is refused before any weight is downloaded when a training run with these
    *  options does not fit the device: a ModelTooLargeError with the plan by category and the
-   *  nearest settings that fit. `budget` defaults to the host's memory budget. */
-  loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void, fit?: LoadFit): Promise<ModelInfo>;
+   *  nearest settings that fit. `budget` defaults to the host's memory budget. `form`: the weight form
+   *  to load (and cache) the model in; absent fields follow `fit`'s options (f32 tables without
+   *  double quantization without them). A cached source is loaded in the form its entry holds, and a
+   *  `form` that differs from it is refused (UsageError). */
+  loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void, fit?: LoadFit, form?: Partial<WeightForm>): Promise<ModelInfo>;
   /** Cancels the model load in progress: every download request is aborted, nothing partial is cached. */
   cancelLoad(): Promise<void>;
   prepareDataset(file: File, opts: DataOptions): Promise<DatasetSummary>;

@@ -10,6 +10,7 @@ import { Engine, type EngineHost } from './engine.ts';
 import type { LoadEvent, TrainEvent, TrainOptions } from './api.ts';
 import { ModelFileError, ModelTooLargeError, WebtuneError } from '../errors.ts';
 import { Gpu } from '../gpu/runtime.ts';
+import type { FitSettings } from '../app/fit.ts';
 
 const demoDir = fileURLToPath(new URL('../../public/models/demo/', import.meta.url));
 const sample = readFileSync(fileURLToPath(new URL('../../public/samples/baking-cups-to-grams.jsonl', import.meta.url)), 'utf8');
@@ -84,6 +85,7 @@ describe('engine: model cache', () => {
     const ev2: LoadEvent[] = [];
     const info2 = await e2.loadModel({ kind: 'demo' }, 'nf4', (e) => ev2.push(e));
     expect(info2.fromCache).toBe(true);
+    expect(info2.origin).toEqual({ kind: 'demo' }); // where it can be read again in another form
     expect(log2).toEqual([]);
     expect(ev2.every((e) => e.phase === 'upload')).toBe(true);
     // Same weights: the same greedy completion.
@@ -125,7 +127,7 @@ describe('engine: model cache', () => {
 });
 
 describe('engine: fit check', () => {
-  test('a load whose run would not fit is refused after config.json, with the plan and the suggestion the estimate gives', async () => {
+  test('a load whose run would not fit is refused after config.json, with the plan the estimate gives; the suggestion loads in its form', async () => {
     const asked: TrainOptions = { ...TRAIN, storage: 'f32', batch: 4, seqLen: 128 };
     const e1 = new Engine(host(memoryStore(), []));
     await e1.loadModel({ kind: 'demo' }, 'nf4', () => {});
@@ -141,14 +143,20 @@ describe('engine: fit check', () => {
     const err = await e2.loadModel({ kind: 'demo' }, 'nf4', () => {}, { options: asked, budget }).catch((x: unknown) => x);
     expect(err).toBeInstanceOf(ModelTooLargeError);
     const d = (err as ModelTooLargeError).details;
-    expect(d.byCategory).toEqual(est.bytes);
+    expect(d.byCategory).toEqual(est.bytes); // the run's form is e1's: f32 tables, no double quantization
     expect(d.peakBytes).toBe(est.peakBytes);
-    expect((d.suggestion as { settings: unknown }).settings).toEqual(est.suggestion!.settings);
     expect(log).toEqual([DEMO + 'config.json']);
     expect(await e2.listCachedModels()).toEqual([]);
-    // The suggested settings load.
-    const ok = await e2.loadModel({ kind: 'demo' }, 'nf4', () => {}, { options: { ...asked, ...est.suggestion!.settings }, budget });
+    // The suggested settings load, in the form they name (a suggestion may change the tables' storage
+    // or double quantization: the model is loaded and cached that way), and fit as the error said.
+    const s = (d.suggestion as { settings: FitSettings; peakBytes: number });
+    const ok = await e2.loadModel({ kind: 'demo' }, 'nf4', () => {}, { options: { ...asked, ...s.settings }, budget });
     expect(ok.layers).toBe(2);
+    expect(ok.form).toEqual({ storage: s.settings.storage, doubleQuant: s.settings.doubleQuant });
+    expect((await e2.listCachedModels()).map((c) => c.form)).toEqual([ok.form]);
+    const after = await e2.estimate({ ...asked, ...s.settings }, budget);
+    expect(after.fits).toBe(true);
+    expect(after.peakBytes).toBe(s.peakBytes);
   });
 
   test('the fit meter plans the form\'s run for every named shape on this device', async () => {
@@ -167,11 +175,12 @@ describe('engine: fit check', () => {
       if (r.fits) expect(r.peakBytes).toBeLessThanOrEqual(budget);
       if (r.suggestion) expect(r.suggestion.peakBytes).toBeLessThanOrEqual(budget);
     }
-    // The site keeps f32 tables: the 8B's weights alone (4.2 GB of embedding and head) are over 6.5 GiB,
-    // so no run setting can make it fit.
-    expect(by['llama-3-8b'].byCategory.weights).toBeGreaterThan(budget);
-    expect(by['llama-3-8b']).toMatchObject({ fits: false });
-    expect(by['llama-3-8b'].suggestion).toBeUndefined();
+    // The site loads the form's run's form: with f16 tables the 8B's weights are under 6.5 GiB, and
+    // with double quantization and checkpointing the whole run fits.
+    expect(by['llama-3-8b'].byCategory.weights).toBeLessThan(budget);
+    const saving = Object.fromEntries((await e.fitTable({ ...opts, doubleQuant: true, checkpointing: true }, budget)).map((r) => [r.shape, r]));
+    expect(saving['llama-3-8b'].fits).toBe(true);
+    expect(saving['llama-3-8b'].byCategory.weights).toBeLessThan(by['llama-3-8b'].byCategory.weights);
   });
 });
 

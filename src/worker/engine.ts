@@ -24,7 +24,7 @@ import type { Sequence } from '../data/types.ts';
 import type { TemplateName } from '../data/templates.ts';
 import { CheckpointStore } from '../train/checkpoint.ts';
 import { sink } from '../app/events.ts';
-import { ModelStore, type ModelStoreHost } from '../app/model-store.ts';
+import { ModelStore, modelOfKey, type ModelStoreHost, type WeightForm } from '../app/model-store.ts';
 import { DEFAULT_MEMORY_BUDGET, TrainingRun, loraSpec, metricsCsv, trainConfig, type DatasetIdentity } from '../app/training-run.ts';
 import { checkTrainOptions } from '../app/options.ts';
 import { fitSettings, shapeFits, type ShapeFit } from '../app/fit.ts';
@@ -143,11 +143,11 @@ export class Engine implements EngineApi {
 
   // ------------------------------------------------------------------------------------ models
 
-  async loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void, fit?: LoadFit): Promise<ModelInfo> {
+  async loadModel(source: ModelSource, quant: 'nf4' | 'none', onEvent: (e: LoadEvent) => void, fit?: LoadFit, form?: Partial<WeightForm>): Promise<ModelInfo> {
     this.busy('loading another model');
     const events = sink(onEvent);
     const p = this.loading.then(async () => {
-      const info = await this.loadModelNow(source, quant, events.send, fit);
+      const info = await this.loadModelNow(source, quant, events.send, fit, form);
       await events.flushed();
       return info;
     });
@@ -159,11 +159,11 @@ export class Engine implements EngineApi {
     this.models.cancel();
   }
 
-  private async loadModelNow(source: ModelSource, quant: 'nf4' | 'none', onEvent?: (e: LoadEvent) => void, fit?: LoadFit): Promise<ModelInfo> {
+  private async loadModelNow(source: ModelSource, quant: 'nf4' | 'none', onEvent?: (e: LoadEvent) => void, fit?: LoadFit, form: Partial<WeightForm> = {}): Promise<ModelInfo> {
     const request = fit && { settings: fitSettings(checkTrainOptions(fit.options)), budget: fit.budget ?? this.memoryBudget };
     this.dropRuns();
     this.dataset = undefined;
-    return this.models.load(source, quant, onEvent, request ? { fit: request } : {});
+    return this.models.load(source, quant, onEvent, { ...(request ? { fit: request } : {}), ...form });
   }
 
   private get memoryBudget(): number {
@@ -269,7 +269,7 @@ export class Engine implements EngineApi {
       base: {
         id: src.kind === 'hub' ? src.id.trim() : null,
         revision: src.kind === 'hub' && /^[0-9a-f]{40}$/.test(src.revision ?? '') ? src.revision! : null,
-        folder: null, architecture: base.config.arch, dtype: base.config.torchDtype, quant: base.quant, doubleQuant: false,
+        folder: null, architecture: base.config.arch, dtype: base.config.torchDtype, quant: base.quant, doubleQuant: base.info.form.doubleQuant,
       },
       // A run resumed from a checkpoint older than the dataset identity knows only the file name.
       dataset: ds?.record ?? {
@@ -288,7 +288,7 @@ export class Engine implements EngineApi {
     const files = await exportPeft(run.model.lora!, this.baseName());
     const record = this.runRecord(run);
     const entry = await this.library.add({
-      modelKey: base.key, name: defaultName(record, new Date(record.created)), origin: 'trained',
+      modelKey: modelOfKey(base.key), name: defaultName(record, new Date(record.created)), origin: 'trained',
       rank: run.model.lora!.spec.rank, targets: [...run.model.lora!.spec.targets], record, files,
     });
     this.currentId = entry.id;
@@ -325,7 +325,7 @@ export class Engine implements EngineApi {
           throw new ModelFileError(`The checkpoint belongs to model "${key}", which is not cached any more.`,
             'Load that model from its source, then resume.', { key, reason: 'not-cached' });
         }
-        await this.loadModelNow({ kind: 'cached', key }, key.endsWith(':none') ? 'none' : 'nf4');
+        await this.loadModelNow({ kind: 'cached', key }, modelOfKey(key).endsWith(':none') ? 'none' : 'nf4');
       }
       this.dropRuns();
       this.run = await TrainingRun.resume(this.models, ck);
@@ -386,7 +386,7 @@ export class Engine implements EngineApi {
       [ADAPTER_WEIGHTS_FILE]: new Uint8Array(await weights.arrayBuffer()),
     };
     const entry = await this.library.add({
-      modelKey: base.key, name: defaultName(record, new Date()), origin: 'imported', rank: a.spec.rank, targets: [...a.spec.targets], record, files: bytes,
+      modelKey: modelOfKey(base.key), name: defaultName(record, new Date()), origin: 'imported', rank: a.spec.rank, targets: [...a.spec.targets], record, files: bytes,
     });
     this.dropRuns();
     // Batch 1, one position: generation makes its own KV-cache view over it.
@@ -400,7 +400,7 @@ export class Engine implements EngineApi {
 
   async listAdapters(): Promise<LibraryList> {
     const base = this.models.base;
-    return { entries: base ? await this.library.list(base.key) : [], current: this.currentId ?? null };
+    return { entries: base ? await this.library.list(modelOfKey(base.key)) : [], current: this.currentId ?? null };
   }
 
   async renameAdapter(id: string, name: string): Promise<LibraryEntry> {
@@ -426,7 +426,7 @@ export class Engine implements EngineApi {
   private async entryAdapter(id: string): Promise<{ entry: LibraryEntry; files: Record<string, Uint8Array>; adapter: ImportedAdapter }> {
     const base = this.models.requireModel();
     const entry = await this.library.get(id);
-    if (entry.modelKey !== base.key) {
+    if (modelOfKey(entry.modelKey) !== modelOfKey(base.key)) {
       throw new AdapterFileError(`The adapter "${entry.name}" belongs to model ${entry.modelKey}; the loaded model is ${base.key}.`,
         'Load the model it was made for first.', { id, modelKey: entry.modelKey });
     }
