@@ -35,7 +35,7 @@ import { crossEntropy } from '../kernels/cross_entropy.ts';
 import { logitSoftcap } from '../kernels/logit_softcap.ts';
 import { loraDown, loraForward, loraForwardQkv, loraUpQkv, type LoraQkvSlot, type LoraUpSlot } from '../kernels/lora_forward.ts';
 import { matvecNf4Qkv, matvecNf4Swiglu, QKV_STORAGE_BUFFERS } from '../kernels/matvec_nf4_fused.ts';
-import { matmulNf4GateUp, matmulNf4Qkv } from '../kernels/matmul_nf4_fused.ts';
+import { matmulNf4GateUp } from '../kernels/matmul_nf4_fused.ts';
 import { MATVEC_NF4_MAX_M } from '../kernels/matvec_nf4.ts';
 import { loraBackward, type LoraBackwardPart } from '../kernels/lora_backward.ts';
 import { packF16Gpu, unpackF16Gpu } from '../kernels/pack_f16.ts';
@@ -349,10 +349,8 @@ export class LlamaModel {
       qkv.forEach((p, j) => this.proj(l, p, outs[j], x1, M, false, o));
       return;
     }
-    const parts = lins.map((lin, j) => ({ Y: outs[j], Wq: lin.packed, absmax: lin.absmax, N: lin.N })) as Parameters<typeof matmulNf4Qkv>[2];
-    const opts = { doubleQuant: lins[0].doubleQuant };
-    if (M <= MATVEC_NF4_MAX_M) matvecNf4Qkv(this.gpu, x1, parts, M, lins[0].K, opts);
-    else matmulNf4Qkv(this.gpu, x1, parts, M, lins[0].K, opts);
+    const parts = lins.map((lin, j) => ({ Y: outs[j], Wq: lin.packed, absmax: lin.absmax, N: lin.N })) as Parameters<typeof matvecNf4Qkv>[2];
+    matvecNf4Qkv(this.gpu, x1, parts, M, lins[0].K, { doubleQuant: lins[0].doubleQuant });
     // The adapters: each one's first stage (U saved), then their second stages in one dispatch;
     // where loraForward takes its one-dispatch decoding form, that per adapter.
     const lo = o.noAdapter ? undefined : this.lora;
