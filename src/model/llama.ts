@@ -514,7 +514,7 @@ export class LlamaModel {
     const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
     this.projBackward(l, 'o_proj', dO, this.sublayerOutBackward(l, dh, w.attnOutNorm, 'ao', 'rstd3', N), this.act('o', l), N, false);
     attentionBackward(g, dq, dk, dv, dO, this.act('q', l), this.act('k', l), this.act('v', l), this.act('o', l),
-      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), pos, undefined, d.attnSoftcap ?? 0);
+      this.act('lse', l), b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), pos, undefined, d.attnSoftcap ?? 0);
     ropeBackwardQk(g, dq, dk, pos, cos, sin, b.B, b.T, H, Hkv, D);
     let dqr = dq, dkr = dk;
     if (w.qNorm && w.kNorm) {

@@ -303,7 +303,6 @@ export class Plan {
       for (const n of ['grad.dk', 'grad.dv']) add(n, 'scratch', f32(N * Hkv * D));
       // dk through k_norm (dq through q_norm reuses grad.do, free once attention's backward is done).
       if (d.qkNorm) add('grad.dkr', 'scratch', f32(N * Hkv * D));
-      add('grad.Dsum', 'scratch', f32(o.batch * H * o.seqLen));
       // LoRA backward's scratch: dU (N, R) and the split-K partial sums of its rank-R products, one
       // region per adapter of a call: q/k/v's adapters go together, gate/up's too (llama.ts
       // adaptersBackward), the others alone; sized for the largest call (lora_backward.ts).
