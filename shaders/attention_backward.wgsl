@@ -11,17 +11,19 @@
 // With a sliding window W > 0 the pairs are those with t - W < j <= t (as in the forward); W = 0 is
 // full causal attention. Packed rows: with `packed` set, a pair (t, j) also needs j >= t - positions[t]
 // (the query's example start, example_start()), as in the forward.
-// Shapes: dq, dO, q, o (B, T, H, D); dk, dv, k, v (B, T, Hkv, D); lse, Dsum (B, H, T).
+// Shapes: dq, dO, q, o (B, T, H, D); dk, dv, k, v (B, T, Hkv, D); lse (B, H, T).
 // KV head g serves Q heads g*n_rep .. (g+1)*n_rep-1. D is a pipeline override, D % 4 == 0.
-// Version 2, flash-attention-2 backward as three entry points (torchlette's split; WGSL has no
-// float atomics, so each output has exactly one writer):
-//   preprocess  one thread per (b, h, t): Dsum.
+// Version 3, flash-attention-2 backward as two entry points (WGSL has no float atomics, so each
+// output has exactly one writer). Dsum is not a dispatch of its own (version 2's `preprocess`): each
+// reader forms it from the dO and o rows it stages, with the same sum order, so every value is the
+// same; dkv_main recomputes a query row's Dsum once per key block that sees it, D multiply-adds per
+// row against the KB·D·4 of the tile's other work.
 //   dq_main     one workgroup per (b, h, ROWS query rows), one thread per query row; K/V tiles in
 //               workgroup memory, the loop stops at the block's last query (causal bound).
 //   dkv_main    one workgroup per (b, g, KB key rows), KT threads per key row (KB·KT threads). The
 //               block's k (pre-scaled) and v rows are staged once in workgroup memory; for each of the
 //               group's n_rep query heads and each tile of QB query rows (from the block's first key
-//               on: earlier queries cannot see it) the workgroup stages q, dO, lse, Dsum, computes the
+//               on: earlier queries cannot see it) the workgroup stages q, dO, lse and forms Dsum, computes the
 //               KB x QB probabilities P and dS into workgroup memory (a few pairs per thread), then
 //               each thread adds P·dO and dS·q into the at most PER vec4 of dv, dk it owns (columns
 //               c = lid % KT + KT·i of its key row). Version 1 ran one thread per key row with k, v, dk,
@@ -63,7 +65,6 @@ struct Params {
 @group(0) @binding(8) var<storage, read> o: array<vec4f>;           // (B, T, H, D)
 @group(0) @binding(9) var<storage, read> lse: array<f32>;           // (B, H, T)
 // Scratch written by `preprocess`, read by `dq` and `dkv`.
-@group(0) @binding(10) var<storage, read_write> Dsum: array<f32>;   // (B, H, T)
 @group(0) @binding(11) var<storage, read> positions: array<u32>;    // (B, T), packed rows only
 
 // tanh from one exp of a non-positive argument: no overflow to NaN for large scores.
@@ -114,19 +115,11 @@ fn dot_row(x: ptr<function, array<vec4f, MAX_D4>>, base: u32, from_a: bool) -> f
   return acc.x + acc.y + acc.z + acc.w;
 }
 
-@compute @workgroup_size(ROWS)
-fn preprocess(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-              @builtin(local_invocation_index) lid: u32) {
-  // Row r = (b, h, t) in Dsum's (B, H, T) order.
-  let r = (wid.x + wid.y * nwg.x) * ROWS + lid;
-  if (r >= p.B * p.H * p.T) { return; }  // no barriers in this entry point
-  let t = r % p.T;
-  let h = (r / p.T) % p.H;
-  let b = r / (p.T * p.H);
-  let base = ((b * p.T + t) * p.H + h) * D4;
+// Dsum of the query row whose (dO, o) row starts at vec4 `base`: sum_d dO[d] o[d], in one order.
+fn dsum_row(base: u32) -> f32 {
   var acc = vec4f(0.0);
   for (var c = 0u; c < D4; c++) { acc += dO[base + c] * o[base + c]; }
-  Dsum[r] = acc.x + acc.y + acc.z + acc.w;
+  return acc.x + acc.y + acc.z + acc.w;
 }
 
 @compute @workgroup_size(ROWS)
@@ -157,7 +150,7 @@ fn dq_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   var Dt = 0.0;
   if (live) {
     L = lse[(b * p.H + h) * p.T + t];
-    Dt = Dsum[(b * p.H + h) * p.T + t];
+    Dt = dsum_row(base);
   }
 
   var kv_end = 0u;
@@ -265,7 +258,7 @@ fn dkv_main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
         var ds = 0.0;
         if (t < p.T) {
           l = lse[stat + t];
-          ds = Dsum[stat + t];
+          ds = dsum_row(((b * p.T + t) * p.H + h) * D4);
         }
         qt_lse[i] = l;
         qt_dsum[i] = ds;

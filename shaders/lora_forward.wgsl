@@ -401,3 +401,85 @@ fn up_qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     }
   }
 }
+
+// Entry `down_qkv` (training, prompts): `down` for up to three adapters that share their input x (q,
+// k, v) in one dispatch, U_j (M, R) = dropout_j(x) · A_jᵀ. The host lists the adapters present as
+// slots 0 .. n-1; they share M and R, so each has the same T tiles and slot i takes tiles i·T ..
+// i·T + T - 1. A tile does exactly what `down` does with its adapter's seed (the same flat mask
+// index m*K + k), so every U_j is bit-identical to `down`'s. A_j is read from the one LoRA parameter
+// buffer P and U_j written into the one buffer Ug, each at its offset: no storage buffer is chosen
+// per invocation, which on a SIMD-emulating driver (SwiftShader runs every side of a branch under a
+// lane mask) would cost one load per slot.
+struct DownParams {
+  M: u32,
+  K: u32,
+  R: u32,
+  keepThreshold: u32,
+  invKeep: f32,
+  T: u32,      // tiles per adapter
+  n: u32,      // adapters present
+  A0: u32,     // offsets (f32 elements) of A_i (R, K) in P, of U_i (M, R) in Ug, and seed indices
+  A1: u32,
+  A2: u32,
+  U0: u32,
+  U1: u32,
+  U2: u32,
+  S0: u32,
+  S1: u32,
+  S2: u32,
+}
+@group(0) @binding(0) var<uniform> pd: DownParams;
+@group(0) @binding(14) var<storage, read_write> Ug: array<f32>;   // every U_i, down_qkv
+
+@compute @workgroup_size(WX, WY)
+fn down_qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+            @builtin(local_invocation_id) lid3: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let BP = WY * TM;
+  let BQ = WX * TN;
+  let NT = WX * WY;
+  let w = wid.x + wid.y * nwg.x;
+  let i = w / pd.T;
+  let wl = w % pd.T;
+  var offA = pd.A2;
+  var offU = pd.U2;
+  var si = pd.S2;
+  if (i == 0u) { offA = pd.A0; offU = pd.U0; si = pd.S0; } else if (i == 1u) { offA = pd.A1; offU = pd.U1; si = pd.S1; }
+  let tilesQ = (pd.R + BQ - 1u) / BQ;
+  // Past the last adapter (grid rounding): p0 >= M, nothing loaded or stored.
+  var p0 = (wl / tilesQ) * BP;
+  if (i >= pd.n) { p0 = pd.M; }
+  let q0 = (wl % tilesQ) * BQ;
+  let seedHash = pcg(seeds[si]);
+  var acc: array<f32, TM * TN>;
+  for (var k0 = 0u; k0 < pd.K; k0 += BK) {
+    for (var e = lid; e < BK * BP; e += NT) {
+      let s = e % BK;
+      let m = p0 + e / BK;
+      let k = k0 + s;
+      var v = 0.0;
+      if (m < pd.M && k < pd.K) {
+        let f = m * pd.K + k;
+        v = select(0.0, x[f] * pd.invKeep, pcg(f ^ seedHash) >= pd.keepThreshold);
+      }
+      Ls[s * BP + e / BK] = v;
+    }
+    for (var e = lid; e < BK * BQ; e += NT) {
+      let s = e % BK;
+      let r = q0 + e / BK;
+      let k = k0 + s;
+      var v = 0.0;
+      if (r < pd.R && k < pd.K) { v = P[offA + r * pd.K + k]; }
+      Rs[s * BQ + e / BK] = v;
+    }
+    workgroupBarrier();
+    mma(lid3.x, lid3.y, &acc);
+    workgroupBarrier();
+  }
+  for (var a = 0u; a < TM; a++) {
+    for (var b = 0u; b < TN; b++) {
+      let m = p0 + lid3.y + a * WY;
+      let r = q0 + lid3.x + b * WX;
+      if (m < pd.M && r < pd.R) { Ug[offU + m * pd.R + r] = acc[a * TN + b]; }
+    }
+  }
+}

@@ -29,14 +29,14 @@ export const benches: BenchFamily = (full) => {
         kernel: 'attention_backward',
         shape,
         flops: 2.5 * fwdFlops(T),
-        // dO, q, o read and dq written; k, v read and dk, dv written; lse read, Dsum written and read.
-        bytes: 4 * qBytes + 4 * kvBytes + 3 * statBytes,
+        // dO, q, o read and dq written; k, v read and dk, dv written; lse read.
+        bytes: 4 * qBytes + 4 * kvBytes + statBytes,
         setup(gpu) {
           const act = (label: string, size: number) => gpu.tensor(label, 'activations', size);
           const dq = act('dq', qBytes), dk = act('dk', kvBytes), dv = act('dv', kvBytes);
           const dO = act('dO', qBytes), q = act('q', qBytes), k = act('k', kvBytes), v = act('v', kvBytes);
-          const o = act('o', qBytes), lse = act('lse', statBytes), Dsum = gpu.tensor('Dsum', 'scratch', statBytes);
-          return () => attentionBackward(gpu, dq, dk, dv, dO, q, k, v, o, lse, Dsum, B, T, H, Hkv, D);
+          const o = act('o', qBytes), lse = act('lse', statBytes);
+          return () => attentionBackward(gpu, dq, dk, dv, dO, q, k, v, o, lse, B, T, H, Hkv, D);
         },
       },
     ];

@@ -131,7 +131,7 @@ describe('attention_backward kernel', () => {
     const t = (label: string, a: Float32Array) => gpu.tensor(label, 'activations', a);
     attentionBackward(
       gpu, dqT, dkT, dvT, t('dO', dO), t('q', q), t('k', k), t('v', v), t('o', o), t('lse', lse),
-      gpu.tensor('Dsum', 'scratch', B * H * T * 4), B, T, H, Hkv, D, scale, tiles, window, undefined, dkv, softcap,
+      B, T, H, Hkv, D, scale, tiles, window, undefined, dkv, softcap,
     );
     const dq = new Float32Array(nq), dk = new Float32Array(nk), dv = new Float32Array(nk);
     attentionBackwardRef(dq, dk, dv, dO, q, k, v, B, T, H, Hkv, D, scale, window, undefined, softcap);
@@ -162,7 +162,7 @@ describe('attention_backward kernel', () => {
     const t = (label: string, a: Float32Array | Uint32Array) => gpu.tensor(label, 'activations', a);
     attentionBackward(
       gpu, dqT, dkT, dvT, t('dO', dO), t('q', q), t('k', k), t('v', v), t('o', o), t('lse', lse),
-      gpu.tensor('Dsum', 'scratch', B * H * T * 4), B, T, H, Hkv, D, 0.5, tiles, window, t('positions', positions), dkv, softcap,
+      B, T, H, Hkv, D, 0.5, tiles, window, t('positions', positions), dkv, softcap,
     );
     const dq = new Float32Array(nq), dk = new Float32Array(nk), dv = new Float32Array(nk);
     attentionBackwardRef(dq, dk, dv, dO, q, k, v, B, T, H, Hkv, D, 0.5, window, positions, softcap);

@@ -37,16 +37,16 @@ export function dkvTiles(gpu: Gpu, D: number, o?: Partial<Pick<DkvTiles, 'keys' 
 
 /**
  * Backward of causal GQA attention from the saved o and lse: dq (B, T, H, D), dk and dv (B, T, Hkv, D),
- * given dO, q, o (B, T, H, D), k, v (B, T, Hkv, D) and lse (B, H, T). Dsum (B, H, T) is caller-owned
- * scratch (rowsum(dO ⊙ o)), so a training step allocates nothing here. Three dispatches: preprocess,
- * dq (parallel over query blocks), dk/dv (parallel over blocks of a few keys, each summing its group's heads).
+ * given dO, q, o (B, T, H, D), k, v (B, T, Hkv, D) and lse (B, H, T); nothing allocated. Two
+ * dispatches: dq (parallel over query blocks), dk/dv (parallel over blocks of a few keys, each summing
+ * its group's heads), each forming rowsum(dO ⊙ o) of the query rows it reads.
  * window: the forward's sliding window (0 = full causal); positions: the forward's packed-row
  * positions (B, T) u32, when it had them. `tiles` blocks dq, `dkv` dk/dv (dkvTiles). softcap: the
  * forward's score softcap (0 = none).
  */
 export function attentionBackward(
   gpu: Gpu, dq: Binding, dk: Binding, dv: Binding, dO: Binding, q: Binding, k: Binding, v: Binding, o: Binding,
-  lse: Binding, Dsum: Binding, B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D),
+  lse: Binding, B: number, T: number, H: number, Hkv: number, D: number, scale = 1 / Math.sqrt(D),
   tiles?: Partial<AttentionTiles>, window = 0, positions?: Binding, dkv?: Partial<Pick<DkvTiles, 'keys' | 'queries'>>,
   softcap = 0,
 ): void {
@@ -55,15 +55,13 @@ export function attentionBackward(
   const overrides = { ROWS: rows, TILE: tile, D };
   const { pos, packed } = maskBinding(positions, q);
   const u = params([B, T, H, Hkv, windowParam(window, T), packed], [scale, softcapParam(softcap)]);
-  const pre = gpu.kernel('attention_backward', shader, { entry: 'preprocess', overrides });
   const dqK = gpu.kernel('attention_backward', shader, { entry: 'dq_main', overrides });
   const kv = dkvTiles(gpu, D, dkv);
   const dkvK = gpu.kernel('attention_backward', shader, {
     entry: 'dkv_main', overrides: { D, KB: kv.keys, QB: kv.queries, KT: kv.threads },
   });
-  // Bindings 1..11: dq, dk, dv, dO, q, k, v, o, lse, Dsum, positions; each entry point gets only what it uses.
+  // Bindings 1..9 and 11: dq, dk, dv, dO, q, k, v, o, lse, (10 unused), positions.
   const _ = undefined;
-  gpu.dispatch(pre, [_, _, _, dO, _, _, _, o, _, Dsum], u, grid(Math.ceil((B * H * T) / rows)));
-  gpu.dispatch(dqK, [dq, _, _, dO, q, k, v, _, lse, Dsum, pos], u, grid(B * H * Math.ceil(T / rows)));
-  gpu.dispatch(dkvK, [_, dk, dv, dO, q, k, v, _, lse, Dsum, pos], u, grid(B * Hkv * Math.ceil(T / kv.keys)));
+  gpu.dispatch(dqK, [dq, _, _, dO, q, k, v, o, lse, _, pos], u, grid(B * H * Math.ceil(T / rows)));
+  gpu.dispatch(dkvK, [_, dk, dv, dO, q, k, v, o, lse, _, pos], u, grid(B * Hkv * Math.ceil(T / kv.keys)));
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
-import { dropoutUniforms, loraDown, loraForward, loraForwardQkv, loraUpQkv } from './lora_forward.ts';
+import { dropoutUniforms, loraDown, loraDownQkv, loraForward, loraForwardQkv, loraUpQkv } from './lora_forward.ts';
 import { dropoutRef, loraForwardQkvRef, loraForwardRef, pcg } from './lora_forward.ref.ts';
 import { rmsnormForward } from './rmsnorm_forward.ts';
 import { gpuForPath, REDUCTION_PATHS, type ReductionPath } from '../testing/gpu-paths.ts';
@@ -224,6 +224,47 @@ describe('lora_forward kernel', () => {
       loraForwardRef(y, new Float32Array(M * R), x, parts[j].A, parts[j].B, M, Ns[j], K, R, scale, dropout, seedOf(j));
       assertClose(`y${j}`, got, y, TOL);
       expect(sameBits(got, await gpu.readF32(plain))).toBe(true);
+    }
+  });
+
+  // `down_qkv`: the first stage of the q/k/v adapters in one dispatch, each with its own dropout seed,
+  // U_j at offsets in one buffer. M ragged against the 64-row tile, R against the 16-wide one (and
+  // past it), K across several 32-deep chunks and ragged, any subset of the projections: against the
+  // twin, and bit for bit against loraDown on each.
+  test.each([
+    [5, 13, 1, [true, false, true], 0],
+    [70, 40, 8, [true, true, true], 0.1],
+    [130, 33, 20, [false, true, false], 0.25],
+    [64, 97, 16, [false, true, true], 0.5],
+  ] as const)('down_qkv at M=%i K=%i R=%i adapters=%j dropout=%s: twin, and bit for bit loraDown', async (M, K, R, on, dropout) => {
+    const x = rand(M * K, M + K + 2, -2, 2);
+    const As = [0, 1, 2].map((j) => rand(R * K, 7 * j + R + K, -0.3, 0.3));
+    const up64 = (n: number) => Math.ceil(n / 64) * 64;
+    const flat = new Float32Array(64 + 3 * up64(R * K));
+    As.forEach((a, j) => flat.set(a, 64 + j * up64(R * K)));
+    const P = gpu.tensor('P', 'lora', flat), xT = gpu.tensor('x', 'activations', x);
+    const Av = (j: number) => ({ tensor: P, offset: (64 + j * up64(R * K)) * 4, size: R * K * 4 });
+    // The U buffer starts as noise: what no adapter owns must stay as it was.
+    const Ustride = up64(M * R), U0 = rand(3 * Ustride, 77);
+    const Ug = gpu.tensor('Ug', 'activations', U0);
+    const Uv = (j: number) => ({ tensor: Ug, offset: j * Ustride * 4, size: M * R * 4 });
+    const seeds = gpu.scalars('seeds', Uint32Array.of(11, 400, 9, 12345));
+    const seedIndex = (j: number) => 3 - j;
+    const d0 = gpu.counters.dispatches;
+    loraDownQkv(gpu, xT, [0, 1, 2].map((j) => (on[j] ? { A: Av(j), U: Uv(j), seedIndex: seedIndex(j) } : undefined)) as Parameters<typeof loraDownQkv>[2],
+      { M, K, R }, { dropout, seeds: { table: seeds } });
+    expect(gpu.counters.dispatches - d0).toBe(1);
+    const got = await gpu.readF32(Ug);
+    const table = [11, 400, 9, 12345];
+    for (let j = 0; j < 3; j++) {
+      const mine = got.subarray(j * Ustride, j * Ustride + M * R);
+      if (!on[j]) { expect(sameBits(mine, U0.subarray(j * Ustride, j * Ustride + M * R))).toBe(true); continue; }
+      const u = new Float32Array(M * R);
+      loraForwardRef(new Float32Array(M), u, x, As[j], new Float32Array(R), M, 1, K, R, 1, dropout, table[seedIndex(j)]);
+      assertClose(`U${j}`, mine, u, TOL);
+      const plain = gpu.tensor(`u${j}`, 'activations', M * R * 4);
+      loraDown(gpu, plain, xT, Av(j), { M, N: 1, K, R }, { scale: 1, dropout, seeds: { table: seeds, index: seedIndex(j) } });
+      expect(sameBits(mine, await gpu.readF32(plain))).toBe(true);
     }
   });
 

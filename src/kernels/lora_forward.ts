@@ -162,3 +162,47 @@ export function loraUpQkv(
   const k = loraKernel(gpu, { entry: 'up_qkv', overrides: SQUARE });
   gpu.dispatch(k, [outputs[0], outputs[1], undefined, undefined, undefined, undefined, outputs[2], undefined, P, undefined, U[0], U[1], U[2]], u, grid(t[0] + t[1] + t[2]));
 }
+
+/** One adapter of loraDownQkv: its A (R, K) as a view of the LoRA parameter buffer, its U (M, R) as a
+ *  view of the one buffer all the slots' U live in, and the index of its dropout seed in the table;
+ *  undefined for a projection without an adapter. */
+export interface LoraDownSlot {
+  A: View;
+  U: View;
+  seedIndex: number;
+}
+
+/**
+ * The first stage of up to three adapters sharing x (q, k, v) in one dispatch (entry `down_qkv`):
+ * U_j (M, R) = dropout_j(x) · A_jᵀ, each with its own seed from `seeds.table`. Bit-identical to
+ * loraDown on each.
+ */
+export function loraDownQkv(
+  gpu: Gpu, x: Binding, slots: [LoraDownSlot | undefined, LoraDownSlot | undefined, LoraDownSlot | undefined],
+  d: { M: number; K: number; R: number }, o: { dropout?: number; seeds: { table: Binding } },
+): void {
+  const live = slots.filter((s) => s !== undefined);
+  if (live.length === 0) throw new RangeError('lora_forward down_qkv: no projection has an adapter');
+  const P = live[0].A.tensor, Ug = live[0].U.tensor;
+  const off = (v: View, t: View['tensor'], what: string) => {
+    if (v.tensor !== t || v.offset % 4) throw new RangeError(`lora_forward down_qkv: ${what} is not a view of the one ${t === P ? 'parameter' : 'U'} buffer`);
+    return v.offset / 4;
+  };
+  const T = Math.ceil(d.M / (NARROW.WY * PER_THREAD)) * Math.ceil(d.R / (NARROW.WX * PER_THREAD));
+  const { keepThreshold, invKeep } = dropoutUniforms(o.dropout ?? 0);
+  const A = [0, 0, 0], U = [0, 0, 0], S = [0, 0, 0];
+  slots.forEach((s, j) => {
+    if (!s) return;
+    const i = live.indexOf(s);
+    A[i] = off(s.A, P, `A${j}`);
+    U[i] = off(s.U, Ug, `U${j}`);
+    S[i] = s.seedIndex;
+  });
+  const u = new ArrayBuffer(64), U32 = new Uint32Array(u), F32 = new Float32Array(u);
+  U32.set([d.M, d.K, d.R, keepThreshold]);
+  F32[4] = invKeep;
+  U32.set([T, live.length, ...A, ...U, ...S], 5);
+  const k = loraKernel(gpu, { entry: 'down_qkv', overrides: NARROW });
+  gpu.dispatch(k, [undefined, undefined, x, undefined, undefined, o.seeds.table, undefined, undefined, P, undefined, undefined, undefined, undefined, Ug], u,
+    grid(T * live.length));
+}

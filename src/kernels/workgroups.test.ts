@@ -54,7 +54,7 @@ describe.each([16384, 32768])('workgroups at Llama-3.2-1B shapes (%i bytes of wo
     const seen = recorder(gpu);
     const q = () => gpu.tensor('q', 'scratch', T * H * D * 4), kv = () => gpu.tensor('k', 'scratch', T * Hkv * D * 4);
     const s = () => gpu.tensor('s', 'scratch', H * T * 4);
-    attentionBackward(gpu, q(), kv(), kv(), q(), q(), kv(), kv(), q(), s(), s(), 1, T, H, Hkv, D);
+    attentionBackward(gpu, q(), kv(), kv(), q(), q(), kv(), kv(), q(), s(), 1, T, H, Hkv, D);
     const before = { dq: H * Math.ceil(T / 64), dkv: Hkv * Math.ceil(T / 64) };
     const after = { dq: seen.get('attention_backward.dq_main')!, dkv: seen.get('attention_backward.dkv_main')! };
     console.log(`attention_backward: before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);

@@ -48,7 +48,7 @@ const created = (c0: Counters) => ({
 });
 
 describe.each([['llama', CONFIG, 7], ['qwen3 with a sliding window', QWEN3, 9]] as const)('work per warm step: %s', (_, config, perLayer) => {
-  test('a warm training step (dropout on, two micro-batches, a new learning rate and token count each step) creates no bind group and no buffer, and runs the grouped backward', async () => {
+  test('a warm training step (dropout on, two micro-batches, a new learning rate and token count each step) creates no bind group and no buffer, and runs the grouped backward and the fused q/k/v forward', async () => {
     const opened = await openModel(gpu, randomFolder(config, 3), {
       quant: 'nf4', batch: 1, seqLen: 16, training: true, gradAccum: 2,
       lora: { rank: 4, alpha: 8, dropout: 0.1, rslora: false, targets: ['q_proj', 'v_proj', 'down_proj'] },
@@ -72,6 +72,11 @@ describe.each([['llama', CONFIG, 7], ['qwen3 with a sliding window', QWEN3, 9]] 
       expect(ran('matmul_nf4_backward.group')).toBe(2 * perLayerStep);
       expect(ran('swiglu_backward.main')).toBe(0);
       for (const stage of ['dU', 'dB', 'dA', 'dX']) expect(ran(`lora_backward.${stage}_main`)).toBe(2 * perLayerStep);
+      // And the fused q/k/v forward: per layer and micro-batch one NF4 dispatch for q/k/v, one for
+      // the q and v adapters' first stages and one for their second stages (lora_forward takes its
+      // subgroups variant, a kernel of its own name, where the device has them).
+      const ranAny = (k: string) => ran(k) + ran(k.replace('.', '+subgroups.'));
+      for (const k of ['matmul_nf4_fused.qkv', 'lora_forward.down_qkv', 'lora_forward.up_qkv']) expect(ranAny(k), k).toBe(perLayerStep);
       expect(Number.isFinite(r.loss)).toBe(true);
       expect(created(c0), `step ${i}`).toEqual({ bindGroups: 0, buffers: 0 });
       expect(gpu.counters.readbacks - c0.readbacks).toBe(1);

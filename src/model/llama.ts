@@ -33,9 +33,9 @@ import { swigluBackward } from '../kernels/swiglu_backward.ts';
 import { embedding, type EmbeddingTable } from '../kernels/embedding.ts';
 import { crossEntropy } from '../kernels/cross_entropy.ts';
 import { logitSoftcap } from '../kernels/logit_softcap.ts';
-import { loraDown, loraForward, loraForwardQkv, loraUpQkv, type LoraQkvSlot, type LoraUpSlot } from '../kernels/lora_forward.ts';
+import { loraDownQkv, loraForward, loraForwardQkv, loraUpQkv, type LoraDownSlot, type LoraQkvSlot, type LoraUpSlot } from '../kernels/lora_forward.ts';
 import { matvecNf4Qkv, matvecNf4Swiglu, QKV_STORAGE_BUFFERS } from '../kernels/matvec_nf4_fused.ts';
-import { matmulNf4GateUp } from '../kernels/matmul_nf4_fused.ts';
+import { matmulNf4GateUp, matmulNf4Qkv, QKV_TILED_STORAGE_BUFFERS } from '../kernels/matmul_nf4_fused.ts';
 import { MATVEC_NF4_MAX_M } from '../kernels/matvec_nf4.ts';
 import { loraBackward, type LoraBackwardPart } from '../kernels/lora_backward.ts';
 import { packF16Gpu, unpackF16Gpu } from '../kernels/pack_f16.ts';
@@ -201,6 +201,8 @@ export class LlamaModel {
       if (f) return view(p.tensor(f.group), f.offset, f.count);
       return p.tensor(PER_LAYER_F32.includes(name) ? `act.${l}.${name}` : `act.${name}`);
     }
+    const u = p.loraUFields.get(name);
+    if (u) return view(p.tensor(p.perLayerActivations ? `act.${l}.U` : 'act.U'), u.offset, u.count);
     return p.tensor(p.perLayerActivations ? `act.${l}.${name}` : `act.${name}`);
   }
 
@@ -339,19 +341,21 @@ export class LlamaModel {
   }
 
   /** q, k, v = x1·Wᵀ (+ LoRA): one dispatch for the three base projections when the weights and the
-   *  device allow (then each adapter's branch), else three proj() calls. Bit-identical either way.
-   *  Only for M <= 4 for now: with matmul_nf4_fused `qkv` and `up_qkv` for M > 4, a Trainer test on
-   *  SwiftShader ran past its 120 s (74 s unfused); why is not yet known. */
+   *  device allow (then the adapters' branches, grouped), else three proj() calls. Bit-identical
+   *  either way. */
   private projQkv(l: number, outs: [Binding, Binding, Binding], x1: Binding, M: number, o: RunOptions): void {
     const qkv: Proj[] = ['q_proj', 'k_proj', 'v_proj'];
     const lins = this.nf4Group(l, qkv);
-    if (!lins || M > MATVEC_NF4_MAX_M || this.gpu.limits.maxStorageBuffersPerShaderStage < QKV_STORAGE_BUFFERS) {
+    const buffers = M <= MATVEC_NF4_MAX_M ? QKV_STORAGE_BUFFERS : QKV_TILED_STORAGE_BUFFERS;
+    if (!lins || this.gpu.limits.maxStorageBuffersPerShaderStage < buffers) {
       qkv.forEach((p, j) => this.proj(l, p, outs[j], x1, M, false, o));
       return;
     }
-    const parts = lins.map((lin, j) => ({ Y: outs[j], Wq: lin.packed, absmax: lin.absmax, N: lin.N })) as Parameters<typeof matvecNf4Qkv>[2];
-    matvecNf4Qkv(this.gpu, x1, parts, M, lins[0].K, { doubleQuant: lins[0].doubleQuant });
-    // The adapters: each one's first stage (U saved), then their second stages in one dispatch;
+    const parts = lins.map((lin, j) => ({ Y: outs[j], Wq: lin.packed, absmax: lin.absmax, N: lin.N })) as Parameters<typeof matmulNf4Qkv>[2];
+    const opts = { doubleQuant: lins[0].doubleQuant };
+    if (M <= MATVEC_NF4_MAX_M) matvecNf4Qkv(this.gpu, x1, parts, M, lins[0].K, opts);
+    else matmulNf4Qkv(this.gpu, x1, parts, M, lins[0].K, opts);
+    // The adapters: their first stages (U saved) in one dispatch, then their second stages in one;
     // where loraForward takes its one-dispatch decoding form, that per adapter.
     const lo = o.noAdapter ? undefined : this.lora;
     const A = qkv.map((p) => lo?.entry(l, p, 'A'));
@@ -360,14 +364,12 @@ export class LlamaModel {
       return;
     }
     const R = lo.spec.rank, scale = this.plan.loraScale;
-    const slots = qkv.map((p, j): LoraUpSlot | undefined => {
-      if (!A[j]) return undefined;
-      const U = this.act(`U.${p}`, l);
-      loraDown(this.gpu, U, x1, lo.view(lo.params, A[j]!), { M, N: lins[j].N, K: lins[j].K, R },
-        { scale, dropout: o.training ? lo.spec.dropout : 0, seeds: this.seeds(l, p) });
-      return { U, B: lo.view(lo.params, lo.entry(l, p, 'B')!), N: lins[j].N };
-    }) as [LoraUpSlot | undefined, LoraUpSlot | undefined, LoraUpSlot | undefined];
-    loraUpQkv(this.gpu, outs, slots, { M, R }, { scale });
+    const U = qkv.map((p, j) => (A[j] ? this.act(`U.${p}`, l) as View : undefined));
+    const down = qkv.map((p, j): LoraDownSlot | undefined => (A[j] ? { A: lo.view(lo.params, A[j]!), U: U[j]!, seedIndex: this.seeds(l, p).index } : undefined));
+    loraDownQkv(this.gpu, x1, down as [LoraDownSlot | undefined, LoraDownSlot | undefined, LoraDownSlot | undefined], { M, K: lins[0].K, R },
+      { dropout: o.training ? lo.spec.dropout : 0, seeds: this.seeds(l, 'q_proj') });
+    const slots = qkv.map((p, j): LoraUpSlot | undefined => (A[j] ? { U: U[j]!, B: lo.view(lo.params, lo.entry(l, p, 'B')!), N: lins[j].N } : undefined));
+    loraUpQkv(this.gpu, outs, slots as [LoraUpSlot | undefined, LoraUpSlot | undefined, LoraUpSlot | undefined], { M, R }, { scale });
   }
 
   /** g, u = x2·Wᵀ and m = silu(g)·u in one dispatch (M > 4, SiLU gate, no adapter on gate or up: the SwiGLU
@@ -512,7 +514,7 @@ export class LlamaModel {
     const dO = this.t('grad.do'), dq = this.t('grad.dq'), dk = this.t('grad.dk'), dv = this.t('grad.dv');
     this.projBackward(l, 'o_proj', dO, this.sublayerOutBackward(l, dh, w.attnOutNorm, 'ao', 'rstd3', N), this.act('o', l), N, false);
     attentionBackward(g, dq, dk, dv, dO, this.act('q', l), this.act('k', l), this.act('v', l), this.act('o', l),
-      this.act('lse', l), this.t('grad.Dsum'), b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), pos, undefined, d.attnSoftcap ?? 0);
+      this.act('lse', l), b.B, b.T, H, Hkv, D, this.attnScale, undefined, this.window(l), pos, undefined, d.attnSoftcap ?? 0);
     ropeBackwardQk(g, dq, dk, pos, cos, sin, b.B, b.T, H, Hkv, D);
     let dqr = dq, dkr = dk;
     if (w.qNorm && w.kNorm) {

@@ -122,6 +122,9 @@ export class Plan {
   /** Where each saved field sits in its working buffer (f32 offset and count; offsets are multiples
    *  of 64 floats, so every field is a 256-byte aligned binding view). */
   readonly savedFields = new Map<string, { group: string; offset: number; count: number }>();
+  /** Without f16 storage: where each LoRA module's U sits in its layer's U buffer ('act.U' or
+   *  'act.L.U'; f32 offset and count, offsets multiples of 64 floats). */
+  readonly loraUFields = new Map<string, { offset: number; count: number }>();
   /** Training with one shared working set (checkpointing, or f16 saved activations): the norm
    *  outputs and the SwiGLU product are recomputed where the backward needs them, so x1 shares
    *  x2's buffer (recomputed before the attention backward) and m lives in 'grad.dg' (free until
@@ -259,10 +262,20 @@ export class Plan {
         for (const n of PER_LAYER_F32) if (size.has(n)) add(`act.${l}.${n}`, 'activations', f32(size.get(n)!));
       }
     } else {
+      // A layer's LoRA U's share one buffer ('act.U', per layer 'act.L.U'), at 64-float aligned
+      // offsets: the q/k/v adapters' first stages write theirs in one dispatch (lora_forward.wgsl
+      // `down_qkv`), which binds a single U buffer.
+      let uFloats = 0;
+      for (const [n, count] of fields) {
+        if (!n.startsWith('U.')) continue;
+        this.loraUFields.set(n, { offset: uFloats, count });
+        uFloats += Math.ceil(count / 64) * 64;
+      }
       const sets = this.perLayerActivations ? L : 1;
       for (let s = 0; s < sets; s++) {
         const pre = this.perLayerActivations ? `act.${s}.` : 'act.';
-        for (const [n, count] of fields) if (!aliased(n)) add(pre + n, 'activations', f32(count));
+        for (const [n, count] of fields) if (!aliased(n) && !n.startsWith('U.')) add(pre + n, 'activations', f32(count));
+        if (uFloats) add(`${pre}U`, 'activations', f32(uFloats));
       }
     }
     add('final.x', 'activations', f32(N * C));
@@ -290,7 +303,6 @@ export class Plan {
       for (const n of ['grad.dk', 'grad.dv']) add(n, 'scratch', f32(N * Hkv * D));
       // dk through k_norm (dq through q_norm reuses grad.do, free once attention's backward is done).
       if (d.qkNorm) add('grad.dkr', 'scratch', f32(N * Hkv * D));
-      add('grad.Dsum', 'scratch', f32(o.batch * H * o.seqLen));
       // LoRA backward's scratch: dU (N, R) and the split-K partial sums of its rank-R products, one
       // region per adapter of a call: q/k/v's adapters go together, gate/up's too (llama.ts
       // adaptersBackward), the others alone; sized for the largest call (lora_backward.ts).

@@ -124,7 +124,9 @@ test('tiny-qwen2 (F16 checkpoint): the saved f16 images are exactly the f32 path
     for (const [field, f] of f16.plan.savedFields) {
       const start = f16.plan.savedGroups.find((g) => g.name === f.group)!.image + f.offset;
       const saved = unpackF16Ref(img.subarray(start / 2, (start + f.count) / 2 + 1), f.count);
-      const ref = await gpu.readF32(f32.plan.tensor(`act.${l}.${field}`), 0, f.count);
+      // The f32 path keeps a layer's LoRA U's in one buffer (plan.loraUFields), the rest by name.
+      const u = f32.plan.loraUFields.get(field);
+      const ref = await gpu.readF32(f32.plan.tensor(u ? `act.${l}.U` : `act.${l}.${field}`), u ? u.offset * 4 : 0, f.count);
       expect(saved, `layer ${l} ${field}`).toEqual(storedF16(ref));
     }
     expect(await gpu.readF32(f16.plan.tensor(`act.${l}.lse`)), `layer ${l} lse`).toEqual(await gpu.readF32(f32.plan.tensor(`act.${l}.lse`)));
