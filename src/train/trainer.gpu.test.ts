@@ -64,8 +64,9 @@ describe('Trainer', () => {
     const b = await run({}, {});
     expect(b.logs.map((l) => l.loss)).toEqual(a.logs.map((l) => l.loss));
     for (const [k, v] of a.adapter) expect(b.adapter.get(k), k).toEqual(v);
-    const c = await run({}, { seed: 4 });
-    expect(c.logs.map((l) => l.loss)).not.toEqual(a.logs.map((l) => l.loss));
+    // Another seed changes the first step already (its shuffle and dropout masks): one step shows it.
+    const c = await run({}, { seed: 4, maxSteps: 1 });
+    expect(c.logs[0].loss).not.toBe(a.logs[0].loss);
   });
 
   test('activation checkpointing gives the same training and needs fewer activation bytes', async () => {
