@@ -6,29 +6,36 @@
 // flat index handles for free. Reference op: bitsandbytes gemm_4bit (default backend) =
 // torch.nn.functional.linear(X, dequantize_4bit(W), bias).
 // ACCUMULATE adds into Y (Y += X·Wᵀ + bias); HAS_BIAS adds bias[n] (Qwen2 q/k/v projections).
-// Version 1 (portable f32, no subgroups): 64×64 output tile per workgroup, 256 invocations, each
-// computing 4×4 outputs strided by 16 (rows ty + 16i, columns tx + 16j) so that neighbouring
-// invocations read neighbouring workgroup-memory words. K advances 16 at a time; per step the
-// workgroup stages X (64×16) and DEQUANTIZES the W patch (64 rows × 16) into workgroup memory once,
-// so each weight is decoded once and reused by 64 rows; W never exists as f32 in global memory.
-// Tiles are stored k-major with a +1 stride pad, which keeps the transposing stores free of bank
-// conflicts. Workgroup memory: 2 × 16 × 65 f32 + a 16-entry LUT + the 256-entry dynamic map (filled
-// only under DQ) = 9.4 KiB (< 16 KiB portable).
+//
+// Layout (version 2, docs/kernels.md): a 64×64 output tile per workgroup of 256 invocations, each
+// keeping a 4×4 register tile of adjacent outputs (rows 4ty.., columns 4tx..). K advances 16 at a
+// time; per step the workgroup stages X (64×16) and the W patch (64 rows × 16), DEQUANTIZED, in
+// workgroup memory, k-major, as vec4 of 4 adjacent rows. The inner loop then reads one vec4 of X
+// and one of W per 16 FMAs (version 1 read 8 scalars). Staging: invocation i takes row i % 64 and
+// 4 adjacent k, so the 32 lanes of a wave store 32 consecutive words (no bank conflict, no pad);
+// W is read as the half code word holding those 4 codes, decoded with one block scale (BS % 4 == 0
+// keeps 4 aligned codes in one block) instead of one word load and one scale per code.
+// 64×64 rather than larger tiles: a 1B model's q/k/v at 512 tokens then still has 256+ workgroups.
+// FIT (M % 64 == 0, N % 64 == 0, K % 16 == 0) drops every bounds check; otherwise ragged M, N, K
+// read 0 out of range, and K % 4 != 0 (rows not starting on a code-word half) decodes code by code.
+// Every output sums the same products in the same k order with fma as version 1 and as
+// matmul_nf4_fused.wgsl, so results are bit-identical between them.
+// Workgroup memory: 2 × 16 × 64 f32 + the 16-entry LUT + the 256-entry dynamic map (filled only
+// under DQ) = 9.1 KiB (< 16 KiB portable).
 // DQ: absmax is bitsandbytes' double quantization (8-bit codes, an f32 absmax2 per 256 blocks, the
 // mean offset; layout in src/quant/nf4.ts packDoubleQuant), decoded per block by blockScale.
-// Everything is bounds-checked (ragged M, N, K); out-of-range loads read 0. A later version can add
-// `fit` variants without checks and BK = 64 (one absmax per row per step) when K % 64 == 0.
 
 override ACCUMULATE: bool = false;
 override HAS_BIAS: bool = false;
 override BS: u32 = 64;        // NF4 blocksize
-override DQ: bool = false;        // absmax holds double-quantized words, not f32 (see blockScale)
+override DQ: bool = false;    // absmax holds double-quantized words, not f32 (see blockScale)
+override FIT: bool = false;   // M % 64 == 0, N % 64 == 0, K % 16 == 0: no bounds checks
 
 const TM = 64u;               // rows of Y per workgroup
 const TN = 64u;               // columns of Y per workgroup
 const TK = 16u;               // reduction step
 const WG = 256u;              // 16 × 16 invocations
-const S = 65u;                // padded stride of the k-major tiles
+const Q = 16u;                // vec4 per k row of a staged tile (64 rows / 4)
 
 struct Params {
   M: u32,
@@ -47,9 +54,9 @@ const NF4 = array<u32, 16>(
   0xbf800000u, 0xbf3239b1u, 0xbf066b30u, 0xbeca32a0u, 0xbe91a24du, 0xbe3d353fu, 0xbdba7871u, 0x00000000u,
   0x3da2faffu, 0x3e24cae3u, 0x3e7c04ddu, 0x3ead033au, 0x3ee1a4b8u, 0x3f1007abu, 0x3f3913b3u, 0x3f800000u);
 
-var<workgroup> lut: array<f32, 16>;          // codebook in workgroup memory: 16 banks, no spills
-var<workgroup> Xs: array<f32, TK * S>;       // Xs[k * S + m]
-var<workgroup> Ws: array<f32, TK * S>;       // Ws[k * S + n] = dequant(W)[n0 + n, k0 + k]
+var<workgroup> lut: array<f32, 16>;            // codebook in workgroup memory: 16 banks, no spills
+var<workgroup> Xs: array<vec4<f32>, TK * Q>;   // Xs[k * Q + r / 4][r % 4] = X[m0 + r, k0 + k]
+var<workgroup> Ws: array<vec4<f32>, TK * Q>;   // Ws[k * Q + n / 4][n % 4] = dequant(W)[n0 + n, k0 + k]
 
 // bitsandbytes' 8-bit dynamic map, create_dynamic_map(signed=True) (src/quant/nf4.ts DYNAMIC_MAP),
 // as f32 bits; read only when DQ. src/quant/nf4.test.ts checks this copy against the CPU table.
@@ -101,11 +108,21 @@ fn blockScale(b: u32, nb: u32) -> f32 {
   return scaled + bitcast<f32>(absmax[q + (nb + 255u) / 256u]);
 }
 
-// dequant(W) at flat index f = n*K + k, read through the workgroup LUT.
+fn blocks() -> u32 { return (p.N * p.K + BS - 1u) / BS; }
+
+// dequant(W) at flat index f, one code (rows not aligned to a code-word half).
 fn weight(f: u32) -> f32 {
   let shift = 8u * ((f >> 1u) & 3u) + select(4u, 0u, (f & 1u) == 1u);
   let code = (Wq[f >> 3u] >> shift) & 15u;
-  return lut[code] * blockScale(f / BS, (p.N * p.K + BS - 1u) / BS);
+  return lut[code] * blockScale(f / BS, blocks());
+}
+
+// dequant(W) at flat f .. f + 3 for f % 4 == 0: bytes 2h and 2h + 1 of one code word (h = f / 4 % 2),
+// high nibble first, all four in one NF4 block.
+fn weights4(f: u32) -> vec4<f32> {
+  let bytes = Wq[f >> 3u] >> (16u * ((f >> 2u) & 1u));
+  let c = vec4<u32>(bytes >> 4u, bytes, bytes >> 12u, bytes >> 8u) & vec4<u32>(15u);
+  return vec4<f32>(lut[c.x], lut[c.y], lut[c.z], lut[c.w]) * blockScale(f / BS, blocks());
 }
 
 @compute @workgroup_size(WG)
@@ -114,52 +131,67 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let tilesN = (p.N + TN - 1u) / TN;
   let tile = wid.x + wid.y * nwg.x;
   // A tile past the end (2-D grid rounding) gets m0 >= M: it loads zeros and stores nothing, but
-  // still takes part in every barrier.
+  // still takes part in every barrier. (FIT grids have no such tile: the host sizes them exactly.)
   let m0 = (tile / tilesN) * TM;
   let n0 = (tile % tilesN) * TN;
   let tx = lid % 16u;
   let ty = lid / 16u;
+  // Staging: row r of the tiles, k = 4kq .. 4kq + 3 of the step.
+  let r = lid % 64u;
+  let kq = lid / 64u;
+  let rv = r / 4u;
+  let rc = r % 4u;
+  let aligned = FIT || (p.K & 3u) == 0u;
 
   if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
   if (DQ) { dmap[lid] = bitcast<f32>(DMAP[lid]); }   // WG = 256 entries
   workgroupBarrier();
 
-  var acc: array<array<f32, 4>, 4>;
+  var acc: array<vec4<f32>, 4>;
   for (var k0 = 0u; k0 < p.K; k0 += TK) {
-    // Stage 64×16 of X and 64×16 of W: 1024 elements each, 4 per invocation. Neighbouring
-    // invocations take neighbouring k, the contiguous direction of both X and W in memory.
-    for (var r = 0u; r < 4u; r++) {
-      let e = lid + r * WG;
-      let k = e % TK;
-      let row = e / TK;
-      let gk = k0 + k;
-      var xv = 0.0;
-      let gm = m0 + row;
-      if (gm < p.M && gk < p.K) { xv = X[gm * p.K + gk]; }
-      Xs[k * S + row] = xv;
-      var wv = 0.0;
-      let gn = n0 + row;
-      if (gn < p.N && gk < p.K) { wv = weight(gn * p.K + gk); }
-      Ws[k * S + row] = wv;
+    let kb = k0 + 4u * kq;
+    let gm = m0 + r;
+    let gn = n0 + r;
+    var xv = vec4<f32>(0.0);
+    var wv = vec4<f32>(0.0);
+    if (FIT) {
+      let xo = gm * p.K + kb;
+      xv = vec4<f32>(X[xo], X[xo + 1u], X[xo + 2u], X[xo + 3u]);
+      wv = weights4(gn * p.K + kb);
+    } else {
+      if (gm < p.M) {
+        for (var c = 0u; c < 4u; c++) {
+          if (kb + c < p.K) { xv[c] = X[gm * p.K + kb + c]; }
+        }
+      }
+      if (gn < p.N && kb < p.K) {
+        if (aligned) {
+          wv = weights4(gn * p.K + kb);   // K % 4 == 0: kb < K puts all four inside the row
+        } else {
+          for (var c = 0u; c < 4u; c++) {
+            if (kb + c < p.K) { wv[c] = weight(gn * p.K + kb + c); }
+          }
+        }
+      }
+    }
+    for (var c = 0u; c < 4u; c++) {
+      Xs[(4u * kq + c) * Q + rv][rc] = xv[c];
+      Ws[(4u * kq + c) * Q + rv][rc] = wv[c];
     }
     workgroupBarrier();
     for (var k = 0u; k < TK; k++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = Xs[k * S + ty + 16u * i]; }
-      for (var j = 0u; j < 4u; j++) { b[j] = Ws[k * S + tx + 16u * j]; }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
-      }
+      let a = Xs[k * Q + ty];
+      let b = Ws[k * Q + tx];
+      for (var i = 0u; i < 4u; i++) { acc[i] = fma(vec4<f32>(a[i]), b, acc[i]); }
     }
     workgroupBarrier();
   }
 
   for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty + 16u * i;
+    let m = m0 + 4u * ty + i;
     for (var j = 0u; j < 4u; j++) {
-      let n = n0 + tx + 16u * j;
-      if (m < p.M && n < p.N) {
+      let n = n0 + 4u * tx + j;
+      if (FIT || (m < p.M && n < p.N)) {
         var v = acc[i][j];
         if (HAS_BIAS) { v += bias[n]; }
         let o = m * p.N + n;

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
 import { dqAbsmax, doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
-import { matmulNf4 } from './matmul_nf4.ts';
+import { matmulNf4, matmulNf4Tiled, nf4TilesFit } from './matmul_nf4.ts';
 import { matmulNf4Ref } from './matmul_nf4.ref.ts';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -27,9 +27,12 @@ describe('matmul_nf4 kernel', () => {
   afterAll(() => gpu?.destroy());
 
   // Ragged in every dimension against the 64×64 tile and the 16-wide K step; K % 64 != 0 makes NF4
-  // blocks cross weight rows. Plus one aligned shape, a single element, and non-default blocksizes.
+  // blocks cross weight rows; K % 4 != 0 starts rows inside a code-word half. Plus aligned shapes
+  // (the bounds-free form), a single element, and non-default blocksizes.
   test.each([
     [1, 1, 1, false, false, 64],
+    [128, 64, 48, true, true, 32],
+    [6, 65, 36, false, false, 64],
     [5, 7, 100, false, true, 64],
     [3, 65, 67, true, true, 64],
     [70, 130, 200, true, false, 64],
@@ -75,6 +78,30 @@ describe('matmul_nf4 kernel', () => {
     const got = await gpu.readF32(yT);
     assertClose('y', got, y, TOL);
     expect(got).toEqual(await gpu.readF32(yPlain));
+  });
+
+  // The bounds-free form (whole tiles) against the checked one on the same shapes: same products in
+  // the same order, so the same bits. K % 64 == 16 makes NF4 blocks cross rows inside a K step.
+  test.each([
+    [64, 64, 16, false, false],
+    [128, 192, 80, true, true],
+    [64, 128, 144, false, true],
+  ])('the bounds-free form equals the checked form bit for bit at M=%i N=%i K=%i accumulate=%s dq=%s', async (M, N, K, accumulate, doubleQuant) => {
+    expect(nf4TilesFit(M, N, K)).toBe(true);
+    const { packed, absmax } = quantizeNF4(rand(N * K, N * K + 5, -0.2, 0.2), 64);
+    const Wq = packWords(packed, N * K);
+    const X = rand(M * K, M + K + 1, -1, 1), bias = rand(N, N + 1, -1, 1);
+    const y0 = rand(M * N, M * N + 2, -1, 1);
+    const xT = gpu.tensor('x', 'activations', X), wT = gpu.tensor('wq', 'weights', Wq), bT = gpu.tensor('bias', 'weights', bias);
+    const aT = gpu.tensor('absmax', 'weights', doubleQuant ? doubleQuantWords(absmax) : absmax);
+    const fit = gpu.tensor('y.fit', 'activations', y0), checked = gpu.tensor('y.checked', 'activations', y0);
+    matmulNf4Tiled(gpu, fit, xT, wT, aT, bT, M, N, K, { accumulate, doubleQuant });
+    matmulNf4Tiled(gpu, checked, xT, wT, aT, bT, M, N, K, { accumulate, doubleQuant, fit: false });
+    const y = y0.slice();
+    matmulNf4Ref(y, X, Wq, doubleQuant ? doubleQuantWords(absmax) : absmax, bias, M, N, K, { accumulate, doubleQuant });
+    const got = await gpu.readF32(fit);
+    assertClose('y', got, y, TOL);
+    expect(got).toEqual(await gpu.readF32(checked));
   });
 
   test('reproduces the torch golden end to end (golden packed weights, bias)', async () => {

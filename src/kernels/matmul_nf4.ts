@@ -11,7 +11,12 @@ export interface MatmulNf4Options {
   blocksize?: number;
   /** absmax is the double-quantized words of src/quant/nf4.ts packDoubleQuant, not f32. */
   doubleQuant?: boolean;
+  /** false: take the bounds-checked form even where the shape fits the tiles (tests compare the two). */
+  fit?: boolean;
 }
+
+/** The shapes the tiled NF4 kernels run without bounds checks: whole 64×64 tiles, whole 16-deep K steps. */
+export const nf4TilesFit = (M: number, N: number, K: number): boolean => M % TM === 0 && N % TN === 0 && K % 16 === 0;
 
 /**
  * Y (M, N) = X (M, K) · dequant(W)ᵀ (+ bias (N)), W (N, K) NF4-packed (`Wq` u32 words + f32 absmax,
@@ -36,8 +41,14 @@ export function matmulNf4Tiled(
   gpu: Gpu, Y: Binding, X: Binding, Wq: Binding, absmax: Binding, bias: Binding | undefined,
   M: number, N: number, K: number, opts: MatmulNf4Options = {},
 ): void {
+  const bs = opts.blocksize ?? NF4_BLOCKSIZE;
+  // The shader's 4-code decode needs 4 aligned codes inside one NF4 block.
+  if (bs % 4 !== 0) throw new RangeError(`matmul_nf4: blocksize ${bs} is not a multiple of 4`);
   const k = gpu.kernel('matmul_nf4', shader, {
-    overrides: { ACCUMULATE: opts.accumulate ?? false, HAS_BIAS: bias !== undefined, BS: opts.blocksize ?? NF4_BLOCKSIZE, DQ: opts.doubleQuant ?? false },
+    overrides: {
+      ACCUMULATE: opts.accumulate ?? false, HAS_BIAS: bias !== undefined, BS: bs, DQ: opts.doubleQuant ?? false,
+      FIT: (opts.fit ?? true) && nf4TilesFit(M, N, K),
+    },
   });
   const tiles = Math.ceil(M / TM) * Math.ceil(N / TN);
   // The WGSL reads `bias` only under `if (HAS_BIAS)`, but it is still statically used, so the 'auto'
