@@ -8,12 +8,13 @@
 // matmul_nf4_fused.ref.ts.
 // Why: per-dispatch cost. q, k and v read the same x1, gate and up the same x2; a training step of a
 // 16-layer model saves 64 dispatches (3 → 1 for q/k/v, 3 → 1 for gate, up and SwiGLU).
-// Layout: exactly matmul_nf4.wgsl's 64×64 tile, 16-deep K steps and 4×4 outputs per invocation, so
-// every output is bit-identical to it.
+// Layout: exactly matmul_nf4.wgsl's (version 2): 64×64 tiles, 16-deep K steps, 4×4 register tiles of
+// adjacent outputs read as vec4 from k-major vec4 staging, W decoded 4 codes at a time, so every
+// output is bit-identical to it. (No bounds-free form here: the checks are uniform per workgroup.)
 //   - `qkv`: tiles are dealt to the three linears in turn (T0 tiles for q, T1 for k, the rest for
 //     v); a tile reads one linear's buffers, chosen uniformly for the workgroup.
-//   - `gateup`: a tile stages X once and both weights' patches (3 × 16 × 65 f32 + LUT + dynamic map
-//     = 13.5 KiB), and keeps 4×4 sums of each: the SwiGLU product is formed in the epilogue.
+//   - `gateup`: a tile stages X once and both weights' patches (3 × 16 × 64 f32 + LUT + dynamic map
+//     = 13.1 KiB), and keeps 4×4 sums of each: the SwiGLU product is formed in the epilogue.
 // No bias (the host runs the unfused kernels for a linear with one), no accumulate.
 
 override BS: u32 = 64;        // NF4 blocksize
@@ -23,7 +24,7 @@ const TM = 64u;
 const TN = 64u;
 const TK = 16u;
 const WG = 256u;
-const S = 65u;
+const Q = 16u;                // vec4 per k row of a staged tile (64 rows / 4)
 
 struct Params {
   M: u32,
@@ -53,9 +54,9 @@ const NF4 = array<u32, 16>(
 
 
 var<workgroup> lut: array<f32, 16>;
-var<workgroup> Xs: array<f32, TK * S>;
-var<workgroup> Ws: array<f32, TK * S>;       // qkv: the tile's linear; gateup: gate
-var<workgroup> Vs: array<f32, TK * S>;       // gateup: up
+var<workgroup> Xs: array<vec4<f32>, TK * Q>;   // Xs[k * Q + r / 4][r % 4] = X[m0 + r, k0 + k]
+var<workgroup> Ws: array<vec4<f32>, TK * Q>;   // qkv: the tile's linear; gateup: gate
+var<workgroup> Vs: array<vec4<f32>, TK * Q>;   // gateup: up
 
 // bitsandbytes' 8-bit dynamic map (src/quant/nf4.ts DYNAMIC_MAP) as f32 bits; read only when DQ.
 const DMAP = array<u32, 256>(
@@ -120,28 +121,57 @@ fn code(w: u32, f: u32) -> f32 {
   let shift = 8u * ((f >> 1u) & 3u) + select(4u, 0u, (f & 1u) == 1u);
   return lut[(w >> shift) & 15u];
 }
-// dequant(W_j) at flat index f of a linear with nb blocks.
-fn weightQ(j: u32, f: u32, nb: u32) -> f32 {
-  let b = f / BS;
-  var s: f32;
-  if (DQ) {
-    let q = (nb + 3u) / 4u;
-    s = dqScale((absQ(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absQ(j, q + b / 256u), absQ(j, q + (nb + 255u) / 256u));
-  } else {
-    s = bitcast<f32>(absQ(j, b));
-  }
-  return code(wordQ(j, f >> 3u), f) * s;
+// The codes at flat f .. f + 3 (f % 4 == 0) of word w: bytes 2h and 2h + 1, high nibble first.
+fn codes4(w: u32, f: u32) -> vec4<f32> {
+  let bytes = w >> (16u * ((f >> 2u) & 1u));
+  let c = vec4<u32>(bytes >> 4u, bytes, bytes >> 12u, bytes >> 8u) & vec4<u32>(15u);
+  return vec4<f32>(lut[c.x], lut[c.y], lut[c.z], lut[c.w]);
 }
-fn weightG(j: u32, f: u32, nb: u32) -> f32 {
-  let b = f / BS;
-  var s: f32;
+// The scale of block b of linear j (of nb blocks).
+fn scaleQ(j: u32, b: u32, nb: u32) -> f32 {
   if (DQ) {
     let q = (nb + 3u) / 4u;
-    s = dqScale((absG(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absG(j, q + b / 256u), absG(j, q + (nb + 255u) / 256u));
-  } else {
-    s = bitcast<f32>(absG(j, b));
+    return dqScale((absQ(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absQ(j, q + b / 256u), absQ(j, q + (nb + 255u) / 256u));
   }
-  return code(wordG(j, f >> 3u), f) * s;
+  return bitcast<f32>(absQ(j, b));
+}
+fn scaleG(j: u32, b: u32, nb: u32) -> f32 {
+  if (DQ) {
+    let q = (nb + 3u) / 4u;
+    return dqScale((absG(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absG(j, q + b / 256u), absG(j, q + (nb + 255u) / 256u));
+  }
+  return bitcast<f32>(absG(j, b));
+}
+// dequant(W_j) at flat k .. k + 3 of row n, zero past the row's end or n >= N. With K % 4 == 0 the
+// four are one half code word in one NF4 block (BS % 4 == 0); otherwise code by code.
+fn weights4Q(j: u32, n: u32, N: u32, k: u32, nb: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  if (n >= N || k >= p.K) { return v; }
+  let f = n * p.K + k;
+  if ((p.K & 3u) == 0u) { return codes4(wordQ(j, f >> 3u), f) * scaleQ(j, f / BS, nb); }
+  for (var c = 0u; c < 4u; c++) {
+    if (k + c < p.K) { v[c] = code(wordQ(j, (f + c) >> 3u), f + c) * scaleQ(j, (f + c) / BS, nb); }
+  }
+  return v;
+}
+fn weights4G(j: u32, n: u32, N: u32, k: u32, nb: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  if (n >= N || k >= p.K) { return v; }
+  let f = n * p.K + k;
+  if ((p.K & 3u) == 0u) { return codes4(wordG(j, f >> 3u), f) * scaleG(j, f / BS, nb); }
+  for (var c = 0u; c < 4u; c++) {
+    if (k + c < p.K) { v[c] = code(wordG(j, (f + c) >> 3u), f + c) * scaleG(j, (f + c) / BS, nb); }
+  }
+  return v;
+}
+// X[m, k .. k + 3], zero out of range.
+fn inputs4(m: u32, k: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  if (m >= p.M) { return v; }
+  for (var c = 0u; c < 4u; c++) {
+    if (k + c < p.K) { v[c] = X[m * p.K + k + c]; }
+  }
+  return v;
 }
 
 fn loadTables(lid: u32) {
@@ -172,39 +202,31 @@ fn qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let nb = (N * p.K + BS - 1u) / BS;
   loadTables(lid);
 
-  var acc: array<array<f32, 4>, 4>;
+  // Staging: row r of the tiles, k = 4kq .. 4kq + 3 of the step (conflict-free stores).
+  let r = lid % 64u;
+  let kq = lid / 64u;
+  var acc: array<vec4<f32>, 4>;
   for (var k0 = 0u; k0 < p.K; k0 += TK) {
-    for (var r = 0u; r < 4u; r++) {
-      let e = lid + r * WG;
-      let k = e % TK;
-      let row = e / TK;
-      let gk = k0 + k;
-      var xv = 0.0;
-      let gm = m0 + row;
-      if (gm < p.M && gk < p.K) { xv = X[gm * p.K + gk]; }
-      Xs[k * S + row] = xv;
-      var wv = 0.0;
-      let gn = n0 + row;
-      if (gn < N && gk < p.K) { wv = weightQ(j, gn * p.K + gk, nb); }
-      Ws[k * S + row] = wv;
+    let kb = k0 + 4u * kq;
+    let xv = inputs4(m0 + r, kb);
+    let wv = weights4Q(j, n0 + r, N, kb, nb);
+    for (var c = 0u; c < 4u; c++) {
+      Xs[(4u * kq + c) * Q + r / 4u][r % 4u] = xv[c];
+      Ws[(4u * kq + c) * Q + r / 4u][r % 4u] = wv[c];
     }
     workgroupBarrier();
     for (var k = 0u; k < TK; k++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = Xs[k * S + ty + 16u * i]; }
-      for (var jj = 0u; jj < 4u; jj++) { b[jj] = Ws[k * S + tx + 16u * jj]; }
-      for (var i = 0u; i < 4u; i++) {
-        for (var jj = 0u; jj < 4u; jj++) { acc[i][jj] = fma(a[i], b[jj], acc[i][jj]); }
-      }
+      let a = Xs[k * Q + ty];
+      let b = Ws[k * Q + tx];
+      for (var i = 0u; i < 4u; i++) { acc[i] = fma(vec4<f32>(a[i]), b, acc[i]); }
     }
     workgroupBarrier();
   }
 
   for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty + 16u * i;
+    let m = m0 + 4u * ty + i;
     for (var jj = 0u; jj < 4u; jj++) {
-      let n = n0 + tx + 16u * jj;
+      let n = n0 + 4u * tx + jj;
       if (m < p.M && n < N) {
         let o = m * N + n;
         if (j == 0u) { Y0[o] = acc[i][jj]; } else if (j == 1u) { Y1[o] = acc[i][jj]; } else { Y2[o] = acc[i][jj]; }
@@ -226,49 +248,37 @@ fn gateup(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   let nb = (N * p.K + BS - 1u) / BS;
   loadTables(lid);
 
-  var accG: array<array<f32, 4>, 4>;
-  var accU: array<array<f32, 4>, 4>;
+  let r = lid % 64u;
+  let kq = lid / 64u;
+  var accG: array<vec4<f32>, 4>;
+  var accU: array<vec4<f32>, 4>;
   for (var k0 = 0u; k0 < p.K; k0 += TK) {
-    for (var r = 0u; r < 4u; r++) {
-      let e = lid + r * WG;
-      let k = e % TK;
-      let row = e / TK;
-      let gk = k0 + k;
-      var xv = 0.0;
-      let gm = m0 + row;
-      if (gm < p.M && gk < p.K) { xv = X[gm * p.K + gk]; }
-      Xs[k * S + row] = xv;
-      var gv = 0.0;
-      var uv = 0.0;
-      let gn = n0 + row;
-      if (gn < N && gk < p.K) {
-        gv = weightG(0u, gn * p.K + gk, nb);
-        uv = weightG(1u, gn * p.K + gk, nb);
-      }
-      Ws[k * S + row] = gv;
-      Vs[k * S + row] = uv;
+    let kb = k0 + 4u * kq;
+    let xv = inputs4(m0 + r, kb);
+    let gv = weights4G(0u, n0 + r, N, kb, nb);
+    let uv = weights4G(1u, n0 + r, N, kb, nb);
+    for (var c = 0u; c < 4u; c++) {
+      Xs[(4u * kq + c) * Q + r / 4u][r % 4u] = xv[c];
+      Ws[(4u * kq + c) * Q + r / 4u][r % 4u] = gv[c];
+      Vs[(4u * kq + c) * Q + r / 4u][r % 4u] = uv[c];
     }
     workgroupBarrier();
     for (var k = 0u; k < TK; k++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      var c: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = Xs[k * S + ty + 16u * i]; }
-      for (var jj = 0u; jj < 4u; jj++) { b[jj] = Ws[k * S + tx + 16u * jj]; c[jj] = Vs[k * S + tx + 16u * jj]; }
+      let a = Xs[k * Q + ty];
+      let b = Ws[k * Q + tx];
+      let c = Vs[k * Q + tx];
       for (var i = 0u; i < 4u; i++) {
-        for (var jj = 0u; jj < 4u; jj++) {
-          accG[i][jj] = fma(a[i], b[jj], accG[i][jj]);
-          accU[i][jj] = fma(a[i], c[jj], accU[i][jj]);
-        }
+        accG[i] = fma(vec4<f32>(a[i]), b, accG[i]);
+        accU[i] = fma(vec4<f32>(a[i]), c, accU[i]);
       }
     }
     workgroupBarrier();
   }
 
   for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty + 16u * i;
+    let m = m0 + 4u * ty + i;
     for (var jj = 0u; jj < 4u; jj++) {
-      let n = n0 + tx + 16u * jj;
+      let n = n0 + 4u * tx + jj;
       if (m < p.M && n < N) {
         let o = m * N + n;
         let g = accG[i][jj];

@@ -31,6 +31,7 @@ describe('matmul_nf4_fused', () => {
     [70, [130, 33, 33], 40, 64, true],
     [3, [64, 16, 65], 33, 32, false],
     [129, [9, 70, 1], 96, 64, false],
+    [64, [128, 64, 64], 80, 64, true],   // whole tiles: matmul_nf4 takes its bounds-free form
   ] as const)('qkv at M=%i N=%j K=%i blocksize=%i dq=%s: twin, and bit for bit three matmul_nf4', async (M, Ns, K, blocksize, dq) => {
     const X = rand(M * K, M + K, -1, 1);
     const xT = gpu.tensor('x', 'activations', X);
@@ -59,6 +60,7 @@ describe('matmul_nf4_fused', () => {
     [5, 13, 67, 64, false],
     [70, 70, 40, 64, true],
     [129, 9, 96, 32, false],
+    [128, 64, 48, 64, false],            // whole tiles: matmul_nf4 takes its bounds-free form
   ] as const)('gateup at M=%i F=%i K=%i blocksize=%i dq=%s: twin, and bit for bit matmul_nf4 ×2 + swiglu', async (M, F, K, blocksize, dq) => {
     const X = rand(M * K, 2 * M + K, -2, 2);
     const xT = gpu.tensor('x', 'activations', X);

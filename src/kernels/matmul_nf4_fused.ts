@@ -10,7 +10,10 @@ export const QKV_TILED_STORAGE_BUFFERS = 10;
 const bufferOf = (b: Binding) => ('tensor' in b ? b.tensor.buffer : b.buffer);
 
 function overrides(opts: MatvecNf4FusedOptions) {
-  return { BS: opts.blocksize ?? NF4_BLOCKSIZE, DQ: opts.doubleQuant ?? false };
+  const bs = opts.blocksize ?? NF4_BLOCKSIZE;
+  // The shader decodes 4 aligned codes with one block scale.
+  if (bs % 4 !== 0) throw new RangeError(`matmul_nf4_fused: blocksize ${bs} is not a multiple of 4`);
+  return { BS: bs, DQ: opts.doubleQuant ?? false };
 }
 
 // The outputs may be disjoint views of one buffer (writable bindings may share a buffer when their
