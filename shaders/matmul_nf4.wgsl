@@ -130,8 +130,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let tilesN = (p.N + TN - 1u) / TN;
   let tile = wid.x + wid.y * nwg.x;
-  // A tile past the end (2-D grid rounding) gets m0 >= M: it loads zeros and stores nothing, but
-  // still takes part in every barrier. (FIT grids have no such tile: the host sizes them exactly.)
+  // A tile past the end (2-D grid rounding) gets m0 >= M: it stores nothing but still takes part in
+  // every barrier (its loads read zeros, or under FIT whatever WebGPU's bounds-clamped reads give).
   let m0 = (tile / tilesN) * TM;
   let n0 = (tile % tilesN) * TN;
   let tx = lid % 16u;
@@ -191,7 +191,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let m = m0 + 4u * ty + i;
     for (var j = 0u; j < 4u; j++) {
       let n = n0 + 4u * tx + j;
-      if (FIT || (m < p.M && n < p.N)) {
+      if (m < p.M && (FIT || n < p.N)) {
         var v = acc[i][j];
         if (HAS_BIAS) { v += bias[n]; }
         let o = m * p.N + n;

@@ -4,12 +4,17 @@
 // even element in the high nibble, little-endian u32 words, scale absmax[f / BS]; blocks may cross
 // rows). Reference op: autograd of torch.nn.functional.linear(X, dequantize_4bit(W)) w.r.t. X.
 // ACCUMULATE adds into dX: with LoRA, the adapter path's dX and the base path's meet in one buffer.
-// Version 1 (portable f32): the mirror of the forward kernel. 64 (m) × 64 (k) output tile per
-// workgroup, 256 invocations with 4×4 outputs strided by 16; the reduction runs over N, 16 rows of W
-// per step. The W patch (16 rows × 64 k) is read along K, its contiguous direction, and dequantized
-// straight into Ws[n][k] (no transpose needed in this direction); dY (64 × 16) is staged transposed.
-// Workgroup memory: 2 × 16 × 65 f32 + LUT + dynamic map = 9.4 KiB. Ragged M, N, K are bounds-checked
-// (zeros). DQ: double-quantized absmax as in matmul_nf4.wgsl (blockScale).
+// Version 2 (portable f32): the mirror of matmul_nf4.wgsl version 2. 64 (m) × 64 (k) output tile per
+// workgroup, 256 invocations each with a 4×4 register tile of adjacent outputs; the reduction runs
+// over N, 16 rows of W per step, and the inner loop reads one vec4 of dY and one of W per 16 FMAs.
+// The W patch (16 rows × 64 k) is read along K, its contiguous direction: invocation i decodes the 4
+// codes of one half code word (row i / 16, k = 4 (i % 16) ..) with one block scale, straight into
+// Ws[n][k / 4] (no transpose in this direction; 32 lanes store 32 consecutive vec4). dY (64 × 16) is
+// staged transposed as matmul_nf4 stages X: invocation i takes row i % 64 and 4 adjacent n, so the
+// stores are conflict-free. Workgroup memory: 2 × 16 × 64 f32 + LUT + dynamic map = 9.1 KiB.
+// FIT (M % 64 == 0, K % 64 == 0, every N % 16 == 0) drops the bounds checks; otherwise ragged M, N, K
+// read zeros, and K % 4 != 0 decodes code by code. Every output sums the same products in the same
+// n order with fma as version 1. DQ: double-quantized absmax as in matmul_nf4.wgsl (scale0).
 // Entry `group`: the linears that share one input, in one dispatch (the backward of q/k/v, of gate/up):
 //   dX (=|+=) dY_0 · dequant(W_0) + dY_1 · dequant(W_1) [+ dY_2 · dequant(W_2)]
 // Same tile and per-output arithmetic as `main`; a workgroup runs main's reduction once per linear,
@@ -24,14 +29,15 @@
 
 override ACCUMULATE: bool = false;
 override BS: u32 = 64;        // NF4 blocksize
-override DQ: bool = false;        // absmax holds double-quantized words, not f32 (see blockScale)
+override DQ: bool = false;        // absmax holds double-quantized words, not f32 (see scale0)
 override GLU: u32 = 0;            // group: 0 plain parts, 1 SwiGLU prologue, 2 GeGLU (tanh) prologue
+override FIT: bool = false;       // M % 64 == 0, K % 64 == 0, N_j % 16 == 0: no bounds checks
 
 const TM = 64u;               // rows of dX per workgroup
 const TK = 64u;               // columns of dX per workgroup
 const TN = 16u;               // reduction step over N
 const WG = 256u;
-const S = 65u;                // padded stride
+const Q = 16u;                // vec4 per row of a staged tile (64 / 4)
 
 struct Params {
   M: u32,
@@ -59,8 +65,8 @@ const NF4 = array<u32, 16>(
   0x3da2faffu, 0x3e24cae3u, 0x3e7c04ddu, 0x3ead033au, 0x3ee1a4b8u, 0x3f1007abu, 0x3f3913b3u, 0x3f800000u);
 
 var<workgroup> lut: array<f32, 16>;
-var<workgroup> dYs: array<f32, TN * S>;      // dYs[n * S + m]
-var<workgroup> Ws: array<f32, TN * S>;       // Ws[n * S + k] = dequant(W)[n0 + n, k0 + k]
+var<workgroup> dYs: array<vec4<f32>, TN * Q>;   // dYs[n * Q + m / 4][m % 4] = dY[m0 + m, n0 + n]
+var<workgroup> Ws: array<vec4<f32>, TN * Q>;    // Ws[n * Q + k / 4][k % 4] = dequant(W)[n0 + n, k0 + k]
 
 // bitsandbytes' 8-bit dynamic map, create_dynamic_map(signed=True) (src/quant/nf4.ts DYNAMIC_MAP),
 // as f32 bits; read only when DQ. src/quant/nf4.test.ts checks this copy against the CPU table.
@@ -99,18 +105,6 @@ const DMAP = array<u32, 256>(
   0x3f68999au, 0x3f6c3333u, 0x3f6fcccdu, 0x3f736666u, 0x3f770000u, 0x3f7a999au, 0x3f7e3333u, 0x3f800000u);
 var<workgroup> dmap: array<f32, 256>;
 
-// The f32 scale of NF4 block b (of nb). Plain: absmax[b]. DQ (src/quant/nf4.ts packDoubleQuant):
-// the block's 8-bit code through the dynamic map, times its run of 256's absmax2, plus the offset:
-// the f32 operations of the CPU doubleDequantize, so the scale equals the f32 absmax it replaces
-// (a driver that contracts the multiply-add into one fma could differ in the last bit; SwiftShader
-// does not, and the kernel tests check bit equality with the f32-absmax path).
-fn blockScale(b: u32, nb: u32) -> f32 {
-  if (!DQ) { return bitcast<f32>(absmax[b]); }
-  let code = (absmax[b >> 2u] >> (8u * (b & 3u))) & 255u;
-  let q = (nb + 3u) / 4u;
-  return dqScale(code, absmax[q + b / 256u], absmax[q + (nb + 255u) / 256u]);
-}
-
 fn dqScale(code: u32, absmax2: u32, offset: u32) -> f32 {
   let scaled = dmap[code] * bitcast<f32>(absmax2);
   return scaled + bitcast<f32>(offset);
@@ -121,10 +115,20 @@ fn nibble(w: u32, f: u32) -> f32 {
   return lut[(w >> shift) & 15u];
 }
 
-fn weight(f: u32) -> f32 {
-  return nibble(Wq[f >> 3u], f) * blockScale(f / BS, (p.N * p.K + BS - 1u) / BS);
+// The f32 scale of NF4 block b (of nb) from absmax words a(i). Plain: a(b). DQ (src/quant/nf4.ts
+// packDoubleQuant): the block's 8-bit code through the dynamic map, times its run of 256's absmax2,
+// plus the offset: the f32 operations of the CPU doubleDequantize, so the scale equals the f32 absmax
+// it replaces (a driver that contracts the multiply-add into one fma could differ in the last bit;
+// SwiftShader does not, and the kernel tests check bit equality with the f32-absmax path).
+// `main` reads part 0's buffers only (scale0, weights4Main): any use of parts 1 and 2 would put their
+// bindings into its layout, and `main` must fit a device's 8 storage buffers.
+fn scale0(b: u32, nb: u32) -> f32 {
+  if (DQ) {
+    let q = (nb + 3u) / 4u;
+    return dqScale((absmax[b >> 2u] >> (8u * (b & 3u))) & 255u, absmax[q + b / 256u], absmax[q + (nb + 255u) / 256u]);
+  }
+  return bitcast<f32>(absmax[b]);
 }
-
 // group: part j's buffers (j is uniform across the workgroup).
 fn absJ(j: u32, i: u32) -> u32 {
   if (j == 0u) { return absmax[i]; }
@@ -136,17 +140,47 @@ fn wordJ(j: u32, i: u32) -> u32 {
   if (j == 1u) { return Wq1[i]; }
   return Wq2[i];
 }
-// dequant(W_j) at flat index f, W_j with nb blocks: blockScale's arithmetic on part j's words.
-fn weightJ(j: u32, f: u32, nb: u32) -> f32 {
-  let b = f / BS;
-  var s: f32;
+fn scaleJ(j: u32, b: u32, nb: u32) -> f32 {
   if (DQ) {
     let q = (nb + 3u) / 4u;
-    s = dqScale((absJ(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absJ(j, q + b / 256u), absJ(j, q + (nb + 255u) / 256u));
-  } else {
-    s = bitcast<f32>(absJ(j, b));
+    return dqScale((absJ(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absJ(j, q + b / 256u), absJ(j, q + (nb + 255u) / 256u));
   }
-  return nibble(wordJ(j, f >> 3u), f) * s;
+  return bitcast<f32>(absJ(j, b));
+}
+// The 4 codes at flat f .. f + 3 (f % 4 == 0) of code word w: bytes 2h, 2h + 1, high nibble first.
+fn codes4(w: u32, f: u32) -> vec4<f32> {
+  let bytes = w >> (16u * ((f >> 2u) & 1u));
+  let c = vec4<u32>(bytes >> 4u, bytes, bytes >> 12u, bytes >> 8u) & vec4<u32>(15u);
+  return vec4<f32>(lut[c.x], lut[c.y], lut[c.z], lut[c.w]);
+}
+// dequant(W)[n, k .. k + 3], zero out of range. With K % 4 == 0 the four are one half code word in one
+// NF4 block (BS % 4 == 0): one word load, one scale; otherwise code by code.
+fn weights4Main(n: u32, k: u32, nb: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  let f = n * p.K + k;
+  if (FIT || (p.K & 3u) == 0u) {
+    if (!FIT && (n >= p.N || k >= p.K)) { return v; }
+    return codes4(Wq[f >> 3u], f) * scale0(f / BS, nb);
+  }
+  if (n >= p.N) { return v; }
+  for (var c = 0u; c < 4u; c++) {
+    if (k + c < p.K) { v[c] = nibble(Wq[(f + c) >> 3u], f + c) * scale0((f + c) / BS, nb); }
+  }
+  return v;
+}
+// The same for part j of a group.
+fn weights4(j: u32, n: u32, N: u32, k: u32, nb: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  let f = n * p.K + k;
+  if (FIT || (p.K & 3u) == 0u) {
+    if (!FIT && (n >= N || k >= p.K)) { return v; }
+    return codes4(wordJ(j, f >> 3u), f) * scaleJ(j, f / BS, nb);
+  }
+  if (n >= N) { return v; }
+  for (var c = 0u; c < 4u; c++) {
+    if (k + c < p.K) { v[c] = nibble(wordJ(j, (f + c) >> 3u), f + c) * scaleJ(j, (f + c) / BS, nb); }
+  }
+  return v;
 }
 
 // swiglu_backward.wgsl's helpers and expressions, for the GLU prologue.
@@ -183,12 +217,51 @@ fn gradJ(j: u32, i: u32) -> f32 {
   return d * dY2[i] * (s * (1.0 + v * (1.0 - s)));
 }
 
+// dY[m, n .. n + 3], zero out of range.
+fn grad4Main(m: u32, n: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  if (!FIT && m >= p.M) { return v; }
+  for (var c = 0u; c < 4u; c++) {
+    if (FIT || n + c < p.N) { v[c] = dY[m * p.N + n + c]; }
+  }
+  return v;
+}
+// dY_j[m, n .. n + 3] of a group part (with GLU the gradient formed from dm, g, u), zero out of range.
+fn grad4(j: u32, m: u32, n: u32, N: u32) -> vec4<f32> {
+  var v = vec4<f32>(0.0);
+  if (!FIT && m >= p.M) { return v; }
+  for (var c = 0u; c < 4u; c++) {
+    if (FIT || n + c < N) { v[c] = gradJ(j, m * N + n + c); }
+  }
+  return v;
+}
+
+// One reduction step: stage this invocation's 4 dY values (row lid % 64, n = 4 (lid / 64) ..) and 4
+// weights (row lid / 16, k = 4 (lid % 16) ..), then acc[i][c] += Σ_n dY[4ty + i, n] · W[n, 4tx + c]
+// over the step's 16 n in order.
+fn step(gv: vec4<f32>, wv: vec4<f32>, lid: u32, acc: ptr<function, array<vec4<f32>, 4>>) {
+  let r = lid % 64u;
+  let nq = lid / 64u;
+  for (var c = 0u; c < 4u; c++) { dYs[(4u * nq + c) * Q + r / 4u][r % 4u] = gv[c]; }
+  Ws[lid] = wv;
+  workgroupBarrier();
+  let tx = lid % 16u;
+  let ty = lid / 16u;
+  for (var n = 0u; n < TN; n++) {
+    let a = dYs[n * Q + ty];
+    let b = Ws[n * Q + tx];
+    for (var i = 0u; i < 4u; i++) { (*acc)[i] = fma(vec4<f32>(a[i]), b, (*acc)[i]); }
+  }
+  workgroupBarrier();
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
   let tilesK = (p.K + TK - 1u) / TK;
   let tile = wid.x + wid.y * nwg.x;
-  // Tiles past the end get m0 >= M: zeros in, nothing out, all barriers kept.
+  // Tiles past the end (2-D grid rounding) get m0 >= M: nothing out, all barriers kept (their loads
+  // read zeros, or under FIT whatever WebGPU's bounds-clamped reads give).
   let m0 = (tile / tilesK) * TM;
   let k0 = (tile % tilesK) * TK;
   let tx = lid % 16u;
@@ -198,41 +271,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   if (DQ) { dmap[lid] = bitcast<f32>(DMAP[lid]); }   // WG = 256 entries
   workgroupBarrier();
 
-  var acc: array<array<f32, 4>, 4>;
+  let nb = (p.N * p.K + BS - 1u) / BS;
+  var acc: array<vec4<f32>, 4>;
   for (var n0 = 0u; n0 < p.N; n0 += TN) {
-    for (var r = 0u; r < 4u; r++) {
-      let e = lid + r * WG;
-      // dY: 64 rows × 16 n, neighbouring invocations along n (contiguous in dY).
-      let dn = e % TN;
-      let dm = e / TN;
-      var g = 0.0;
-      if (m0 + dm < p.M && n0 + dn < p.N) { g = dY[(m0 + dm) * p.N + n0 + dn]; }
-      dYs[dn * S + dm] = g;
-      // W: 16 rows × 64 k, neighbouring invocations along k (contiguous in the packed W).
-      let wk = e % TK;
-      let wn = e / TK;
-      var wv = 0.0;
-      if (n0 + wn < p.N && k0 + wk < p.K) { wv = weight((n0 + wn) * p.K + k0 + wk); }
-      Ws[wn * S + wk] = wv;
-    }
-    workgroupBarrier();
-    for (var n = 0u; n < TN; n++) {
-      var a: array<f32, 4>;
-      var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = dYs[n * S + ty + 16u * i]; }
-      for (var j = 0u; j < 4u; j++) { b[j] = Ws[n * S + tx + 16u * j]; }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], b[j], acc[i][j]); }
-      }
-    }
-    workgroupBarrier();
+    step(grad4Main(m0 + lid % 64u, n0 + 4u * (lid / 64u)), weights4Main(n0 + lid / 16u, k0 + 4u * (lid % 16u), nb), lid, &acc);
   }
 
   for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty + 16u * i;
+    let m = m0 + 4u * ty + i;
     for (var j = 0u; j < 4u; j++) {
-      let k = k0 + tx + 16u * j;
-      if (m < p.M && k < p.K) {
+      let k = k0 + 4u * tx + j;
+      if (m < p.M && (FIT || k < p.K)) {
         let o = m * p.K + k;
         if (ACCUMULATE) { dX[o] += acc[i][j]; } else { dX[o] = acc[i][j]; }
       }
@@ -255,13 +304,13 @@ fn group(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   workgroupBarrier();
 
   // The running sum of the parts, starting from dX's old value with ACCUMULATE.
-  var res: array<array<f32, 4>, 4>;
+  var res: array<vec4<f32>, 4>;
   if (ACCUMULATE) {
     for (var i = 0u; i < 4u; i++) {
-      let m = m0 + ty + 16u * i;
+      let m = m0 + 4u * ty + i;
       for (var jj = 0u; jj < 4u; jj++) {
-        let k = k0 + tx + 16u * jj;
-        if (m < p.M && k < p.K) { res[i][jj] = dX[m * p.K + k]; }
+        let k = k0 + 4u * tx + jj;
+        if (m < p.M && (FIT || k < p.K)) { res[i][jj] = dX[m * p.K + k]; }
       }
     }
   }
@@ -272,48 +321,21 @@ fn group(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let nb = (N * p.K + BS - 1u) / BS;
     // Zeroed explicitly: a declaration without initializer inside the loop was not re-zeroed per
     // iteration on SwiftShader (the sums of earlier parts leaked in).
-    var acc: array<array<f32, 4>, 4>;
-    for (var i = 0u; i < 4u; i++) {
-      for (var jj = 0u; jj < 4u; jj++) { acc[i][jj] = 0.0; }
-    }
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i++) { acc[i] = vec4<f32>(0.0); }
     for (var n0 = 0u; n0 < N; n0 += TN) {
-      for (var r = 0u; r < 4u; r++) {
-        let e = lid + r * WG;
-        let dn = e % TN;
-        let dm = e / TN;
-        var g = 0.0;
-        if (m0 + dm < p.M && n0 + dn < N) { g = gradJ(j, (m0 + dm) * N + n0 + dn); }
-        dYs[dn * S + dm] = g;
-        let wk = e % TK;
-        let wn = e / TK;
-        var wv = 0.0;
-        if (n0 + wn < N && k0 + wk < p.K) { wv = weightJ(j, (n0 + wn) * p.K + k0 + wk, nb); }
-        Ws[wn * S + wk] = wv;
-      }
-      workgroupBarrier();
-      for (var n = 0u; n < TN; n++) {
-        var a: array<f32, 4>;
-        var b: array<f32, 4>;
-        for (var i = 0u; i < 4u; i++) { a[i] = dYs[n * S + ty + 16u * i]; }
-        for (var jj = 0u; jj < 4u; jj++) { b[jj] = Ws[n * S + tx + 16u * jj]; }
-        for (var i = 0u; i < 4u; i++) {
-          for (var jj = 0u; jj < 4u; jj++) { acc[i][jj] = fma(a[i], b[jj], acc[i][jj]); }
-        }
-      }
-      workgroupBarrier();
+      step(grad4(j, m0 + lid % 64u, n0 + 4u * (lid / 64u), N), weights4(j, n0 + lid / 16u, N, k0 + 4u * (lid % 16u), nb), lid, &acc);
     }
     for (var i = 0u; i < 4u; i++) {
-      for (var jj = 0u; jj < 4u; jj++) {
-        if (j == 0u && !ACCUMULATE) { res[i][jj] = acc[i][jj]; } else { res[i][jj] = res[i][jj] + acc[i][jj]; }
-      }
+      if (j == 0u && !ACCUMULATE) { res[i] = acc[i]; } else { res[i] = res[i] + acc[i]; }
     }
   }
 
   for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty + 16u * i;
+    let m = m0 + 4u * ty + i;
     for (var jj = 0u; jj < 4u; jj++) {
-      let k = k0 + tx + 16u * jj;
-      if (m < p.M && k < p.K) { dX[m * p.K + k] = res[i][jj]; }
+      let k = k0 + 4u * tx + jj;
+      if (m < p.M && (FIT || k < p.K)) { dX[m * p.K + k] = res[i][jj]; }
     }
   }
 }

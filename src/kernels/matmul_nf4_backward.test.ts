@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, finiteDifference, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
 import { dequantizeNF4, dqAbsmax, doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
-import { matmulNf4Backward, matmulNf4BackwardGlu, matmulNf4BackwardGroup } from './matmul_nf4_backward.ts';
+import { matmulNf4Backward, matmulNf4BackwardGlu, matmulNf4BackwardGroup, nf4BackwardFits } from './matmul_nf4_backward.ts';
 import { matmulNf4BackwardGluRef, matmulNf4BackwardGroupRef, matmulNf4BackwardRef } from './matmul_nf4_backward.ref.ts';
 import { swigluBackward } from './swiglu_backward.ts';
 
@@ -93,6 +93,27 @@ describe('matmul_nf4_backward kernel', () => {
     expect(got).toEqual(await gpu.readF32(dxPlain));
   });
 
+  // The bounds-free form (whole tiles) against the checked one: same products, same order, same bits.
+  test.each([
+    [64, 16, 64, false, false],
+    [128, 48, 192, true, true],
+    [64, 32, 128, true, false],
+  ])('the bounds-free form equals the checked form bit for bit at M=%i N=%i K=%i accumulate=%s dq=%s', async (M, N, K, accumulate, doubleQuant) => {
+    expect(nf4BackwardFits(M, K, [N])).toBe(true);
+    const { packed, absmax } = quantizeNF4(rand(N * K, N * K + 11, -0.2, 0.2), 64);
+    const Wq = packWords(packed, N * K), a = doubleQuant ? doubleQuantWords(absmax) : absmax;
+    const dY = rand(M * N, M * N + 1, -1, 1), dx0 = rand(M * K, M * K + 4, -1, 1);
+    const dyT = gpu.tensor('dy', 'activations', dY), wT = gpu.tensor('wq', 'weights', Wq), aT = gpu.tensor('absmax', 'weights', a);
+    const fit = gpu.tensor('dx.fit', 'activations', dx0), checked = gpu.tensor('dx.checked', 'activations', dx0);
+    matmulNf4Backward(gpu, fit, dyT, wT, aT, M, N, K, { accumulate, doubleQuant });
+    matmulNf4Backward(gpu, checked, dyT, wT, aT, M, N, K, { accumulate, doubleQuant, fit: false });
+    const dx = dx0.slice();
+    matmulNf4BackwardRef(dx, dY, Wq, a, M, N, K, { accumulate, doubleQuant });
+    const got = await gpu.readF32(fit);
+    assertClose('dx', got, dx, TOL);
+    expect(got).toEqual(await gpu.readF32(checked));
+  });
+
   test('reproduces the PyTorch autograd golden end to end', async () => {
     for (const name of ['mm_small', 'mm_ragged']) {
       const c = golden[name];
@@ -127,6 +148,7 @@ describe('matmul_nf4_backward group', () => {
     [70, [130, 33, 33], 40, true, 64, true],
     [3, [16, 65], 100, true, 32, false],
     [129, [9, 70, 1], 96, false, 64, true],
+    [64, [32, 16, 48], 128, true, 64, false],   // whole tiles: the bounds-free form
   ] as const)('M=%i N=%j K=%i accumulate=%s blocksize=%i dq=%s: twin, and bit for bit one matmul_nf4_backward per part', async (M, Ns, K, accumulate, blocksize, dq) => {
     const w = Ns.map((N, j) => linear(N, K, blocksize, j, dq));
     const dYs = Ns.map((N, j) => rand(M * N, 40 + j, -1, 1));
