@@ -48,8 +48,7 @@ fn bAt(e: u32) -> f32 {
 
 // k-major tiles: for a fixed k, a thread reads its 4 rows of a and its 4 columns of b as one vec4
 // each, so the inner loop is 2 workgroup loads per 16 FMAs. BK·(BM+BN)·4 bytes = 8 KiB at the
-// defaults, half the portable 16 KiB. The non-transposed a tile is written with a stride of BM
-// floats between neighbouring threads (bank conflicts on the store); padding is left for tuning.
+// defaults, half the portable 16 KiB.
 var<workgroup> As: array<vec4<f32>, BK * BM / 4>;   // As[k * BM/4 + m/4][m % 4] = op(a)[m, k]
 var<workgroup> Bs: array<vec4<f32>, BK * BN / 4>;   // Bs[k * BN/4 + n/4][n % 4] = op(b)[k, n]
 
@@ -75,32 +74,39 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   for (var i = 0u; i < TM; i++) { acc[i] = vec4<f32>(0.0); }
 
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
-    // Stage op(a)[m0.., k0..] as BM×BK. Adjacent threads take adjacent elements of the *stored*
-    // contiguous dimension (k for a (M, K) a, m for a (K, M) one), so global reads coalesce either way.
-    for (var e = lid; e < BM * BK; e += WG) {
-      var mm: u32;
-      var kk: u32;
-      if (TRANS_A) { mm = e % BM; kk = e / BM; } else { kk = e % BK; mm = e / BK; }
+    // Stage op(a)[m0.., k0..] as BM×BK, 4 elements per invocation. Lanes run along m in both
+    // layouts, so a wave's stores land on consecutive words of As (no bank conflict; version 1's
+    // (M, K) staging put 16 lanes on one bank). A (K, M) a is read along m, its contiguous dimension;
+    // for an (M, K) a each invocation reads 4 adjacent k of its row. (BK % 4 == 0.)
+    for (var e = lid; e < BM * BK / 4u; e += WG) {
+      let mm = e % BM;
       let m = m0 + mm;
-      let k = k0 + kk;
-      var v = 0.0;
-      if (live && m < p.M && k < p.K) {
-        if (TRANS_A) { v = a[aBase + k * p.M + m]; } else { v = a[aBase + m * p.K + k]; }
+      for (var q = 0u; q < 4u; q++) {
+        var kk = 4u * (e / BM) + q;
+        if (TRANS_A) { kk = e / BM + (BK / 4u) * q; }
+        let k = k0 + kk;
+        var v = 0.0;
+        if (live && m < p.M && k < p.K) {
+          if (TRANS_A) { v = a[aBase + k * p.M + m]; } else { v = a[aBase + m * p.K + k]; }
+        }
+        As[kk * (BM / 4u) + mm / 4u][mm % 4u] = v;
       }
-      As[kk * (BM / 4u) + mm / 4u][mm % 4u] = v;
     }
-    // Stage op(b)[k0.., n0..] as BK×BN, coalesced along n for a (K, N) b and along k for (N, K).
-    for (var e = lid; e < BK * BN; e += WG) {
-      var nn: u32;
-      var kk: u32;
-      if (TRANS_B) { kk = e % BK; nn = e / BK; } else { nn = e % BN; kk = e / BN; }
+    // Stage op(b)[k0.., n0..] as BK×BN the same way: lanes along n; a (K, N) b read along n, an
+    // (N, K) one 4 adjacent k per invocation.
+    for (var e = lid; e < BK * BN / 4u; e += WG) {
+      let nn = e % BN;
       let n = n0 + nn;
-      let k = k0 + kk;
-      var v = 0.0;
-      if (live && n < p.N && k < p.K) {
-        if (TRANS_B) { v = bAt(bBase + n * p.K + k); } else { v = bAt(bBase + k * p.N + n); }
+      for (var q = 0u; q < 4u; q++) {
+        var kk = e / BN + (BK / 4u) * q;
+        if (TRANS_B) { kk = 4u * (e / BN) + q; }
+        let k = k0 + kk;
+        var v = 0.0;
+        if (live && n < p.N && k < p.K) {
+          if (TRANS_B) { v = bAt(bBase + n * p.K + k); } else { v = bAt(bBase + k * p.N + n); }
+        }
+        Bs[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
       }
-      Bs[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
     }
     workgroupBarrier();
 
