@@ -82,8 +82,23 @@ export async function ask(page: Page, pace: Pace, text: string): Promise<Map<str
   return out;
 }
 
-/** The downloads a click starts, by suggested file name, once `n` have arrived. */
+/** The downloads a click starts, by suggested file name, once `n` have arrived. An export that
+ *  fails shows an error card instead of downloading: that ends the wait with its text. */
 export async function downloads(page: Page, n: number, click: () => Promise<void>): Promise<Map<string, Buffer>> {
+  const card = page.locator('[data-testid="adapter-error"], [data-testid="library-error"]').first();
+  let settled = false;
+  const failed = card.waitFor({ timeout: 0 }).then(
+    async () => (settled ? undefined : Promise.reject(new Error(`the download failed: ${await card.textContent()}`))),
+    () => undefined, // the page closed first
+  );
+  try {
+    return await Promise.race([collect(page, n, click), failed.then(() => new Promise<never>(() => {}))]);
+  } finally {
+    settled = true;
+  }
+}
+
+async function collect(page: Page, n: number, click: () => Promise<void>): Promise<Map<string, Buffer>> {
   const got: Download[] = [];
   const all = new Promise<void>((resolve) => {
     const on = (d: Download) => {
