@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { expect, test, type Page } from 'playwright/test';
 import { Pace, untilDone } from './pace.ts';
-import { SAMPLE, downloads, drop, loadDemo, open, setMaxNewTokens, setSmallRun, training, useSample as useSampleAt } from './flow.ts';
+import { SAMPLE, downloads, drop, loadDemo, open, setMaxNewTokens, setSmallRun, training, useSample } from './flow.ts';
 
 // The site, end to end, in Chromium with WebGPU on SwiftShader: issue 5's "What must be shown".
 // Every wait is on an explicit signal (data-state / data-step attributes the panels set), never a
 // sleep. Training options are tiny (sequence 48, batch 2, no accumulation, lr 1e-2, all targets), yet
 // the demo model's 32,000-token logits make a step take seconds on SwiftShader, and several times
 // that on a busy machine. Training steps are most of the tier's time, so each test runs the fewest
-// that still show what it checks: 16 for the loss to fall clearly across a reload, 8 for a device
+// that still show what it checks: 12 for the loss to fall clearly across a reload, 8 for a device
 // loss between checkpoints. So the long waits (training steps, streamed answers) follow the page's
 // progress with budgets from the pace measured on the run itself (pace.ts), each extending the test
 // timeout by its own budget; GUARD_MS bounds the rest (page loads, the dataset, exports).
@@ -16,10 +16,11 @@ const GUARD_MS = 10 * 60_000;
 
 const SHOTS = 'docs/screenshots';
 
-test.use({ viewport: { width: 1280, height: 800 } });
+/** The main flow's run: at lr 1e-2 the mean loss of steps 8-12 is about 0.3 nats below that of
+ *  steps 1-5, twice the fall the test asks for (see below). */
+const STEPS = 12;
 
-/** The sample at this spec's sequence length (48, as above). */
-const useSample = (page: Page, seqLen = 48) => useSampleAt(page, seqLen);
+test.use({ viewport: { width: 1280, height: 800 } });
 
 async function stepOf(page: Page): Promise<number> {
   return Number(await page.getByTestId('training').getAttribute('data-step'));
@@ -89,7 +90,7 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
     '<s> ### Instruction:\nHow much does 1/4 cup of all-purpose flour weigh in grams?\n### Response:\n1/4 cup of all-purpose flour weighs about 30 g.',
   );
   expect(await preview.locator('mark').allTextContents()).toEqual(['1/4 cup of all-purpose flour weighs about 30 g.']);
-  await setSmallRun(page, 16, 3);
+  await setSmallRun(page, STEPS, 3);
   await page.screenshot({ path: `${SHOTS}/model-and-dataset.png` });
 
   lap('model and dataset ready');
@@ -116,7 +117,7 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   });
   await page.reload();
   await expect(page.locator('main[data-state="ready"]')).toBeVisible();
-  await expect(page.getByTestId('resume-offer')).toContainText(`step ${pausedAt} of 16`);
+  await expect(page.getByTestId('resume-offer')).toContainText(`step ${pausedAt} of ${STEPS}`);
   await page.getByTestId('resume-pending').click();
   await expect(page.getByTestId('model')).toHaveAttribute('data-state', 'ready');
   await expect(page.getByTestId('model-info')).toHaveAttribute('data-from-cache', 'true');
@@ -125,14 +126,14 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   await expect(page.getByTestId('seq-len')).toHaveValue('48');
   await expect(page.getByTestId('format-trained')).toHaveText('As in training (seed)');
   await untilDone('the resumed run', pace, training(page, (state) => state === 'done'));
-  expect(await stepOf(page)).toBe(16);
+  expect(await stepOf(page)).toBe(STEPS);
   expect(weightRequests).toEqual([]);
   lap(`resumed run done (${pace})`);
 
   // The metrics cover the whole run, before and after the reload, and the loss fell.
   const metrics = await downloads(page, 1, () => page.getByTestId('metrics-csv').click());
   const rows = csvRows(metrics.get('metrics.csv')!.toString('utf8'));
-  expect(rows.map((r) => r.step)).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+  expect(rows.map((r) => r.step)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const first = mean(rows.slice(0, 5).map((r) => r.loss)), last = mean(rows.slice(-5).map((r) => r.loss));
   // The demo model starts at ln(32000) = 10.37 and loses about 0.1 nat a step at first (`webtune
@@ -141,10 +142,12 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   expect(last, `loss by step: ${rows.map((r) => r.loss.toFixed(2)).join(' ')}`).toBeLessThan(first - 0.15);
   // No jump back after the reload: the first resumed step continues the curve.
   expect(rows[pausedAt].loss).toBeLessThan(first);
+  lap(`loss by step: ${rows.map((r) => r.loss.toFixed(2)).join(' ')}`);
 
-  // Chat: the fine-tuned answer differs from the base model's. Twelve tokens each: a token
-  // costs seconds on SwiftShader under load, and the answers must differ within these twelve.
-  await setMaxNewTokens(page, 12);
+  // Chat: the fine-tuned answer differs from the base model's. Six tokens each: a token costs
+  // seconds on SwiftShader under load, and the greedy answers part at the first token (the base
+  // model's are newlines, the tuned one's digits).
+  await setMaxNewTokens(page, 6);
   const decoding = new Pace('decoding', pace);
   const a = await chat(page, decoding, 'How much does 1 cup of all-purpose flour weigh in grams?');
   expect(a.tuned.length).toBeGreaterThan(0);
@@ -152,7 +155,7 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   await page.getByTestId('chat').scrollIntoViewIfNeeded();
   await page.screenshot({ path: `${SHOTS}/chat.png` });
 
-  lap(`chat answered (${decoding})`);
+  lap(`chat answered (${decoding}): base ${JSON.stringify(a.base)}, tuned ${JSON.stringify(a.tuned)}`);
   // 3. Export: PEFT files with the right keys, shapes and config; import gives back the same weights.
   const files = await downloads(page, 2, () => page.getByTestId('export').click());
   const config = JSON.parse(files.get('adapter_config.json')!.toString('utf8'));
@@ -174,8 +177,13 @@ test('demo model, sample dataset, training, reload and resume from the cache, ch
   await expect(page.getByTestId('imported')).toContainText('rank 8');
   const again = await downloads(page, 2, () => page.getByTestId('export').click());
   expect(again.get('adapter_model.safetensors')!.equals(weights)).toBe(true);
+  // The imported adapter alone (the base model's answer is already known): it answers exactly as the
+  // trained one did.
+  await page.getByTestId('chat-compare').selectOption('none');
   const b = await chat(page, decoding, 'How much does 1 cup of all-purpose flour weigh in grams?');
-  expect(b.tuned).toEqual(a.tuned); // the imported adapter answers exactly as the trained one
+  expect(b.base).toBe('');
+  expect(b.tuned).toEqual(a.tuned);
+  lap(`imported adapter answered (${decoding})`);
 
   // The layout holds in a narrow window.
   await page.setViewportSize({ width: 420, height: 800 });
@@ -287,7 +295,7 @@ test('with the network cut after the first visit, the app opens, loads the cache
   await page.getByTestId('cached-models').getByRole('button', { name: /^Load/ }).first().click();
   await expect(page.getByTestId('model')).toHaveAttribute('data-state', 'ready');
   await expect(page.getByTestId('model-info')).toHaveAttribute('data-from-cache', 'true');
-  await setMaxNewTokens(page, 8);
+  await setMaxNewTokens(page, 4); // enough to see the cached model answer offline
   const a = await chat(page, new Pace('decoding'), 'Hello');
   expect(a.base.length).toBeGreaterThan(0);
   await context.setOffline(false);
