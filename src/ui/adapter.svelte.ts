@@ -14,8 +14,10 @@ export function download(name: string, data: BlobPart, type: string): void {
   document.body.append(a);
   a.click();
   a.remove();
-  // Revoke after the click has been handled; revoking at once can cancel the download in Chrome.
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  // Revoke once the download has surely started: revoking before Chrome has resolved the URL can
+  // cancel the download, and the page gets no event to wait for. The 10 s this once allowed is a
+  // delay a busy machine could outrun; two minutes costs only the blob's memory for that long.
+  setTimeout(() => URL.revokeObjectURL(url), 120_000);
 }
 
 export class Adapter {
