@@ -285,8 +285,15 @@ test('with the network cut after the first visit, the app opens, loads the cache
   test.setTimeout(GUARD_MS);
   await open(page);
   await loadDemo(page);
-  // The service worker controls the page and has the shell; the model is in IndexedDB.
+  // The service worker controls the page and has the shell (the start page, its scripts and
+  // styles: the worker caches them in the background, so this waits until they are there); the
+  // model is in IndexedDB.
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+  await page.waitForFunction(async () => {
+    const shell = [location.href, ...Array.from(document.querySelectorAll<HTMLScriptElement | HTMLLinkElement>('script[src], link[rel="stylesheet"]'), (e) => ('src' in e ? e.src : e.href))];
+    const hits = await Promise.all(shell.map((url) => caches.match(url, { ignoreVary: true })));
+    return hits.every(Boolean);
+  }, undefined, { polling: 250 });
   await context.setOffline(true);
   await page.reload();
   await expect(page.locator('main[data-state="ready"]')).toBeVisible();
