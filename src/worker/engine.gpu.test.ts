@@ -36,17 +36,21 @@ function fakeFetch(log: string[]) {
 }
 
 const gpus: Gpu[] = [];
+let shared: Promise<Gpu> | undefined;
 /** The host's createGpu hands the test each device the engine gets (`gpu`: the latest), so the test
- *  can lose it the way a driver reset would; the engine's API has no test hook. */
-function host(store: KeyValueStore, log: string[]): EngineHost & { gpu?: Gpu } {
+ *  can lose it the way a driver reset would; the engine's API has no test hook. Engines share one
+ *  device (each new device compiles every kernel again, about 10 s on SwiftShader; an engine keeps
+ *  nothing on the device that another engine could see) unless `own`: the engine that loses its
+ *  device gets devices of its own. */
+function host(store: KeyValueStore, log: string[], own = false): EngineHost & { gpu?: Gpu } {
+  const fresh = async () => {
+    const g = await Gpu.create();
+    gpus.push(g);
+    return g;
+  };
   const h: EngineHost & { gpu?: Gpu } = {
     store, fetch: fakeFetch(log), demoUrl: DEMO, maxPositions: 256,
-    createGpu: async () => {
-      const g = await Gpu.create();
-      gpus.push(g);
-      h.gpu = g;
-      return g;
-    },
+    createGpu: async () => (h.gpu = await (own ? fresh() : (shared ??= fresh()))),
   };
   return h;
 }
@@ -289,7 +293,7 @@ describe('engine: training', () => {
     expect(tuned).not.toBe(plain);
 
     // Device loss mid-run: a new device, the model from the cache, the run from its last checkpoint.
-    const h5 = host(store, []);
+    const h5 = host(store, [], true);
     const e5 = new Engine(h5);
     await e5.loadModel({ kind: 'demo' }, 'nf4', () => {});
     await e5.prepareDataset(file(), DATA);
