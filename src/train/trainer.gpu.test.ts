@@ -64,8 +64,9 @@ describe('Trainer', () => {
     const b = await run({}, {});
     expect(b.logs.map((l) => l.loss)).toEqual(a.logs.map((l) => l.loss));
     for (const [k, v] of a.adapter) expect(b.adapter.get(k), k).toEqual(v);
-    const c = await run({}, { seed: 4 });
-    expect(c.logs.map((l) => l.loss)).not.toEqual(a.logs.map((l) => l.loss));
+    // Another seed shuffles and drops out differently from the first step on: two steps show it.
+    const c = await run({}, { seed: 4, maxSteps: 2 });
+    expect(c.logs.map((l) => l.loss)).not.toEqual(a.logs.slice(0, 2).map((l) => l.loss));
   });
 
   test('activation checkpointing gives the same training and needs fewer activation bytes', async () => {

@@ -10,11 +10,18 @@ import { writeSafetensors } from '../io/safetensors.ts';
 import type { Gpu } from '../gpu/runtime.ts';
 import { AdapterFileError, UsageError } from '../errors.ts';
 import { demoHost } from '../testing/demo-host.ts';
-import { Engine } from './engine.ts';
+import { Engine, type EngineHost } from './engine.ts';
 import type { GenerateOptions } from './api.ts';
 
 const gpus: Gpu[] = [];
-const host = (store: KeyValueStore, log: string[]) => demoHost(store, log, gpus);
+let shared: Promise<Gpu> | undefined;
+/** Both engines share one device: each new device compiles every kernel again (about 10 s on
+ *  SwiftShader), and an engine keeps nothing on the device that the other could see. */
+const host = (store: KeyValueStore, log: string[]): EngineHost => {
+  const h = demoHost(store, log, gpus);
+  const create = h.createGpu!;
+  return { ...h, createGpu: () => (shared ??= create()) };
+};
 afterAll(() => {
   for (const g of gpus) g.destroy();
 });
