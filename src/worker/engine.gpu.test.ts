@@ -82,7 +82,7 @@ describe('engine: model cache', () => {
     expect(cached).toHaveLength(1);
     expect(cached[0]).toMatchObject({ key: 'demo:nf4', revision: null });
     expect(cached[0].bytes).toBeGreaterThan(32000 * 64 * 4); // the f32 embedding alone
-    const base1 = await e1.generate('Flour', { adapter: false, chat: false, maxNewTokens: 3, temperature: 0, topK: 0, topP: 1, seed: 0 }, () => {});
+    const base1 = await e1.generate('Flour', { adapter: false, chat: false, maxNewTokens: 2, temperature: 0, topK: 0, topP: 1, seed: 0 }, () => {});
 
     const log2: string[] = [];
     const e2 = new Engine(host(store, log2));
@@ -93,7 +93,7 @@ describe('engine: model cache', () => {
     expect(log2).toEqual([]);
     expect(ev2.every((e) => e.phase === 'upload')).toBe(true);
     // Same weights: the same greedy completion.
-    const base2 = await e2.generate('Flour', { adapter: false, chat: false, maxNewTokens: 3, temperature: 0, topK: 0, topP: 1, seed: 0 }, () => {});
+    const base2 = await e2.generate('Flour', { adapter: false, chat: false, maxNewTokens: 2, temperature: 0, topK: 0, topP: 1, seed: 0 }, () => {});
     expect(base2).toBe(base1);
   }, 600_000);
 
@@ -287,7 +287,8 @@ describe('engine: training', () => {
     expect(imported).toEqual({ id: expect.any(String), name: expect.stringMatching(/^Imported adapter \d{4}-\d\d-\d\d/), rank: 4, targets: ['q_proj', 'v_proj'] });
     expect((await e4.listAdapters()).current).toBe(imported.id);
     expect((await e4.exportAdapter())['adapter_model.safetensors']).toEqual(a2['adapter_model.safetensors']);
-    const g = { chat: false, maxNewTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0 };
+    // Two tokens (the prompt's pass and one cached step) already differ; each more costs about 3 s here.
+    const g = { chat: false, maxNewTokens: 2, temperature: 0, topK: 0, topP: 1, seed: 0 };
     const tuned = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: true }, () => {});
     const plain = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: false }, () => {});
     expect(tuned).not.toBe(plain);
