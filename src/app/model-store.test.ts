@@ -64,24 +64,51 @@ describe('ModelStore downloads', () => {
   test('the hub address, stall timeout and cancel reach every request: a stall is reported, cancel aborts the held one', async () => {
     const { startHubServer } = await import('../testing/hub-server.ts');
     const hub = await startHubServer({ root: new URL('../../public/models/demo/', import.meta.url).pathname, repo: 'webtune/demo' });
+    // A fake clock for the stall timer and the backoff: no request can stall because the machine is
+    // slow (the clock moves only when the test moves it), and the held request stalls exactly when
+    // the test moves the clock by the store's stall timeout, after the hub holds it.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const STALL_MS = 300;
     try {
       hub.faults.push({ file: 'model.safetensors', kind: 'stall', afterBytes: 0, times: 100 });
-      const store = new ModelStore({ fetch: (u, i) => fetch(u, i), hubUrl: hub.url, stallTimeoutMs: 300, createGpu: async () => Promise.reject(new Error('no GPU needed')) });
+      const store = new ModelStore({ fetch: (u, i) => fetch(u, i), hubUrl: hub.url, stallTimeoutMs: STALL_MS, createGpu: async () => Promise.reject(new Error('no GPU needed')) });
+      const held: (() => void)[] = [];
+      const stall = (n: number) => new Promise<void>((resolve) => { held[n] = resolve; });
+      const firstHeld = stall(0), secondHeld = stall(1);
       let stalls = 0;
-      const secondHeld = new Promise<void>((resolve) => hub.on('stall', () => ++stalls === 2 && resolve()));
+      hub.on('stall', () => held[stalls++]?.());
       const events: string[] = [];
-      const loading = store.load({ kind: 'hub', id: 'webtune/demo' }, 'nf4', (e) => void (e.phase === 'retry' && events.push(`${e.file} ${e.stalled}`))).catch((e: unknown) => e);
+      let retried!: () => void;
+      const retry = new Promise<void>((resolve) => { retried = resolve; });
+      const loading = store.load({ kind: 'hub', id: 'webtune/demo' }, 'nf4', (e) => {
+        if (e.phase !== 'retry') return;
+        events.push(`${e.file} ${e.stalled}`);
+        retried();
+      }).catch((e: unknown) => e);
+      await firstHeld;
+      // One tick short of the timeout nothing happens; at the timeout the held request is aborted
+      // as a stall and tried again after the first backoff (250 ms, hub.ts's default).
+      vi.advanceTimersByTime(STALL_MS - 1);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(events).toEqual([]);
+      expect(hub.requests.find((r) => r.fault === 'stall')!.aborted).toBe(false);
+      vi.advanceTimersByTime(1);
+      await retry;
+      expect(events).toEqual(['model.safetensors true']);
+      await hub.idle(); // the server saw the stalled request close before the retry is sent
+      vi.advanceTimersByTime(250);
       await secondHeld;
       expect(hub.open).toBe(1);
       store.cancel();
       const err = await loading;
       expect(err).toBeInstanceOf(ModelFileError);
       expect((err as ModelFileError).details.reason).toBe('cancelled');
-      expect(events[0]).toBe('model.safetensors true');
+      expect(events).toEqual(['model.safetensors true']);
       await hub.idle();
       expect(hub.requests.filter((r) => r.fault === 'stall').map((r) => r.aborted)).toEqual([true, true]);
       expect(hub.requests.every((r) => r.path.startsWith('/webtune/demo/resolve/main/') || r.path.startsWith('/cdn/'))).toBe(true);
     } finally {
+      vi.useRealTimers();
       await hub.close();
     }
   });

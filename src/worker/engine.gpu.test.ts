@@ -36,17 +36,21 @@ function fakeFetch(log: string[]) {
 }
 
 const gpus: Gpu[] = [];
+let shared: Promise<Gpu> | undefined;
 /** The host's createGpu hands the test each device the engine gets (`gpu`: the latest), so the test
- *  can lose it the way a driver reset would; the engine's API has no test hook. */
-function host(store: KeyValueStore, log: string[]): EngineHost & { gpu?: Gpu } {
+ *  can lose it the way a driver reset would; the engine's API has no test hook. Engines share one
+ *  device (each new device compiles every kernel again, about 10 s on SwiftShader; an engine keeps
+ *  nothing on the device that another engine could see) unless `own`: the engine that loses its
+ *  device gets devices of its own. */
+function host(store: KeyValueStore, log: string[], own = false): EngineHost & { gpu?: Gpu } {
+  const fresh = async () => {
+    const g = await Gpu.create();
+    gpus.push(g);
+    return g;
+  };
   const h: EngineHost & { gpu?: Gpu } = {
     store, fetch: fakeFetch(log), demoUrl: DEMO, maxPositions: 256,
-    createGpu: async () => {
-      const g = await Gpu.create();
-      gpus.push(g);
-      h.gpu = g;
-      return g;
-    },
+    createGpu: async () => (h.gpu = await (own ? fresh() : (shared ??= fresh()))),
   };
   return h;
 }
@@ -78,7 +82,7 @@ describe('engine: model cache', () => {
     expect(cached).toHaveLength(1);
     expect(cached[0]).toMatchObject({ key: 'demo:nf4', revision: null });
     expect(cached[0].bytes).toBeGreaterThan(32000 * 64 * 4); // the f32 embedding alone
-    const base1 = await e1.generate('Flour', { adapter: false, chat: false, maxNewTokens: 3, temperature: 0, topK: 0, topP: 1, seed: 0 }, () => {});
+    const base1 = await e1.generate('Flour', { adapter: false, chat: false, maxNewTokens: 2, temperature: 0, topK: 0, topP: 1, seed: 0 }, () => {});
 
     const log2: string[] = [];
     const e2 = new Engine(host(store, log2));
@@ -89,7 +93,7 @@ describe('engine: model cache', () => {
     expect(log2).toEqual([]);
     expect(ev2.every((e) => e.phase === 'upload')).toBe(true);
     // Same weights: the same greedy completion.
-    const base2 = await e2.generate('Flour', { adapter: false, chat: false, maxNewTokens: 3, temperature: 0, topK: 0, topP: 1, seed: 0 }, () => {});
+    const base2 = await e2.generate('Flour', { adapter: false, chat: false, maxNewTokens: 2, temperature: 0, topK: 0, topP: 1, seed: 0 }, () => {});
     expect(base2).toBe(base1);
   }, 600_000);
 
@@ -283,13 +287,14 @@ describe('engine: training', () => {
     expect(imported).toEqual({ id: expect.any(String), name: expect.stringMatching(/^Imported adapter \d{4}-\d\d-\d\d/), rank: 4, targets: ['q_proj', 'v_proj'] });
     expect((await e4.listAdapters()).current).toBe(imported.id);
     expect((await e4.exportAdapter())['adapter_model.safetensors']).toEqual(a2['adapter_model.safetensors']);
-    const g = { chat: false, maxNewTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0 };
+    // Two tokens (the prompt's pass and one cached step) already differ; each more costs about 3 s here.
+    const g = { chat: false, maxNewTokens: 2, temperature: 0, topK: 0, topP: 1, seed: 0 };
     const tuned = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: true }, () => {});
     const plain = await e4.generate('How much does 1 cup of flour weigh?', { ...g, adapter: false }, () => {});
     expect(tuned).not.toBe(plain);
 
     // Device loss mid-run: a new device, the model from the cache, the run from its last checkpoint.
-    const h5 = host(store, []);
+    const h5 = host(store, [], true);
     const e5 = new Engine(h5);
     await e5.loadModel({ kind: 'demo' }, 'nf4', () => {});
     await e5.prepareDataset(file(), DATA);
