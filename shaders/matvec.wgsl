@@ -6,20 +6,32 @@
 // time. matmul.wgsl's 64×64 tile would then compute 63 dead rows per live one, and its few
 // workgroups (N/64) cannot keep the memory system busy. The product is bound by reading W once, so
 // the whole design is about reading each weight exactly once, coalesced, from many workgroups.
-// Version 1 (portable: f32, no subgroups, workgroup-memory reduction):
+// Version 2 (f32; the reduction takes subgroups where the device has them):
 //   - a workgroup has GROUPS groups of WG_K invocations and computes GROUPS × COLS output columns
 //     for all M rows; group g owns columns n0 + g·COLS + c;
 //   - lane t of a group walks K with stride WG_K, so neighbouring lanes read neighbouring words of
 //     one W row (coalesced); `main` reads vec4 (16 bytes per lane), `main_scalar` one f32;
 //   - each x load is reused for COLS columns and each W load for M rows; partials stay in
 //     registers (MR × COLS of them);
-//   - each output's WG_K partials go to a padded row of workgroup memory and one invocation adds
-//     them up: COLS · MR · GROUPS · (WG_K + 1) f32 = 8.1 KiB at 64 lanes, 9 KiB at 8 (the portable
-//     limit is 16 KiB). WG_K >= COLS · MR keeps an invocation for every output of the final sum.
+//   - each output's partials go to a padded row of workgroup memory and one invocation adds them
+//     up in order: COLS · MR · GROUPS · (WG_K + 1) f32 = 8.1 KiB at 64 lanes, 9 KiB at 8 (the
+//     portable limit is 16 KiB). WG_K >= COLS · MR keeps an invocation for every output of the sum.
+//   - subgroup path (src/kernels/subgroups.ts picks it; `//#if subgroups` blocks): each subgroup
+//     first adds its lanes' partials with subgroupAdd, so an output has WG_K / subgroup-size
+//     partials in workgroup memory (2 on a 32-wide GPU) instead of WG_K (64). WGSL does not promise
+//     that subgroups are runs of consecutive invocation indices, so the lanes are numbered by
+//     (subgroup_id, subgroup_invocation_id) instead: when num_subgroups · subgroup_size == WG every
+//     subgroup is full and that numbering is a bijection onto 0..WG-1, and a power-of-two subgroup
+//     no wider than WG_K then lies inside one column group. Otherwise (never seen; SG_REDUCE =
+//     false forces it in the tests) the kernel keeps the portable numbering and sum.
 // `main` needs K % 4 == 0 (every W and x row then starts on a 16-byte boundary; binding offsets
 // are 256-aligned); `main_scalar` takes any K. The two entry points declare bindings 2 and 3 with
 // different element types: each entry point's interface holds one variable per binding, which WGSL
-// allows, and the host picks the entry. A subgroupAdd reduction is the obvious version 2.
+// allows, and the host picks the entry.
+
+//#if subgroups
+enable subgroups;
+//#endif
 
 const MR = 4u;                    // most rows of x per dispatch (the host checks M <= MR)
 const COLS = 2u;                  // output columns per group (x reuse in registers)
@@ -27,6 +39,7 @@ override WG_K: u32 = 64;          // lanes along K per column group: 8..64, size
 override GROUPS: u32 = 4;         // column groups per workgroup
 override WG: u32 = WG_K * GROUPS; // derived; not meant to be overridden on its own
 override ACCUMULATE: bool = false;
+override SG_REDUCE: bool = true;  // subgroup path: false keeps the portable lane numbering and sum
 
 struct Params {
   M: u32,
@@ -46,23 +59,78 @@ struct Params {
 // padded row, so the invocations summing neighbouring outputs read different banks.
 var<workgroup> red: array<f32, COLS * MR * GROUPS * (WG_K + 1u)>;
 
-// Sum the WG_K partials of every (column, row) and store. Called from uniform control
-// flow by every invocation: it contains a barrier. One invocation per output adds its WG_K partials
-// in order: one barrier instead of a log2(WG_K)-step tree (a CPU implementation such as SwiftShader
-// pays per barrier per workgroup; on a GPU either is small next to reading W).
-fn reduceAndStore(lid: u32, n0: u32, acc: array<array<f32, MR>, COLS>) {
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+// The invocation's ids (vary across the workgroup) and the workgroup's (the same for all its
+// invocations, which WGSL's uniformity analysis sees per struct: a branch on `Wg` fields stays
+// uniform, as subgroupAdd requires).
+struct Ids {
+  @builtin(local_invocation_index) lid: u32,
+//#if subgroups
+  @builtin(subgroup_invocation_id) lane: u32,
+  @builtin(subgroup_id) sg: u32,
+//#endif
+}
+struct Wg {
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+//#if subgroups
+  @builtin(subgroup_size) sgs: u32,
+  @builtin(num_subgroups) nsg: u32,
+//#endif
+}
+
+// Whether each subgroup lies inside one column group under the numbering of `lane` (see the
+// header), so the reduction may pre-sum with subgroupAdd; partials per output then.
+fn subSum(wg: Wg) -> bool {
+//#if subgroups
+  return SG_REDUCE && wg.nsg * wg.sgs == WG && wg.sgs <= WG_K;
+//#else
+  return false;
+//#endif
+}
+fn partsPerOutput(wg: Wg) -> u32 {
+//#if subgroups
+  if (subSum(wg)) { return WG_K / wg.sgs; }
+//#endif
+  return WG_K;
+}
+
+// The invocation's column group g and lane t in it.
+fn lane(id: Ids, wg: Wg) -> vec2u {
+  var i = id.lid;
+//#if subgroups
+  if (subSum(wg)) { i = id.sg * wg.sgs + id.lane; }
+//#endif
+  return vec2u(i / WG_K, i % WG_K);
+}
+
+// Sum the partials of every (column, row) and store. Called from uniform control flow by every
+// invocation: it contains a barrier. One invocation per output adds its row of partials in order:
+// one barrier instead of a log2(WG_K)-step tree (a CPU implementation such as SwiftShader pays per
+// barrier per workgroup; on a GPU either is small next to reading W).
+fn reduceAndStore(id: Ids, wg: Wg, n0: u32, acc: array<array<f32, MR>, COLS>) {
+  let gt = lane(id, wg);
   for (var c = 0u; c < COLS; c++) {
-    for (var m = 0u; m < MR; m++) { red[((c * MR + m) * GROUPS + g) * (WG_K + 1u) + t] = acc[c][m]; }
+    for (var m = 0u; m < MR; m++) {
+      let row = ((c * MR + m) * GROUPS + gt.x) * (WG_K + 1u);
+//#if subgroups
+      if (subSum(wg)) {
+        let s = subgroupAdd(acc[c][m]);
+        if (id.lane == 0u) { red[row + gt.y / wg.sgs] = s; }
+        continue;
+      }
+//#endif
+      red[row + gt.y] = acc[c][m];
+    }
   }
   workgroupBarrier();
+  let lid = id.lid;
+  let parts = partsPerOutput(wg);
   if (lid < COLS * MR * GROUPS) {
     let m = (lid / GROUPS) % MR;
     let n = n0 + (lid % GROUPS) * COLS + lid / (GROUPS * MR);
     if (m < p.M && n < p.N) {
       var s = 0.0;
-      for (var i = 0u; i < WG_K; i++) { s += red[lid * (WG_K + 1u) + i]; }
+      for (var i = 0u; i < parts; i++) { s += red[lid * (WG_K + 1u) + i]; }
       let o = m * p.N + n;
       var v = p.alpha * s;
       if (ACCUMULATE) { v += y[o]; }
@@ -72,14 +140,14 @@ fn reduceAndStore(lid: u32, n0: u32, acc: array<array<f32, MR>, COLS>) {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
+fn main(id: Ids, wg: Wg) {
   // The grid may be split over x and y (N / (GROUPS·COLS) > 65535); rebuild the linear id. A
   // workgroup past the end has n0 >= N: it loads nothing and stores nothing, but still reaches
   // every barrier.
-  let n0 = (wid.x + wid.y * nwg.x) * (GROUPS * COLS);
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+  let n0 = (wg.wid.x + wg.wid.y * wg.nwg.x) * (GROUPS * COLS);
+  let gt = lane(id, wg);
+  let g = gt.x;
+  let t = gt.y;
   let K4 = p.K / 4u;
   var acc: array<array<f32, MR>, COLS>;
   for (var k4 = t; k4 < K4; k4 += WG_K) {
@@ -95,16 +163,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       }
     }
   }
-  reduceAndStore(lid, n0, acc);
+  reduceAndStore(id, wg, n0, acc);
 }
 
 @compute @workgroup_size(WG)
-fn main_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-               @builtin(local_invocation_index) lid: u32) {
+fn main_scalar(id: Ids, wg: Wg) {
   // Same walk as `main`, one element per lane per step: any K, 4-byte loads.
-  let n0 = (wid.x + wid.y * nwg.x) * (GROUPS * COLS);
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+  let n0 = (wg.wid.x + wg.wid.y * wg.nwg.x) * (GROUPS * COLS);
+  let gt = lane(id, wg);
+  let g = gt.x;
+  let t = gt.y;
   var acc: array<array<f32, MR>, COLS>;
   for (var k = t; k < p.K; k += WG_K) {
     var xv: array<f32, MR>;
@@ -119,5 +187,5 @@ fn main_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
       }
     }
   }
-  reduceAndStore(lid, n0, acc);
+  reduceAndStore(id, wg, n0, acc);
 }

@@ -6,8 +6,10 @@ import { matvec, matvecLanes, matvecLaunch } from './matvec.ts';
 import { matvecRef, type MatvecOptions } from './matvec.ref.ts';
 import { matmul, matmulTiled } from './matmul.ts';
 import type { MatmulOptions } from './matmul.ref.ts';
+import { reductionKernel } from './subgroups.ts';
+import { gpuForPath, REDUCTION_PATHS, type ReductionPath } from '../testing/gpu-paths.ts';
 
-// The GPU sums K products in f32 (per lane, then a tree), the twin in f64: the gap grows with K and
+// The GPU sums K products in f32 (per lane, then across lanes), the twin in f64: the gap grows with K and
 // with the operands' magnitude (inputs in [-1, 1), so |y| <= K).
 const tolFor = (K: number) => ({ atol: 2e-6 * Math.max(1, Math.sqrt(K)), rtol: 1e-5 });
 
@@ -34,14 +36,25 @@ describe('matvec twin', () => {
   });
 });
 
-// One device for the file: the kernel and routing tests share its compiled pipelines.
+// One device per reduction path (the subgroup pre-sum and the portable lane-by-lane sum); the
+// routing tests use the device as acquired.
 let gpu: Gpu;
+const onPath = {} as Record<ReductionPath, Gpu>;
 beforeAll(async () => {
   gpu = await Gpu.create();
+  for (const path of REDUCTION_PATHS) onPath[path] = await gpuForPath(path);
 });
-afterAll(() => gpu?.destroy());
+afterAll(() => {
+  gpu?.destroy();
+  for (const g of Object.values(onPath)) g.destroy();
+});
 
-describe('matvec kernel', () => {
+describe.each(REDUCTION_PATHS)('matvec kernel (%s path)', (path) => {
+  let gpu: Gpu;
+  beforeAll(() => {
+    gpu = onPath[path];
+  });
+
   async function check(M: number, N: number, K: number, opts: MatvecOptions, seed: number): Promise<void> {
     const x = rand(M * K, seed), W = rand(N * K, seed + 1);
     const y0 = rand(M * N, seed + 2); // garbage unless accumulating: must be overwritten
@@ -101,7 +114,7 @@ describe('matvec kernel', () => {
       const { entry, overrides, uniform, workgroups } = matvecLaunch(yT, xT, wT, M, N, K);
       expect(workgroups).toBe(10);
       expect(grid(workgroups, 4)).toEqual([4, 3]);
-      gpu.dispatch(gpu.kernel('matvec', shader, { entry, overrides }), [yT, xT, wT], uniform, grid(workgroups, 4));
+      gpu.dispatch(reductionKernel(gpu, 'matvec', shader, { entry, overrides }), [yT, xT, wT], uniform, grid(workgroups, 4));
       const y = new Float32Array(M * N);
       matvecRef(y, x, W, M, N, K);
       assertClose(`y (K=${K}, ${entry})`, await gpu.readF32(yT), y, tolFor(K));
@@ -112,6 +125,31 @@ describe('matvec kernel', () => {
     const t = gpu.tensor('x', 'activations', 64), w = gpu.tensor('w', 'weights', 64);
     expect(() => matvec(gpu, t, t, w, 1, 2, 2)).toThrow(/must not share a buffer/);
     expect(() => matvec(gpu, gpu.tensor('y', 'activations', 64), t, w, 5, 2, 2)).toThrow(/expected 1 to 4 rows/);
+  });
+});
+
+describe('matvec reduction paths', () => {
+  // The subgroup path numbers lanes by (subgroup, lane) and pre-sums each subgroup; where a device's
+  // subgroups do not tile the workgroup it keeps the portable numbering and sum (SG_REDUCE = false
+  // takes that branch here). Both vec4 (K = 1024: 64 lanes) and scalar (K = 203: 64 lanes) entries.
+  test.each([1024, 203])('K=%i: the fallback equals the workgroup path bit for bit; the pre-sum runs here', async (K) => {
+    const M = 3, N = 41;
+    const x = rand(M * K, K), W = rand(N * K, K + 1);
+    const run = async (g: Gpu, extra: Record<string, boolean>) => {
+      const yT = g.tensor('y', 'activations', M * N * 4), xT = g.tensor('x', 'activations', x), wT = g.tensor('W', 'weights', W);
+      const { entry, overrides, uniform, workgroups } = matvecLaunch(yT, xT, wT, M, N, K);
+      g.dispatch(reductionKernel(g, 'matvec', shader, { entry, overrides: { ...overrides, ...extra } }), [yT, xT, wT], uniform, grid(workgroups));
+      return g.readF32(yT);
+    };
+    const portable = await run(onPath.workgroup, {});
+    const fallback = await run(onPath.subgroups, { SG_REDUCE: false });
+    const presum = await run(onPath.subgroups, {});
+    expect(fallback).toEqual(portable);
+    const y = new Float32Array(M * N);
+    matvecRef(y, x, W, M, N, K);
+    assertClose('pre-summed y', presum, y, tolFor(K));
+    // Another association of the same f32 sums: equal everywhere only if the pre-sum never ran.
+    expect(presum.some((v, i) => v !== portable[i])).toBe(true);
   });
 });
 
@@ -126,7 +164,8 @@ describe('matmul routes matrix-vector products to matvec', () => {
     const routed = gpu.tensor('c.routed', 'activations', c0), tiled = gpu.tensor('c.tiled', 'activations', c0);
     const spy = vi.spyOn(gpu, 'kernel');
     matmul(gpu, routed, aT, bT, M, N, K, opts);
-    const names = spy.mock.calls.map((call) => call[0]);
+    // Kernels with a subgroup path are named with it ('matvec+subgroups'): the name alone is checked.
+    const names = spy.mock.calls.map((call) => call[0].replace(/\+subgroups$/, ''));
     spy.mockRestore();
     matmulTiled(gpu, tiled, aT, bT, M, N, K, opts);
     assertClose('matmul vs tiled', await gpu.readF32(routed), await gpu.readF32(tiled), tolFor(K));

@@ -1,6 +1,7 @@
 import shader from '../../shaders/matvec.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
 import type { MatvecOptions } from './matvec.ref.ts';
+import { reductionKernel } from './subgroups.ts';
 
 export type { MatvecOptions } from './matvec.ref.ts';
 
@@ -57,6 +58,6 @@ export function matvec(
 ): void {
   const { entry, overrides, uniform, workgroups } = matvecLaunch(y, x, W, M, N, K, opts);
   if (workgroups === 0) return; // N = 0: nothing to write (grid() would round up to 1)
-  const k = gpu.kernel('matvec', shader, { entry, overrides });
+  const k = reductionKernel(gpu, 'matvec', shader, { entry, overrides });
   gpu.dispatch(k, [y, x, W], uniform, grid(workgroups));
 }
