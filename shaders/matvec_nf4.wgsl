@@ -7,7 +7,7 @@
 // (src/kernels/matmul_nf4.ts) routes M <= 4 here.
 // Why a kernel of its own: one token reads 0.56 bytes of weight per 2 FLOPs, so decode is bound by
 // reading W once; matmul_nf4's 64×64 tile would decode every weight for 64 rows of which one is live.
-// Version 1 (portable: f32, no subgroups, workgroup-memory reduction):
+// Version 2 (f32; the reduction takes subgroups where the device has them):
 //   - a workgroup has GROUPS groups of WG_K invocations and computes GROUPS × COLS output columns
 //     for all M rows; group g owns columns n0 + g·COLS + c;
 //   - `main` (K % 32 == 0 and BS % 32 == 0): lane t reads one vec4<u32> = 32 codes = half a
@@ -16,14 +16,21 @@
 //     load, applied once to the 32-term dot product;
 //   - `main_scalar` (any K, any BS): lane t takes elements t, t + WG_K, ... of the row, one code each;
 //   - each x load is reused for COLS columns and each decoded weight for M rows;
-//   - each output's WG_K partials go to a padded row of workgroup memory and one invocation adds
-//     them up: COLS · MR · GROUPS · (WG_K + 1) f32 = 8.1 KiB at 64 lanes, 9 KiB at 8, plus the LUT
-//     and the 1 KiB dynamic map (the portable limit is 16 KiB). WG_K >= COLS · MR keeps an
+//   - each output's partials go to a padded row of workgroup memory and one invocation adds them
+//     up in order: COLS · MR · GROUPS · (WG_K + 1) f32 = 8.1 KiB at 64 lanes, 9 KiB at 8, plus the
+//     LUT and the 1 KiB dynamic map (the portable limit is 16 KiB). WG_K >= COLS · MR keeps an
 //     invocation for every output;
+//   - subgroup path: each subgroup pre-sums its lanes with subgroupAdd (WG_K / subgroup-size
+//     partials per output), lanes numbered by (subgroup_id, subgroup_invocation_id) where the
+//     subgroups tile the workgroup; as matvec.wgsl, whose header says why that is safe;
 //   - DQ: double-quantized absmax as in matmul_nf4.wgsl (blockScale), one decode per scale read.
 // The two entry points declare bindings 2 and 3 with different element types; each entry point's
 // interface holds one variable per binding, which WGSL allows, and the host picks the entry.
-// A subgroupAdd reduction and a byte → (even, odd) LUT are the obvious version 2 experiments.
+// A byte → (even, odd) LUT is the obvious next experiment.
+
+//#if subgroups
+enable subgroups;
+//#endif
 
 const MR = 4u;                    // most rows of X per dispatch (the host checks M <= MR)
 const COLS = 2u;                  // output columns per group (x reuse in registers)
@@ -34,6 +41,7 @@ override ACCUMULATE: bool = false;
 override HAS_BIAS: bool = false;
 override BS: u32 = 64;            // NF4 blocksize
 override DQ: bool = false;        // absmax holds double-quantized words, not f32 (see blockScale)
+override SG_REDUCE: bool = true;  // subgroup path: false keeps the portable lane numbering and sum
 
 struct Params {
   M: u32,
@@ -118,23 +126,75 @@ fn loadLut(lid: u32) {
   workgroupBarrier();
 }
 
-// Sum the WG_K partials of every (column, row), add the bias and store. Called from uniform control
-// flow by every invocation: it contains a barrier. One invocation per output adds its WG_K partials
+// The invocation's ids and the workgroup's (uniform: branches on `Wg` fields may hold subgroupAdd);
+// matvec.wgsl has the same three helpers.
+struct Ids {
+  @builtin(local_invocation_index) lid: u32,
+//#if subgroups
+  @builtin(subgroup_invocation_id) lane: u32,
+  @builtin(subgroup_id) sg: u32,
+//#endif
+}
+struct Wg {
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+//#if subgroups
+  @builtin(subgroup_size) sgs: u32,
+  @builtin(num_subgroups) nsg: u32,
+//#endif
+}
+
+// Whether each subgroup lies inside one column group under `lane`'s numbering.
+fn subSum(wg: Wg) -> bool {
+//#if subgroups
+  return SG_REDUCE && wg.nsg * wg.sgs == WG && wg.sgs <= WG_K;
+//#else
+  return false;
+//#endif
+}
+fn partsPerOutput(wg: Wg) -> u32 {
+//#if subgroups
+  if (subSum(wg)) { return WG_K / wg.sgs; }
+//#endif
+  return WG_K;
+}
+// The invocation's column group g and lane t in it.
+fn lane(id: Ids, wg: Wg) -> vec2u {
+  var i = id.lid;
+//#if subgroups
+  if (subSum(wg)) { i = id.sg * wg.sgs + id.lane; }
+//#endif
+  return vec2u(i / WG_K, i % WG_K);
+}
+
+// Sum the partials of every (column, row), add the bias and store. Called from uniform control
+// flow by every invocation: it contains a barrier. One invocation per output adds its partials
 // in order: one barrier instead of a log2(WG_K)-step tree (a CPU implementation such as SwiftShader
 // pays per barrier per workgroup; on a GPU either is small next to reading W).
-fn reduceAndStore(lid: u32, n0: u32, acc: array<array<f32, MR>, COLS>) {
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+fn reduceAndStore(id: Ids, wg: Wg, n0: u32, acc: array<array<f32, MR>, COLS>) {
+  let gt = lane(id, wg);
   for (var c = 0u; c < COLS; c++) {
-    for (var m = 0u; m < MR; m++) { red[((c * MR + m) * GROUPS + g) * (WG_K + 1u) + t] = acc[c][m]; }
+    for (var m = 0u; m < MR; m++) {
+      let row = ((c * MR + m) * GROUPS + gt.x) * (WG_K + 1u);
+//#if subgroups
+      if (subSum(wg)) {
+        let s = subgroupAdd(acc[c][m]);
+        if (id.lane == 0u) { red[row + gt.y / wg.sgs] = s; }
+        continue;
+      }
+//#endif
+      red[row + gt.y] = acc[c][m];
+    }
   }
   workgroupBarrier();
+  let lid = id.lid;
+  let parts = partsPerOutput(wg);
   if (lid < COLS * MR * GROUPS) {
     let m = (lid / GROUPS) % MR;
     let n = n0 + (lid % GROUPS) * COLS + lid / (GROUPS * MR);
     if (m < p.M && n < p.N) {
       var s = 0.0;
-      for (var i = 0u; i < WG_K; i++) { s += red[lid * (WG_K + 1u) + i]; }
+      for (var i = 0u; i < parts; i++) { s += red[lid * (WG_K + 1u) + i]; }
       var v = s;
       if (HAS_BIAS) { v += bias[n]; }
       let o = m * p.N + n;
@@ -153,15 +213,15 @@ fn decodeHi(w: u32) -> vec4<f32> {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-        @builtin(local_invocation_index) lid: u32) {
-  loadLut(lid);
+fn main(id: Ids, wg: Wg) {
+  loadLut(id.lid);
   // The grid may be split over x and y (N / (GROUPS·COLS) > 65535); rebuild the linear id. A
   // workgroup past the end has n0 >= N: it loads nothing and stores nothing, but still reaches
   // every barrier.
-  let n0 = (wid.x + wid.y * nwg.x) * (GROUPS * COLS);
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+  let n0 = (wg.wid.x + wg.wid.y * wg.nwg.x) * (GROUPS * COLS);
+  let gt = lane(id, wg);
+  let g = gt.x;
+  let t = gt.y;
   let K4 = p.K / 4u;     // vec4 of x per row
   let K32 = p.K / 32u;   // vec4<u32> of codes per row (K % 32 == 0: rows start on a vec4 boundary)
   var acc: array<array<f32, MR>, COLS>;
@@ -198,7 +258,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       for (var m = 0u; m < MR; m++) { acc[c][m] = fma(scale[c], part[c][m], acc[c][m]); }
     }
   }
-  reduceAndStore(lid, n0, acc);
+  reduceAndStore(id, wg, n0, acc);
 }
 
 // dequant(W) at flat index f = n*K + k, read through the workgroup LUT.
@@ -209,14 +269,14 @@ fn weight(f: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn main_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-               @builtin(local_invocation_index) lid: u32) {
+fn main_scalar(id: Ids, wg: Wg) {
   // Same walk as `main`, one element per lane per step: any K, any blocksize (a block may start
   // anywhere in a row), 4-byte loads. Real checkpoints (K a multiple of 64) take `main`.
-  loadLut(lid);
-  let n0 = (wid.x + wid.y * nwg.x) * (GROUPS * COLS);
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+  loadLut(id.lid);
+  let n0 = (wg.wid.x + wg.wid.y * wg.nwg.x) * (GROUPS * COLS);
+  let gt = lane(id, wg);
+  let g = gt.x;
+  let t = gt.y;
   var acc: array<array<f32, MR>, COLS>;
   for (var k = t; k < p.K; k += WG_K) {
     var xv: array<f32, MR>;
@@ -231,5 +291,5 @@ fn main_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
       }
     }
   }
-  reduceAndStore(lid, n0, acc);
+  reduceAndStore(id, wg, n0, acc);
 }

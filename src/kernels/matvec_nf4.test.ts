@@ -6,6 +6,8 @@ import shader from '../../shaders/matvec_nf4.wgsl?raw';
 import { matvecNf4, matvecNf4Launch } from './matvec_nf4.ts';
 import { matvecNf4Ref } from './matvec_nf4.ref.ts';
 import { matmulNf4, matmulNf4Tiled } from './matmul_nf4.ts';
+import { reductionKernel } from './subgroups.ts';
+import { gpuForPath, REDUCTION_PATHS, type ReductionPath } from '../testing/gpu-paths.ts';
 
 // Weights in [-0.2, 0.2) and x in [-1, 1): |y| stays near 1, and K is at most a few hundred.
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -29,14 +31,25 @@ function weights(N: number, K: number, blocksize: number): { Wq: Uint32Array; ab
   return { Wq: packWords(packed, N * K), absmax };
 }
 
-// One device for the file: the kernel and routing tests share its compiled pipelines.
+// One device per reduction path (the subgroup pre-sum and the portable lane-by-lane sum); the
+// routing tests use the device as acquired.
 let gpu: Gpu;
+const onPath = {} as Record<ReductionPath, Gpu>;
 beforeAll(async () => {
   gpu = await Gpu.create();
+  for (const path of REDUCTION_PATHS) onPath[path] = await gpuForPath(path);
 });
-afterAll(() => gpu?.destroy());
+afterAll(() => {
+  gpu?.destroy();
+  for (const g of Object.values(onPath)) g.destroy();
+});
 
-describe('matvec_nf4 kernel', () => {
+describe.each(REDUCTION_PATHS)('matvec_nf4 kernel (%s path)', (path) => {
+  let gpu: Gpu;
+  beforeAll(() => {
+    gpu = onPath[path];
+  });
+
   // Scalar entry: K ragged against 32 and 64 (blocks cross rows, rows start mid-word), an odd N·K
   // (padded last nibble). vec4 entry: K % 64 == 0; K = 96 (64-blocks cross rows, each 32-code chunk
   // lies in one); K = 1280 (more chunks than the 64 lanes); blocksizes 32 and 128. Between them 8,
@@ -125,7 +138,7 @@ describe('matvec_nf4 kernel', () => {
       const { entry, overrides, uniform, workgroups } = matvecNf4Launch(M, N, K, false);
       expect(workgroups).toBe(10);
       expect(grid(workgroups, 4)).toEqual([4, 3]);
-      gpu.dispatch(gpu.kernel('matvec_nf4', shader, { entry, overrides }), [yT, xT, wT, aT, aT], uniform, grid(workgroups, 4));
+      gpu.dispatch(reductionKernel(gpu, 'matvec_nf4', shader, { entry, overrides }), [yT, xT, wT, aT, aT], uniform, grid(workgroups, 4));
       const y = new Float32Array(M * N);
       matvecNf4Ref(y, X, Wq, absmax, undefined, M, N, K);
       assertClose(`y (K=${K}, ${entry})`, await gpu.readF32(yT), y, TOL);
@@ -136,6 +149,32 @@ describe('matvec_nf4 kernel', () => {
     const t = gpu.tensor('x', 'activations', 64), w = gpu.tensor('w', 'weights', 64);
     expect(() => matvecNf4(gpu, t, t, w, w, undefined, 1, 2, 2)).toThrow(/must not share a buffer/);
     expect(() => matvecNf4(gpu, gpu.tensor('y', 'activations', 64), t, w, w, undefined, 0, 2, 2)).toThrow(/expected 1 to 4 rows/);
+  });
+});
+
+describe('matvec_nf4 reduction paths', () => {
+  // As in matvec.test.ts: SG_REDUCE = false takes the branch of a device whose subgroups do not
+  // tile the workgroup. vec4 entry (K = 1280, 40 chunks: 64 lanes) and scalar (K = 203).
+  test.each([1280, 203])('K=%i: the fallback equals the workgroup path bit for bit; the pre-sum runs here', async (K) => {
+    const M = 4, N = 37;
+    const { Wq, absmax } = weights(N, K, 64);
+    const X = rand(M * K, K, -1, 1), bias = rand(N, 2 * K, -1, 1);
+    const run = async (g: Gpu, extra: Record<string, boolean>) => {
+      const yT = g.tensor('y', 'activations', M * N * 4), xT = g.tensor('x', 'activations', X);
+      const wT = g.tensor('wq', 'weights', Wq), aT = g.tensor('absmax', 'weights', absmax), bT = g.tensor('bias', 'weights', bias);
+      const { entry, overrides, uniform, workgroups } = matvecNf4Launch(M, N, K, true);
+      g.dispatch(reductionKernel(g, 'matvec_nf4', shader, { entry, overrides: { ...overrides, ...extra } }), [yT, xT, wT, aT, bT], uniform, grid(workgroups));
+      return g.readF32(yT);
+    };
+    const portable = await run(onPath.workgroup, {});
+    const fallback = await run(onPath.subgroups, { SG_REDUCE: false });
+    const presum = await run(onPath.subgroups, {});
+    expect(fallback).toEqual(portable);
+    const y = new Float32Array(M * N);
+    matvecNf4Ref(y, X, Wq, absmax, bias, M, N, K);
+    assertClose('pre-summed y', presum, y, TOL);
+    // Another association of the same f32 sums: equal everywhere only if the pre-sum never ran.
+    expect(presum.some((v, i) => v !== portable[i])).toBe(true);
   });
 });
 
@@ -153,7 +192,7 @@ describe('matmulNf4 routes M <= 4 to matvec_nf4', () => {
     const routed = gpu.tensor('y.routed', 'activations', y0), tiled = gpu.tensor('y.tiled', 'activations', y0);
     const spy = vi.spyOn(gpu, 'kernel');
     matmulNf4(gpu, routed, xT, wT, aT, bT, M, N, K, { accumulate });
-    const names = spy.mock.calls.map((call) => call[0]);
+    const names = spy.mock.calls.map((call) => call[0].replace(/\+subgroups$/, ''));
     spy.mockRestore();
     matmulNf4Tiled(gpu, tiled, xT, wT, aT, bT, M, N, K, { accumulate });
     expect(names).toEqual([M <= 4 ? 'matvec_nf4' : 'matmul_nf4']);

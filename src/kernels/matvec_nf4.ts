@@ -1,6 +1,7 @@
 import shader from '../../shaders/matvec_nf4.wgsl?raw';
 import { grid, params, type Binding, type Gpu } from '../gpu/runtime.ts';
 import { matvecLanes } from './matvec.ts';
+import { reductionKernel } from './subgroups.ts';
 import { NF4_BLOCKSIZE } from '../quant/nf4.ts';
 import type { MatvecNf4Options } from './matvec_nf4.ref.ts';
 
@@ -53,7 +54,7 @@ export function matvecNf4(
     throw new RangeError('matvec_nf4: Y must not share a buffer with an input');
   }
   if (workgroups === 0) return; // N = 0: nothing to write
-  const k = gpu.kernel('matvec_nf4', shader, { entry, overrides });
+  const k = reductionKernel(gpu, 'matvec_nf4', shader, { entry, overrides });
   // As in matmul_nf4: `bias` is statically used, so without one absmax stands in at binding 5
   // (read-only aliases are legal; the HAS_BIAS = false pipeline never reads it).
   gpu.dispatch(k, [Y, X, Wq, absmax, bias ?? absmax], uniform, grid(workgroups));
