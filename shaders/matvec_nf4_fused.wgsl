@@ -11,10 +11,11 @@
 // v share x1, gate and up share x2. One dispatch replaces three (q, k, v) and four (RMSNorm, gate,
 // up, SwiGLU); m = silu(g)·u is formed in the epilogue from the two sums and g, u are never stored
 // (decoding saves nothing for a backward).
-// Layout: as matvec_nf4.wgsl (GROUPS groups of WG_K lanes, workgroup-memory reduction), and each
-// step of the K loop does exactly what that kernel does, so every output is bit-identical to
-// matvec_nf4 (and the norm to rmsnorm_forward.wgsl: its 128 lanes, the same products and the same
-// reduction: subgroups where the device has them, else the 128-lane tree).
+// Layout: as matvec_nf4.wgsl (GROUPS groups of WG_K lanes; the same lane numbering, K walk and
+// reduction on each path: the subgroup pre-sum where the device has subgroups, else the portable
+// sum), so every output is bit-identical to matvec_nf4 on the same path (and the norm to
+// rmsnorm_forward.wgsl: its 128 lanes, the same products and the same reduction: subgroups where
+// the device has them, else the 128-lane tree).
 //   - `qkv`: workgroups are dealt to the three linears in turn (NWG0 for q, NWG1 for k, the rest for
 //     v), so a workgroup's GROUPS · COLS columns lie in one linear; which buffer it reads is uniform
 //     across the workgroup. ACC bit j: Y_j += (the LoRA branch wrote Y_j first).
@@ -27,12 +28,20 @@
 enable subgroups;
 //#endif
 
-// The invocation's ids for the norm's reduction (rmsnorm_forward.wgsl's, on its path).
-struct Red {
+// The invocation's ids and the workgroup's (uniform: branches on `Wg` fields may hold subgroupAdd),
+// as in matvec_nf4.wgsl.
+struct Ids {
   @builtin(local_invocation_index) lid: u32,
 //#if subgroups
   @builtin(subgroup_invocation_id) lane: u32,
   @builtin(subgroup_id) sg: u32,
+//#endif
+}
+struct Wg {
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+//#if subgroups
+  @builtin(subgroup_size) sgs: u32,
   @builtin(num_subgroups) nsg: u32,
 //#endif
 }
@@ -47,6 +56,7 @@ override ACC: u32 = 0u;           // qkv: bit j set = Y_j accumulates
 override NORM: bool = false;      // swiglu: X is the residual stream, RMS-normed here with w
 override BS: u32 = 64;            // NF4 blocksize
 override DQ: bool = false;        // absmax holds double-quantized words, not f32
+override SG_REDUCE: bool = true;  // subgroup path: false keeps the portable lane numbering and sum
 
 struct Params {
   M: u32,
@@ -172,13 +182,13 @@ fn nibble(w: u32, f: u32) -> f32 {
 // subgroup path subgroupAdd and one partial per subgroup, as rmsnorm_forward.wgsl's block_sum (the
 // partials of subgroups past lane NW are 0 and add nothing); else its tree over NW lanes. Every
 // invocation gets the sum.
-fn normSum(id: Red, ss: f32) -> f32 {
+fn normSum(id: Ids, wg: Wg, ss: f32) -> f32 {
 //#if subgroups
   let s = subgroupAdd(ss);
   if (id.lane == 0u) { red[id.sg] = s; }
   workgroupBarrier();
   var t = 0.0;
-  for (var i = 0u; i < id.nsg; i++) { t += red[i]; }
+  for (var i = 0u; i < wg.nsg; i++) { t += red[i]; }
   return t;
 //#else
   if (id.lid < NW) { red[id.lid] = ss; }
@@ -193,7 +203,7 @@ fn normSum(id: Red, ss: f32) -> f32 {
 
 // rstd of every row of X (NORM): rmsnorm_forward.wgsl's reduction, lane for lane (NW lanes), so the
 // normed values equal the x2 that kernel writes. From uniform control flow.
-fn normRows(id: Red) {
+fn normRows(id: Ids, wg: Wg) {
   for (var m = 0u; m < MR; m++) {
     if (m < p.M) {  // p.M is uniform: the barriers stay in uniform control flow
       var ss = 0.0;
@@ -203,7 +213,7 @@ fn normRows(id: Red) {
           ss += v * v;
         }
       }
-      let t = normSum(id, ss);
+      let t = normSum(id, wg, ss);
       if (id.lid == 0u) { rstd[m] = inverseSqrt(t / f32(p.K) + p.eps); }
       workgroupBarrier();
     }
@@ -211,7 +221,7 @@ fn normRows(id: Red) {
 }
 
 // normRows for the vec4 entries (X bound as vec4): the same elements in the same order.
-fn normRows4(id: Red) {
+fn normRows4(id: Ids, wg: Wg) {
   for (var m = 0u; m < MR; m++) {
     if (m < p.M) {
       var ss = 0.0;
@@ -222,7 +232,7 @@ fn normRows4(id: Red) {
           ss += v * v;
         }
       }
-      let t = normSum(id, ss);
+      let t = normSum(id, wg, ss);
       if (id.lid == 0u) { rstd[m] = inverseSqrt(t / f32(p.K) + p.eps); }
       workgroupBarrier();
     }
@@ -249,20 +259,53 @@ fn sigmoid(v: f32) -> f32 {
   return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
 }
 
-// Partials of every (c, m) to `red`, as matvec_nf4.wgsl reduceAndStore lays them out. The caller
-// then adds them up and stores. Contains a barrier: call from uniform control flow.
-fn toRed(lid: u32, acc: array<array<f32, MR>, COLS>) {
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+// Whether each subgroup lies inside one column group under `lane`'s numbering (matvec_nf4.wgsl).
+fn subSum(wg: Wg) -> bool {
+//#if subgroups
+  return SG_REDUCE && wg.nsg * wg.sgs == WG && wg.sgs <= WG_K;
+//#else
+  return false;
+//#endif
+}
+fn partsPerOutput(wg: Wg) -> u32 {
+//#if subgroups
+  if (subSum(wg)) { return WG_K / wg.sgs; }
+//#endif
+  return WG_K;
+}
+// The invocation's column group g and lane t in it.
+fn lane(id: Ids, wg: Wg) -> vec2u {
+  var i = id.lid;
+//#if subgroups
+  if (subSum(wg)) { i = id.sg * wg.sgs + id.lane; }
+//#endif
+  return vec2u(i / WG_K, i % WG_K);
+}
+
+// Partials of every (c, m) to `red`, as matvec_nf4.wgsl reduceAndStore lays them out (subgroup
+// pre-sums included). The caller then adds them up and stores. Contains a barrier: call from
+// uniform control flow.
+fn toRed(id: Ids, wg: Wg, acc: array<array<f32, MR>, COLS>) {
+  let gt = lane(id, wg);
   workgroupBarrier();  // the norm's reduction may still be reading red
   for (var c = 0u; c < COLS; c++) {
-    for (var m = 0u; m < MR; m++) { red[((c * MR + m) * GROUPS + g) * (WG_K + 1u) + t] = acc[c][m]; }
+    for (var m = 0u; m < MR; m++) {
+      let row = ((c * MR + m) * GROUPS + gt.x) * (WG_K + 1u);
+//#if subgroups
+      if (subSum(wg)) {
+        let s = subgroupAdd(acc[c][m]);
+        if (id.lane == 0u) { red[row + gt.y / wg.sgs] = s; }
+        continue;
+      }
+//#endif
+      red[row + gt.y] = acc[c][m];
+    }
   }
   workgroupBarrier();
 }
-fn redSum(o: u32) -> f32 {
+fn redSum(o: u32, parts: u32) -> f32 {
   var s = 0.0;
-  for (var i = 0u; i < WG_K; i++) { s += red[o * (WG_K + 1u) + i]; }
+  for (var i = 0u; i < parts; i++) { s += red[o * (WG_K + 1u) + i]; }
   return s;
 }
 
@@ -278,13 +321,13 @@ fn qkvN(j: u32) -> u32 {
   if (j == 1u) { return p.N1; }
   return p.N2;
 }
-fn qkvStore(lid: u32, j: u32, n0: u32) {
+fn qkvStore(lid: u32, parts: u32, j: u32, n0: u32) {
   if (lid < COLS * MR * GROUPS) {
     let m = (lid / GROUPS) % MR;
     let n = n0 + (lid % GROUPS) * COLS + lid / (GROUPS * MR);
     let N = qkvN(j);
     if (m < p.M && n < N) {
-      let v = redSum(lid);
+      let v = redSum(lid, parts);
       let o = m * N + n;
       let acc = ((ACC >> j) & 1u) == 1u;
       if (j == 0u) { if (acc) { Y0[o] += v; } else { Y0[o] = v; } }
@@ -305,15 +348,15 @@ fn qkvWord(j: u32, i: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-       @builtin(local_invocation_index) lid: u32) {
-  loadLut(lid);
-  let part = qkvPart(wid.x + wid.y * nwg.x);
+fn qkv(id: Ids, wg: Wg) {
+  loadLut(id.lid);
+  let part = qkvPart(wg.wid.x + wg.wid.y * wg.nwg.x);
   let j = part.x;
   let n0 = part.y;
   let N = qkvN(j);
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+  let gt = lane(id, wg);
+  let g = gt.x;
+  let t = gt.y;
   let K4 = p.K / 4u;
   let K32 = p.K / 32u;
   let nb = (N * p.K + BS - 1u) / BS;
@@ -348,20 +391,20 @@ fn qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       for (var m = 0u; m < MR; m++) { acc[c][m] = fma(scale[c], part4[c][m], acc[c][m]); }
     }
   }
-  toRed(lid, acc);
-  qkvStore(lid, j, n0);
+  toRed(id, wg, acc);
+  qkvStore(id.lid, partsPerOutput(wg), j, n0);
 }
 
 @compute @workgroup_size(WG)
-fn qkv_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
-              @builtin(local_invocation_index) lid: u32) {
-  loadLut(lid);
-  let part = qkvPart(wid.x + wid.y * nwg.x);
+fn qkv_scalar(id: Ids, wg: Wg) {
+  loadLut(id.lid);
+  let part = qkvPart(wg.wid.x + wg.wid.y * wg.nwg.x);
   let j = part.x;
   let n0 = part.y;
   let N = qkvN(j);
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+  let gt = lane(id, wg);
+  let g = gt.x;
+  let t = gt.y;
   let nb = (N * p.K + BS - 1u) / BS;
   var acc: array<array<f32, MR>, COLS>;
   for (var k = t; k < p.K; k += WG_K) {
@@ -378,19 +421,19 @@ fn qkv_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
       }
     }
   }
-  toRed(lid, acc);
-  qkvStore(lid, j, n0);
+  toRed(id, wg, acc);
+  qkvStore(id.lid, partsPerOutput(wg), j, n0);
 }
 
 // swiglu: invocation lid < MR · GROUPS adds up row m, column n0 + g of both sums and stores m.
-fn swigluStore(lid: u32, n0: u32) {
+fn swigluStore(lid: u32, parts: u32, n0: u32) {
   if (lid < MR * GROUPS) {
     let m = lid / GROUPS;
     let g = lid % GROUPS;
     let n = n0 + g;
     if (m < p.M && n < p.N0) {
-      let gs = redSum((0u * MR + m) * GROUPS + g);
-      let us = redSum((1u * MR + m) * GROUPS + g);
+      let gs = redSum((0u * MR + m) * GROUPS + g, parts);
+      let us = redSum((1u * MR + m) * GROUPS + g, parts);
       Y0[m * p.N0 + n] = gs * sigmoid(gs) * us;
     }
   }
@@ -405,13 +448,13 @@ fn swWord(j: u32, i: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn swiglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, id: Red) {
-  let lid = id.lid;
-  loadLut(lid);
-  if (NORM) { normRows4(id); }
-  let n0 = (wid.x + wid.y * nwg.x) * GROUPS;
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+fn swiglu(id: Ids, wg: Wg) {
+  loadLut(id.lid);
+  if (NORM) { normRows4(id, wg); }
+  let n0 = (wg.wid.x + wg.wid.y * wg.nwg.x) * GROUPS;
+  let gt = lane(id, wg);
+  let g = gt.x;
+  let t = gt.y;
   let n = n0 + g;
   let K32 = p.K / 32u;
   let nb = (p.N0 * p.K + BS - 1u) / BS;
@@ -445,18 +488,18 @@ fn swiglu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
       for (var m = 0u; m < MR; m++) { acc[c][m] = fma(scale[c], part4[c][m], acc[c][m]); }
     }
   }
-  toRed(lid, acc);
-  swigluStore(lid, n0);
+  toRed(id, wg, acc);
+  swigluStore(id.lid, partsPerOutput(wg), n0);
 }
 
 @compute @workgroup_size(WG)
-fn swiglu_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, id: Red) {
-  let lid = id.lid;
-  loadLut(lid);
-  if (NORM) { normRows(id); }
-  let n0 = (wid.x + wid.y * nwg.x) * GROUPS;
-  let t = lid % WG_K;
-  let g = lid / WG_K;
+fn swiglu_scalar(id: Ids, wg: Wg) {
+  loadLut(id.lid);
+  if (NORM) { normRows(id, wg); }
+  let n0 = (wg.wid.x + wg.wid.y * wg.nwg.x) * GROUPS;
+  let gt = lane(id, wg);
+  let g = gt.x;
+  let t = gt.y;
   let n = n0 + g;
   let nb = (p.N0 * p.K + BS - 1u) / BS;
   var acc: array<array<f32, MR>, COLS>;
@@ -473,6 +516,6 @@ fn swiglu_scalar(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
       }
     }
   }
-  toRed(lid, acc);
-  swigluStore(lid, n0);
+  toRed(id, wg, acc);
+  swigluStore(id.lid, partsPerOutput(wg), n0);
 }

@@ -1,7 +1,9 @@
 // The fused decode projections against their twin (ragged shapes, both entry points, DQ) and bit for
 // bit against the unfused kernels they replace (matvec_nf4 ×3; rmsnorm, matvec_nf4 ×2, swiglu).
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Gpu } from '../gpu/runtime.ts';
+import { grid, type Gpu } from '../gpu/runtime.ts';
+import shader from '../../shaders/matvec_nf4_fused.wgsl?raw';
+import { reductionKernel } from './subgroups.ts';
 import { assertClose, rand } from '../testing/compare.ts';
 import { doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
 import { matvecNf4Qkv, matvecNf4Swiglu, qkvLaunch, swigluLaunch } from './matvec_nf4_fused.ts';
@@ -18,15 +20,13 @@ function weights(N: number, K: number, blocksize: number, seed: number, dq: bool
   return { Wq: packWords(packed, N * K), absmax: dq ? doubleQuantWords(absmax) : absmax };
 }
 
-let gpu: Gpu;
-// The norm prologue reduces as rmsnorm_forward does, on the device's path: both paths are tested.
+// The reduction (and the norm prologue, as rmsnorm_forward) follows the device's path: both paths
+// are tested.
 const onPath = {} as Record<ReductionPath, Gpu>;
 beforeAll(async () => {
-  gpu = await Gpu.create();
   for (const path of REDUCTION_PATHS) onPath[path] = await gpuForPath(path);
 });
 afterAll(() => {
-  gpu?.destroy();
   for (const g of Object.values(onPath)) g.destroy();
 });
 
@@ -41,29 +41,47 @@ describe('matvec_nf4_fused qkv', () => {
     [4, [40, 8, 24], 96, 0b000, 64, false],
     [2, [17, 3, 17], 1280, 0b111, 64, true],
     [1, [64, 16, 16], 640, 0b101, 32, false],
-  ] as const)('M=%i N=%j K=%i acc=%i blocksize=%i dq=%s: twin, and bit for bit three matvec_nf4', async (M, Ns, K, acc, blocksize, dq) => {
-    const X = rand(M * K, M + K, -1, 1);
-    const xT = gpu.tensor('x', 'activations', X);
-    const w = Ns.map((N, j) => weights(N, K, blocksize, j, dq));
-    const y0 = Ns.map((N, j) => rand(M * N, 9 + j, -1, 1));
-    const fused = Ns.map((N, j) => ({
-      Y: gpu.tensor(`y${j}`, 'activations', y0[j]), Wq: gpu.tensor(`w${j}`, 'weights', w[j].Wq),
-      absmax: gpu.tensor(`a${j}`, 'weights', w[j].absmax), N, accumulate: ((acc >> j) & 1) === 1,
-    })) as unknown as Parameters<typeof matvecNf4Qkv>[2];
-    const opts = { blocksize, doubleQuant: dq };
-    matvecNf4Qkv(gpu, xT, fused, M, K, opts);
-    const plain = fused.map((p, j) => {
-      const y = gpu.tensor(`p${j}`, 'activations', y0[j]);
-      matvecNf4(gpu, y, xT, p.Wq, p.absmax, undefined, M, p.N, K, { ...opts, accumulate: p.accumulate });
-      return y;
-    });
-    const ref = Ns.map((N, j) => ({ Y: y0[j].slice(), Wq: w[j].Wq, absmax: w[j].absmax, N, accumulate: ((acc >> j) & 1) === 1 }));
-    matvecNf4QkvRef(X, ref, M, K, opts);
-    for (let j = 0; j < 3; j++) {
-      const got = await gpu.readF32(fused[j].Y as never);
-      assertClose(`y${j}`, got, ref[j].Y, TOL);
-      expect(got).toEqual(await gpu.readF32(plain[j]));
+  ] as const)('M=%i N=%j K=%i acc=%i blocksize=%i dq=%s: twin, and bit for bit three matvec_nf4 (both reduction paths)', async (M, Ns, K, acc, blocksize, dq) => {
+    for (const path of REDUCTION_PATHS) {
+      const gpu = onPath[path];
+      const X = rand(M * K, M + K, -1, 1);
+      const xT = gpu.tensor('x', 'activations', X);
+      const w = Ns.map((N, j) => weights(N, K, blocksize, j, dq));
+      const y0 = Ns.map((N, j) => rand(M * N, 9 + j, -1, 1));
+      const fused = Ns.map((N, j) => ({
+        Y: gpu.tensor(`y${j}`, 'activations', y0[j]), Wq: gpu.tensor(`w${j}`, 'weights', w[j].Wq),
+        absmax: gpu.tensor(`a${j}`, 'weights', w[j].absmax), N, accumulate: ((acc >> j) & 1) === 1,
+      })) as unknown as Parameters<typeof matvecNf4Qkv>[2];
+      const opts = { blocksize, doubleQuant: dq };
+      matvecNf4Qkv(gpu, xT, fused, M, K, opts);
+      const plain = fused.map((p, j) => {
+        const y = gpu.tensor(`p${j}`, 'activations', y0[j]);
+        matvecNf4(gpu, y, xT, p.Wq, p.absmax, undefined, M, p.N, K, { ...opts, accumulate: p.accumulate });
+        return y;
+      });
+      const ref = Ns.map((N, j) => ({ Y: y0[j].slice(), Wq: w[j].Wq, absmax: w[j].absmax, N, accumulate: ((acc >> j) & 1) === 1 }));
+      matvecNf4QkvRef(X, ref, M, K, opts);
+      for (let j = 0; j < 3; j++) {
+        const got = await gpu.readF32(fused[j].Y as never);
+        assertClose(`y${j}`, got, ref[j].Y, TOL);
+        expect(got, path).toEqual(await gpu.readF32(plain[j]));
+      }
     }
+  });
+
+  test('the subgroup path\'s fallback numbering (SG_REDUCE = false) gives the workgroup path\'s sums bit for bit', async () => {
+    const M = 2, Ns = [40, 9, 24], K = 1280;
+    const X = rand(M * K, 5, -1, 1);
+    const w = Ns.map((N, j) => weights(N, K, 64, j, false));
+    const run = async (g: Gpu, extra: Record<string, boolean>) => {
+      const ys = Ns.map((N, j) => g.tensor(`y${j}`, 'activations', M * N * 4));
+      const parts = Ns.map((N, j) => ({ Y: ys[j], Wq: g.tensor(`w${j}`, 'weights', w[j].Wq), absmax: g.tensor(`a${j}`, 'weights', w[j].absmax), N }));
+      const { entry, overrides, uniform, workgroups } = qkvLaunch(M, K, parts as never);
+      const k = reductionKernel(g, 'matvec_nf4_fused', shader, { entry, overrides: { ...overrides, ...extra } });
+      g.dispatch(k, [...ys, g.tensor('x', 'activations', X), ...parts.map((q) => q.Wq), ...parts.map((q) => q.absmax)], uniform, grid(workgroups));
+      return Promise.all(ys.map((y) => g.readF32(y)));
+    };
+    expect(await run(onPath.subgroups, { SG_REDUCE: false })).toEqual(await run(onPath.workgroup, {}));
   });
 
   test('workgroups are dealt per linear; entries by K', () => {
