@@ -5,6 +5,8 @@ import { dqAbsmax, doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4
 import { COUNTING_LIMITS, countingGpu } from '../gpu/counting.ts';
 import { matmulNf4, matmulNf4Tiled, nf4KStep, nf4TilesFit, type NF4KStep } from './matmul_nf4.ts';
 import { matmulNf4Ref } from './matmul_nf4.ref.ts';
+import { matmulNf4GateUp } from './matmul_nf4_fused.ts';
+import { matmulNf4BackwardGroup } from './matmul_nf4_backward.ts';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
 const golden = loadGolden('nf4');
@@ -144,6 +146,38 @@ describe('matmul_nf4 kernel', () => {
     }
     assertClose('y', forms[0][1], y, TOL);
     for (const [label, got] of forms.slice(1)) expect(got, label).toEqual(forms[0][1]);
+  });
+
+  // A device held to the portable 16 KiB of workgroup memory (Dawn enforces it at pipeline creation):
+  // matmul_nf4, the fused gate/up and the grouped backward (all sharing nf4KStep) compile there at
+  // K step 16, DQ map included, and give the same bits as this device's default step.
+  test('on a 16 KiB device the tiled NF4 kernels take K step 16 and give the same bits', async () => {
+    const small = await Gpu.create({ limitCaps: { maxComputeWorkgroupStorageSize: 16384 } });
+    try {
+      expect(small.limits.maxComputeWorkgroupStorageSize).toBe(16384);
+      expect(nf4KStep(small, 2, 'matmul_nf4')).toBe(16);
+      expect(nf4KStep(gpu, 3, 'matmul_nf4_fused')).toBe(32);
+      const M = 70, N = 65, K = 100;
+      const w = [0, 1].map((j) => doubleQuantWords(quantizeNF4(rand(N * K, j + 3, -0.2, 0.2), 64).absmax));
+      const codes = [0, 1].map((j) => packWords(quantizeNF4(rand(N * K, j + 3, -0.2, 0.2), 64).packed, N * K));
+      const X = rand(M * K, 7, -1, 1), dY = [rand(M * N, 8, -1, 1), rand(M * N, 9, -1, 1)];
+      const run = async (g: Gpu) => {
+        const t = (name: string, data: Float32Array | Uint32Array) => g.tensor(name, 'activations', data);
+        const z = (name: string, n: number) => g.tensor(name, 'activations', n * 4);
+        const parts = [0, 1].map((j) => ({ Wq: t(`w${j}`, codes[j]), absmax: t(`a${j}`, w[j]) }));
+        const xT = t('x', X), y = z('y', M * N), G = z('g', M * N), U = z('u', M * N), Mo = z('m', M * N), dX = z('dx', M * K);
+        matmulNf4Tiled(g, y, xT, parts[0].Wq, parts[0].absmax, undefined, M, N, K, { doubleQuant: true });
+        matmulNf4GateUp(g, G, U, Mo, xT, parts[0], parts[1], M, N, K, { doubleQuant: true });
+        matmulNf4BackwardGroup(g, dX, parts.map((q, j) => ({ ...q, dY: t(`dy${j}`, dY[j]), N })), M, K, { doubleQuant: true });
+        return Promise.all([y, G, U, Mo, dX].map((b) => g.readF32(b)));
+      };
+      const [got, want] = [await run(small), await run(gpu)];
+      await small.check();   // no pipeline over the device's limit (the 32-step form is rejected there)
+      got.forEach((v, i) => expect(v, `output ${i}`).toEqual(want[i]));
+      expect(() => nf4KStep(small, 2, 'matmul_nf4', 32)).toThrow(RangeError);
+    } finally {
+      small.destroy();
+    }
   });
 
   test('reproduces the torch golden end to end (golden packed weights, bias)', async () => {
