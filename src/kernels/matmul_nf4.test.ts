@@ -52,7 +52,7 @@ describe('matmul_nf4 kernel', () => {
   });
   afterAll(() => gpu?.destroy());
 
-  // Ragged in every dimension against the 64×64 tile and the 16-wide K step; K % 64 != 0 makes NF4
+  // Ragged in every dimension against the 64×64 tile and both K steps (16, 32); K % 64 != 0 makes NF4
   // blocks cross weight rows; K % 4 != 0 starts rows inside a code-word half. Plus aligned shapes
   // (the bounds-free form), a single element, and non-default blocksizes.
   test.each([

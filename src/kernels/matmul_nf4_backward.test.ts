@@ -177,7 +177,7 @@ describe('matmul_nf4_backward group', () => {
     return { Wq: packWords(packed, N * K), absmax: dq ? doubleQuantWords(absmax) : absmax };
   };
 
-  // M ragged against the 64-row tile, N_j ragged against the 16-deep step (one under a step, one
+  // M ragged against the 64-row tile, N_j ragged against the 16- and 32-deep steps (one under a step, one
   // over several), K ragged against the 64-wide tile with odd K (blocks cross rows), two and three
   // parts, accumulate on and off, blocksizes 32 and 128, double-quantized absmax. The group runs at
   // one N step and the per-part kernels at the other: bit-equal across steps too.
