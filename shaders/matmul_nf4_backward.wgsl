@@ -4,17 +4,20 @@
 // even element in the high nibble, little-endian u32 words, scale absmax[f / BS]; blocks may cross
 // rows). Reference op: autograd of torch.nn.functional.linear(X, dequantize_4bit(W)) w.r.t. X.
 // ACCUMULATE adds into dX: with LoRA, the adapter path's dX and the base path's meet in one buffer.
-// Version 2 (portable f32): the mirror of matmul_nf4.wgsl version 2. 64 (m) × 64 (k) output tile per
-// workgroup, 256 invocations each with a 4×4 register tile of adjacent outputs; the reduction runs
-// over N, 16 rows of W per step, and the inner loop reads one vec4 of dY and one of W per 16 FMAs.
-// The W patch (16 rows × 64 k) is read along K, its contiguous direction: invocation i decodes the 4
-// codes of one half code word (row i / 16, k = 4 (i % 16) ..) with one block scale, straight into
-// Ws[n][k / 4] (no transpose in this direction; 32 lanes store 32 consecutive vec4). dY (64 × 16) is
-// staged transposed as matmul_nf4 stages X: invocation i takes row i % 64 and 4 adjacent n, so the
-// stores are conflict-free. Workgroup memory: 2 × 16 × 64 f32 + LUT + dynamic map = 9.1 KiB.
-// FIT (M % 64 == 0, K % 64 == 0, every N % 16 == 0) drops the bounds checks; otherwise ragged M, N, K
+// Version 3 (portable f32): the mirror of matmul_nf4.wgsl version 3. 64 (m) × 64 (k) output tile per
+// workgroup, 128 invocations each with an 8×4 register tile of adjacent outputs (rows 8ty..,
+// columns 4tx..); the reduction runs over N, TN rows of W per step (16 or 32, a pipeline override the
+// host picks by the device's workgroup memory), and per n the inner loop reads 2 vec4 of dY and 1 of
+// W for 32 FMAs. The W patch (TN rows × 64 k) is read along K, its contiguous direction: per pass,
+// invocation i decodes the 4 codes of one half code word (vec4 v = i + 128 s: row v / 16, k =
+// 4 (v % 16) ..) with one block scale, straight into Ws[v] (no transpose in this direction; 32 lanes
+// store 32 consecutive vec4). dY (64 × TN) is staged transposed as matmul_nf4 stages X: invocation i
+// takes row i % 64 and, per pass, 4 adjacent n, so the stores are conflict-free. Workgroup memory:
+// 2 × TN × 64 f32 + LUT + dynamic map = 9.1 KiB at TN = 16, 17.1 KiB at TN = 32.
+// FIT (M % 64 == 0, K % 64 == 0, every N % TN == 0) drops the bounds checks; otherwise ragged M, N, K
 // read zeros, and K % 4 != 0 decodes code by code. Every output sums the same products in the same
-// n order with fma as version 1. DQ: double-quantized absmax as in matmul_nf4.wgsl (scale0).
+// n order with fma as versions 1 and 2, at either step (a step past N adds fma(0, w, acc) = acc).
+// DQ: double-quantized absmax as in matmul_nf4.wgsl (scale0).
 // Entry `group`: the linears that share one input, in one dispatch (the backward of q/k/v, of gate/up):
 //   dX (=|+=) dY_0 · dequant(W_0) + dY_1 · dequant(W_1) [+ dY_2 · dequant(W_2)]
 // Same tile and per-output arithmetic as `main`; a workgroup runs main's reduction once per linear,
@@ -31,12 +34,12 @@ override ACCUMULATE: bool = false;
 override BS: u32 = 64;        // NF4 blocksize
 override DQ: bool = false;        // absmax holds double-quantized words, not f32 (see scale0)
 override GLU: u32 = 0;            // group: 0 plain parts, 1 SwiGLU prologue, 2 GeGLU (tanh) prologue
-override FIT: bool = false;       // M % 64 == 0, K % 64 == 0, N_j % 16 == 0: no bounds checks
+override FIT: bool = false;       // M % 64 == 0, K % 64 == 0, N_j % TN == 0: no bounds checks
+override TN: u32 = 16u;           // reduction step over N: 16 or 32
 
 const TM = 64u;               // rows of dX per workgroup
 const TK = 64u;               // columns of dX per workgroup
-const TN = 16u;               // reduction step over N
-const WG = 256u;
+const WG = 128u;              // 16 × 8 invocations, each 8 rows × 4 columns of dX
 const Q = 16u;                // vec4 per row of a staged tile (64 / 4)
 
 struct Params {
@@ -236,21 +239,38 @@ fn grad4(j: u32, m: u32, n: u32, N: u32) -> vec4<f32> {
   return v;
 }
 
-// One reduction step: stage this invocation's 4 dY values (row lid % 64, n = 4 (lid / 64) ..) and 4
-// weights (row lid / 16, k = 4 (lid % 16) ..), then acc[i][c] += Σ_n dY[4ty + i, n] · W[n, 4tx + c]
-// over the step's 16 n in order.
-fn step(gv: vec4<f32>, wv: vec4<f32>, lid: u32, acc: ptr<function, array<vec4<f32>, 4>>) {
+// Staging of one reduction step, pass s: this invocation's 4 dY values (row lid % 64, n = 4 g ..,
+// g = lid / 64 + 2 s) and its 4 weights (vec4 v = lid + WG s of the patch: row v / 16, k = 4 (v % 16) ..).
+fn stageGrad(lid: u32, s: u32, gv: vec4<f32>) {
   let r = lid % 64u;
-  let nq = lid / 64u;
-  for (var c = 0u; c < 4u; c++) { dYs[(4u * nq + c) * Q + r / 4u][r % 4u] = gv[c]; }
-  Ws[lid] = wv;
+  let g = lid / 64u + 2u * s;
+  for (var c = 0u; c < 4u; c++) { dYs[(4u * g + c) * Q + r / 4u][r % 4u] = gv[c]; }
+}
+fn gradN(lid: u32, s: u32) -> u32 { return 4u * (lid / 64u + 2u * s); }
+fn patchN(lid: u32, s: u32) -> u32 { return (lid + WG * s) / 16u; }
+fn patchK(lid: u32, s: u32) -> u32 { return 4u * ((lid + WG * s) % 16u); }
+
+// After staging: acc[i][c] += Σ_n dY[8ty + i, n] · W[n, 4tx + c] over the step's TN n in order.
+fn reduce(lid: u32, acc: ptr<function, array<vec4<f32>, 8>>) {
   workgroupBarrier();
   let tx = lid % 16u;
   let ty = lid / 16u;
   for (var n = 0u; n < TN; n++) {
-    let a = dYs[n * Q + ty];
+    let a0 = dYs[n * Q + 2u * ty];        // rows 8ty .. 8ty + 3
+    let a1 = dYs[n * Q + 2u * ty + 1u];   // rows 8ty + 4 .. 8ty + 7
     let b = Ws[n * Q + tx];
-    for (var i = 0u; i < 4u; i++) { (*acc)[i] = fma(vec4<f32>(a[i]), b, (*acc)[i]); }
+    for (var i = 0u; i < 4u; i++) {
+      (*acc)[i] = fma(vec4<f32>(a0[i]), b, (*acc)[i]);
+      (*acc)[i + 4u] = fma(vec4<f32>(a1[i]), b, (*acc)[i + 4u]);
+    }
+  }
+  workgroupBarrier();
+}
+
+fn loadTables(lid: u32) {
+  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
+  if (DQ) {
+    for (var i = lid; i < 256u; i += WG) { dmap[i] = bitcast<f32>(DMAP[i]); }
   }
   workgroupBarrier();
 }
@@ -266,19 +286,20 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let k0 = (tile % tilesK) * TK;
   let tx = lid % 16u;
   let ty = lid / 16u;
-
-  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
-  if (DQ) { dmap[lid] = bitcast<f32>(DMAP[lid]); }   // WG = 256 entries
-  workgroupBarrier();
+  loadTables(lid);
 
   let nb = (p.N * p.K + BS - 1u) / BS;
-  var acc: array<vec4<f32>, 4>;
+  var acc: array<vec4<f32>, 8>;
   for (var n0 = 0u; n0 < p.N; n0 += TN) {
-    step(grad4Main(m0 + lid % 64u, n0 + 4u * (lid / 64u)), weights4Main(n0 + lid / 16u, k0 + 4u * (lid % 16u), nb), lid, &acc);
+    for (var s = 0u; s < TN / 8u; s++) {
+      stageGrad(lid, s, grad4Main(m0 + lid % 64u, n0 + gradN(lid, s)));
+      Ws[lid + WG * s] = weights4Main(n0 + patchN(lid, s), k0 + patchK(lid, s), nb);
+    }
+    reduce(lid, &acc);
   }
 
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + 4u * ty + i;
+  for (var i = 0u; i < 8u; i++) {
+    let m = m0 + 8u * ty + i;
     for (var j = 0u; j < 4u; j++) {
       let k = k0 + 4u * tx + j;
       if (m < p.M && (FIT || k < p.K)) {
@@ -298,16 +319,13 @@ fn group(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let k0 = (tile % tilesK) * TK;
   let tx = lid % 16u;
   let ty = lid / 16u;
-
-  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
-  if (DQ) { dmap[lid] = bitcast<f32>(DMAP[lid]); }
-  workgroupBarrier();
+  loadTables(lid);
 
   // The running sum of the parts, starting from dX's old value with ACCUMULATE.
-  var res: array<vec4<f32>, 4>;
+  var res: array<vec4<f32>, 8>;
   if (ACCUMULATE) {
-    for (var i = 0u; i < 4u; i++) {
-      let m = m0 + 4u * ty + i;
+    for (var i = 0u; i < 8u; i++) {
+      let m = m0 + 8u * ty + i;
       for (var jj = 0u; jj < 4u; jj++) {
         let k = k0 + 4u * tx + jj;
         if (m < p.M && (FIT || k < p.K)) { res[i][jj] = dX[m * p.K + k]; }
@@ -321,18 +339,22 @@ fn group(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let nb = (N * p.K + BS - 1u) / BS;
     // Zeroed explicitly: a declaration without initializer inside the loop was not re-zeroed per
     // iteration on SwiftShader (the sums of earlier parts leaked in).
-    var acc: array<vec4<f32>, 4>;
-    for (var i = 0u; i < 4u; i++) { acc[i] = vec4<f32>(0.0); }
+    var acc: array<vec4<f32>, 8>;
+    for (var i = 0u; i < 8u; i++) { acc[i] = vec4<f32>(0.0); }
     for (var n0 = 0u; n0 < N; n0 += TN) {
-      step(grad4(j, m0 + lid % 64u, n0 + 4u * (lid / 64u), N), weights4(j, n0 + lid / 16u, N, k0 + 4u * (lid % 16u), nb), lid, &acc);
+      for (var s = 0u; s < TN / 8u; s++) {
+        stageGrad(lid, s, grad4(j, m0 + lid % 64u, n0 + gradN(lid, s), N));
+        Ws[lid + WG * s] = weights4(j, n0 + patchN(lid, s), N, k0 + patchK(lid, s), nb);
+      }
+      reduce(lid, &acc);
     }
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < 8u; i++) {
       if (j == 0u && !ACCUMULATE) { res[i] = acc[i]; } else { res[i] = res[i] + acc[i]; }
     }
   }
 
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + 4u * ty + i;
+  for (var i = 0u; i < 8u; i++) {
+    let m = m0 + 8u * ty + i;
     for (var jj = 0u; jj < 4u; jj++) {
       let k = k0 + 4u * tx + jj;
       if (m < p.M && (FIT || k < p.K)) { dX[m * p.K + k] = res[i][jj]; }

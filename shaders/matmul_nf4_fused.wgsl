@@ -8,22 +8,24 @@
 // matmul_nf4_fused.ref.ts.
 // Why: per-dispatch cost. q, k and v read the same x1, gate and up the same x2; a training step of a
 // 16-layer model saves 64 dispatches (3 → 1 for q/k/v, 3 → 1 for gate, up and SwiGLU).
-// Layout: exactly matmul_nf4.wgsl's (version 2): 64×64 tiles, 16-deep K steps, 4×4 register tiles of
-// adjacent outputs read as vec4 from k-major vec4 staging, W decoded 4 codes at a time, so every
-// output is bit-identical to it. (No bounds-free form here: the checks are uniform per workgroup.)
+// Layout: exactly matmul_nf4.wgsl's (version 3): 64×64 tiles of 128 invocations, K steps of TK (16
+// or 32, the host's choice by workgroup memory), 8×4 register tiles of adjacent outputs read as vec4
+// from k-major vec4 staging, W decoded 4 codes at a time, so every output is bit-identical to it at
+// either K step. (No bounds-free form here: the checks are uniform per workgroup.)
 //   - `qkv`: tiles are dealt to the three linears in turn (T0 tiles for q, T1 for k, the rest for
 //     v); a tile reads one linear's buffers, chosen uniformly for the workgroup.
-//   - `gateup`: a tile stages X once and both weights' patches (3 × 16 × 64 f32 + LUT + dynamic map
-//     = 13.1 KiB), and keeps 4×4 sums of each: the SwiGLU product is formed in the epilogue.
+//   - `gateup`: a tile stages X once and both weights' patches (3 × TK × 64 f32 + LUT + dynamic map
+//     = 13.1 KiB at TK = 16, 25.1 KiB at TK = 32), and keeps 8×4 sums of each: the SwiGLU product
+//     is formed in the epilogue. `qkv` stages two tiles: 9.1 KiB at TK = 16, 17.1 KiB at TK = 32.
 // No bias (the host runs the unfused kernels for a linear with one), no accumulate.
 
 override BS: u32 = 64;        // NF4 blocksize
 override DQ: bool = false;    // absmax holds double-quantized words, not f32
+override TK: u32 = 16u;       // reduction step: 16 or 32
 
 const TM = 64u;
 const TN = 64u;
-const TK = 16u;
-const WG = 256u;
+const WG = 128u;              // 16 × 8 invocations, each 8 rows × 4 columns
 const Q = 16u;                // vec4 per k row of a staged tile (64 rows / 4)
 
 struct Params {
@@ -179,7 +181,9 @@ fn inputs4(m: u32, k: u32) -> vec4<f32> {
 
 fn loadTables(lid: u32) {
   if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
-  if (DQ) { dmap[lid] = bitcast<f32>(DMAP[lid]); }   // WG = 256 entries
+  if (DQ) {
+    for (var i = lid; i < 256u; i += WG) { dmap[i] = bitcast<f32>(DMAP[i]); }
+  }
   workgroupBarrier();
 }
 
@@ -200,34 +204,41 @@ fn qkv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   var m0 = p.M;
   var n0 = 0u;
   if (tilesN > 0u) { m0 = (tile / tilesN) * TM; n0 = (tile % tilesN) * TN; }
-  let tx = lid % 16u;
-  let ty = lid / 16u;
+  let tx = lid % 16u;         // columns 4tx .. 4tx + 3
+  let ty = lid / 16u;         // rows 8ty .. 8ty + 7
   let nb = (N * p.K + BS - 1u) / BS;
   loadTables(lid);
 
-  // Staging: row r of the tiles, k = 4kq .. 4kq + 3 of the step (conflict-free stores).
+  // Staging: row r of the tiles; pass s covers k = 4(kq + 2s) .. + 3 of the step (conflict-free stores).
   let r = lid % 64u;
   let kq = lid / 64u;
-  var acc: array<vec4<f32>, 4>;
+  var acc: array<vec4<f32>, 8>;
   for (var k0 = 0u; k0 < p.K; k0 += TK) {
-    let kb = k0 + 4u * kq;
-    let xv = inputs4(m0 + r, kb);
-    let wv = weights4Q(j, n0 + r, N, kb, nb);
-    for (var c = 0u; c < 4u; c++) {
-      Xs[(4u * kq + c) * Q + r / 4u][r % 4u] = xv[c];
-      Ws[(4u * kq + c) * Q + r / 4u][r % 4u] = wv[c];
+    for (var s = 0u; s < TK / 8u; s++) {
+      let g = kq + 2u * s;
+      let kb = k0 + 4u * g;
+      let xv = inputs4(m0 + r, kb);
+      let wv = weights4Q(j, n0 + r, N, kb, nb);
+      for (var c = 0u; c < 4u; c++) {
+        Xs[(4u * g + c) * Q + r / 4u][r % 4u] = xv[c];
+        Ws[(4u * g + c) * Q + r / 4u][r % 4u] = wv[c];
+      }
     }
     workgroupBarrier();
     for (var k = 0u; k < TK; k++) {
-      let a = Xs[k * Q + ty];
+      let a0 = Xs[k * Q + 2u * ty];
+      let a1 = Xs[k * Q + 2u * ty + 1u];
       let b = Ws[k * Q + tx];
-      for (var i = 0u; i < 4u; i++) { acc[i] = fma(vec4<f32>(a[i]), b, acc[i]); }
+      for (var i = 0u; i < 4u; i++) {
+        acc[i] = fma(vec4<f32>(a0[i]), b, acc[i]);
+        acc[i + 4u] = fma(vec4<f32>(a1[i]), b, acc[i + 4u]);
+      }
     }
     workgroupBarrier();
   }
 
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + 4u * ty + i;
+  for (var i = 0u; i < 8u; i++) {
+    let m = m0 + 8u * ty + i;
     for (var jj = 0u; jj < 4u; jj++) {
       let n = n0 + 4u * tx + jj;
       if (m < p.M && n < N) {
@@ -246,40 +257,46 @@ fn gateup(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   let tile = wid.x + wid.y * nwg.x;
   let m0 = (tile / tilesN) * TM;
   let n0 = (tile % tilesN) * TN;
-  let tx = lid % 16u;
-  let ty = lid / 16u;
+  let tx = lid % 16u;         // columns 4tx .. 4tx + 3
+  let ty = lid / 16u;         // rows 8ty .. 8ty + 7
   let nb = (N * p.K + BS - 1u) / BS;
   loadTables(lid);
 
   let r = lid % 64u;
   let kq = lid / 64u;
-  var accG: array<vec4<f32>, 4>;
-  var accU: array<vec4<f32>, 4>;
+  var accG: array<vec4<f32>, 8>;
+  var accU: array<vec4<f32>, 8>;
   for (var k0 = 0u; k0 < p.K; k0 += TK) {
-    let kb = k0 + 4u * kq;
-    let xv = inputs4(m0 + r, kb);
-    let gv = weights4G(0u, n0 + r, N, kb, nb);
-    let uv = weights4G(1u, n0 + r, N, kb, nb);
-    for (var c = 0u; c < 4u; c++) {
-      Xs[(4u * kq + c) * Q + r / 4u][r % 4u] = xv[c];
-      Ws[(4u * kq + c) * Q + r / 4u][r % 4u] = gv[c];
-      Vs[(4u * kq + c) * Q + r / 4u][r % 4u] = uv[c];
+    for (var s = 0u; s < TK / 8u; s++) {
+      let g = kq + 2u * s;
+      let kb = k0 + 4u * g;
+      let xv = inputs4(m0 + r, kb);
+      let gv = weights4G(0u, n0 + r, N, kb, nb);
+      let uv = weights4G(1u, n0 + r, N, kb, nb);
+      for (var c = 0u; c < 4u; c++) {
+        Xs[(4u * g + c) * Q + r / 4u][r % 4u] = xv[c];
+        Ws[(4u * g + c) * Q + r / 4u][r % 4u] = gv[c];
+        Vs[(4u * g + c) * Q + r / 4u][r % 4u] = uv[c];
+      }
     }
     workgroupBarrier();
     for (var k = 0u; k < TK; k++) {
-      let a = Xs[k * Q + ty];
+      let a0 = Xs[k * Q + 2u * ty];
+      let a1 = Xs[k * Q + 2u * ty + 1u];
       let b = Ws[k * Q + tx];
       let c = Vs[k * Q + tx];
       for (var i = 0u; i < 4u; i++) {
-        accG[i] = fma(vec4<f32>(a[i]), b, accG[i]);
-        accU[i] = fma(vec4<f32>(a[i]), c, accU[i]);
+        accG[i] = fma(vec4<f32>(a0[i]), b, accG[i]);
+        accU[i] = fma(vec4<f32>(a0[i]), c, accU[i]);
+        accG[i + 4u] = fma(vec4<f32>(a1[i]), b, accG[i + 4u]);
+        accU[i + 4u] = fma(vec4<f32>(a1[i]), c, accU[i + 4u]);
       }
     }
     workgroupBarrier();
   }
 
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + 4u * ty + i;
+  for (var i = 0u; i < 8u; i++) {
+    let m = m0 + 8u * ty + i;
     for (var jj = 0u; jj < 4u; jj++) {
       let n = n0 + 4u * tx + jj;
       if (m < p.M && n < N) {

@@ -13,10 +13,36 @@ export interface MatmulNf4Options {
   doubleQuant?: boolean;
   /** false: take the bounds-checked form even where the shape fits the tiles (tests compare the two). */
   fit?: boolean;
+  /** The K step (16 or 32); default: nf4KStep's choice for the device (tests run both forms). */
+  kStep?: NF4KStep;
 }
 
-/** The shapes the tiled NF4 kernels run without bounds checks: whole 64×64 tiles, whole 16-deep K steps. */
-export const nf4TilesFit = (M: number, N: number, K: number): boolean => M % TM === 0 && N % TN === 0 && K % 16 === 0;
+export type NF4KStep = 16 | 32;
+
+/** The shapes the tiled NF4 kernels run without bounds checks: whole 64×64 tiles, whole K steps. */
+export const nf4TilesFit = (M: number, N: number, K: number, kStep: NF4KStep): boolean =>
+  M % TM === 0 && N % TN === 0 && K % kStep === 0;
+
+/** Workgroup memory of a tiled NF4 kernel staging `tiles` 64-row f32 tiles of `kStep` k: the tiles,
+ *  the 16-entry NF4 table and the 256-entry dynamic map (declared whether or not DQ fills it). */
+export const nf4TileBytes = (tiles: number, kStep: number): number => tiles * kStep * 64 * 4 + 16 * 4 + 256 * 4;
+
+/**
+ * The K step of a tiled NF4 kernel staging `tiles` tiles: 32 (half the barriers and loop overhead
+ * per k) where the device's workgroup memory holds it, else 16 (fits the portable 16 KiB). A
+ * requested step must fit.
+ */
+export function nf4KStep(gpu: Gpu, tiles: number, name: string, requested?: NF4KStep): NF4KStep {
+  const mem = gpu.limits.maxComputeWorkgroupStorageSize;
+  if (requested !== undefined) {
+    if (requested !== 16 && requested !== 32) throw new RangeError(`${name}: K step ${requested} is not 16 or 32`);
+    if (nf4TileBytes(tiles, requested) > mem) {
+      throw new RangeError(`${name}: K step ${requested} needs ${nf4TileBytes(tiles, requested)} bytes of workgroup memory; the device has ${mem}`);
+    }
+    return requested;
+  }
+  return nf4TileBytes(tiles, 32) <= mem ? 32 : 16;
+}
 
 /**
  * Y (M, N) = X (M, K) · dequant(W)ᵀ (+ bias (N)), W (N, K) NF4-packed (`Wq` u32 words + f32 absmax,
@@ -44,10 +70,11 @@ export function matmulNf4Tiled(
   const bs = opts.blocksize ?? NF4_BLOCKSIZE;
   // The shader's 4-code decode needs 4 aligned codes inside one NF4 block.
   if (bs % 4 !== 0) throw new RangeError(`matmul_nf4: blocksize ${bs} is not a multiple of 4`);
+  const tk = nf4KStep(gpu, 2, 'matmul_nf4', opts.kStep);
   const k = gpu.kernel('matmul_nf4', shader, {
     overrides: {
       ACCUMULATE: opts.accumulate ?? false, HAS_BIAS: bias !== undefined, BS: bs, DQ: opts.doubleQuant ?? false,
-      FIT: (opts.fit ?? true) && nf4TilesFit(M, N, K),
+      FIT: (opts.fit ?? true) && nf4TilesFit(M, N, K, tk), TK: tk,
     },
   });
   const tiles = Math.ceil(M / TM) * Math.ceil(N / TN);

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { COUNTING_LIMITS, countingGpu } from '../gpu/counting.ts';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, finiteDifference, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
 import { dequantizeNF4, dqAbsmax, doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
 import { matmulNf4Backward, matmulNf4BackwardGlu, matmulNf4BackwardGroup, nf4BackwardFits } from './matmul_nf4_backward.ts';
+import type { NF4KStep } from './matmul_nf4.ts';
 import { matmulNf4BackwardGluRef, matmulNf4BackwardGroupRef, matmulNf4BackwardRef } from './matmul_nf4_backward.ref.ts';
 import { swigluBackward } from './swiglu_backward.ts';
 
@@ -42,6 +44,28 @@ describe('matmul_nf4_backward twin', () => {
   });
 });
 
+describe('matmul_nf4_backward N step', () => {
+  // Two 64×32 staged tiles (17.1 KiB) need more than the portable 16 KiB of workgroup memory.
+  test.each([
+    [16384, 16],
+    [32768, 32],
+  ])('with %i bytes of workgroup memory main and group take N step %i', (mem, step) => {
+    const { gpu } = countingGpu({ ...COUNTING_LIMITS, maxComputeWorkgroupStorageSize: mem });
+    const keys: string[] = [];
+    const dispatch = gpu.dispatch.bind(gpu);
+    gpu.dispatch = (k, b, u, wg) => {
+      keys.push(k.key);
+      dispatch(k, b, u, wg);
+    };
+    const t = (n: number) => gpu.tensor('t', 'scratch', n * 4);
+    const part = () => ({ dY: t(128 * 64), Wq: t(64 * 8), absmax: t(64), N: 64 });
+    matmulNf4Backward(gpu, t(128 * 64), t(128 * 64), t(64 * 8), t(64), 128, 64, 64);
+    matmulNf4BackwardGroup(gpu, t(128 * 64), [part(), part()], 128, 64);
+    expect(keys).toHaveLength(2);
+    for (const key of keys) expect(key).toContain(`"TN":${step}`);
+  });
+});
+
 describe('matmul_nf4_backward kernel', () => {
   let gpu: Gpu;
   beforeAll(async () => {
@@ -61,31 +85,37 @@ describe('matmul_nf4_backward kernel', () => {
     const Wq = packWords(packed, N * K);
     const dY = rand(M * N, M * N, -1, 1);
     const dx0 = rand(M * K, M * K + 3, -1, 1);
-    const dxT = gpu.tensor('dx', 'activations', dx0);
-    matmulNf4Backward(
-      gpu, dxT, gpu.tensor('dy', 'activations', dY), gpu.tensor('wq', 'weights', Wq), gpu.tensor('absmax', 'weights', absmax),
-      M, N, K, { accumulate, blocksize },
-    );
+    const dyT = gpu.tensor('dy', 'activations', dY), wT = gpu.tensor('wq', 'weights', Wq), aT = gpu.tensor('absmax', 'weights', absmax);
     const dx = dx0.slice();
     matmulNf4BackwardRef(dx, dY, Wq, absmax, M, N, K, { accumulate, blocksize });
-    assertClose('dx', await gpu.readF32(dxT), dx, TOL);
+    // Both N steps: each against the twin, and the two bit for bit (same products, same n order).
+    const got: Float32Array[] = [];
+    for (const nStep of [16, 32] as NF4KStep[]) {
+      const dxT = gpu.tensor(`dx.n${nStep}`, 'activations', dx0);
+      matmulNf4Backward(gpu, dxT, dyT, wT, aT, M, N, K, { accumulate, blocksize, nStep });
+      got.push(await gpu.readF32(dxT));
+      assertClose(`dx.n${nStep}`, got.at(-1)!, dx, TOL);
+    }
+    expect(got[1]).toEqual(got[0]);
   });
 
   // DQ: against the twin, and bit for bit against the kernel fed the decoded f32 absmax.
   test.each([
-    [5, 7, 100, true, 64],
-    [70, 130, 200, false, 64],
-    [17, 33, 50, true, 32],
-  ])('double-quantized absmax at M=%i N=%i K=%i accumulate=%s blocksize=%i', async (M, N, K, accumulate, blocksize) => {
+    [5, 7, 100, true, 64, 16],
+    [70, 130, 200, false, 64, 32],
+    [17, 33, 50, true, 32, 32],
+    [66, 40, 70, false, 128, 16],
+  ])('double-quantized absmax at M=%i N=%i K=%i accumulate=%s blocksize=%i N step %i', async (M, N, K, accumulate, blocksize, n) => {
+    const nStep = n as NF4KStep;
     const { packed, absmax } = quantizeNF4(rand(N * K, N * K + 9, -0.2, 0.2), blocksize);
     const Wq = packWords(packed, N * K), dq = doubleQuantWords(absmax);
     const dY = rand(M * N, M * N, -1, 1);
     const dx0 = rand(M * K, M * K + 3, -1, 1);
     const dxT = gpu.tensor('dx', 'activations', dx0), dxPlain = gpu.tensor('dx.plain', 'activations', dx0);
     const dyT = gpu.tensor('dy', 'activations', dY), wT = gpu.tensor('wq', 'weights', Wq);
-    matmulNf4Backward(gpu, dxT, dyT, wT, gpu.tensor('absmax.dq', 'weights', dq), M, N, K, { accumulate, blocksize, doubleQuant: true });
+    matmulNf4Backward(gpu, dxT, dyT, wT, gpu.tensor('absmax.dq', 'weights', dq), M, N, K, { accumulate, blocksize, doubleQuant: true, nStep });
     const f32Absmax = gpu.tensor('absmax', 'weights', dqAbsmax(dq, Math.ceil((N * K) / blocksize)));
-    matmulNf4Backward(gpu, dxPlain, dyT, wT, f32Absmax, M, N, K, { accumulate, blocksize });
+    matmulNf4Backward(gpu, dxPlain, dyT, wT, f32Absmax, M, N, K, { accumulate, blocksize, nStep });
     const dx = dx0.slice();
     matmulNf4BackwardRef(dx, dY, Wq, dq, M, N, K, { accumulate, blocksize, doubleQuant: true });
     const got = await gpu.readF32(dxT);
@@ -93,25 +123,32 @@ describe('matmul_nf4_backward kernel', () => {
     expect(got).toEqual(await gpu.readF32(dxPlain));
   });
 
-  // The bounds-free form (whole tiles) against the checked one: same products, same order, same bits.
+  // The bounds-free forms (whole tiles) against the checked ones at both N steps: same products, same
+  // order, same bits. N % 32 == 16 fits only the 16-step form: the 32-step kernel then runs checked.
   test.each([
     [64, 16, 64, false, false],
     [128, 48, 192, true, true],
     [64, 32, 128, true, false],
-  ])('the bounds-free form equals the checked form bit for bit at M=%i N=%i K=%i accumulate=%s dq=%s', async (M, N, K, accumulate, doubleQuant) => {
-    expect(nf4BackwardFits(M, K, [N])).toBe(true);
+    [128, 96, 64, false, true],
+  ])('the bounds-free forms equal the checked forms bit for bit at M=%i N=%i K=%i accumulate=%s dq=%s', async (M, N, K, accumulate, doubleQuant) => {
+    expect(nf4BackwardFits(M, K, [N], 16)).toBe(true);
+    expect(nf4BackwardFits(M, K, [N], 32)).toBe(N % 32 === 0);
     const { packed, absmax } = quantizeNF4(rand(N * K, N * K + 11, -0.2, 0.2), 64);
     const Wq = packWords(packed, N * K), a = doubleQuant ? doubleQuantWords(absmax) : absmax;
     const dY = rand(M * N, M * N + 1, -1, 1), dx0 = rand(M * K, M * K + 4, -1, 1);
     const dyT = gpu.tensor('dy', 'activations', dY), wT = gpu.tensor('wq', 'weights', Wq), aT = gpu.tensor('absmax', 'weights', a);
-    const fit = gpu.tensor('dx.fit', 'activations', dx0), checked = gpu.tensor('dx.checked', 'activations', dx0);
-    matmulNf4Backward(gpu, fit, dyT, wT, aT, M, N, K, { accumulate, doubleQuant });
-    matmulNf4Backward(gpu, checked, dyT, wT, aT, M, N, K, { accumulate, doubleQuant, fit: false });
     const dx = dx0.slice();
     matmulNf4BackwardRef(dx, dY, Wq, a, M, N, K, { accumulate, doubleQuant });
-    const got = await gpu.readF32(fit);
-    assertClose('dx', got, dx, TOL);
-    expect(got).toEqual(await gpu.readF32(checked));
+    const forms: [string, Float32Array][] = [];
+    for (const nStep of [16, 32] as NF4KStep[]) {
+      for (const fit of [true, false]) {
+        const t = gpu.tensor(`dx.n${nStep}.${fit ? 'fit' : 'checked'}`, 'activations', dx0);
+        matmulNf4Backward(gpu, t, dyT, wT, aT, M, N, K, { accumulate, doubleQuant, nStep, fit });
+        forms.push([t.label, await gpu.readF32(t)]);
+      }
+    }
+    assertClose('dx', forms[0][1], dx, TOL);
+    for (const [label, got] of forms.slice(1)) expect(got, label).toEqual(forms[0][1]);
   });
 
   test('reproduces the PyTorch autograd golden end to end', async () => {
@@ -140,16 +177,20 @@ describe('matmul_nf4_backward group', () => {
     return { Wq: packWords(packed, N * K), absmax: dq ? doubleQuantWords(absmax) : absmax };
   };
 
-  // M ragged against the 64-row tile, N_j ragged against the 16-deep step (one under a step, one
+  // M ragged against the 64-row tile, N_j ragged against the 16- and 32-deep steps (one under a step, one
   // over several), K ragged against the 64-wide tile with odd K (blocks cross rows), two and three
-  // parts, accumulate on and off, blocksize 32, double-quantized absmax.
+  // parts, accumulate on and off, blocksizes 32 and 128, double-quantized absmax. The group runs at
+  // one N step and the per-part kernels at the other: bit-equal across steps too.
   test.each([
-    [5, [17, 5, 9], 67, false, 64, false],
-    [70, [130, 33, 33], 40, true, 64, true],
-    [3, [16, 65], 100, true, 32, false],
-    [129, [9, 70, 1], 96, false, 64, true],
-    [64, [32, 16, 48], 128, true, 64, false],   // whole tiles: the bounds-free form
-  ] as const)('M=%i N=%j K=%i accumulate=%s blocksize=%i dq=%s: twin, and bit for bit one matmul_nf4_backward per part', async (M, Ns, K, accumulate, blocksize, dq) => {
+    [5, [17, 5, 9], 67, false, 64, false, 16],
+    [5, [17, 5, 9], 67, false, 64, false, 32],
+    [70, [130, 33, 33], 40, true, 64, true, 32],
+    [3, [16, 65], 100, true, 32, false, 16],
+    [129, [9, 70, 1], 96, false, 64, true, 32],
+    [66, [40, 72], 70, true, 128, true, 16],
+    [64, [32, 16, 48], 128, true, 64, false, 16],   // whole tiles: bounds-free at step 16, checked at 32
+    [64, [32, 64, 96], 128, false, 64, false, 32],  // whole tiles: bounds-free at both steps
+  ] as const)('M=%i N=%j K=%i accumulate=%s blocksize=%i dq=%s N step %i: twin, and bit for bit one matmul_nf4_backward per part', async (M, Ns, K, accumulate, blocksize, dq, nStep) => {
     const w = Ns.map((N, j) => linear(N, K, blocksize, j, dq));
     const dYs = Ns.map((N, j) => rand(M * N, 40 + j, -1, 1));
     const dx0 = rand(M * K, M * K + 3, -1, 1);
@@ -158,8 +199,9 @@ describe('matmul_nf4_backward group', () => {
       dY: gpu.tensor(`dy${j}`, 'activations', dYs[j]), Wq: gpu.tensor(`w${j}`, 'weights', w[j].Wq), absmax: gpu.tensor(`a${j}`, 'weights', w[j].absmax), N,
     }));
     const opts = { accumulate, blocksize, doubleQuant: dq };
-    matmulNf4BackwardGroup(gpu, dxT, parts, M, K, opts);
-    parts.forEach((q, j) => matmulNf4Backward(gpu, dxPlain, q.dY, q.Wq, q.absmax, M, q.N, K, { ...opts, accumulate: j > 0 || accumulate }));
+    const other = (48 - nStep) as NF4KStep;
+    matmulNf4BackwardGroup(gpu, dxT, parts, M, K, { ...opts, nStep });
+    parts.forEach((q, j) => matmulNf4Backward(gpu, dxPlain, q.dY, q.Wq, q.absmax, M, q.N, K, { ...opts, accumulate: j > 0 || accumulate, nStep: other }));
     const dx = dx0.slice();
     matmulNf4BackwardGroupRef(dx, Ns.map((N, j) => ({ dY: dYs[j], ...w[j], N })), M, K, opts);
     const got = await gpu.readF32(dxT);
@@ -168,11 +210,12 @@ describe('matmul_nf4_backward group', () => {
   });
 
   test.each([
-    [5, 13, 67, false, 64, false, 'silu'],
-    [70, 70, 40, true, 64, true, 'silu'],
-    [66, 9, 96, false, 32, false, 'gelu_tanh'],
-    [3, 33, 65, true, 64, true, 'gelu_tanh'],
-  ] as const)('GLU prologue at M=%i F=%i K=%i accumulate=%s blocksize=%i dq=%s %s: twin, and bit for bit swiglu_backward + two matmul_nf4_backward', async (M, F, K, accumulate, blocksize, dq, act) => {
+    [5, 13, 67, false, 64, false, 'silu', 16],
+    [70, 70, 40, true, 64, true, 'silu', 32],
+    [66, 9, 96, false, 32, false, 'gelu_tanh', 32],
+    [3, 33, 65, true, 64, true, 'gelu_tanh', 16],
+    [128, 64, 128, true, 64, false, 'silu', 32],   // whole tiles: bounds-free at both steps
+  ] as const)('GLU prologue at M=%i F=%i K=%i accumulate=%s blocksize=%i dq=%s %s N step %i: twin, and bit for bit swiglu_backward + two matmul_nf4_backward', async (M, F, K, accumulate, blocksize, dq, act, nStep) => {
     const up = linear(F, K, blocksize, 1, dq), gate = linear(F, K, blocksize, 2, dq);
     const dm = rand(M * F, 50, -1, 1), g = rand(M * F, 51, -4, 4), u = rand(M * F, 52, -2, 2);
     const dx0 = rand(M * K, M * K + 5, -1, 1);
@@ -181,11 +224,12 @@ describe('matmul_nf4_backward group', () => {
     const upT = { Wq: gpu.tensor('wu', 'weights', up.Wq), absmax: gpu.tensor('au', 'weights', up.absmax) };
     const gateT = { Wq: gpu.tensor('wg', 'weights', gate.Wq), absmax: gpu.tensor('ag', 'weights', gate.absmax) };
     const opts = { accumulate, blocksize, doubleQuant: dq };
-    matmulNf4BackwardGlu(gpu, dxT, dmT, gT, uT, upT, gateT, M, F, K, { ...opts, act });
+    const other = (48 - nStep) as NF4KStep;
+    matmulNf4BackwardGlu(gpu, dxT, dmT, gT, uT, upT, gateT, M, F, K, { ...opts, act, nStep });
     const dgT = gpu.tensor('dg', 'activations', M * F * 4), duT = gpu.tensor('du', 'activations', M * F * 4);
     swigluBackward(gpu, dgT, duT, dmT, gT, uT, M, F, act);
-    matmulNf4Backward(gpu, dxPlain, duT, upT.Wq, upT.absmax, M, F, K, opts);
-    matmulNf4Backward(gpu, dxPlain, dgT, gateT.Wq, gateT.absmax, M, F, K, { ...opts, accumulate: true });
+    matmulNf4Backward(gpu, dxPlain, duT, upT.Wq, upT.absmax, M, F, K, { ...opts, nStep: other });
+    matmulNf4Backward(gpu, dxPlain, dgT, gateT.Wq, gateT.absmax, M, F, K, { ...opts, accumulate: true, nStep: other });
     const dx = dx0.slice();
     matmulNf4BackwardGluRef(dx, dm, g, u, up, gate, M, F, K, { ...opts, act });
     const got = await gpu.readF32(dxT);

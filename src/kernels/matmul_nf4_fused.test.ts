@@ -1,12 +1,13 @@
 // The fused tiled NF4 projections (M > 4: prompts and training) against their twin on ragged shapes
 // and bit for bit against the unfused kernels (matmul_nf4 ×3; matmul_nf4 ×2 and swiglu_forward).
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { COUNTING_LIMITS, countingGpu } from '../gpu/counting.ts';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, rand } from '../testing/compare.ts';
 import { doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
 import { matmulNf4GateUp, matmulNf4Qkv, qkvTiles } from './matmul_nf4_fused.ts';
 import { matmulNf4GateUpRef, matmulNf4QkvRef } from './matmul_nf4_fused.ref.ts';
-import { matmulNf4Tiled } from './matmul_nf4.ts';
+import { matmulNf4Tiled, type NF4KStep } from './matmul_nf4.ts';
 import { swigluForward } from './swiglu_forward.ts';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -25,14 +26,18 @@ afterAll(() => gpu?.destroy());
 describe('matmul_nf4_fused', () => {
   // M ragged against the 64-row tile (and M <= 4, which the tiled kernel also takes), N_j ragged
   // against 64 (one linear narrower than a tile, one over two tiles), K odd (blocks cross rows, rows
-  // start mid-word) and past one 16-deep step, blocksize 32, double-quantized absmax.
+  // start mid-word) and past one K step, blocksizes 32 and 128, double-quantized absmax. Each case
+  // runs the fused kernel at one K step and matmul_nf4 at the other: bit-equal across steps too.
   test.each([
-    [5, [17, 5, 9], 67, 64, false],
-    [70, [130, 33, 33], 40, 64, true],
-    [3, [64, 16, 65], 33, 32, false],
-    [129, [9, 70, 1], 96, 64, false],
-    [64, [128, 64, 64], 80, 64, true],   // whole tiles: matmul_nf4 takes its bounds-free form
-  ] as const)('qkv at M=%i N=%j K=%i blocksize=%i dq=%s: twin, and bit for bit three matmul_nf4', async (M, Ns, K, blocksize, dq) => {
+    [5, [17, 5, 9], 67, 64, false, 16],
+    [5, [17, 5, 9], 67, 64, false, 32],
+    [70, [130, 33, 33], 40, 64, true, 32],
+    [3, [64, 16, 65], 33, 32, false, 16],
+    [129, [9, 70, 1], 96, 64, false, 32],
+    [66, [70, 9, 64], 100, 128, true, 16],
+    [64, [128, 64, 64], 80, 64, true, 16],   // whole tiles: matmul_nf4 (K step 32) runs checked
+    [64, [128, 64, 64], 96, 64, true, 32],   // whole tiles: matmul_nf4 (K step 16) takes its bounds-free form
+  ] as const)('qkv at M=%i N=%j K=%i blocksize=%i dq=%s K step %i: twin, and bit for bit three matmul_nf4', async (M, Ns, K, blocksize, dq, kStep) => {
     const X = rand(M * K, M + K, -1, 1);
     const xT = gpu.tensor('x', 'activations', X);
     const w = Ns.map((N, j) => weights(N, K, blocksize, j, dq));
@@ -41,10 +46,11 @@ describe('matmul_nf4_fused', () => {
       absmax: gpu.tensor(`a${j}`, 'weights', w[j].absmax), N,
     })) as unknown as Parameters<typeof matmulNf4Qkv>[2];
     const opts = { blocksize, doubleQuant: dq };
-    matmulNf4Qkv(gpu, xT, parts, M, K, opts);
+    const other = (48 - kStep) as NF4KStep;
+    matmulNf4Qkv(gpu, xT, parts, M, K, { ...opts, kStep });
     const plain = parts.map((p, j) => {
       const y = gpu.tensor(`p${j}`, 'activations', M * p.N * 4);
-      matmulNf4Tiled(gpu, y, xT, p.Wq, p.absmax, undefined, M, p.N, K, opts);
+      matmulNf4Tiled(gpu, y, xT, p.Wq, p.absmax, undefined, M, p.N, K, { ...opts, kStep: other });
       return y;
     });
     const ref = Ns.map((N, j) => ({ Y: new Float32Array(M * N), ...w[j], N }));
@@ -57,22 +63,26 @@ describe('matmul_nf4_fused', () => {
   });
 
   test.each([
-    [5, 13, 67, 64, false],
-    [70, 70, 40, 64, true],
-    [129, 9, 96, 32, false],
-    [128, 64, 48, 64, false],            // whole tiles: matmul_nf4 takes its bounds-free form
-  ] as const)('gateup at M=%i F=%i K=%i blocksize=%i dq=%s: twin, and bit for bit matmul_nf4 ×2 + swiglu', async (M, F, K, blocksize, dq) => {
+    [5, 13, 67, 64, false, 16],
+    [5, 13, 67, 64, false, 32],
+    [70, 70, 40, 64, true, 32],
+    [129, 9, 96, 32, false, 16],
+    [66, 65, 100, 128, true, 32],
+    [128, 64, 48, 64, false, 32],        // whole tiles: matmul_nf4 (K step 16) takes its bounds-free form
+    [128, 64, 64, 64, false, 16],        // whole tiles: matmul_nf4 (K step 32) takes its bounds-free form
+  ] as const)('gateup at M=%i F=%i K=%i blocksize=%i dq=%s K step %i: twin, and bit for bit matmul_nf4 ×2 + swiglu', async (M, F, K, blocksize, dq, kStep) => {
     const X = rand(M * K, 2 * M + K, -2, 2);
     const xT = gpu.tensor('x', 'activations', X);
     const gw = weights(F, K, blocksize, 1, dq), uw = weights(F, K, blocksize, 2, dq);
     const gate = { Wq: gpu.tensor('wg', 'weights', gw.Wq), absmax: gpu.tensor('ag', 'weights', gw.absmax) };
     const up = { Wq: gpu.tensor('wu', 'weights', uw.Wq), absmax: gpu.tensor('au', 'weights', uw.absmax) };
     const opts = { blocksize, doubleQuant: dq };
+    const other = { ...opts, kStep: (48 - kStep) as NF4KStep };
     const t = (name: string) => gpu.tensor(name, 'activations', M * F * 4);
     const [gT, uT, mT, gP, uP, mP] = ['g', 'u', 'm', 'g.plain', 'u.plain', 'm.plain'].map(t);
-    matmulNf4GateUp(gpu, gT, uT, mT, xT, gate, up, M, F, K, opts);
-    matmulNf4Tiled(gpu, gP, xT, gate.Wq, gate.absmax, undefined, M, F, K, opts);
-    matmulNf4Tiled(gpu, uP, xT, up.Wq, up.absmax, undefined, M, F, K, opts);
+    matmulNf4GateUp(gpu, gT, uT, mT, xT, gate, up, M, F, K, { ...opts, kStep });
+    matmulNf4Tiled(gpu, gP, xT, gate.Wq, gate.absmax, undefined, M, F, K, other);
+    matmulNf4Tiled(gpu, uP, xT, up.Wq, up.absmax, undefined, M, F, K, other);
     swigluForward(gpu, mP, gP, uP, M, F);
     const G = new Float32Array(M * F), U = new Float32Array(M * F), Mo = new Float32Array(M * F);
     matmulNf4GateUpRef(G, U, Mo, X, gw, uw, M, F, K, opts);
@@ -81,6 +91,28 @@ describe('matmul_nf4_fused', () => {
       assertClose(name, v, ref, TOL);
       expect(v).toEqual(await gpu.readF32(plain));
     }
+  });
+
+  // qkv stages two 64×TK tiles (17.1 KiB at TK = 32), gateup three (25.1 KiB): each takes the
+  // 32-step form only where the device's workgroup memory holds it.
+  test.each([
+    [16384, 16, 16],
+    [24576, 32, 16],
+    [32768, 32, 32],
+  ])('with %i bytes of workgroup memory qkv takes K step %i, gateup %i', (mem, qkvStep, gateupStep) => {
+    const { gpu: counting } = countingGpu({ ...COUNTING_LIMITS, maxComputeWorkgroupStorageSize: mem });
+    const keys = new Map<string, string>();
+    const dispatch = counting.dispatch.bind(counting);
+    counting.dispatch = (k, b, u, wg) => {
+      keys.set(k.name, k.key);
+      dispatch(k, b, u, wg);
+    };
+    const t = (n: number) => counting.tensor('t', 'scratch', n * 4);
+    const part = () => ({ Y: t(128 * 64), Wq: t(64 * 8), absmax: t(64), N: 64 });
+    matmulNf4Qkv(counting, t(128 * 64), [part(), part(), part()], 128, 64);
+    matmulNf4GateUp(counting, t(128 * 64), t(128 * 64), t(128 * 64), t(128 * 64), part(), part(), 128, 64, 64);
+    expect(keys.get('matmul_nf4_fused.qkv')).toContain(`"TK":${qkvStep}`);
+    expect(keys.get('matmul_nf4_fused.gateup')).toContain(`"TK":${gateupStep}`);
   });
 
   test('tiles are dealt per linear; outputs must not overlap nor be read', () => {

@@ -10,6 +10,8 @@ import { COUNTING_LIMITS, countingGpu } from '../gpu/counting.ts';
 import type { Gpu } from '../gpu/runtime.ts';
 import { attentionBackward } from './attention_backward.ts';
 import { loraBackward, loraBackwardScratchBytes } from './lora_backward.ts';
+import { matmulNf4 } from './matmul_nf4.ts';
+import { matmulNf4Backward } from './matmul_nf4_backward.ts';
 
 function recorder(gpu: Gpu): Map<string, number> {
   const seen = new Map<string, number>();
@@ -47,6 +49,22 @@ describe.each([16384, 32768])('workgroups at Llama-3.2-1B shapes (%i bytes of wo
     expect(after.dB).toBeGreaterThanOrEqual(128 + (M * R) / 64);
     expect(after.dX).toBe(before.dX + Math.ceil((N * R + R * K) / 256));
     expect(before.dU).toBe(8);
+  });
+
+  // Version 3 of the NF4 matmuls changed the register tile (8×4 of 128 invocations) and the K step
+  // (32 at 32 KiB), not the grid: one workgroup per 64×64 output tile at either memory size.
+  test.each([
+    ['q_proj', 2048, 2048],
+    ['v_proj', 512, 2048],
+  ])('matmul_nf4 and its backward, %s', (name, N, K) => {
+    const { gpu } = countingGpu({ ...COUNTING_LIMITS, maxComputeWorkgroupStorageSize: mem });
+    const seen = recorder(gpu);
+    const t = (n: number) => gpu.tensor('t', 'scratch', n * 4);
+    matmulNf4(gpu, t(M * N), t(M * K), t((N * K) / 8), t((N * K) / 64), undefined, M, N, K);
+    matmulNf4Backward(gpu, t(M * K), t(M * N), t((N * K) / 8), t((N * K) / 64), M, N, K);
+    console.log(`${name}: matmul_nf4 ${seen.get('matmul_nf4.main')} matmul_nf4_backward ${seen.get('matmul_nf4_backward.main')}`);
+    expect(seen.get('matmul_nf4.main')).toBe((M / 64) * (N / 64));
+    expect(seen.get('matmul_nf4_backward.main')).toBe((M / 64) * (K / 64));
   });
 
   test('attention_backward', () => {
