@@ -34,6 +34,7 @@ struct Params {
   strideB: u32,
   strideC: u32,
   alpha: f32,
+  kSlice: u32,    // split-K: entry bi sums k in [bi·kSlice, (bi+1)·kSlice) (0: all of K)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -70,10 +71,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let bBase = bi * p.strideB;
   let cBase = bi * p.strideC;
 
+  // Split-K (kSlice > 0, a multiple of BK): the batch entries are slices of one reduction over the
+  // same a and b (the host passes strides 0 for them), each into its own (M, N) of c.
+  let kBegin = bi * p.kSlice;
+  let kEnd = select(p.K, min(p.K, kBegin + p.kSlice), p.kSlice > 0u);
+
   var acc: array<vec4<f32>, TM>;
   for (var i = 0u; i < TM; i++) { acc[i] = vec4<f32>(0.0); }
 
-  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+  for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
     // Stage op(a)[m0.., k0..] as BM×BK, 4 elements per invocation. Lanes run along m in both
     // layouts, so a wave's stores land on consecutive words of As (no bank conflict; version 1's
     // (M, K) staging put 16 lanes on one bank). A (K, M) a is read along m, its contiguous dimension;
@@ -86,7 +92,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         if (TRANS_A) { kk = e / BM + (BK / 4u) * q; }
         let k = k0 + kk;
         var v = 0.0;
-        if (live && m < p.M && k < p.K) {
+        if (live && m < p.M && k < kEnd) {
           if (TRANS_A) { v = a[aBase + k * p.M + m]; } else { v = a[aBase + m * p.K + k]; }
         }
         As[kk * (BM / 4u) + mm / 4u][mm % 4u] = v;
@@ -102,7 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
         if (TRANS_B) { kk = 4u * (e / BN) + q; }
         let k = k0 + kk;
         var v = 0.0;
-        if (live && n < p.N && k < p.K) {
+        if (live && n < p.N && k < kEnd) {
           if (TRANS_B) { v = bAt(bBase + n * p.K + k); } else { v = bAt(bBase + k * p.N + n); }
         }
         Bs[kk * (BN / 4u) + nn / 4u][nn % 4u] = v;
@@ -110,8 +116,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
     workgroupBarrier();
 
-    // Outer product over the slice: rows tid.y*4.., columns tid.x*4... Zero padding past K makes the
-    // ragged last slice exact without a bound on kk.
+    // Outer product over the slice: rows tid.y*4.., columns tid.x*4... Zero padding past K (kEnd)
+    // makes the ragged last slice exact without a bound on kk.
     for (var kk = 0u; kk < BK; kk++) {
       let av = As[kk * (BM / 4u) + tid.y];
       let bv = Bs[kk * (BN / 4u) + tid.x];

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu, grid } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
 import shader from '../../shaders/matmul.wgsl?raw';
-import { matmul, matmulLaunch } from './matmul.ts';
+import { matmul, matmulLaunch, matmulSplit, matmulSplitBytes, matmulTiled } from './matmul.ts';
 import { matmulRef, type MatmulOptions } from './matmul.ref.ts';
 
 // The GPU sums K products in f32, the twin in f64: the gap grows with K and with the operands'
@@ -103,6 +103,48 @@ describe('matmul kernel', () => {
     const c = new Float32Array(batch * M * N);
     matmulRef(c, a, b, M, N, K, opts);
     assertClose('c', await gpu.readF32(cT), c, tolFor(K));
+  });
+
+  // Split-K: slices of K into scratch, then their sum. Ragged M and N against the tile, K ragged
+  // against the slice and the 16-deep step (1000 = slices of 336, 336, 328), every layout, with
+  // accumulate and alpha: against the twin, and against the unsplit kernel within the f32 gap.
+  test.each(VARIANTS)('split-K equals its twin and the unsplit product, transA=%s transB=%s', async (transA, transB) => {
+    const M = 37, N = 70, K = 1000;
+    expect(matmulSplit(M, N, K)).toEqual({ slices: 3, chunk: 336 });
+    const opts: MatmulOptions = { transA, transB, accumulate: true, alpha: -0.75 };
+    const a = rand(M * K, 41), b = rand(K * N, 42), c0 = rand(M * N, 43);
+    const aT = gpu.tensor('a', 'activations', a), bT = gpu.tensor('b', 'weights', b);
+    const cT = gpu.tensor('c', 'activations', c0), plainT = gpu.tensor('c.plain', 'activations', c0);
+    const scratch = gpu.tensor('split', 'scratch', matmulSplitBytes(M, N, K));
+    matmulTiled(gpu, cT, aT, bT, M, N, K, { ...opts, splitK: scratch });
+    matmulTiled(gpu, plainT, aT, bT, M, N, K, opts);
+    const c = c0.slice();
+    matmulRef(c, a, b, M, N, K, opts);
+    const got = await gpu.readF32(cT);
+    assertClose('c', got, c, tolFor(K));
+    assertClose('c vs unsplit', got, await gpu.readF32(plainT), tolFor(K));
+    // The split really ran: its slices are the partial products (slice 0 = k < 336, alpha 1, no c).
+    const parts = await gpu.readF32(scratch);
+    const first = new Float32Array(M * N), aS = new Float32Array(M * 336), bS = new Float32Array(336 * N);
+    for (let m = 0; m < M; m++) for (let k = 0; k < 336; k++) aS[m * 336 + k] = transA ? a[k * M + m] : a[m * K + k];
+    for (let k = 0; k < 336; k++) for (let n = 0; n < N; n++) bS[k * N + n] = transB ? b[n * K + k] : b[k * N + n];
+    matmulRef(first, aS, bS, M, N, 336);
+    assertClose('slice 0', parts.subarray(0, M * N), first, tolFor(336));
+  });
+
+  test('split-K: when it splits, and a scratch too small is refused', () => {
+    // The LM head's input gradient at Llama-3.2-1B (a 128-token loss chunk, hidden 2048, vocabulary
+    // 128,256: 64 tiles) and at Llama-3-8B (hidden 4096: 128 tiles); a tiny model's vocabulary is
+    // too short to cut; 256 tiles need no split; matmul() without scratch never splits.
+    expect(matmulSplit(128, 2048, 128256)).toEqual({ slices: 4, chunk: 32064 });
+    expect(matmulSplit(128, 4096, 128256)).toEqual({ slices: 2, chunk: 64128 });
+    expect(matmulSplit(512, 64, 256)).toEqual({ slices: 1, chunk: 256 });
+    expect(matmulSplit(512, 2048, 128256).slices).toBe(1);
+    expect(matmulSplitBytes(128, 2048, 128256)).toBe(4 * 128 * 2048 * 4);
+    expect(matmulSplitBytes(512, 64, 256)).toBe(0);
+    const t = (n: number) => gpu.tensor('t', 'scratch', n * 4);
+    expect(() => matmulTiled(gpu, t(37 * 70), t(37 * 1000), t(1000 * 70), 37, 70, 1000, { splitK: t(37 * 70) }))
+      .toThrow(/needs 31080 bytes of scratch, got 10360/);
   });
 
   test('refuses c aliasing an input', () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.ts';
 import type { MatmulOptions } from './matmul.ts';
-import { matmulTiled } from './matmul.ts';
+import { matmulSplit, matmulSplitBytes, matmulTiled } from './matmul.ts';
 import { matmulRef } from './matmul.ref.ts';
 import { f16Round, f32ToF16Bits } from './matmul_f16.ref.ts';
 import { matmulPackedF16 } from './matmul_packed_f16.ts';
@@ -68,5 +68,22 @@ describe('matmul_packed_f16 kernel', () => {
       matmulRef(exact, a, b, M, N, K, opts);
       if (M * N * K > 1) expect(c).not.toEqual(exact);
     }
+  });
+
+  test('split-K (the LM head\'s input gradient, dX = dlogits · head): its twin, and the f32 kernel split the same way bit for bit', async () => {
+    const M = 45, N = 66, K = 777; // ragged tile, slices of 272 + 272 + 233
+    expect(matmulSplit(M, N, K).slices).toBe(3);
+    const a = rand(M * K, 7), b = rand(K * N, 8), c0 = rand(M * N, 9);
+    const packed = packF16(b);
+    const aT = gpu.tensor('a', 'activations', a), scratch = gpu.tensor('split', 'scratch', matmulSplitBytes(M, N, K));
+    const cT = gpu.tensor('c', 'activations', c0), c32T = gpu.tensor('c.f32', 'activations', c0);
+    const opts: MatmulOptions = { accumulate: true, alpha: 2 };
+    matmulPackedF16(gpu, cT, aT, gpu.tensor('b', 'weights', packed), M, N, K, { ...opts, splitK: scratch });
+    matmulTiled(gpu, c32T, aT, gpu.tensor('b.f32', 'weights', unpackF16(packed, K * N)), M, N, K, { ...opts, splitK: scratch });
+    const c = c0.slice();
+    matmulPackedF16Ref(c, a, packed, M, N, K, opts);
+    const got = await gpu.readF32(cT);
+    assertClose('c', got, c, { atol: 2e-6 * Math.sqrt(K), rtol: 1e-5 });
+    expect(got).toEqual(await gpu.readF32(c32T));
   });
 });
