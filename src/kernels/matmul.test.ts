@@ -132,7 +132,7 @@ describe('matmul kernel', () => {
     assertClose('slice 0', parts.subarray(0, M * N), first, tolFor(336));
   });
 
-  test('split-K: when it splits, and a scratch too small is refused', () => {
+  test('split-K: when it splits, and the scratch caps the slices', async () => {
     // The LM head's input gradient at Llama-3.2-1B (a 128-token loss chunk, hidden 2048, vocabulary
     // 128,256: 64 tiles) and at Llama-3-8B (hidden 4096: 128 tiles); a tiny model's vocabulary is
     // too short to cut; 256 tiles need no split; matmul() without scratch never splits.
@@ -142,9 +142,23 @@ describe('matmul kernel', () => {
     expect(matmulSplit(512, 2048, 128256).slices).toBe(1);
     expect(matmulSplitBytes(128, 2048, 128256)).toBe(4 * 128 * 2048 * 4);
     expect(matmulSplitBytes(512, 64, 256)).toBe(0);
-    const t = (n: number) => gpu.tensor('t', 'scratch', n * 4);
-    expect(() => matmulTiled(gpu, t(37 * 70), t(37 * 1000), t(1000 * 70), 37, 70, 1000, { splitK: t(37 * 70) }))
-      .toThrow(/needs 31080 bytes of scratch, got 10360/);
+    expect(matmulSplit(128, 2048, 128256, 2)).toEqual({ slices: 2, chunk: 64128 });
+    expect(matmulSplit(128, 2048, 128256, 1).slices).toBe(1);
+    // Room for two of the three slices: two slices of 512 and 488, as the scratch shows.
+    const M = 37, N = 70, K = 1000;
+    const a = rand(M * K, 51), b = rand(K * N, 52);
+    const scratch = gpu.tensor('split', 'scratch', (2 * M * N + 5) * 4);
+    const cT = gpu.tensor('c', 'activations', M * N * 4);
+    matmulTiled(gpu, cT, gpu.tensor('a', 'activations', a), gpu.tensor('b', 'weights', b), M, N, K, { splitK: scratch });
+    const c = new Float32Array(M * N);
+    matmulRef(c, a, b, M, N, K);
+    assertClose('c', await gpu.readF32(cT), c, tolFor(K));
+    const parts = await gpu.readF32(scratch);
+    const slice1 = new Float32Array(M * N);
+    const aS = new Float32Array(M * 488);
+    for (let m = 0; m < M; m++) aS.set(a.subarray(m * K + 512, m * K + K), m * 488);
+    matmulRef(slice1, aS, b.subarray(512 * N), M, N, 488);
+    assertClose('slice 1', parts.subarray(M * N, 2 * M * N), slice1, tolFor(488));
   });
 
   test('refuses c aliasing an input', () => {

@@ -8,8 +8,9 @@ export type { MatmulOptions } from './matmul.ref.ts';
 
 /** matmul()'s options on the GPU: the twin's, and scratch for split-K. */
 export interface MatmulGpuOptions extends MatmulOptions {
-  /** Scratch of at least matmulSplitBytes(M, N, K) bytes: an unbatched product with few output
-   *  tiles and a long reduction then runs split-K (see matmulSplit). Without it, never split. */
+  /** Scratch for split-K: an unbatched product with few output tiles and a long reduction then
+   *  runs in slices (see matmulSplit), as many as the scratch holds (M·N floats each; all of them
+   *  with matmulSplitBytes(M, N, K) bytes). Without it, or with room for one, never split. */
   splitK?: Binding;
 }
 
@@ -31,12 +32,13 @@ export const SPLIT_MIN = 256;
  * workgroups (about two per core of a large GPU) or K is short, else enough slices of whole BK
  * steps, each at least SPLIT_MIN long, to approach SPLIT_TARGET. The case it exists for is the LM
  * head's input gradient: a loss chunk of 128 tokens × hidden 2048 is 64 tiles, each reducing over
- * the 128,256-long vocabulary, which would leave half of an H100's 132 SMs idle.
+ * the 128,256-long vocabulary, which would leave half of an H100's 132 SMs idle. At most
+ * `maxSlices` slices (the scratch's room).
  */
-export function matmulSplit(M: number, N: number, K: number): Split {
+export function matmulSplit(M: number, N: number, K: number, maxSlices = Infinity): Split {
   const { BM, BN, BK } = MATMUL_TILE;
   const tiles = Math.ceil(M / BM) * Math.ceil(N / BN);
-  const most = Math.floor(K / SPLIT_MIN);
+  const most = Math.min(Math.floor(K / SPLIT_MIN), maxSlices);
   if (tiles >= SPLIT_TARGET || most < 2) return { slices: 1, chunk: K };
   const want = Math.min(Math.ceil(SPLIT_TARGET / tiles), most);
   const chunk = Math.ceil(K / want / BK) * BK;
@@ -89,7 +91,8 @@ const sizeOf = (x: Binding): number => ('size' in x ? x.size : 0);
 export function tiledMatmul(
   gpu: Gpu, name: string, shader: string, c: Binding, a: Binding, b: Binding, M: number, N: number, K: number, opts: MatmulGpuOptions,
 ): void {
-  const split = opts.splitK && (opts.batch ?? 1) === 1 ? matmulSplit(M, N, K) : { slices: 1, chunk: K };
+  const room = opts.splitK && M * N > 0 ? Math.floor(sizeOf(opts.splitK) / (M * N * 4)) : 0;
+  const split = opts.splitK && (opts.batch ?? 1) === 1 ? matmulSplit(M, N, K, room) : { slices: 1, chunk: K };
   if (split.slices <= 1 || !opts.splitK) {
     const { overrides, uniform, workgroups } = matmulLaunch(name, c, a, b, M, N, K, opts);
     if (workgroups === 0) return; // M, N or batch is 0: nothing to write (grid() would round up to 1)
@@ -97,9 +100,6 @@ export function tiledMatmul(
     return;
   }
   const scratch = opts.splitK, S = split.slices;
-  if (sizeOf(scratch) < S * M * N * 4) {
-    throw new RangeError(`${name}: split-K of (${M}, ${N}, ${K}) in ${S} slices needs ${S * M * N * 4} bytes of scratch, got ${sizeOf(scratch)}`);
-  }
   const parts = matmulLaunch(name, scratch, a, b, M, N, K, {
     transA: opts.transA, transB: opts.transB, batch: S, strideA: 0, strideB: 0, strideC: M * N,
   }, split.chunk);

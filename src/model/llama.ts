@@ -17,7 +17,7 @@
 // accumulates into it. Decoding saves nothing for a backward, so there the residual stream is one
 // buffer (h.0) that each sublayer adds into in place: one compute pass per token.
 import type { Binding, Gpu, Scalars, Tensor, View } from '../gpu/runtime.ts';
-import { matmul, type MatmulOptions } from '../kernels/matmul.ts';
+import { matmul, type MatmulGpuOptions } from '../kernels/matmul.ts';
 import { matmulPackedF16 } from '../kernels/matmul_packed_f16.ts';
 import { matmulNf4 } from '../kernels/matmul_nf4.ts';
 import { GROUP_STORAGE_BUFFERS, matmulNf4Backward, matmulNf4BackwardGlu, matmulNf4BackwardGroup } from '../kernels/matmul_nf4_backward.ts';
@@ -225,7 +225,7 @@ export class LlamaModel {
   }
 
   /** c (M, N) = a · head (ᵀ with transB), through the kernel that reads the head's storage. */
-  private headMatmul(c: Binding, a: Binding, M: number, N: number, K: number, opts: MatmulOptions = {}): void {
+  private headMatmul(c: Binding, a: Binding, M: number, N: number, K: number, opts: MatmulGpuOptions = {}): void {
     if (this.weights.headF16) matmulPackedF16(this.gpu, c, a, this.weights.head, M, N, K, opts);
     else matmul(this.gpu, c, a, this.weights.head, M, N, K, opts);
   }
@@ -559,7 +559,9 @@ export class LlamaModel {
       const lg = view(logits, 0, n * V);
       this.headMatmul(lg, view(xf, t0 * C, n * C), n, V, C, { transB: true });
       crossEntropy(g, view(this.t('loss'), t0, n), lg, view(this.t('targets'), t0, n), n, V, o.gradScale, d.finalSoftcap ?? 0);
-      if (dxf) this.headMatmul(view(dxf, t0 * C, n * C), lg, n, C, V);
+      // dX = dlogits · head has few output tiles (n × C) and a vocabulary-long reduction: split-K,
+      // its slices in grad.dm, which the layers' backward only uses after this loop.
+      if (dxf) this.headMatmul(view(dxf, t0 * C, n * C), lg, n, C, V, { splitK: this.t('grad.dm') });
     }
     if (!dxf) return;
     rmsnormBackward(g, this.t('grad.dh'), dxf, this.t(`h.${L}`), this.weights.norm, rstdF, N, C, false);
