@@ -1,5 +1,5 @@
-// Workgroups per dispatch of the kernels that split-K (lora_backward) and the dk/dv blocking
-// (attention_backward) changed, at Llama-3.2-1B training shapes: 512 tokens (batch 1), LoRA rank 8
+// Workgroups per dispatch of the kernels that split-K (lora_backward; matmul for the LM head) and
+// the dk/dv blocking (attention_backward) changed, at Llama-3.2-1B training shapes: 512 tokens (batch 1), LoRA rank 8
 // on q_proj (N = K = 2048) and v_proj (N = 512, K = 2048), 32 query heads, 8 KV heads, head dim 64.
 // Recorded from the real hosts on the counting device (no GPU). "Before" is version 1's grid (one
 // workgroup per 64 x 16 output tile of each rank-R product; dk/dv one per 64 key rows), kept here as
@@ -12,6 +12,8 @@ import { attentionBackward } from './attention_backward.ts';
 import { loraBackward, loraBackwardScratchBytes } from './lora_backward.ts';
 import { matmulNf4 } from './matmul_nf4.ts';
 import { matmulNf4Backward } from './matmul_nf4_backward.ts';
+import { matmul } from './matmul.ts';
+import { matmulPackedF16 } from './matmul_packed_f16.ts';
 
 function recorder(gpu: Gpu): Map<string, number> {
   const seen = new Map<string, number>();
@@ -78,5 +80,29 @@ describe.each([16384, 32768])('workgroups at Llama-3.2-1B shapes (%i bytes of wo
     console.log(`attention_backward: before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
     expect(before.dkv).toBe(64);
     expect(after.dkv).toBe(256);
+  });
+});
+
+// The LM head's input gradient per loss chunk (128 tokens at a 128,256 vocabulary): dX (128, C) =
+// dlogits (128, V) · head (V, C), f32 or packed-f16 head, split-K with the model's scratch
+// (grad.dm: 512 tokens × the intermediate size). Before: one workgroup per 64×64 tile of dX.
+describe('workgroups of the LM head input gradient (one 128-token loss chunk of a 512-token batch)', () => {
+  test.each([
+    ['llama-3.2-1b', 2048, 8192],
+    ['llama-3-8b', 4096, 14336],
+  ])('%s', (name, C, F) => {
+    const V = 128256, n = 128;
+    for (const [kernel, run] of [['matmul', matmul], ['matmul_packed_f16', matmulPackedF16]] as const) {
+      const { gpu } = countingGpu(COUNTING_LIMITS);
+      const seen = recorder(gpu);
+      const t = (floats: number) => gpu.tensor('t', 'scratch', floats * 4);
+      run(gpu, t(n * C), t(n * V), t(V * C), n, C, V, { splitK: t(512 * F) });
+      const before = Math.ceil(n / 64) * Math.ceil(C / 64);
+      const after = { slices: seen.get(`${kernel}.main`)!, sum: seen.get('matmul.sum_slices')! };
+      console.log(`${name} ${kernel}: before ${before} after ${JSON.stringify(after)}`);
+      expect(after.slices).toBe(256);
+      expect(after.sum).toBe((n * C) / 256);
+      expect(before).toBeLessThan(256);
+    }
   });
 });
