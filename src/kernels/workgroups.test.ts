@@ -1,6 +1,7 @@
 // Workgroups per dispatch of the kernels that split-K (lora_backward; matmul for the LM head) and
-// the dk/dv blocking (attention_backward) changed, at Llama-3.2-1B training shapes: 512 tokens (batch 1), LoRA rank 8
-// on q_proj (N = K = 2048) and v_proj (N = 512, K = 2048), 32 query heads, 8 KV heads, head dim 64.
+// the dk/dv blocking (attention_backward) changed, at Llama-3.2-1B training shapes: 512 tokens
+// (batch 1), LoRA rank 8 on q_proj (N = K = 2048) and v_proj (N = 512, K = 2048), 32 query heads,
+// 8 KV heads, head dim 64.
 // Recorded from the real hosts on the counting device (no GPU). "Before" is version 1's grid (one
 // workgroup per 64 x 16 output tile of each rank-R product; dk/dv one per 64 key rows), kept here as
 // a formula so docs/performance.md's table is computed, not typed. A GPU needs about two resident
