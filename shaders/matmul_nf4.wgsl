@@ -55,23 +55,11 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;         // (N), read only when HAS_BIAS
 
 //#include nf4_tables
+//#include nf4_lut
+//#include nf4_block_scale
 
-var<workgroup> lut: array<f32, 16>;            // codebook in workgroup memory: 16 banks, no spills
 var<workgroup> Xs: array<vec4<f32>, TK * Q>;   // Xs[k * Q + r / 4][r % 4] = X[m0 + r, k0 + k]
 var<workgroup> Ws: array<vec4<f32>, TK * Q>;   // Ws[k * Q + n / 4][n % 4] = dequant(W)[n0 + n, k0 + k]
-
-// The f32 scale of NF4 block b (of nb). Plain: absmax[b]. DQ (src/quant/nf4.ts packDoubleQuant):
-// the block's 8-bit code through the dynamic map, times its run of 256's absmax2, plus the offset:
-// the f32 operations of the CPU doubleDequantize, so the scale equals the f32 absmax it replaces
-// (a driver that contracts the multiply-add into one fma could differ in the last bit; SwiftShader
-// does not, and the kernel tests check bit equality with the f32-absmax path).
-fn blockScale(b: u32, nb: u32) -> f32 {
-  if (!DQ) { return bitcast<f32>(absmax[b]); }
-  let code = (absmax[b >> 2u] >> (8u * (b & 3u))) & 255u;
-  let q = (nb + 3u) / 4u;
-  let scaled = dmap[code] * bitcast<f32>(absmax[q + b / 256u]);
-  return scaled + bitcast<f32>(absmax[q + (nb + 255u) / 256u]);
-}
 
 fn blocks() -> u32 { return (p.N * p.K + BS - 1u) / BS; }
 
@@ -110,11 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let gn = n0 + r;
   let aligned = FIT || (p.K & 3u) == 0u;
 
-  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
-  if (DQ) {
-    for (var i = lid; i < 256u; i += WG) { dmap[i] = bitcast<f32>(DMAP[i]); }
-  }
-  workgroupBarrier();
+  loadTables(lid);
 
   var acc: array<vec4<f32>, 8>;
   for (var k0 = 0u; k0 < p.K; k0 += TK) {

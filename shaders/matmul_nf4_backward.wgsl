@@ -64,8 +64,8 @@ struct Params {
 @group(0) @binding(10) var<storage, read> absmax2: array<u32>;
 
 //#include nf4_tables
+//#include nf4_lut
 
-var<workgroup> lut: array<f32, 16>;
 var<workgroup> dYs: array<vec4<f32>, TN * Q>;   // dYs[n * Q + m / 4][m % 4] = dY[m0 + m, n0 + n]
 var<workgroup> Ws: array<vec4<f32>, TN * Q>;    // Ws[n * Q + k / 4][k % 4] = dequant(W)[n0 + n, k0 + k]
 
@@ -224,14 +224,6 @@ fn reduce(lid: u32, acc: ptr<function, array<vec4<f32>, 8>>) {
       (*acc)[i] = fma(vec4<f32>(a0[i]), b, (*acc)[i]);
       (*acc)[i + 4u] = fma(vec4<f32>(a1[i]), b, (*acc)[i + 4u]);
     }
-  }
-  workgroupBarrier();
-}
-
-fn loadTables(lid: u32) {
-  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
-  if (DQ) {
-    for (var i = lid; i < 256u; i += WG) { dmap[i] = bitcast<f32>(DMAP[i]); }
   }
   workgroupBarrier();
 }

@@ -51,13 +51,13 @@ struct Params {
 @group(0) @binding(10) var<storage, read> A2: array<u32>;
 
 //#include nf4_tables
+//#include nf4_lut
 
-var<workgroup> lut: array<f32, 16>;
 var<workgroup> Xs: array<vec4<f32>, TK * Q>;   // Xs[k * Q + r / 4][r % 4] = X[m0 + r, k0 + k]
 var<workgroup> Ws: array<vec4<f32>, TK * Q>;   // qkv: the tile's linear; gateup: gate
 var<workgroup> Vs: array<vec4<f32>, TK * Q>;   // gateup: up
 
-// matmul_nf4.wgsl blockScale, on words fetched by the caller from its linear's absmax.
+// blockScale (lib/nf4_block_scale.wgsl), on words fetched by the caller from its linear's absmax.
 fn dqScale(code: u32, absmax2: u32, offset: u32) -> f32 {
   let scaled = dmap[code] * bitcast<f32>(absmax2);
   return scaled + bitcast<f32>(offset);
@@ -138,14 +138,6 @@ fn inputs4(m: u32, k: u32) -> vec4<f32> {
     if (k + c < p.K) { v[c] = X[m * p.K + k + c]; }
   }
   return v;
-}
-
-fn loadTables(lid: u32) {
-  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
-  if (DQ) {
-    for (var i = lid; i < 256u; i += WG) { dmap[i] = bitcast<f32>(DMAP[i]); }
-  }
-  workgroupBarrier();
 }
 
 fn sigmoid(v: f32) -> f32 {

@@ -23,7 +23,8 @@
 //   - subgroup path: each subgroup pre-sums its lanes with subgroupAdd (WG_K / subgroup-size
 //     partials per output), lanes numbered by (subgroup_id, subgroup_invocation_id) where the
 //     subgroups tile the workgroup; as matvec.wgsl, whose header says why that is safe;
-//   - DQ: double-quantized absmax as in matmul_nf4.wgsl (blockScale), one decode per scale read.
+//   - DQ: double-quantized absmax as in matmul_nf4.wgsl (blockScale, lib/nf4_block_scale.wgsl),
+//     one decode per scale read.
 // The two entry points declare bindings 2 and 3 with different element types; each entry point's
 // interface holds one variable per binding, which WGSL allows, and the host picks the entry.
 // A byte → (even, odd) LUT is the obvious next experiment.
@@ -59,31 +60,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read> bias: array<f32>;         // (N), read only when HAS_BIAS
 
 //#include nf4_tables
-
-var<workgroup> lut: array<f32, 16>;          // codebook in workgroup memory: 16 banks, no spills
+//#include nf4_lut
+//#include nf4_block_scale
 //#include gemv_reduce
-
-// The f32 scale of NF4 block b (of nb). Plain: absmax[b]. DQ (src/quant/nf4.ts packDoubleQuant):
-// the block's 8-bit code through the dynamic map, times its run of 256's absmax2, plus the offset:
-// the f32 operations of the CPU doubleDequantize, so the scale equals the f32 absmax it replaces
-// (a driver that contracts the multiply-add into one fma could differ in the last bit; SwiftShader
-// does not, and the kernel tests check bit equality with the f32-absmax path).
-fn blockScale(b: u32, nb: u32) -> f32 {
-  if (!DQ) { return bitcast<f32>(absmax[b]); }
-  let code = (absmax[b >> 2u] >> (8u * (b & 3u))) & 255u;
-  let q = (nb + 3u) / 4u;
-  let scaled = dmap[code] * bitcast<f32>(absmax[q + b / 256u]);
-  return scaled + bitcast<f32>(absmax[q + (nb + 255u) / 256u]);
-}
-
-// Fill the LUT; every invocation calls this first, from uniform control flow.
-fn loadLut(lid: u32) {
-  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
-  if (DQ) {
-    for (var i = lid; i < 256u; i += WG) { dmap[i] = bitcast<f32>(DMAP[i]); }
-  }
-  workgroupBarrier();
-}
 
 // Sum the partials of every (column, row), add the bias and store (as matvec.wgsl, through
 // gemv_reduce). Called from uniform control flow by every invocation: it contains a barrier.
@@ -114,7 +93,7 @@ fn decodeHi(w: u32) -> vec4<f32> {
 
 @compute @workgroup_size(WG)
 fn main(id: Ids, wg: Wg) {
-  loadLut(id.lid);
+  loadTables(id.lid);
   // The grid may be split over x and y (N / (GROUPS·COLS) > 65535); rebuild the linear id. A
   // workgroup past the end has n0 >= N: it loads nothing and stores nothing, but still reaches
   // every barrier.
@@ -172,7 +151,7 @@ fn weight(f: u32) -> f32 {
 fn main_scalar(id: Ids, wg: Wg) {
   // Same walk as `main`, one element per lane per step: any K, any blocksize (a block may start
   // anywhere in a row), 4-byte loads. Real checkpoints (K a multiple of 64) take `main`.
-  loadLut(id.lid);
+  loadTables(id.lid);
   let n0 = (wg.wid.x + wg.wid.y * wg.nwg.x) * (GROUPS * COLS);
   let gt = lane(id, wg);
   let g = gt.x;

@@ -69,21 +69,13 @@ struct Params {
 @group(0) @binding(11) var<storage, read> normW: array<f32>;      // (K), swiglu with NORM
 
 //#include nf4_tables
+//#include nf4_lut
 //#include gemv_reduce
 
-var<workgroup> lut: array<f32, 16>;
 var<workgroup> rstd: array<f32, MR>;
 
-fn loadLut(lid: u32) {
-  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
-  if (DQ) {
-    for (var i = lid; i < 256u; i += WG) { dmap[i] = bitcast<f32>(DMAP[i]); }
-  }
-  workgroupBarrier();
-}
-
 // Block b's scale from the absmax words `a` (word b, or with DQ the code, absmax2 and offset words
-// a matvec_nf4.wgsl blockScale reads), fetched by the caller from its linear's buffer.
+// blockScale reads, lib/nf4_block_scale.wgsl), fetched by the caller from its linear's buffer.
 fn dqScale(code: u32, absmax2: u32, offset: u32) -> f32 {
   return dmap[code] * bitcast<f32>(absmax2) + bitcast<f32>(offset);
 }
@@ -251,7 +243,7 @@ fn qkvWord(j: u32, i: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn qkv(id: Ids, wg: Wg) {
-  loadLut(id.lid);
+  loadTables(id.lid);
   let part = qkvPart(wg.wid.x + wg.wid.y * wg.nwg.x);
   let j = part.x;
   let n0 = part.y;
@@ -299,7 +291,7 @@ fn qkv(id: Ids, wg: Wg) {
 
 @compute @workgroup_size(WG)
 fn qkv_scalar(id: Ids, wg: Wg) {
-  loadLut(id.lid);
+  loadTables(id.lid);
   let part = qkvPart(wg.wid.x + wg.wid.y * wg.nwg.x);
   let j = part.x;
   let n0 = part.y;
@@ -351,7 +343,7 @@ fn swWord(j: u32, i: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn swiglu(id: Ids, wg: Wg) {
-  loadLut(id.lid);
+  loadTables(id.lid);
   if (NORM) { normRows4(id, wg); }
   let n0 = (wg.wid.x + wg.wid.y * wg.nwg.x) * GROUPS;
   let gt = lane(id, wg);
@@ -396,7 +388,7 @@ fn swiglu(id: Ids, wg: Wg) {
 
 @compute @workgroup_size(WG)
 fn swiglu_scalar(id: Ids, wg: Wg) {
-  loadLut(id.lid);
+  loadTables(id.lid);
   if (NORM) { normRows(id, wg); }
   let n0 = (wg.wid.x + wg.wid.y * wg.nwg.x) * GROUPS;
   let gt = lane(id, wg);

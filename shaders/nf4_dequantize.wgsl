@@ -22,19 +22,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> absmax: array<u32>;    // (ceil(n / BS)) f32 bits, or DQ words
 
 //#include nf4_tables
-
-// The f32 scale of NF4 block b (of nb). Plain: absmax[b]. DQ (src/quant/nf4.ts packDoubleQuant):
-// the block's 8-bit code through the dynamic map, times its run of 256's absmax2, plus the offset:
-// the f32 operations of the CPU doubleDequantize, so the scale equals the f32 absmax it replaces
-// (a driver that contracts the multiply-add into one fma could differ in the last bit; SwiftShader
-// does not, and the kernel tests check bit equality with the f32-absmax path).
-fn blockScale(b: u32, nb: u32) -> f32 {
-  if (!DQ) { return bitcast<f32>(absmax[b]); }
-  let code = (absmax[b >> 2u] >> (8u * (b & 3u))) & 255u;
-  let q = (nb + 3u) / 4u;
-  let scaled = dmap[code] * bitcast<f32>(absmax[q + b / 256u]);
-  return scaled + bitcast<f32>(absmax[q + (nb + 255u) / 256u]);
-}
+//#include nf4_block_scale
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
