@@ -65,6 +65,7 @@ struct Params {
 
 //#include nf4_tables
 //#include nf4_lut
+//#include glu_act
 
 var<workgroup> dYs: array<vec4<f32>, TN * Q>;   // dYs[n * Q + m / 4][m % 4] = dY[m0 + m, n0 + n]
 var<workgroup> Ws: array<vec4<f32>, TN * Q>;    // Ws[n * Q + k / 4][k % 4] = dequant(W)[n0 + n, k0 + k]
@@ -72,11 +73,6 @@ var<workgroup> Ws: array<vec4<f32>, TN * Q>;    // Ws[n * Q + k / 4][k % 4] = de
 fn dqScale(code: u32, absmax2: u32, offset: u32) -> f32 {
   let scaled = dmap[code] * bitcast<f32>(absmax2);
   return scaled + bitcast<f32>(offset);
-}
-
-fn nibble(w: u32, f: u32) -> f32 {
-  let shift = 8u * ((f >> 1u) & 3u) + select(4u, 0u, (f & 1u) == 1u);
-  return lut[(w >> shift) & 15u];
 }
 
 // The f32 scale of NF4 block b (of nb) from absmax words a(i). Plain: a(b). DQ (src/quant/nf4.ts
@@ -111,12 +107,6 @@ fn scaleJ(j: u32, b: u32, nb: u32) -> f32 {
   }
   return bitcast<f32>(absJ(j, b));
 }
-// The 4 codes at flat f .. f + 3 (f % 4 == 0) of code word w: bytes 2h, 2h + 1, high nibble first.
-fn codes4(w: u32, f: u32) -> vec4<f32> {
-  let bytes = w >> (16u * ((f >> 2u) & 1u));
-  let c = vec4<u32>(bytes >> 4u, bytes, bytes >> 12u, bytes >> 8u) & vec4<u32>(15u);
-  return vec4<f32>(lut[c.x], lut[c.y], lut[c.z], lut[c.w]);
-}
 // dequant(W)[n, k .. k + 3], zero out of range. With K % 4 == 0 the four are one half code word in one
 // NF4 block (BS % 4 == 0): one word load, one scale; otherwise code by code.
 fn weights4Main(n: u32, k: u32, nb: u32) -> vec4<f32> {
@@ -147,20 +137,8 @@ fn weights4(j: u32, n: u32, N: u32, k: u32, nb: u32) -> vec4<f32> {
   return v;
 }
 
-// swiglu_backward.wgsl's helpers and expressions, for the GLU prologue.
-fn one_pm_tanh(x: f32) -> vec2f {
-  let e = exp(-2.0 * abs(x));
-  let big = 2.0 / (1.0 + e);
-  let small = 2.0 * e / (1.0 + e);
-  if (x >= 0.0) { return vec2f(big, small); }
-  return vec2f(small, big);
-}
-const GELU_K: f32 = 0.7978845608028654;
-fn sigmoid(v: f32) -> f32 {
-  let e = exp(-abs(v));
-  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-}
-
+// The GLU prologue takes swiglu_backward.wgsl's expressions (one_pm_tanh, GELU_K, sigmoid from
+// lib/glu_act.wgsl).
 // group: element i of part j's dY; with GLU, du (j = 0) or dg (j = 1) from dm, g, u.
 fn gradJ(j: u32, i: u32) -> f32 {
   if (GLU == 0u) {

@@ -52,6 +52,7 @@ struct Params {
 
 //#include nf4_tables
 //#include nf4_lut
+//#include glu_act
 
 var<workgroup> Xs: array<vec4<f32>, TK * Q>;   // Xs[k * Q + r / 4][r % 4] = X[m0 + r, k0 + k]
 var<workgroup> Ws: array<vec4<f32>, TK * Q>;   // qkv: the tile's linear; gateup: gate
@@ -83,16 +84,6 @@ fn wordG(j: u32, i: u32) -> u32 {
   if (j == 0u) { return W0[i]; }
   return W1[i];
 }
-fn code(w: u32, f: u32) -> f32 {
-  let shift = 8u * ((f >> 1u) & 3u) + select(4u, 0u, (f & 1u) == 1u);
-  return lut[(w >> shift) & 15u];
-}
-// The codes at flat f .. f + 3 (f % 4 == 0) of word w: bytes 2h and 2h + 1, high nibble first.
-fn codes4(w: u32, f: u32) -> vec4<f32> {
-  let bytes = w >> (16u * ((f >> 2u) & 1u));
-  let c = vec4<u32>(bytes >> 4u, bytes, bytes >> 12u, bytes >> 8u) & vec4<u32>(15u);
-  return vec4<f32>(lut[c.x], lut[c.y], lut[c.z], lut[c.w]);
-}
 // The scale of block b of linear j (of nb blocks).
 fn scaleQ(j: u32, b: u32, nb: u32) -> f32 {
   if (DQ) {
@@ -116,7 +107,7 @@ fn weights4Q(j: u32, n: u32, N: u32, k: u32, nb: u32) -> vec4<f32> {
   let f = n * p.K + k;
   if ((p.K & 3u) == 0u) { return codes4(wordQ(j, f >> 3u), f) * scaleQ(j, f / BS, nb); }
   for (var c = 0u; c < 4u; c++) {
-    if (k + c < p.K) { v[c] = code(wordQ(j, (f + c) >> 3u), f + c) * scaleQ(j, (f + c) / BS, nb); }
+    if (k + c < p.K) { v[c] = nibble(wordQ(j, (f + c) >> 3u), f + c) * scaleQ(j, (f + c) / BS, nb); }
   }
   return v;
 }
@@ -126,7 +117,7 @@ fn weights4G(j: u32, n: u32, N: u32, k: u32, nb: u32) -> vec4<f32> {
   let f = n * p.K + k;
   if ((p.K & 3u) == 0u) { return codes4(wordG(j, f >> 3u), f) * scaleG(j, f / BS, nb); }
   for (var c = 0u; c < 4u; c++) {
-    if (k + c < p.K) { v[c] = code(wordG(j, (f + c) >> 3u), f + c) * scaleG(j, (f + c) / BS, nb); }
+    if (k + c < p.K) { v[c] = nibble(wordG(j, (f + c) >> 3u), f + c) * scaleG(j, (f + c) / BS, nb); }
   }
   return v;
 }
@@ -138,11 +129,6 @@ fn inputs4(m: u32, k: u32) -> vec4<f32> {
     if (k + c < p.K) { v[c] = X[m * p.K + k + c]; }
   }
   return v;
-}
-
-fn sigmoid(v: f32) -> f32 {
-  let e = exp(-abs(v));
-  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
 }
 
 @compute @workgroup_size(WG)

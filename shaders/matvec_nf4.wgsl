@@ -82,15 +82,6 @@ fn reduceAndStore(id: Ids, wg: Wg, n0: u32, acc: array<array<f32, MR>, COLS>) {
   }
 }
 
-// The 8 codebook values of one packed word in element order e0..e7 (e0 = high nibble of byte 0),
-// unscaled: the caller applies absmax once per 32 codes.
-fn decodeLo(w: u32) -> vec4<f32> {
-  return vec4<f32>(lut[(w >> 4u) & 15u], lut[w & 15u], lut[(w >> 12u) & 15u], lut[(w >> 8u) & 15u]);
-}
-fn decodeHi(w: u32) -> vec4<f32> {
-  return vec4<f32>(lut[(w >> 20u) & 15u], lut[(w >> 16u) & 15u], lut[(w >> 28u) & 15u], lut[(w >> 24u) & 15u]);
-}
-
 @compute @workgroup_size(WG)
 fn main(id: Ids, wg: Wg) {
   loadTables(id.lid);

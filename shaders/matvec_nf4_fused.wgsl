@@ -70,6 +70,7 @@ struct Params {
 
 //#include nf4_tables
 //#include nf4_lut
+//#include glu_act
 //#include gemv_reduce
 
 var<workgroup> rstd: array<f32, MR>;
@@ -99,19 +100,6 @@ fn scaleS(j: u32, b: u32, nb: u32) -> f32 {
   if (!DQ) { return bitcast<f32>(absS(j, b)); }
   let q = (nb + 3u) / 4u;
   return dqScale((absS(j, b >> 2u) >> (8u * (b & 3u))) & 255u, absS(j, q + b / 256u), absS(j, q + (nb + 255u) / 256u));
-}
-
-fn decodeLo(w: u32) -> vec4<f32> {
-  return vec4<f32>(lut[(w >> 4u) & 15u], lut[w & 15u], lut[(w >> 12u) & 15u], lut[(w >> 8u) & 15u]);
-}
-fn decodeHi(w: u32) -> vec4<f32> {
-  return vec4<f32>(lut[(w >> 20u) & 15u], lut[(w >> 16u) & 15u], lut[(w >> 28u) & 15u], lut[(w >> 24u) & 15u]);
-}
-
-// The code of flat element f in a packed word w (f's word), unscaled.
-fn nibble(w: u32, f: u32) -> f32 {
-  let shift = 8u * ((f >> 1u) & 3u) + select(4u, 0u, (f & 1u) == 1u);
-  return lut[(w >> shift) & 15u];
 }
 
 // The sum over the workgroup of ss, where only the first NW lanes hold values (the rest 0): on the
@@ -188,11 +176,6 @@ fn xs4(m: u32, k4: u32) -> vec4<f32> {
     return w * (v * rstd[m]);
   }
   return v;
-}
-
-fn sigmoid(v: f32) -> f32 {
-  let e = exp(-abs(v));
-  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
 }
 
 // The partials of every (c, m) to `red`, as matvec_nf4.wgsl reduceAndStore lays them out (subgroup

@@ -13,6 +13,7 @@
 // only module-scope declarations, a shader includes a name once, and snippets include nothing (no
 // nesting: one level is all the shaders need). Each breach is an Error naming shader and line.
 import gemvReduce from '../../shaders/lib/gemv_reduce.wgsl?raw';
+import gluAct from '../../shaders/lib/glu_act.wgsl?raw';
 import nf4BlockScale from '../../shaders/lib/nf4_block_scale.wgsl?raw';
 import nf4Lut from '../../shaders/lib/nf4_lut.wgsl?raw';
 import nf4Tables from '../../shaders/lib/nf4_tables.wgsl?raw';
@@ -21,6 +22,7 @@ import nf4Tables from '../../shaders/lib/nf4_tables.wgsl?raw';
  *  plain `?raw` loader, which has no glob import; src/registry.test.ts checks the list is whole. */
 export const WGSL_LIB: Readonly<Record<string, string>> = {
   gemv_reduce: gemvReduce,
+  glu_act: gluAct,
   nf4_block_scale: nf4BlockScale,
   nf4_lut: nf4Lut,
   nf4_tables: nf4Tables,
