@@ -28,6 +28,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;  // (P) scratch
 @group(0) @binding(3) var<storage, read> grad: array<f32>;            // (n)
 
+//#include block_ids
 //#include block_sum
 
 @compute @workgroup_size(WG)

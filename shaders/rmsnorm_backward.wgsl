@@ -26,6 +26,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> w: array<f32>;          // (C)
 @group(0) @binding(5) var<storage, read> rstd: array<f32>;       // (N)
 
+//#include block_ids
 //#include block_sum
 
 @compute @workgroup_size(WG)

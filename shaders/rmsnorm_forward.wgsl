@@ -30,6 +30,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> w: array<f32>;           // (C)
 @group(0) @binding(5) var<storage, read_write> xc: array<f32>;    // (N, C), copy only
 
+//#include block_ids
 //#include block_sum
 
 // 1 / rms of row n (every invocation must call it: it holds barriers); rows past N give junk, unused.

@@ -4,22 +4,11 @@
 // invocation adds the num_subgroups partials after one barrier; without, the workgroup-memory tree
 // (log2(WG) barriers). docs/kernels.md "Subgroup reductions" says more.
 // The including shader declares (the contract): the workgroup size `WG` (a power of two), `enable
-// subgroups;` in an `//#if subgroups` block, and is built through reductionKernel
-// (src/kernels/subgroups.ts), which cuts this file's `//#if subgroups` blocks too. It gets the
-// workgroup array `partial`, the entry-point parameter struct Ids and block_sum.
+// subgroups;` in an `//#if subgroups` block, includes block_ids (Ids), and is built through
+// reductionKernel (src/kernels/subgroups.ts), which cuts this file's `//#if subgroups` blocks too.
+// It gets the workgroup array `partial` and block_sum.
 
 var<workgroup> partial: array<f32, WG>;
-
-struct Ids {
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-//#if subgroups
-  @builtin(subgroup_invocation_id) lane: u32,
-  @builtin(subgroup_id) sg: u32,
-  @builtin(num_subgroups) nsg: u32,
-//#endif
-}
 
 // Sum of v over the workgroup, in every invocation; every invocation must call it (it has barriers).
 fn block_sum(id: Ids, v: f32) -> f32 {

@@ -12,6 +12,7 @@
 // is unindented) and outside `//#if subgroups` blocks (a snippet holds its own), a snippet holds
 // only module-scope declarations, a shader includes a name once, and snippets include nothing (no
 // nesting: one level is all the shaders need). Each breach is an Error naming shader and line.
+import blockIds from '../../shaders/lib/block_ids.wgsl?raw';
 import blockSum from '../../shaders/lib/block_sum.wgsl?raw';
 import gemvReduce from '../../shaders/lib/gemv_reduce.wgsl?raw';
 import gluAct from '../../shaders/lib/glu_act.wgsl?raw';
@@ -22,6 +23,7 @@ import nf4Tables from '../../shaders/lib/nf4_tables.wgsl?raw';
 /** The snippets by name (shaders/lib/NAME.wgsl). Listed by hand: the CLI loads shaders through a
  *  plain `?raw` loader, which has no glob import; src/registry.test.ts checks the list is whole. */
 export const WGSL_LIB: Readonly<Record<string, string>> = {
+  block_ids: blockIds,
   block_sum: blockSum,
   gemv_reduce: gemvReduce,
   glu_act: gluAct,
