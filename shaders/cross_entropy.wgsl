@@ -54,17 +54,7 @@ fn capped(x: f32) -> f32 {
 var<workgroup> wm: array<f32, WG>;
 var<workgroup> ws: array<f32, WG>;
 
-struct Ids {
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-//#if subgroups
-  @builtin(subgroup_invocation_id) lane: u32,
-  @builtin(subgroup_id) sg: u32,
-  @builtin(num_subgroups) nsg: u32,
-//#endif
-}
-
+//#include block_ids
 // The row's (max, sum of exp(x - max)) from every invocation's (m, s), in every invocation; every
 // invocation must call it (it has barriers).
 fn combine(id: Ids, m: f32, s: f32) -> vec2f {

@@ -28,38 +28,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;  // (P) scratch
 @group(0) @binding(3) var<storage, read> grad: array<f32>;            // (n)
 
-var<workgroup> tree: array<f32, WG>;
-
-struct Ids {
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-//#if subgroups
-  @builtin(subgroup_invocation_id) lane: u32,
-  @builtin(subgroup_id) sg: u32,
-  @builtin(num_subgroups) nsg: u32,
-//#endif
-}
-
-// Sum of v over the workgroup, in every invocation; every invocation must call it (it has barriers).
-fn reduce(id: Ids, v: f32) -> f32 {
-//#if subgroups
-  let s = subgroupAdd(v);
-  if (id.lane == 0u) { tree[id.sg] = s; }
-  workgroupBarrier();
-  var t = 0.0;
-  for (var i = 0u; i < id.nsg; i++) { t += tree[i]; }
-  return t;
-//#else
-  tree[id.lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (id.lid < s) { tree[id.lid] += tree[id.lid + s]; }
-    workgroupBarrier();
-  }
-  return tree[0];
-//#endif
-}
+//#include block_ids
+//#include block_sum
 
 @compute @workgroup_size(WG)
 fn partial_sums(id: Ids) {
@@ -75,7 +45,7 @@ fn partial_sums(id: Ids) {
       s = fma(g, g, s);
     }
   }
-  let total = reduce(id, s);
+  let total = block_sum(id, s);
   if (lid == 0u && w < p.numPartials) { partials[w] = total; }
 }
 
@@ -83,7 +53,7 @@ fn partial_sums(id: Ids) {
 fn finish(id: Ids) {
   var s = 0.0;
   for (var i = id.lid; i < p.numPartials; i += WG) { s += partials[i]; }
-  let total = reduce(id, s);
+  let total = block_sum(id, s);
   if (id.lid == 0u) {
     norm[0] = total;
     norm[1] = sqrt(total);

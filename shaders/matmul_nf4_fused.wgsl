@@ -50,53 +50,15 @@ struct Params {
 @group(0) @binding(9) var<storage, read> A1: array<u32>;
 @group(0) @binding(10) var<storage, read> A2: array<u32>;
 
-const NF4 = array<u32, 16>(
-  0xbf800000u, 0xbf3239b1u, 0xbf066b30u, 0xbeca32a0u, 0xbe91a24du, 0xbe3d353fu, 0xbdba7871u, 0x00000000u,
-  0x3da2faffu, 0x3e24cae3u, 0x3e7c04ddu, 0x3ead033au, 0x3ee1a4b8u, 0x3f1007abu, 0x3f3913b3u, 0x3f800000u);
+//#include nf4_tables
+//#include nf4_lut
+//#include glu_act
 
-
-var<workgroup> lut: array<f32, 16>;
 var<workgroup> Xs: array<vec4<f32>, TK * Q>;   // Xs[k * Q + r / 4][r % 4] = X[m0 + r, k0 + k]
 var<workgroup> Ws: array<vec4<f32>, TK * Q>;   // qkv: the tile's linear; gateup: gate
 var<workgroup> Vs: array<vec4<f32>, TK * Q>;   // gateup: up
 
-// bitsandbytes' 8-bit dynamic map (src/quant/nf4.ts DYNAMIC_MAP) as f32 bits; read only when DQ.
-const DMAP = array<u32, 256>(
-  0xbf7e3333u, 0xbf7a999au, 0xbf770000u, 0xbf736666u, 0xbf6fcccdu, 0xbf6c3333u, 0xbf68999au, 0xbf650000u,
-  0xbf616666u, 0xbf5dcccdu, 0xbf5a3333u, 0xbf56999au, 0xbf530000u, 0xbf4f6666u, 0xbf4bcccdu, 0xbf483333u,
-  0xbf44999au, 0xbf410000u, 0xbf3d6666u, 0xbf39cccdu, 0xbf363333u, 0xbf32999au, 0xbf2f0000u, 0xbf2b6666u,
-  0xbf27cccdu, 0xbf243333u, 0xbf20999au, 0xbf1d0000u, 0xbf196666u, 0xbf15cccdu, 0xbf123333u, 0xbf0e999au,
-  0xbf0b0000u, 0xbf076666u, 0xbf03cccdu, 0xbf003333u, 0xbef93334u, 0xbef20000u, 0xbeeaccccu, 0xbee3999au,
-  0xbedc6666u, 0xbed53334u, 0xbece0000u, 0xbec6ccccu, 0xbebf999au, 0xbeb86666u, 0xbeb13334u, 0xbeaa0000u,
-  0xbea2ccccu, 0xbe9b999au, 0xbe946666u, 0xbe8d3334u, 0xbe860000u, 0xbe7d9999u, 0xbe6f3333u, 0xbe60cccdu,
-  0xbe526666u, 0xbe440000u, 0xbe35999au, 0xbe273333u, 0xbe18cccdu, 0xbe0a6666u, 0xbdf80000u, 0xbddb3334u,
-  0xbdc9eb85u, 0xbdc428f7u, 0xbdbe6667u, 0xbdb8a3d7u, 0xbdb2e148u, 0xbdad1eb8u, 0xbda75c2au, 0xbda1999au,
-  0xbd9bd70au, 0xbd96147bu, 0xbd9051ebu, 0xbd8a8f5du, 0xbd84cccdu, 0xbd7e147au, 0xbd728f5du, 0xbd670a3du,
-  0xbd5b8520u, 0xbd500000u, 0xbd447ae2u, 0xbd38f5c3u, 0xbd2d70a4u, 0xbd21eb85u, 0xbd166667u, 0xbd0ae148u,
-  0xbcfeb852u, 0xbce7ae15u, 0xbcd0a3d7u, 0xbcb9999au, 0xbca28f5du, 0xbc8b851fu, 0xbc68f5c3u, 0xbc3ae148u,
-  0xbc1f3b64u, 0xbc160418u, 0xbc0ccccdu, 0xbc039581u, 0xbbf4bc6au, 0xbbe24dd3u, 0xbbcfdf3bu, 0xbbbd70a4u,
-  0xbbab020du, 0xbb989374u, 0xbb8624ddu, 0xbb676c8au, 0xbb428f5cu, 0xbb1db22du, 0xbaf1a9fcu, 0xbaa7ef9du,
-  0xba7765ffu, 0xba59e83eu, 0xba3c6a80u, 0xba1eecc1u, 0xba016f01u, 0xb9c7e283u, 0xb98ce705u, 0xb923d70bu,
-  0xb8ba1f4bu, 0xb88aefb3u, 0xb8378034u, 0xb7b24206u, 0xb70205ffu, 0xb65a1a94u, 0xb513a3b7u, 0x00000000u,
-  0x3513a3b7u, 0x365a1a94u, 0x370205ffu, 0x37b24206u, 0x38378034u, 0x388aefb3u, 0x38ba1f4bu, 0x3923d70bu,
-  0x398ce705u, 0x39c7e283u, 0x3a016f01u, 0x3a1eecc1u, 0x3a3c6a80u, 0x3a59e83eu, 0x3a7765ffu, 0x3aa7ef9du,
-  0x3af1a9fcu, 0x3b1db22du, 0x3b428f5cu, 0x3b676c8au, 0x3b8624ddu, 0x3b989374u, 0x3bab020du, 0x3bbd70a4u,
-  0x3bcfdf3bu, 0x3be24dd3u, 0x3bf4bc6au, 0x3c039581u, 0x3c0ccccdu, 0x3c160418u, 0x3c1f3b64u, 0x3c3ae148u,
-  0x3c68f5c3u, 0x3c8b851fu, 0x3ca28f5du, 0x3cb9999au, 0x3cd0a3d7u, 0x3ce7ae15u, 0x3cfeb852u, 0x3d0ae148u,
-  0x3d166667u, 0x3d21eb85u, 0x3d2d70a4u, 0x3d38f5c3u, 0x3d447ae2u, 0x3d500000u, 0x3d5b8520u, 0x3d670a3du,
-  0x3d728f5du, 0x3d7e147au, 0x3d84cccdu, 0x3d8a8f5du, 0x3d9051ebu, 0x3d96147bu, 0x3d9bd70au, 0x3da1999au,
-  0x3da75c2au, 0x3dad1eb8u, 0x3db2e148u, 0x3db8a3d7u, 0x3dbe6667u, 0x3dc428f7u, 0x3dc9eb85u, 0x3ddb3334u,
-  0x3df80000u, 0x3e0a6666u, 0x3e18cccdu, 0x3e273333u, 0x3e35999au, 0x3e440000u, 0x3e526666u, 0x3e60cccdu,
-  0x3e6f3333u, 0x3e7d9999u, 0x3e860000u, 0x3e8d3334u, 0x3e946666u, 0x3e9b999au, 0x3ea2ccccu, 0x3eaa0000u,
-  0x3eb13334u, 0x3eb86666u, 0x3ebf999au, 0x3ec6ccccu, 0x3ece0000u, 0x3ed53334u, 0x3edc6666u, 0x3ee3999au,
-  0x3eeaccccu, 0x3ef20000u, 0x3ef93334u, 0x3f003333u, 0x3f03cccdu, 0x3f076666u, 0x3f0b0000u, 0x3f0e999au,
-  0x3f123333u, 0x3f15cccdu, 0x3f196666u, 0x3f1d0000u, 0x3f20999au, 0x3f243333u, 0x3f27cccdu, 0x3f2b6666u,
-  0x3f2f0000u, 0x3f32999au, 0x3f363333u, 0x3f39cccdu, 0x3f3d6666u, 0x3f410000u, 0x3f44999au, 0x3f483333u,
-  0x3f4bcccdu, 0x3f4f6666u, 0x3f530000u, 0x3f56999au, 0x3f5a3333u, 0x3f5dcccdu, 0x3f616666u, 0x3f650000u,
-  0x3f68999au, 0x3f6c3333u, 0x3f6fcccdu, 0x3f736666u, 0x3f770000u, 0x3f7a999au, 0x3f7e3333u, 0x3f800000u);
-var<workgroup> dmap: array<f32, 256>;
-
-// matmul_nf4.wgsl blockScale, on words fetched by the caller from its linear's absmax.
+// blockScale (lib/nf4_block_scale.wgsl), on words fetched by the caller from its linear's absmax.
 fn dqScale(code: u32, absmax2: u32, offset: u32) -> f32 {
   let scaled = dmap[code] * bitcast<f32>(absmax2);
   return scaled + bitcast<f32>(offset);
@@ -122,16 +84,6 @@ fn wordG(j: u32, i: u32) -> u32 {
   if (j == 0u) { return W0[i]; }
   return W1[i];
 }
-fn code(w: u32, f: u32) -> f32 {
-  let shift = 8u * ((f >> 1u) & 3u) + select(4u, 0u, (f & 1u) == 1u);
-  return lut[(w >> shift) & 15u];
-}
-// The codes at flat f .. f + 3 (f % 4 == 0) of word w: bytes 2h and 2h + 1, high nibble first.
-fn codes4(w: u32, f: u32) -> vec4<f32> {
-  let bytes = w >> (16u * ((f >> 2u) & 1u));
-  let c = vec4<u32>(bytes >> 4u, bytes, bytes >> 12u, bytes >> 8u) & vec4<u32>(15u);
-  return vec4<f32>(lut[c.x], lut[c.y], lut[c.z], lut[c.w]);
-}
 // The scale of block b of linear j (of nb blocks).
 fn scaleQ(j: u32, b: u32, nb: u32) -> f32 {
   if (DQ) {
@@ -155,7 +107,7 @@ fn weights4Q(j: u32, n: u32, N: u32, k: u32, nb: u32) -> vec4<f32> {
   let f = n * p.K + k;
   if ((p.K & 3u) == 0u) { return codes4(wordQ(j, f >> 3u), f) * scaleQ(j, f / BS, nb); }
   for (var c = 0u; c < 4u; c++) {
-    if (k + c < p.K) { v[c] = code(wordQ(j, (f + c) >> 3u), f + c) * scaleQ(j, (f + c) / BS, nb); }
+    if (k + c < p.K) { v[c] = nibble(wordQ(j, (f + c) >> 3u), f + c) * scaleQ(j, (f + c) / BS, nb); }
   }
   return v;
 }
@@ -165,7 +117,7 @@ fn weights4G(j: u32, n: u32, N: u32, k: u32, nb: u32) -> vec4<f32> {
   let f = n * p.K + k;
   if ((p.K & 3u) == 0u) { return codes4(wordG(j, f >> 3u), f) * scaleG(j, f / BS, nb); }
   for (var c = 0u; c < 4u; c++) {
-    if (k + c < p.K) { v[c] = code(wordG(j, (f + c) >> 3u), f + c) * scaleG(j, (f + c) / BS, nb); }
+    if (k + c < p.K) { v[c] = nibble(wordG(j, (f + c) >> 3u), f + c) * scaleG(j, (f + c) / BS, nb); }
   }
   return v;
 }
@@ -177,19 +129,6 @@ fn inputs4(m: u32, k: u32) -> vec4<f32> {
     if (k + c < p.K) { v[c] = X[m * p.K + k + c]; }
   }
   return v;
-}
-
-fn loadTables(lid: u32) {
-  if (lid < 16u) { lut[lid] = bitcast<f32>(NF4[lid]); }
-  if (DQ) {
-    for (var i = lid; i < 256u; i += WG) { dmap[i] = bitcast<f32>(DMAP[i]); }
-  }
-  workgroupBarrier();
-}
-
-fn sigmoid(v: f32) -> f32 {
-  let e = exp(-abs(v));
-  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
 }
 
 @compute @workgroup_size(WG)

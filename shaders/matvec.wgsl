@@ -55,82 +55,20 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;       // (M, K/4), main
 @group(0) @binding(3) var<storage, read> W4: array<vec4<f32>>;       // (N, K/4), main
 
-// red[o * (WG_K + 1) + t] with o = (c * MR + m) * GROUPS + g: the WG_K partials of output o in one
-// padded row, so the invocations summing neighbouring outputs read different banks.
-var<workgroup> red: array<f32, COLS * MR * GROUPS * (WG_K + 1u)>;
+//#include gemv_reduce
 
-// The invocation's ids (vary across the workgroup) and the workgroup's (the same for all its
-// invocations, which WGSL's uniformity analysis sees per struct: a branch on `Wg` fields stays
-// uniform, as subgroupAdd requires).
-struct Ids {
-  @builtin(local_invocation_index) lid: u32,
-//#if subgroups
-  @builtin(subgroup_invocation_id) lane: u32,
-  @builtin(subgroup_id) sg: u32,
-//#endif
-}
-struct Wg {
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-//#if subgroups
-  @builtin(subgroup_size) sgs: u32,
-  @builtin(num_subgroups) nsg: u32,
-//#endif
-}
-
-// Whether each subgroup lies inside one column group under the numbering of `lane` (see the
-// header), so the reduction may pre-sum with subgroupAdd; partials per output then.
-fn subSum(wg: Wg) -> bool {
-//#if subgroups
-  return SG_REDUCE && wg.nsg * wg.sgs == WG && wg.sgs <= WG_K;
-//#else
-  return false;
-//#endif
-}
-fn partsPerOutput(wg: Wg) -> u32 {
-//#if subgroups
-  if (subSum(wg)) { return WG_K / wg.sgs; }
-//#endif
-  return WG_K;
-}
-
-// The invocation's column group g and lane t in it.
-fn lane(id: Ids, wg: Wg) -> vec2u {
-  var i = id.lid;
-//#if subgroups
-  if (subSum(wg)) { i = id.sg * wg.sgs + id.lane; }
-//#endif
-  return vec2u(i / WG_K, i % WG_K);
-}
-
-// Sum the partials of every (column, row) and store. Called from uniform control flow by every
-// invocation: it contains a barrier. One invocation per output adds its row of partials in order:
-// one barrier instead of a log2(WG_K)-step tree (a CPU implementation such as SwiftShader pays per
-// barrier per workgroup; on a GPU either is small next to reading W).
+// Sum the partials of every (column, row) and store (gemv_reduce's storePartials and redSum: one
+// invocation per output adds its row of partials in order). Called from uniform control flow by
+// every invocation: it contains a barrier.
 fn reduceAndStore(id: Ids, wg: Wg, n0: u32, acc: array<array<f32, MR>, COLS>) {
-  let gt = lane(id, wg);
-  for (var c = 0u; c < COLS; c++) {
-    for (var m = 0u; m < MR; m++) {
-      let row = ((c * MR + m) * GROUPS + gt.x) * (WG_K + 1u);
-//#if subgroups
-      if (subSum(wg)) {
-        let s = subgroupAdd(acc[c][m]);
-        if (id.lane == 0u) { red[row + gt.y / wg.sgs] = s; }
-        continue;
-      }
-//#endif
-      red[row + gt.y] = acc[c][m];
-    }
-  }
-  workgroupBarrier();
+  storePartials(id, wg, acc);
   let lid = id.lid;
   let parts = partsPerOutput(wg);
   if (lid < COLS * MR * GROUPS) {
     let m = (lid / GROUPS) % MR;
     let n = n0 + (lid % GROUPS) * COLS + lid / (GROUPS * MR);
     if (m < p.M && n < p.N) {
-      var s = 0.0;
-      for (var i = 0u; i < parts; i++) { s += red[lid * (WG_K + 1u) + i]; }
+      let s = redSum(lid, parts);
       let o = m * p.N + n;
       var v = p.alpha * s;
       if (ACCUMULATE) { v += y[o]; }

@@ -26,38 +26,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read> w: array<f32>;          // (C)
 @group(0) @binding(5) var<storage, read> rstd: array<f32>;       // (N)
 
-var<workgroup> partial: array<f32, WG>;
-
-struct Ids {
-  @builtin(workgroup_id) wid: vec3u,
-  @builtin(num_workgroups) nwg: vec3u,
-  @builtin(local_invocation_index) lid: u32,
-//#if subgroups
-  @builtin(subgroup_invocation_id) lane: u32,
-  @builtin(subgroup_id) sg: u32,
-  @builtin(num_subgroups) nsg: u32,
-//#endif
-}
-
-// Sum of v over the workgroup, in every invocation; every invocation must call it (it has barriers).
-fn block_sum(id: Ids, v: f32) -> f32 {
-//#if subgroups
-  let s = subgroupAdd(v);
-  if (id.lane == 0u) { partial[id.sg] = s; }
-  workgroupBarrier();
-  var t = 0.0;
-  for (var i = 0u; i < id.nsg; i++) { t += partial[i]; }
-  return t;
-//#else
-  partial[id.lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (id.lid < s) { partial[id.lid] += partial[id.lid + s]; }
-    workgroupBarrier();
-  }
-  return partial[0];
-//#endif
-}
+//#include block_ids
+//#include block_sum
 
 @compute @workgroup_size(WG)
 fn main(id: Ids) {

@@ -24,24 +24,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> g: array<f32>;         // (N, F)
 @group(0) @binding(5) var<storage, read> u: array<f32>;         // (N, F)
 
-// 1 + tanh(x) and 1 - tanh(x) from e = exp(-2|x|), which cannot overflow: 2/(1+e) on one side,
-// 2e/(1+e) on the other. Forming 1 + tanh(x) from tanh itself would cancel in GELU's negative tail,
-// where the values are small but the gradient still counts.
-fn one_pm_tanh(x: f32) -> vec2f {
-  let e = exp(-2.0 * abs(x));
-  let big = 2.0 / (1.0 + e);
-  let small = 2.0 * e / (1.0 + e);
-  if (x >= 0.0) { return vec2f(big, small); }
-  return vec2f(small, big);
-}
-
-// sqrt(2 / pi), the tanh approximation's constant (torch's gelu(approximate="tanh")).
-const GELU_K: f32 = 0.7978845608028654;
-
-fn sigmoid(v: f32) -> f32 {
-  let e = exp(-abs(v));
-  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
-}
+//#include glu_act
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,

@@ -4,9 +4,13 @@ import { describe, expect, test } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expandIncludes, WGSL_LIB } from './gpu/wgsl-lib.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const stems = readdirSync(`${root}/shaders`).filter((f) => f.endsWith('.wgsl')).map((f) => f.slice(0, -5));
+// shaders/lib/ holds snippets that kernels include (src/gpu/wgsl-lib.ts), not kernels.
+const libs = readdirSync(`${root}/shaders/lib`).filter((f) => f.endsWith('.wgsl')).map((f) => f.slice(0, -5));
+const includers = (lib: string) => stems.filter((s) => new RegExp(`^//#include ${lib}$`, 'm').test(readFileSync(`${root}/shaders/${s}.wgsl`, 'utf8')));
 
 describe('kernel registry', () => {
   test('there are kernels', () => {
@@ -25,6 +29,20 @@ describe('kernel registry', () => {
   });
 });
 
+describe('shaders/lib snippets', () => {
+  test('wgsl-lib.ts lists exactly the files in shaders/lib/', () => {
+    expect(Object.keys(WGSL_LIB).sort()).toEqual([...libs].sort());
+    for (const l of libs) expect(WGSL_LIB[l], l).toBe(readFileSync(`${root}/shaders/lib/${l}.wgsl`, 'utf8'));
+  });
+  test.each(libs)('lib/%s.wgsl opens with a comment and is included by a shader', (lib) => {
+    expect(readFileSync(`${root}/shaders/lib/${lib}.wgsl`, 'utf8').trimStart().startsWith('//')).toBe(true);
+    expect(includers(lib).length, `no shader includes lib/${lib}.wgsl`).toBeGreaterThan(0);
+  });
+  test.each(stems)('%s.wgsl: every include resolves', (stem) => {
+    expect(() => expandIncludes(stem, readFileSync(`${root}/shaders/${stem}.wgsl`, 'utf8'))).not.toThrow();
+  });
+});
+
 // docs/kernels.md is the map a newcomer reads: one table row per kernel linking its WGSL, host, twin
 // and test. Written by hand, so this checks it cannot drift from the files; and no docs/ page may
 // link to a file that does not exist.
@@ -38,6 +56,13 @@ describe('docs/kernels.md', () => {
     const row = doc.split('\n').find((l) => l.startsWith(`| [${stem}.wgsl](../shaders/${stem}.wgsl) |`));
     expect(row, `no table row for ${stem}.wgsl`).toBeDefined();
     for (const f of [`${stem}.ts`, `${stem}.ref.ts`, `${stem}.test.ts`]) expect(row).toContain(`](../src/kernels/${f})`);
+  });
+
+  test.each(libs)('lib/%s.wgsl has a row naming the shaders that include it', (lib) => {
+    const row = doc.split('\n').find((l) => l.startsWith(`| [lib/${lib}.wgsl](../shaders/lib/${lib}.wgsl) |`));
+    expect(row, `no row for lib/${lib}.wgsl`).toBeDefined();
+    const named = [...row!.split(' | ').at(-1)!.matchAll(/\]\(\.\.\/shaders\/([a-z0-9_]+)\.wgsl\)/g)].map((m) => m[1]);
+    expect(named.sort()).toEqual(includers(lib).sort());
   });
 
   test('links every kernel file', () => {

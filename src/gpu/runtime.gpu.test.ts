@@ -107,6 +107,19 @@ describe('Gpu runtime', () => {
     expect(err.details.messages.join('\n')).toMatch(/broken_kernel\.wgsl:1:/);
   });
 
+  test('an included snippet leaves the shader\'s line numbers in compiler messages', async () => {
+    // nf4_tables is 40-odd lines: inlined at line 1, the error on line 3 would be reported past 40.
+    gpu.kernel('broken_include', '//#include nf4_tables\n\n@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }');
+    const err = await gpu.check().then(() => null, (e) => e);
+    expect(err).toBeInstanceOf(ShaderCompileError);
+    expect(err.details.messages.join('\n')).toMatch(/^broken_include\.wgsl:3:/m);
+  });
+
+  test('an unknown include throws at gpu.kernel, naming the shader and the include', () => {
+    expect(() => gpu.kernel('bad_include', '//#include no_such_snippet\n@compute @workgroup_size(1) fn main() {}'))
+      .toThrow(/bad_include\.wgsl:1: \/\/#include no_such_snippet: no shaders\/lib\/no_such_snippet\.wgsl/);
+  });
+
   test('a buffer over the device limit is a GpuOutOfMemoryError with sizes', () => {
     let err: unknown;
     try {

@@ -1,7 +1,8 @@
 // The whole GPU surface the engine uses, in the spirit of gpu.cpp's five verbs:
 //   Gpu.create()                  device with the adapter's maxima, typed errors, loss tracking
 //   gpu.tensor(label, cat, size)  a storage buffer, counted by category (weights, lora, ...)
-//   gpu.kernel(name, wgsl, opts)  a compute pipeline, cached by (kernel, entry point, overrides)
+//   gpu.kernel(name, wgsl, opts)  a compute pipeline, cached by (kernel, entry point, overrides);
+//                                 `//#include NAME` lines take shaders/lib/NAME.wgsl (wgsl-lib.ts)
 //   gpu.dispatch(k, bindings, params, workgroups)
 //                                 recorded into the step's command encoder and compute pass,
 //                                 submitted in chunks of SUBMIT_EVERY dispatches so the GPU starts
@@ -20,6 +21,7 @@ import {
   ShaderCompileError,
   type WebtuneError,
 } from '../errors.ts';
+import { expandIncludes, sourceLine } from './wgsl-lib.ts';
 
 export const CATEGORIES = ['weights', 'lora', 'optimizer', 'activations', 'kv-cache', 'scratch'] as const;
 export type Category = (typeof CATEGORIES)[number];
@@ -235,14 +237,15 @@ export class Gpu {
     this.throwIfLost();
     let module = this.modules.get(name);
     if (!module) {
+      const wgsl = expandIncludes(name, code);
       this.device.pushErrorScope('validation');
-      module = this.device.createShaderModule({ label: `${name}.module`, code });
+      module = this.device.createShaderModule({ label: `${name}.module`, code: wgsl });
       const m = module;
       this.pending.push(
         Promise.all([m.getCompilationInfo(), this.device.popErrorScope()]).then(([info, scopeErr]) => {
           const msgs = info.messages
             .filter((x) => x.type === 'error')
-            .map((x) => `${name}.wgsl:${x.lineNum}:${x.linePos}: ${x.message}`);
+            .map((x) => `${sourceLine(name, wgsl, x.lineNum)}:${x.linePos}: ${x.message}`);
           if (msgs.length === 0 && scopeErr) msgs.push(scopeErr.message);
           return msgs.length ? new ShaderCompileError(name, msgs) : null;
         }),

@@ -5,6 +5,7 @@
 // after one barrier, instead of log2(WG) barrier-separated tree steps; the other path is the
 // portable workgroup-memory tree, for adapters without the `subgroups` feature.
 import type { Gpu } from '../gpu/runtime.ts';
+import { expandIncludes } from '../gpu/wgsl-lib.ts';
 
 /** WGSL's `subgroup_id` language feature (the subgroup_id and num_subgroups builtins, which make the
  *  partials' slots independent of how a GPU lays subgroups over the workgroup). In a page or worker
@@ -21,13 +22,15 @@ export function useSubgroups(gpu: Gpu): boolean {
   return gpu.features.subgroups && wgslHasSubgroupId();
 }
 
-/** The shader text for one path: the lines of the other branch of each `//#if subgroups` block are
- *  dropped (replaced by empty lines, so compiler messages keep the file's line numbers). */
-export function subgroupVariant(code: string, on: boolean): string {
+/** The shader text for one path: its `//#include` lines resolved first (shaders/lib snippets hold
+ *  `//#if subgroups` blocks too; `shader` names it in include errors), then the lines of the other
+ *  branch of each block dropped (replaced by empty lines, so compiler messages keep the file's line
+ *  numbers; Gpu.kernel finds no include left to resolve). */
+export function subgroupVariant(code: string, on: boolean, shader = 'shader'): string {
   const key = `${on ? 1 : 0}${code}`;
   let out = variants.get(key);
   if (out === undefined) {
-    out = preprocess(code, on);
+    out = preprocess(expandIncludes(shader, code), on);
     variants.set(key, out);
   }
   return out;
@@ -68,5 +71,5 @@ export function reductionKernel(
   gpu: Gpu, name: string, code: string, opts: { entry?: string; overrides?: Record<string, number | boolean> } = {},
 ) {
   const on = useSubgroups(gpu);
-  return gpu.kernel(on ? `${name}+subgroups` : name, subgroupVariant(code, on), opts);
+  return gpu.kernel(on ? `${name}+subgroups` : name, subgroupVariant(code, on, name), opts);
 }

@@ -7,6 +7,7 @@ import { assertClose, assertEqualInts, goldenArray, loadGolden, type GoldenTenso
 import {
   DYNAMIC_MAP,
   NF4,
+  NF4_BITS,
   NF4_THRESHOLDS,
   codeAt,
   dequantizeBlockwise,
@@ -215,12 +216,23 @@ describe('double quantization, GPU form (packDoubleQuant / dqAbsmax)', () => {
     expect(() => packDoubleQuant({ ...s, code: goldenArray(golden.dq.code) })).toThrow(/dynamic map/);
   });
 
-  // WGSL has no includes: each NF4 kernel carries the map as hex. Keep every copy equal to DYNAMIC_MAP.
-  test.each(['matmul_nf4', 'matmul_nf4_backward', 'matvec_nf4', 'nf4_dequantize'])('shaders/%s.wgsl holds the dynamic map bit for bit', (stem) => {
-    const src = readFileSync(fileURLToPath(new URL(`../../shaders/${stem}.wgsl`, import.meta.url)), 'utf8');
-    const m = /const DMAP = array<u32, 256>\(([^)]*)\)/.exec(src);
-    expect(m, 'DMAP table').not.toBeNull();
-    const table = m![1].split(',').map((x) => x.trim()).filter(Boolean).map((x) => Number.parseInt(x.replace(/u$/, ''), 16));
-    expect(table).toEqual(Array.from(bitsOf(DYNAMIC_MAP)));
+  // The NF4 kernels carry the tables as hex, once, in shaders/lib/nf4_tables.wgsl (each includes it).
+  const shaderText = (path: string) => readFileSync(fileURLToPath(new URL(`../../shaders/${path}.wgsl`, import.meta.url)), 'utf8');
+  const hexTable = (src: string, decl: string) => {
+    const m = new RegExp(`const ${decl}\\(([^)]*)\\)`).exec(src);
+    expect(m, decl).not.toBeNull();
+    return m![1].split(',').map((x) => x.trim()).filter(Boolean).map((x) => Number.parseInt(x.replace(/u$/, ''), 16));
+  };
+  test('shaders/lib/nf4_tables.wgsl holds the dynamic map and the codebook bit for bit', () => {
+    const src = shaderText('lib/nf4_tables');
+    expect(hexTable(src, 'DMAP = array<u32, 256>')).toEqual(Array.from(bitsOf(DYNAMIC_MAP)));
+    expect(hexTable(src, 'NF4 = array<u32, 16>')).toEqual([...NF4_BITS]);
   });
+  test.each(['matmul_nf4', 'matmul_nf4_fused', 'matmul_nf4_backward', 'matvec_nf4', 'matvec_nf4_fused', 'nf4_dequantize'])(
+    'shaders/%s.wgsl includes the tables and keeps no copy of its own', (stem) => {
+      const src = shaderText(stem);
+      expect(src).toMatch(/^\/\/#include nf4_tables$/m);
+      expect(src).not.toMatch(/const (NF4|DMAP)\b/);
+    },
+  );
 });
