@@ -4,7 +4,7 @@ import { assertClose, goldenArray, loadGolden, rand } from '../testing/compare.t
 import { dropoutUniforms, loraDown, loraDownQkv, loraForward, loraForwardQkv, loraUpQkv } from './lora_forward.ts';
 import { dropoutRef, loraForwardQkvRef, loraForwardRef, pcg } from './lora_forward.ref.ts';
 import { rmsnormForward } from './rmsnorm_forward.ts';
-import { gpuForPath, REDUCTION_PATHS, type ReductionPath } from '../testing/gpu-paths.ts';
+import { devicesPerPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
 
@@ -75,15 +75,11 @@ describe('lora_forward twin', () => {
 
 describe('lora_forward kernel', () => {
   let gpu: Gpu;
-  const onPath = {} as Record<ReductionPath, Gpu>;
   beforeAll(async () => {
     gpu = await Gpu.create();
-    for (const path of REDUCTION_PATHS) onPath[path] = await gpuForPath(path);
   });
-  afterAll(() => {
-    gpu?.destroy();
-    for (const g of Object.values(onPath)) g.destroy();
-  });
+  afterAll(() => gpu?.destroy());
+  const onPath = devicesPerPath();
 
   // M, N, K not multiples of the 64-row tiles or the 16/32 reduction chunks; R = 20 spans two
   // 16-wide rank tiles and two reduction chunks of `up`.

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
+import { recordDispatches } from '../testing/dispatches.ts';
 import { dqAbsmax, doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
 import { COUNTING_LIMITS, countingGpu } from '../gpu/counting.ts';
 import { matmulNf4, matmulNf4Tiled, nf4KStep, nf4TilesFit, type NF4KStep } from './matmul_nf4.ts';
@@ -30,16 +31,11 @@ describe('matmul_nf4 K step', () => {
     [32768, 32],
   ])('with %i bytes of workgroup memory the kernel takes K step %i', (mem, step) => {
     const { gpu } = countingGpu({ ...COUNTING_LIMITS, maxComputeWorkgroupStorageSize: mem });
-    const keys: string[] = [];
-    const dispatch = gpu.dispatch.bind(gpu);
-    gpu.dispatch = (k, b, u, wg) => {
-      keys.push(k.key);
-      dispatch(k, b, u, wg);
-    };
+    const seen = recordDispatches(gpu);
     const t = (n: number) => gpu.tensor('t', 'scratch', n * 4);
     matmulNf4(gpu, t(128 * 64), t(128 * 64), t(64 * 8), t(64), undefined, 128, 64, 64);
-    expect(keys).toHaveLength(1);
-    expect(keys[0]).toContain(`"TK":${step}`);
+    expect(seen).toHaveLength(1);
+    expect(seen[0].key).toContain(`"TK":${step}`);
     expect(nf4KStep(gpu, 2, 'matmul_nf4')).toBe(step);
     if (step === 16) expect(() => nf4KStep(gpu, 2, 'matmul_nf4', 32)).toThrow(/K step 32 needs 17472 bytes/);
   });

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { COUNTING_LIMITS, countingGpu } from '../gpu/counting.ts';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, finiteDifference, goldenArray, loadGolden, rand, type GoldenTensor } from '../testing/compare.ts';
+import { recordDispatches } from '../testing/dispatches.ts';
 import { dequantizeNF4, dqAbsmax, doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
 import { matmulNf4Backward, matmulNf4BackwardGlu, matmulNf4BackwardGroup, nf4BackwardFits } from './matmul_nf4_backward.ts';
 import type { NF4KStep } from './matmul_nf4.ts';
@@ -51,18 +52,13 @@ describe('matmul_nf4_backward N step', () => {
     [32768, 32],
   ])('with %i bytes of workgroup memory main and group take N step %i', (mem, step) => {
     const { gpu } = countingGpu({ ...COUNTING_LIMITS, maxComputeWorkgroupStorageSize: mem });
-    const keys: string[] = [];
-    const dispatch = gpu.dispatch.bind(gpu);
-    gpu.dispatch = (k, b, u, wg) => {
-      keys.push(k.key);
-      dispatch(k, b, u, wg);
-    };
+    const seen = recordDispatches(gpu);
     const t = (n: number) => gpu.tensor('t', 'scratch', n * 4);
     const part = () => ({ dY: t(128 * 64), Wq: t(64 * 8), absmax: t(64), N: 64 });
     matmulNf4Backward(gpu, t(128 * 64), t(128 * 64), t(64 * 8), t(64), 128, 64, 64);
     matmulNf4BackwardGroup(gpu, t(128 * 64), [part(), part()], 128, 64);
-    expect(keys).toHaveLength(2);
-    for (const key of keys) expect(key).toContain(`"TN":${step}`);
+    expect(seen).toHaveLength(2);
+    for (const { key } of seen) expect(key).toContain(`"TN":${step}`);
   });
 });
 

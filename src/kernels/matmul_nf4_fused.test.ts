@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { COUNTING_LIMITS, countingGpu } from '../gpu/counting.ts';
 import { Gpu } from '../gpu/runtime.ts';
 import { assertClose, rand } from '../testing/compare.ts';
+import { recordDispatches } from '../testing/dispatches.ts';
 import { doubleQuantWords, packWords, quantizeNF4 } from '../quant/nf4.ts';
 import { matmulNf4GateUp, matmulNf4Qkv, qkvTiles } from './matmul_nf4_fused.ts';
 import { matmulNf4GateUpRef, matmulNf4QkvRef } from './matmul_nf4_fused.ref.ts';
@@ -101,18 +102,14 @@ describe('matmul_nf4_fused', () => {
     [32768, 32, 32],
   ])('with %i bytes of workgroup memory qkv takes K step %i, gateup %i', (mem, qkvStep, gateupStep) => {
     const { gpu: counting } = countingGpu({ ...COUNTING_LIMITS, maxComputeWorkgroupStorageSize: mem });
-    const keys = new Map<string, string>();
-    const dispatch = counting.dispatch.bind(counting);
-    counting.dispatch = (k, b, u, wg) => {
-      keys.set(k.name, k.key);
-      dispatch(k, b, u, wg);
-    };
+    const seen = recordDispatches(counting);
     const t = (n: number) => counting.tensor('t', 'scratch', n * 4);
     const part = () => ({ Y: t(128 * 64), Wq: t(64 * 8), absmax: t(64), N: 64 });
     matmulNf4Qkv(counting, t(128 * 64), [part(), part(), part()], 128, 64);
     matmulNf4GateUp(counting, t(128 * 64), t(128 * 64), t(128 * 64), t(128 * 64), part(), part(), 128, 64, 64);
-    expect(keys.get('matmul_nf4_fused.qkv')).toContain(`"TK":${qkvStep}`);
-    expect(keys.get('matmul_nf4_fused.gateup')).toContain(`"TK":${gateupStep}`);
+    const key = (name: string) => seen.find((d) => d.name === name)?.key;
+    expect(key('matmul_nf4_fused.qkv')).toContain(`"TK":${qkvStep}`);
+    expect(key('matmul_nf4_fused.gateup')).toContain(`"TK":${gateupStep}`);
   });
 
   test('tiles are dealt per linear; outputs must not overlap nor be read', () => {

@@ -7,7 +7,7 @@ import { matvecRef, type MatvecOptions } from './matvec.ref.ts';
 import { matmul, matmulTiled } from './matmul.ts';
 import type { MatmulOptions } from './matmul.ref.ts';
 import { reductionKernel } from './subgroups.ts';
-import { gpuForPath, REDUCTION_PATHS, type ReductionPath } from '../testing/gpu-paths.ts';
+import { devicesPerPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 
 // The GPU sums K products in f32 (per lane, then across lanes), the twin in f64: the gap grows with K and
 // with the operands' magnitude (inputs in [-1, 1), so |y| <= K).
@@ -39,15 +39,11 @@ describe('matvec twin', () => {
 // One device per reduction path (the subgroup pre-sum and the portable lane-by-lane sum); the
 // routing tests use the device as acquired.
 let gpu: Gpu;
-const onPath = {} as Record<ReductionPath, Gpu>;
 beforeAll(async () => {
   gpu = await Gpu.create();
-  for (const path of REDUCTION_PATHS) onPath[path] = await gpuForPath(path);
 });
-afterAll(() => {
-  gpu?.destroy();
-  for (const g of Object.values(onPath)) g.destroy();
-});
+afterAll(() => gpu?.destroy());
+const onPath = devicesPerPath();
 
 describe.each(REDUCTION_PATHS)('matvec kernel (%s path)', (path) => {
   let gpu: Gpu;

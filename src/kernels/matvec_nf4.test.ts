@@ -7,7 +7,7 @@ import { matvecNf4, matvecNf4Launch } from './matvec_nf4.ts';
 import { matvecNf4Ref } from './matvec_nf4.ref.ts';
 import { matmulNf4, matmulNf4Tiled } from './matmul_nf4.ts';
 import { reductionKernel } from './subgroups.ts';
-import { gpuForPath, REDUCTION_PATHS, type ReductionPath } from '../testing/gpu-paths.ts';
+import { devicesPerPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 
 // Weights in [-0.2, 0.2) and x in [-1, 1): |y| stays near 1, and K is at most a few hundred.
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -34,15 +34,11 @@ function weights(N: number, K: number, blocksize: number): { Wq: Uint32Array; ab
 // One device per reduction path (the subgroup pre-sum and the portable lane-by-lane sum); the
 // routing tests use the device as acquired.
 let gpu: Gpu;
-const onPath = {} as Record<ReductionPath, Gpu>;
 beforeAll(async () => {
   gpu = await Gpu.create();
-  for (const path of REDUCTION_PATHS) onPath[path] = await gpuForPath(path);
 });
-afterAll(() => {
-  gpu?.destroy();
-  for (const g of Object.values(onPath)) g.destroy();
-});
+afterAll(() => gpu?.destroy());
+const onPath = devicesPerPath();
 
 describe.each(REDUCTION_PATHS)('matvec_nf4 kernel (%s path)', (path) => {
   let gpu: Gpu;

@@ -1,6 +1,6 @@
 // The fused decode projections against their twin (ragged shapes, both entry points, DQ) and bit for
 // bit against the unfused kernels they replace (matvec_nf4 ×3; rmsnorm, matvec_nf4 ×2, swiglu).
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { grid, type Gpu } from '../gpu/runtime.ts';
 import shader from '../../shaders/matvec_nf4_fused.wgsl?raw';
 import { reductionKernel } from './subgroups.ts';
@@ -11,7 +11,7 @@ import { matvecNf4QkvRef, matvecNf4SwigluRef } from './matvec_nf4_fused.ref.ts';
 import { matvecNf4 } from './matvec_nf4.ts';
 import { rmsnormForward } from './rmsnorm_forward.ts';
 import { swigluForward } from './swiglu_forward.ts';
-import { gpuForPath, REDUCTION_PATHS, type ReductionPath } from '../testing/gpu-paths.ts';
+import { devicesPerPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 
 const TOL = { atol: 1e-5, rtol: 1e-4 };
 
@@ -22,13 +22,7 @@ function weights(N: number, K: number, blocksize: number, seed: number, dq: bool
 
 // The reduction (and the norm prologue, as rmsnorm_forward) follows the device's path: both paths
 // are tested.
-const onPath = {} as Record<ReductionPath, Gpu>;
-beforeAll(async () => {
-  for (const path of REDUCTION_PATHS) onPath[path] = await gpuForPath(path);
-});
-afterAll(() => {
-  for (const g of Object.values(onPath)) g.destroy();
-});
+const onPath = devicesPerPath();
 
 describe('matvec_nf4_fused qkv', () => {
   // Scalar entry: K = 67 (blocks cross rows, rows start mid-word) and N·K odd; vec4 entry: K = 96

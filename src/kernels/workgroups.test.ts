@@ -9,6 +9,7 @@
 import { describe, expect, test } from 'vitest';
 import { COUNTING_LIMITS, countingGpu } from '../gpu/counting.ts';
 import type { Gpu } from '../gpu/runtime.ts';
+import { recordDispatches } from '../testing/dispatches.ts';
 import { attentionBackward } from './attention_backward.ts';
 import { loraBackward, loraBackwardScratchBytes } from './lora_backward.ts';
 import { matmulNf4 } from './matmul_nf4.ts';
@@ -16,14 +17,10 @@ import { matmulNf4Backward } from './matmul_nf4_backward.ts';
 import { matmul } from './matmul.ts';
 import { matmulPackedF16 } from './matmul_packed_f16.ts';
 
-function recorder(gpu: Gpu): Map<string, number> {
-  const seen = new Map<string, number>();
-  const dispatch = gpu.dispatch.bind(gpu);
-  gpu.dispatch = (k, b, u, wg) => {
-    seen.set(k.name, (wg[0] ?? 1) * (wg[1] ?? 1) * (wg[2] ?? 1));
-    dispatch(k, b, u, wg);
-  };
-  return seen;
+// The workgroups of each kernel's last dispatch so far, by name (`file.entry`).
+function recorder(gpu: Gpu): { get(name: string): number | undefined } {
+  const seen = recordDispatches(gpu);
+  return { get: (name) => [...seen].reverse().find((d) => d.name === name)?.workgroups };
 }
 
 const M = 512, R = 8, T = 512, H = 32, Hkv = 8, D = 64;
