@@ -7,7 +7,7 @@ import { matvecRef, type MatvecOptions } from './matvec.ref.ts';
 import { matmul, matmulTiled } from './matmul.ts';
 import type { MatmulOptions } from './matmul.ref.ts';
 import { reductionKernel } from './subgroups.ts';
-import { devicesPerPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
+import { devicesPerPath, expectPresumPaths, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 
 // The GPU sums K products in f32 (per lane, then across lanes), the twin in f64: the gap grows with K and
 // with the operands' magnitude (inputs in [-1, 1), so |y| <= K).
@@ -137,15 +137,9 @@ describe('matvec reduction paths', () => {
       g.dispatch(reductionKernel(g, 'matvec', shader, { entry, overrides: { ...overrides, ...extra } }), [yT, xT, wT], uniform, grid(workgroups));
       return g.readF32(yT);
     };
-    const portable = await run(onPath.workgroup, {});
-    const fallback = await run(onPath.subgroups, { SG_REDUCE: false });
-    const presum = await run(onPath.subgroups, {});
-    expect(fallback).toEqual(portable);
     const y = new Float32Array(M * N);
     matvecRef(y, x, W, M, N, K);
-    assertClose('pre-summed y', presum, y, tolFor(K));
-    // Another association of the same f32 sums: equal everywhere only if the pre-sum never ran.
-    expect(presum.some((v, i) => v !== portable[i])).toBe(true);
+    await expectPresumPaths(onPath, run, y, tolFor(K));
   });
 });
 

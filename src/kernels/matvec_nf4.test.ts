@@ -7,7 +7,7 @@ import { matvecNf4, matvecNf4Launch } from './matvec_nf4.ts';
 import { matvecNf4Ref } from './matvec_nf4.ref.ts';
 import { matmulNf4, matmulNf4Tiled } from './matmul_nf4.ts';
 import { reductionKernel } from './subgroups.ts';
-import { devicesPerPath, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
+import { devicesPerPath, expectPresumPaths, REDUCTION_PATHS } from '../testing/gpu-paths.ts';
 
 // Weights in [-0.2, 0.2) and x in [-1, 1): |y| stays near 1, and K is at most a few hundred.
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -162,15 +162,9 @@ describe('matvec_nf4 reduction paths', () => {
       g.dispatch(reductionKernel(g, 'matvec_nf4', shader, { entry, overrides: { ...overrides, ...extra } }), [yT, xT, wT, aT, bT], uniform, grid(workgroups));
       return g.readF32(yT);
     };
-    const portable = await run(onPath.workgroup, {});
-    const fallback = await run(onPath.subgroups, { SG_REDUCE: false });
-    const presum = await run(onPath.subgroups, {});
-    expect(fallback).toEqual(portable);
     const y = new Float32Array(M * N);
     matvecNf4Ref(y, X, Wq, absmax, bias, M, N, K);
-    assertClose('pre-summed y', presum, y, TOL);
-    // Another association of the same f32 sums: equal everywhere only if the pre-sum never ran.
-    expect(presum.some((v, i) => v !== portable[i])).toBe(true);
+    await expectPresumPaths(onPath, run, y, TOL);
   });
 });
 

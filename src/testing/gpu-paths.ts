@@ -1,7 +1,8 @@
 // Kernels with a subgroup path (src/kernels/subgroups.ts) are tested on both paths: the device as
 // acquired (SwiftShader, like current desktop GPUs, has `subgroups`) and the same kind of device
 // told it has no subgroups, as an adapter without the feature would be.
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { assertClose, type Tolerance } from './compare.ts';
 import { acquireDevice } from '../gpu/device.ts';
 import { Gpu } from '../gpu/runtime.ts';
 import { useSubgroups } from '../kernels/subgroups.ts';
@@ -32,4 +33,23 @@ export function devicesPerPath(): Record<ReductionPath, Gpu> {
     for (const g of Object.values(onPath)) g.destroy();
   });
   return onPath;
+}
+
+/**
+ * The checks of a kernel with a subgroup pre-sum (override SG_REDUCE, src/kernels/matvec.wgsl):
+ * `run(gpu, extraOverrides)` dispatches it and reads its output. The subgroup path's fallback
+ * branch (SG_REDUCE = false, what a device whose subgroups do not tile the workgroup takes) equals
+ * the portable path bit for bit; the pre-summed output matches `want` within `tol` and differs from
+ * the portable one somewhere (another association of the same f32 sums: equal everywhere only if
+ * the pre-sum never ran).
+ */
+export async function expectPresumPaths(
+  onPath: Record<ReductionPath, Gpu>, run: (gpu: Gpu, extra: Record<string, boolean>) => Promise<Float32Array>,
+  want: Float32Array, tol: Tolerance,
+): Promise<void> {
+  const portable = await run(onPath.workgroup, {});
+  expect(await run(onPath.subgroups, { SG_REDUCE: false })).toEqual(portable);
+  const presum = await run(onPath.subgroups, {});
+  assertClose('pre-summed output', presum, want, tol);
+  expect(presum.some((v, i) => v !== portable[i])).toBe(true);
 }
