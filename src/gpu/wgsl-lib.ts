@@ -16,6 +16,7 @@ import blockIds from '../../shaders/lib/block_ids.wgsl?raw';
 import blockSum from '../../shaders/lib/block_sum.wgsl?raw';
 import gemvReduce from '../../shaders/lib/gemv_reduce.wgsl?raw';
 import gluAct from '../../shaders/lib/glu_act.wgsl?raw';
+import matmulTile from '../../shaders/lib/matmul_tile.wgsl?raw';
 import nf4BlockScale from '../../shaders/lib/nf4_block_scale.wgsl?raw';
 import nf4Lut from '../../shaders/lib/nf4_lut.wgsl?raw';
 import nf4Tables from '../../shaders/lib/nf4_tables.wgsl?raw';
@@ -27,6 +28,7 @@ export const WGSL_LIB: Readonly<Record<string, string>> = {
   block_sum: blockSum,
   gemv_reduce: gemvReduce,
   glu_act: gluAct,
+  matmul_tile: matmulTile,
   nf4_block_scale: nf4BlockScale,
   nf4_lut: nf4Lut,
   nf4_tables: nf4Tables,

@@ -133,7 +133,7 @@ describe('matmul_f16 kernel', () => {
 
   test('the null-backend check does catch a broken f16 shader', async () => {
     // Negative control: storing an f16 into an f32 variable without a conversion is a type error.
-    const broken = shader.replace('v = f32(a[aBase + m * p.K + k]);', 'v = a[aBase + m * p.K + k];');
+    const broken = shader.replace('fn aAt(e: u32) -> f32 { return f32(a[e]); }', 'fn aAt(e: u32) -> f32 { return a[e]; }');
     expect(broken).not.toBe(shader);
     validator.kernel('matmul_f16_broken', broken, { overrides: { ...MATMUL_TILE } });
     await expect(validator.check()).rejects.toBeInstanceOf(ShaderCompileError);
